@@ -1,0 +1,94 @@
+"""Host-side driver of the GEMM core: tiling, packing, and programming through the device interface."""
+
+import numpy as np
+
+from ...driver.layers import LayerStats
+from .gateware import word_beats
+
+__all__ = ["plan_jobs", "pack_job", "unpack_job", "run_gemm"]
+
+
+def plan_jobs(m, k, rows, a_depth):
+    """Split M into jobs of whole row tiles whose A block fits the A buffer: [(row0, m_tiles), ...]."""
+    row_tiles = -(-m // rows)
+    per_job = max(1, min(a_depth // k, 0xFFFF))
+    return [(t * rows, min(per_job, row_tiles - t)) for t in range(0, row_tiles, per_job)]
+
+
+def _words(values_uint8, word_bytes):
+    """Pad the last axis of a uint8 array to ``word_bytes``."""
+    padded = np.zeros(values_uint8.shape[:-1] + (word_bytes,), dtype=np.uint8)
+    padded[..., :values_uint8.shape[-1]] = values_uint8
+    return padded
+
+
+def pack_job(gemm, row0, m_tiles, rows, cols, data_width):
+    """The input stream of one job (see the gateware's job protocol), as uint8."""
+    _, n, k = gemm.shape
+    beat = data_width // 8
+    a = np.zeros((m_tiles * rows, k), dtype=np.int8)
+    block = gemm.a[row0:row0 + m_tiles * rows]
+    a[:block.shape[0]] = block
+    a_words = _words(a.reshape(m_tiles, rows, k).transpose(0, 2, 1).view(np.uint8),
+                     word_beats(rows, data_width) * beat)
+
+    n_tiles = -(-n // cols)
+    b = np.zeros((k, n_tiles * cols), dtype=np.int8)
+    b[:, :n] = gemm.b
+    b_words = _words(b.reshape(k, n_tiles, cols).transpose(1, 0, 2).view(np.uint8),
+                     word_beats(cols, data_width) * beat)
+
+    def per_tile(values):
+        padded = np.zeros(n_tiles * cols, dtype=np.int32)
+        padded[:n] = values
+        return _words(padded.reshape(n_tiles, cols).view(np.uint8), word_beats(4 * cols, data_width) * beat)
+
+    # The core wants s - 1 where s = 31 - shift is TFLite's total right shift.
+    params = np.concatenate([per_tile(gemm.bias), per_tile(gemm.multiplier), per_tile(30 - gemm.shift)], axis=1)
+    tiles = np.concatenate([params, b_words.reshape(n_tiles, -1)], axis=1)
+    return np.concatenate([a_words.reshape(-1), tiles.reshape(-1)])
+
+
+def unpack_job(raw, gemm, row0, m_tiles, rows, cols, data_width, out):
+    """Scatter one job's output stream into ``out`` [M, N]."""
+    m, n, _ = gemm.shape
+    n_tiles = -(-n // cols)
+    words = raw.reshape(n_tiles, m_tiles, rows, -1)[..., :cols].view(np.int8)
+    block = words.transpose(1, 2, 0, 3).reshape(m_tiles * rows, n_tiles * cols)
+    take = min(m_tiles * rows, m - row0)
+    out[row0:row0 + take] = block[:take, :n]
+
+
+def output_bytes(m_tiles, n_tiles, rows, cols, data_width):
+    return n_tiles * m_tiles * rows * word_beats(cols, data_width) * (data_width // 8)
+
+
+def run_gemm(accelerator, device, gemm, cycle_budget=None, op="gemm", shape=None):
+    """Run ``gemm`` job by job on ``device``; return (int8 [M, N], LayerStats)."""
+    p = accelerator.params
+    rows, cols, width = p["rows"], p["cols"], p["data_width"]
+    accelerator.check(gemm)
+    m, n, k = gemm.shape
+    n_tiles = -(-n // cols)
+    out = np.zeros((m, n), dtype=np.int8)
+    total = None
+    bytes_in = bytes_out = 0
+    jobs = plan_jobs(m, k, rows, p["a_depth"])
+    for row0, m_tiles in jobs:
+        stream = pack_job(gemm, row0, m_tiles, rows, cols, width)
+        nbytes = output_bytes(m_tiles, n_tiles, rows, cols, width)
+        device.configure(K=k, M_TILES=m_tiles, N_TILES=n_tiles, OUTPUT_ZERO_POINT=gemm.output_zero_point,
+                         ACT_MIN=gemm.act_min, ACT_MAX=gemm.act_max)
+        device.dma_send(stream)
+        received = device.dma_receive(nbytes)
+        budget = cycle_budget or 4 * accelerator.job_cycles(m_tiles, n_tiles, k, device.dma) + 1000
+        counters = device.run(budget)
+        unpack_job(received, gemm, row0, m_tiles, rows, cols, width, out)
+        total = counters if total is None else total + counters
+        bytes_in += stream.size
+        bytes_out += nbytes
+    stats = LayerStats(op=op, shape=shape or {"m": m, "n": n, "k": k}, macs=gemm.macs, cycles=total.cycles,
+                       pes=rows * cols, bytes_in=bytes_in, bytes_out=bytes_out, jobs=len(jobs),
+                       busy_cycles=total.busy_cycles, in_stall_cycles=total.in_stall_cycles,
+                       out_stall_cycles=total.out_stall_cycles, array_macs=total.macs)
+    return out, stats

@@ -1,0 +1,276 @@
+"""Int8 output-stationary systolic GEMM core.
+
+Job protocol (one DMA transfer in, one out), for C = A[M x K] . B[K x N]:
+
+* input stream: the A block first, ``M_TILES`` row tiles of ``K`` words, each
+  word one column of a row tile (``rows`` int8 values, k-major); then for each
+  of ``N_TILES`` column tiles: three parameter words (``cols`` int32 biases,
+  ``cols`` int32 multipliers, ``cols`` int32 rounding shifts) and ``K`` words of
+  B (``cols`` int8 values each). Every word starts on a beat boundary and is
+  zero-padded to whole beats.
+* output stream: for each column tile, for each row tile, ``rows`` words of
+  ``cols`` int8 results (zero-padded to whole beats); TLAST on the last beat.
+
+The A block stays in an on-chip buffer and is reused by every column tile;
+B tiles are double-buffered so the next one loads while the current one is
+computed. Each PE adds ``a * b`` into its accumulator; operands move one PE per
+cycle (A to the right, B down) and the first/last flags travel with A, so tiles
+follow each other without draining the array. Post-processing (bias,
+TFLite's single-rounding requantization, output zero point, clamp) is applied
+to one row of ``cols`` results per cycle as they leave.
+"""
+
+from math import ceil
+
+from amaranth import Module, Signal, Cat, Const, Mux, Array, signed, unsigned
+from amaranth.lib.memory import Memory
+
+from ...errors import ParameterError
+from ...hw.registers import Register, CONFIG_BASE
+from ...hw.shell import CoreBase
+
+__all__ = ["GemmCore", "GEMM_CONFIG_REGISTERS", "word_beats"]
+
+GEMM_CONFIG_REGISTERS = (
+    Register("K", CONFIG_BASE + 0x00, "rw", 16, doc="reduction depth of the job, 1..k_max"),
+    Register("M_TILES", CONFIG_BASE + 0x04, "rw", 16, doc="row tiles in the A block"),
+    Register("N_TILES", CONFIG_BASE + 0x08, "rw", 16, doc="column tiles streamed after the A block"),
+    Register("OUTPUT_ZERO_POINT", CONFIG_BASE + 0x0C, "rw", 8, signed=True, doc="added after requantization"),
+    Register("ACT_MIN", CONFIG_BASE + 0x10, "rw", 8, signed=True, doc="lower clamp of the int8 output"),
+    Register("ACT_MAX", CONFIG_BASE + 0x14, "rw", 8, signed=True, doc="upper clamp of the int8 output"),
+)
+
+
+def word_beats(nbytes, data_width):
+    """Beats one word of ``nbytes`` bytes occupies on a ``data_width``-bit stream."""
+    return ceil(nbytes / (data_width // 8))
+
+
+def _positive(name, value, maximum):
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= maximum:
+        raise ParameterError(f"{name} must be an integer in 1..{maximum}, not {value!r}")
+
+
+class GemmCore(CoreBase):
+    """The GEMM core; wrap it in :class:`~accelkit.hw.shell.AcceleratorShell` to export it.
+
+    Parameters are keyword-only: ``rows`` x ``cols`` PEs, stream ``data_width``
+    in bits, ``k_max`` (power of two) words per B buffer half, ``a_depth``
+    words in the A buffer (at least ``k_max``). Raises :class:`ParameterError`.
+    """
+
+    config_registers = GEMM_CONFIG_REGISTERS
+
+    def __init__(self, *, rows=8, cols=8, data_width=64, k_max=2048, a_depth=4096):
+        _positive("rows", rows, 64)
+        _positive("cols", cols, 64)
+        _positive("k_max", k_max, 32768)
+        _positive("a_depth", a_depth, 1 << 20)
+        if k_max & (k_max - 1):
+            raise ParameterError(f"k_max must be a power of two, not {k_max}")
+        if a_depth < k_max:
+            raise ParameterError(f"a_depth ({a_depth}) must be at least k_max ({k_max}) to hold one row tile")
+        self.rows, self.cols, self.k_max, self.a_depth = rows, cols, k_max, a_depth
+        self.info = rows | (cols << 8)
+        super().__init__(data_width)
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C, W = self.rows, self.cols, self.data_width
+        n_a, n_b = word_beats(R, W), word_beats(C, W)
+        n_p, n_o = word_beats(4 * C, W), word_beats(C, W)
+        n_max = max(n_a, n_b, n_p)
+        cfg = self.config
+
+        m.submodules.a_mem = a_mem = Memory(shape=unsigned(8 * R), depth=self.a_depth, init=[])
+        m.submodules.b_mem = b_mem = Memory(shape=unsigned(8 * C), depth=2 * self.k_max, init=[])
+        a_wr, a_rd = a_mem.write_port(), a_mem.read_port()
+        b_wr, b_rd = b_mem.write_port(), b_mem.read_port()
+
+        # Per-channel parameters, double-buffered like B: [half][bias, multiplier, shift].
+        params = [[Signal(32 * C, name=f"param{h}_{kind}") for kind in ("bias", "mult", "shift")]
+                  for h in range(2)]
+        half_full = Signal(2)
+        pending = Signal()      # a tile's results are in the PEs' result registers, not yet read out
+        a_words = Signal(range(self.a_depth + 1))
+
+        # ---- loader: gathers beats into words and files them ----
+        gbuf = Signal(n_max * W)
+        gcount = Signal(range(n_max + 1))
+        want = Signal(range(n_max + 1))
+        accepted = self.input.valid & self.input.ready
+        word_done = Signal()
+        full_word = Cat(gbuf[W:], self.input.payload.data)
+        m.d.comb += word_done.eq(accepted & (gcount + 1 == want))
+        with m.If(accepted):
+            m.d.sync += gbuf.eq(full_word)
+            m.d.sync += gcount.eq(Mux(gcount + 1 == want, 0, gcount + 1))
+
+        def word(beats, nbytes):
+            low = (n_max - beats) * W
+            return full_word[low:low + 8 * nbytes]
+
+        load_index = Signal(range(self.a_depth + 1))
+        load_tile = Signal(16)
+        load_half = load_tile[0]
+        load_kind = Signal(range(3))
+        load_k = Signal(range(self.k_max))
+
+        with m.If(self.start):
+            m.d.sync += [a_words.eq(cfg.m_tiles * cfg.k), load_index.eq(0), load_tile.eq(0),
+                         gcount.eq(0), half_full.eq(0)]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.next = "LOAD_A"
+            with m.State("LOAD_A"):
+                m.d.comb += [self.input.ready.eq(1), want.eq(n_a),
+                             a_wr.addr.eq(load_index), a_wr.data.eq(word(n_a, R)), a_wr.en.eq(word_done)]
+                with m.If(word_done):
+                    m.d.sync += load_index.eq(load_index + 1)
+                    with m.If(load_index + 1 == a_words):
+                        m.next = "WAIT_HALF"
+            with m.State("WAIT_HALF"):
+                with m.If(~half_full.bit_select(load_half, 1)):
+                    m.d.sync += load_kind.eq(0)
+                    m.next = "LOAD_PARAMS"
+            with m.State("LOAD_PARAMS"):
+                m.d.comb += [self.input.ready.eq(1), want.eq(n_p)]
+                with m.If(word_done):
+                    for h in range(2):
+                        for kind in range(3):
+                            with m.If((load_half == h) & (load_kind == kind)):
+                                m.d.sync += params[h][kind].eq(word(n_p, 4 * C))
+                    m.d.sync += [load_kind.eq(load_kind + 1), load_k.eq(0)]
+                    with m.If(load_kind == 2):
+                        m.next = "LOAD_B"
+            with m.State("LOAD_B"):
+                m.d.comb += [self.input.ready.eq(1), want.eq(n_b),
+                             b_wr.addr.eq(Cat(load_k, load_half)), b_wr.data.eq(word(n_b, C)),
+                             b_wr.en.eq(word_done)]
+                with m.If(word_done):
+                    m.d.sync += load_k.eq(load_k + 1)
+                    with m.If(load_k + 1 == cfg.k):
+                        m.d.sync += [half_full.bit_select(load_half, 1).eq(1), load_tile.eq(load_tile + 1)]
+                        with m.If(load_tile + 1 == cfg.n_tiles):
+                            m.next = "IDLE"
+                        with m.Else():
+                            m.next = "WAIT_HALF"
+
+        # ---- feeder: walks column tile n, row tile t, depth k; one step per cycle ----
+        feeding = Signal()
+        feed_n, feed_t = Signal(16), Signal(16)
+        feed_k = Signal(range(self.k_max))
+        a_base = Signal(range(self.a_depth + 1))
+        step_last = feed_k + 1 == cfg.k
+        issue = Signal()
+        m.d.comb += [
+            issue.eq(feeding & half_full.bit_select(feed_n[0], 1) & ~(step_last & pending)),
+            a_rd.addr.eq(a_base + feed_k),
+            b_rd.addr.eq(Cat(feed_k, feed_n[0])),
+            self.busy.eq(issue),
+            self.macs.eq(Mux(issue, R * C, 0)),
+        ]
+        with m.If(self.start):
+            m.d.sync += [feeding.eq(1), feed_n.eq(0), feed_t.eq(0), feed_k.eq(0), a_base.eq(0), pending.eq(0)]
+        with m.Elif(issue):
+            m.d.sync += feed_k.eq(feed_k + 1)
+            with m.If(step_last):
+                m.d.sync += [feed_k.eq(0), pending.eq(1), feed_t.eq(feed_t + 1), a_base.eq(a_base + cfg.k)]
+                with m.If(feed_t + 1 == cfg.m_tiles):
+                    m.d.sync += [feed_t.eq(0), a_base.eq(0), feed_n.eq(feed_n + 1)]
+                    with m.If(feed_n + 1 == cfg.n_tiles):
+                        m.d.sync += feeding.eq(0)
+
+        # ---- systolic array ----
+        # Stage 1: memory data arrives one cycle after the address, with its flags.
+        s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
+        m.d.sync += [s1_valid.eq(issue), s1_first.eq(feed_k == 0), s1_last.eq(step_last)]
+
+        def delayed(value, cycles, name):
+            for i in range(cycles):
+                stage = Signal.like(value, name=f"{name}_d{i}")
+                m.d.sync += stage.eq(value)
+                value = stage
+            return value
+
+        a_in, flags_in = [], []
+        for i in range(R):
+            a_in.append(delayed(a_rd.data[8 * i:8 * i + 8].as_signed(), i, f"skew_a{i}"))
+            flags_in.append(delayed(Cat(s1_valid, s1_first, s1_last), i, f"skew_f{i}"))
+        b_in = [delayed(b_rd.data[8 * j:8 * j + 8].as_signed(), j, f"skew_b{j}") for j in range(C)]
+
+        results = [[Signal(signed(32), name=f"result_{i}_{j}") for j in range(C)] for i in range(R)]
+        a_pass = [[None] * C for _ in range(R)]
+        b_pass = [[None] * C for _ in range(R)]
+        f_pass = [[None] * C for _ in range(R)]
+        for i in range(R):
+            for j in range(C):
+                a = a_in[i] if j == 0 else a_pass[i][j - 1]
+                flags = flags_in[i] if j == 0 else f_pass[i][j - 1]
+                b = b_in[j] if i == 0 else b_pass[i - 1][j]
+                a_pass[i][j] = Signal(signed(8), name=f"pe{i}_{j}_a")
+                b_pass[i][j] = Signal(signed(8), name=f"pe{i}_{j}_b")
+                f_pass[i][j] = Signal(3, name=f"pe{i}_{j}_flags")
+                acc = Signal(signed(32), name=f"pe{i}_{j}_acc")
+                total = Signal(signed(32), name=f"pe{i}_{j}_sum")
+                m.d.comb += total.eq(Mux(flags[1], 0, acc) + a * b)
+                m.d.sync += [a_pass[i][j].eq(a), b_pass[i][j].eq(b), f_pass[i][j].eq(flags)]
+                with m.If(flags[0]):
+                    m.d.sync += acc.eq(total)
+                    with m.If(flags[2]):
+                        m.d.sync += results[i][j].eq(total)
+
+        # The last step of a tile reaches PE (R-1, C-1) R + C - 1 cycles after stage 1.
+        ready_token = delayed(issue & step_last, R + C, "result_token")
+
+        # ---- readout and post-processing, one row of C results per beat group ----
+        reading = Signal()
+        read_row = Signal(range(R))
+        read_beat = Signal(range(n_o))
+        read_t, read_n = Signal(16), Signal(16)
+        read_half = read_n[0]
+        with m.If(self.start):
+            m.d.sync += [reading.eq(0), read_t.eq(0), read_n.eq(0)]
+        with m.Elif(ready_token):
+            m.d.sync += [reading.eq(1), read_row.eq(0), read_beat.eq(0)]
+
+        out_bytes = []
+        for j in range(C):
+            column = Array(results[i][j] for i in range(R))
+            acc = Signal(signed(32), name=f"post{j}_acc")
+            bias = Mux(read_half, params[1][0][32 * j:32 * j + 32], params[0][0][32 * j:32 * j + 32]).as_signed()
+            mult = Mux(read_half, params[1][1][32 * j:32 * j + 32], params[0][1][32 * j:32 * j + 32]).as_signed()
+            shift = Mux(read_half, params[1][2][32 * j:32 * j + 6], params[0][2][32 * j:32 * j + 6])
+            product = Signal(signed(64), name=f"post{j}_product")
+            scaled = Signal(signed(34), name=f"post{j}_scaled")
+            clamped = Signal(signed(8), name=f"post{j}_out")
+            # TFLite's single rounding: (x * M + 2^(s-1)) >> s, computed as
+            # ((x * M >> (s-1)) + 1) >> 1 so that only one variable shift is needed;
+            # the host sends s-1 in the shift word.
+            m.d.comb += [
+                acc.eq(column[read_row] + bias),
+                product.eq(acc * mult),
+                scaled.eq((((product >> shift) + 1) >> 1)[:32].as_signed() + cfg.output_zero_point),
+                clamped.eq(Mux(scaled < cfg.act_min, cfg.act_min, Mux(scaled > cfg.act_max, cfg.act_max, scaled))),
+            ]
+            out_bytes.append(clamped)
+        row_word = Cat(*out_bytes, Const(0, n_o * W - 8 * C))
+        final_row = ((read_row == R - 1) & (read_t + 1 == cfg.m_tiles) & (read_n + 1 == cfg.n_tiles))
+        m.d.comb += [
+            self.output.valid.eq(reading),
+            self.output.payload.data.eq(row_word.word_select(read_beat, W)),
+            self.output.payload.last.eq(final_row & (read_beat == n_o - 1)),
+        ]
+        with m.If(self.output.valid & self.output.ready):
+            m.d.sync += read_beat.eq(read_beat + 1)
+            with m.If(read_beat == n_o - 1):
+                m.d.sync += [read_beat.eq(0), read_row.eq(read_row + 1)]
+                with m.If(read_row == R - 1):
+                    m.d.sync += [reading.eq(0), pending.eq(0), read_t.eq(read_t + 1)]
+                    with m.If(read_t + 1 == cfg.m_tiles):
+                        m.d.sync += [read_t.eq(0), read_n.eq(read_n + 1),
+                                     half_full.bit_select(read_half, 1).eq(0)]
+                    m.d.comb += self.done.eq(final_row)
+        return m

@@ -1,0 +1,173 @@
+"""The device interface every simulator and board implements.
+
+A driver programs an accelerator only through this interface: registers by
+name, one memory-to-stream and one stream-to-memory DMA channel, start, and a
+wait bounded by a cycle budget. The same driver code therefore runs on the
+Verilator, Amaranth and cocotb simulators and on a PYNQ board.
+
+Timing contract shared by the simulators (so that all of them report the same
+cycle count for the same program): the DMA channels are armed by the register
+write that starts the job, at the clock edge where that write is accepted.
+Counting cycles ``n = 0, 1, ...`` after that edge, memory-to-stream beat ``k``
+may be presented from cycle ``latency + floor(k * beat_bytes / bytes_per_cycle)``
+and stream-to-memory beat ``j`` is accepted from cycle
+``floor(j * beat_bytes / bytes_per_cycle)``.
+"""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, asdict
+
+import numpy as np
+
+from ..errors import DeviceError, SimulationTimeout
+from ..hw.registers import RegisterMap
+
+__all__ = ["DmaTiming", "Counters", "Device", "COUNTER_NAMES"]
+
+COUNTER_NAMES = ("CYCLES", "BUSY_CYCLES", "IN_STALL_CYCLES", "OUT_STALL_CYCLES")
+
+
+@dataclass(frozen=True)
+class DmaTiming:
+    """Bandwidth and latency of the simulated DMA channels."""
+
+    bytes_per_cycle: int = 8
+    latency: int = 0
+
+    def __post_init__(self):
+        if not isinstance(self.bytes_per_cycle, int) or self.bytes_per_cycle < 1:
+            raise DeviceError(f"DMA bytes_per_cycle must be a positive integer, not {self.bytes_per_cycle!r}")
+        if not isinstance(self.latency, int) or self.latency < 0:
+            raise DeviceError(f"DMA latency must be a non-negative integer, not {self.latency!r}")
+
+    def send_cycle(self, beat: int, beat_bytes: int) -> int:
+        """First cycle after arming in which memory-to-stream beat ``beat`` can be presented."""
+        return self.latency + beat * beat_bytes // self.bytes_per_cycle
+
+    def receive_cycle(self, beat: int, beat_bytes: int) -> int:
+        """First cycle after arming in which stream-to-memory beat ``beat`` can be accepted."""
+        return beat * beat_bytes // self.bytes_per_cycle
+
+    def as_dict(self):
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Hardware performance counters of one job."""
+
+    cycles: int
+    busy_cycles: int
+    in_stall_cycles: int
+    out_stall_cycles: int
+    macs: int
+
+    def __add__(self, other):
+        return Counters(*(a + b for a, b in zip(self.astuple(), other.astuple())))
+
+    def astuple(self):
+        return (self.cycles, self.busy_cycles, self.in_stall_cycles, self.out_stall_cycles, self.macs)
+
+    def as_dict(self):
+        return asdict(self)
+
+
+class Device(ABC):
+    """Abstract accelerator device.
+
+    Subclasses implement the five primitives (``read_register``,
+    ``write_register``, ``dma_send``, ``dma_receive``, ``_run``); everything else
+    is shared. ``register_map`` comes from the gateware's declaration.
+    """
+
+    #: name used by ``--backend``
+    backend = "abstract"
+
+    def __init__(self, register_map: RegisterMap, data_width: int, dma: DmaTiming | None = None):
+        self.register_map = register_map
+        self.data_width = data_width
+        self.beat_bytes = data_width // 8
+        self.dma = dma or DmaTiming()
+
+    # -- primitives --
+    @abstractmethod
+    def read_register(self, offset: int) -> int:
+        """Read the 32-bit word at byte ``offset`` of the register block."""
+
+    @abstractmethod
+    def write_register(self, offset: int, word: int) -> None:
+        """Write a 32-bit word at byte ``offset``; a start write arms the DMA channels."""
+
+    @abstractmethod
+    def dma_send(self, data) -> None:
+        """Queue ``data`` (bytes or a numpy array, whole beats) on the memory-to-stream channel."""
+
+    @abstractmethod
+    def dma_receive(self, nbytes: int) -> np.ndarray:
+        """Queue a receive of ``nbytes`` (whole beats); returns the uint8 buffer filled by ``wait``."""
+
+    @abstractmethod
+    def _run(self, cycle_budget: int) -> tuple[bool, int]:
+        """Clock until ``interrupt`` or ``cycle_budget`` cycles; return (finished, cycles run)."""
+
+    def close(self) -> None:
+        """Release the simulator or board (flushes a waveform)."""
+
+    # -- shared behaviour --
+    def read(self, name: str) -> int:
+        reg = self.register_map[name]
+        return reg.decode(self.read_register(reg.offset))
+
+    def write(self, name: str, value: int) -> None:
+        reg = self.register_map[name]
+        try:
+            word = reg.encode(int(value))
+        except ValueError as error:
+            raise DeviceError(str(error)) from None
+        self.write_register(reg.offset, word)
+
+    def configure(self, **values) -> None:
+        """Write several registers by name: ``device.configure(K=64, N_TILES=2)``."""
+        for name, value in values.items():
+            self.write(name, value)
+
+    def start(self) -> None:
+        self.write("CTRL", 1)
+
+    def status(self) -> dict:
+        """All readable registers by name, for error reports."""
+        return {reg.name: self.read(reg.name) for reg in self.register_map if reg.access != "wo"}
+
+    def wait(self, cycle_budget: int) -> int:
+        """Clock until the job is done; raise :class:`SimulationTimeout` after ``cycle_budget`` cycles."""
+        finished, cycles = self._run(int(cycle_budget))
+        if not finished:
+            status = self.status()
+            shown = ", ".join(f"{k}={v:#x}" if k in ("STATUS", "ID") else f"{k}={v}" for k, v in status.items())
+            raise SimulationTimeout(
+                f"{self.backend}: the accelerator did not raise done within its cycle budget of "
+                f"{cycle_budget} cycles (pass a larger budget if the job is legitimately longer); "
+                f"registers: {shown}", budget=cycle_budget, status=status)
+        return cycles
+
+    def counters(self) -> Counters:
+        values = [self.read(name) for name in COUNTER_NAMES]
+        macs = self.read("MACS_LO") | (self.read("MACS_HI") << 32)
+        return Counters(*values, macs)
+
+    def run(self, cycle_budget: int) -> Counters:
+        """Start the job, wait for done, and return the hardware counters."""
+        self.start()
+        self.wait(cycle_budget)
+        return self.counters()
+
+    def _check_beats(self, nbytes, what):
+        if nbytes <= 0 or nbytes % self.beat_bytes:
+            raise DeviceError(f"{what} of {nbytes} bytes is not a positive whole number of "
+                              f"{self.beat_bytes}-byte beats")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,205 @@
+"""Layers as the driver sees them, and their lowering to one quantized GEMM.
+
+Every GEMM-shaped accelerator runs a :class:`QuantizedGemm`; CONV_2D (by
+im2col) and FULLY_CONNECTED lower to it here, with the input zero point folded
+into the bias so the array stays pure int8 x int8.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ParameterError
+from .quant import quantize_multiplier, requantize, activation_range
+
+__all__ = ["QuantizedGemm", "Conv2D", "FullyConnected", "im2col", "conv_output_size", "same_padding",
+           "LayerStats"]
+
+
+@dataclass
+class QuantizedGemm:
+    """out[M, N] = requantize(a[M, K] @ b[K, N] + bias[N]) with per-column multiplier/shift."""
+
+    a: np.ndarray            # int8 [M, K]
+    b: np.ndarray            # int8 [K, N]
+    bias: np.ndarray         # int32 [N], input zero point already folded in
+    multiplier: np.ndarray   # int32 [N]
+    shift: np.ndarray        # [N], TFLite convention (-31..30)
+    output_zero_point: int = 0
+    act_min: int = -128
+    act_max: int = 127
+
+    def __post_init__(self):
+        if self.a.ndim != 2 or self.b.ndim != 2 or self.a.shape[1] != self.b.shape[0]:
+            raise ParameterError(f"GEMM operands do not chain: a {self.a.shape}, b {self.b.shape}")
+        if self.a.dtype != np.int8 or self.b.dtype != np.int8:
+            raise ParameterError(f"GEMM operands must be int8, not {self.a.dtype} and {self.b.dtype}")
+        n = self.b.shape[1]
+        self.bias = np.broadcast_to(np.asarray(self.bias, dtype=np.int64), (n,)).copy()
+        self.multiplier = np.broadcast_to(np.asarray(self.multiplier, dtype=np.int64), (n,)).copy()
+        self.shift = np.broadcast_to(np.asarray(self.shift, dtype=np.int64), (n,)).copy()
+        if not -128 <= self.act_min <= self.act_max <= 127:
+            raise ParameterError(f"activation range {self.act_min}..{self.act_max} is not within int8")
+        if not -128 <= self.output_zero_point <= 127:
+            raise ParameterError(f"output zero point {self.output_zero_point} is not int8")
+
+    @property
+    def shape(self):
+        return self.a.shape[0], self.b.shape[1], self.a.shape[1]   # M, N, K
+
+    @property
+    def macs(self):
+        m, n, k = self.shape
+        return m * n * k
+
+    def reference(self) -> np.ndarray:
+        """TFLite-exact result in numpy."""
+        acc = self.a.astype(np.int64) @ self.b.astype(np.int64)
+        return requantize(acc, self.bias, self.multiplier, self.shift, self.output_zero_point,
+                          self.act_min, self.act_max)
+
+
+@dataclass
+class LayerStats:
+    """What one layer cost on an accelerator."""
+
+    op: str
+    shape: dict
+    macs: int
+    cycles: int
+    pes: int
+    bytes_in: int
+    bytes_out: int
+    jobs: int = 1
+    busy_cycles: int = 0
+    in_stall_cycles: int = 0
+    out_stall_cycles: int = 0
+    array_macs: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def utilization(self):
+        return self.macs / (self.pes * self.cycles) if self.cycles else 0.0
+
+    def as_dict(self):
+        return {"op": self.op, "shape": self.shape, "macs": self.macs, "cycles": self.cycles,
+                "utilization": self.utilization, "pes": self.pes, "bytes_in": self.bytes_in,
+                "bytes_out": self.bytes_out, "jobs": self.jobs, "busy_cycles": self.busy_cycles,
+                "in_stall_cycles": self.in_stall_cycles, "out_stall_cycles": self.out_stall_cycles,
+                "array_macs": self.array_macs, **self.extra}
+
+
+def conv_output_size(size, kernel, stride, dilation, padding):
+    effective = (kernel - 1) * dilation + 1
+    if padding == "SAME":
+        return (size + stride - 1) // stride
+    if padding == "VALID":
+        return (size - effective) // stride + 1 if size >= effective else 0
+    raise ParameterError(f"padding must be 'SAME' or 'VALID', not {padding!r}")
+
+
+def same_padding(size, kernel, stride, dilation, out):
+    """Leading pad of TFLite's SAME padding (the extra odd pixel goes at the end)."""
+    effective = (kernel - 1) * dilation + 1
+    return max((out - 1) * stride + effective - size, 0) // 2
+
+
+def im2col(x, kernel_hw, stride, dilation, padding, pad_value):
+    """NHWC int8 input to patches [N*OH*OW, KH*KW*C], tap order (kh, kw, c) like TFLite filters."""
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel_hw, stride, dilation
+    oh = conv_output_size(h, kh, sh, dh, padding)
+    ow = conv_output_size(w, kw, sw, dw, padding)
+    if oh <= 0 or ow <= 0:
+        raise ParameterError(f"convolution of a {h}x{w} input with a {kh}x{kw} kernel "
+                             f"(dilation {dh}x{dw}, {padding}) has no output")
+    top = same_padding(h, kh, sh, dh, oh) if padding == "SAME" else 0
+    left = same_padding(w, kw, sw, dw, ow) if padding == "SAME" else 0
+    bottom = max((oh - 1) * sh + (kh - 1) * dh + 1 - h - top, 0)
+    right = max((ow - 1) * sw + (kw - 1) * dw + 1 - w - left, 0)
+    padded = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=pad_value)
+    strides = padded.strides
+    windows = np.lib.stride_tricks.as_strided(
+        padded, shape=(n, oh, ow, kh, kw, c),
+        strides=(strides[0], strides[1] * sh, strides[2] * sw, strides[1] * dh, strides[2] * dw, strides[3]),
+        writeable=False)
+    return np.ascontiguousarray(windows).reshape(n * oh * ow, kh * kw * c), (n, oh, ow)
+
+
+def _per_channel_scales(scales, channels, what):
+    scales = np.asarray(scales, dtype=np.float64).reshape(-1)
+    if scales.size == 1:
+        scales = np.repeat(scales, channels)
+    if scales.size != channels:
+        raise ParameterError(f"{what} has {scales.size} scales for {channels} output channels")
+    return scales
+
+
+@dataclass
+class Conv2D:
+    """A TFLite int8 CONV_2D: NHWC input, (Cout, KH, KW, Cin) filter, per-channel symmetric weights."""
+
+    filters: np.ndarray
+    bias: np.ndarray
+    input_scale: float
+    input_zero_point: int
+    filter_scales: np.ndarray
+    output_scale: float
+    output_zero_point: int
+    stride: tuple = (1, 1)
+    dilation: tuple = (1, 1)
+    padding: str = "SAME"
+    activation: str = "NONE"
+
+    op = "conv2d"
+
+    def lower(self, x):
+        """Return (QuantizedGemm, output shape NHWC)."""
+        if x.ndim != 4 or x.shape[3] != self.filters.shape[3]:
+            raise ParameterError(f"CONV_2D input shape {x.shape} does not match filter {self.filters.shape}")
+        cout, kh, kw, cin = self.filters.shape
+        patches, (n, oh, ow) = im2col(x, (kh, kw), self.stride, self.dilation, self.padding,
+                                      self.input_zero_point)
+        weights = self.filters.reshape(cout, kh * kw * cin).T
+        return _gemm(patches, weights, self), (n, oh, ow, cout)
+
+    def reference(self, x):
+        gemm, shape = self.lower(x)
+        return gemm.reference().reshape(shape)
+
+
+@dataclass
+class FullyConnected:
+    """A TFLite int8 FULLY_CONNECTED: input [batch, K], weights [N, K]."""
+
+    weights: np.ndarray
+    bias: np.ndarray
+    input_scale: float
+    input_zero_point: int
+    filter_scales: np.ndarray
+    output_scale: float
+    output_zero_point: int
+    activation: str = "NONE"
+
+    op = "fc"
+
+    def lower(self, x):
+        x = x.reshape(-1, self.weights.shape[1]) if x.size % self.weights.shape[1] == 0 else x
+        if x.ndim != 2 or x.shape[1] != self.weights.shape[1]:
+            raise ParameterError(f"FULLY_CONNECTED input shape {x.shape} does not match weights {self.weights.shape}")
+        return _gemm(x, self.weights.T, self), (x.shape[0], self.weights.shape[0])
+
+    def reference(self, x):
+        gemm, shape = self.lower(x)
+        return gemm.reference().reshape(shape)
+
+
+def _gemm(a, b, layer):
+    n = b.shape[1]
+    scales = _per_channel_scales(layer.filter_scales, n, "filter")
+    multiplier, shift = quantize_multiplier(layer.input_scale * scales / layer.output_scale)
+    bias = np.zeros(n, np.int64) if layer.bias is None else np.asarray(layer.bias, dtype=np.int64)
+    folded = bias - int(layer.input_zero_point) * b.astype(np.int64).sum(axis=0)
+    act_min, act_max = activation_range(layer.activation, layer.output_scale, layer.output_zero_point)
+    return QuantizedGemm(np.ascontiguousarray(a, dtype=np.int8), np.ascontiguousarray(b, dtype=np.int8),
+                         folded, multiplier, shift, int(layer.output_zero_point), act_min, act_max)

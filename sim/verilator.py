@@ -1,0 +1,176 @@
+"""Device backed by a verilated model and the native C++ harness (the fast path)."""
+
+import ctypes
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from amaranth.back import verilog
+
+from ..driver.device import Device, DmaTiming
+from ..errors import DeviceError
+from .toolchain import (cache_root, content_hash, cached_build, run_logged, verilator_environment,
+                        verilator_version)
+
+__all__ = ["VerilatorDevice", "convert_verilog", "build_native", "VERILATOR_FLAGS"]
+
+HARNESS = Path(__file__).with_name("native") / "harness.cpp"
+
+# Chosen by measurement (see `accelkit bench sim-speed`): -O3 with fast X handling;
+# threads do not pay off for arrays of this size.
+VERILATOR_FLAGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert",
+                   "-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC")
+CXX_FLAGS = "-O2 -fPIC"
+
+
+def convert_verilog(shell, top_name, design_key=None, progress=None) -> str:
+    """Verilog of ``shell``; with a ``design_key`` (a hash of the sources and parameters) it is cached."""
+    if design_key:
+        path = cache_root() / "verilog" / f"{design_key}.v"
+        if path.exists():
+            return path.read_text()
+    if progress:
+        progress(f"converting {top_name} to Verilog")
+    text = verilog.convert(shell, name=top_name, emit_src=False)
+    if design_key:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return text
+
+
+def _trace_kind(trace):
+    if trace is None:
+        return None
+    suffix = Path(trace).suffix.lower()
+    if suffix not in (".fst", ".vcd"):
+        raise DeviceError(f"waveform file must end in .fst or .vcd, not {Path(trace).name!r}")
+    return suffix[1:]
+
+
+def build_native(verilog_text, top_name, trace_kind=None, progress=None) -> Path:
+    """Compile the design and the harness into a shared library (cached by content hash)."""
+    harness = HARNESS.read_text()
+    flags = list(VERILATOR_FLAGS)
+    defines = ""
+    if trace_kind == "fst":
+        flags.append("--trace-fst")
+        defines = " -DAK_TRACE_FST=1"
+    elif trace_kind == "vcd":
+        flags.append("--trace")
+        defines = " -DAK_TRACE_VCD=1"
+    key = content_hash(verilog_text, top_name, flags, CXX_FLAGS + defines, harness, verilator_version())
+
+    def build(work: Path):
+        env = verilator_environment()
+        if progress:
+            progress(f"building the native simulator of {top_name} with Verilator (cache key {key[:12]})")
+        (work / "top.v").write_text(verilog_text)
+        (work / "harness.cpp").write_text(harness)
+        make_flags = ["CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O2", "OPT_SLOW=-O1"]   # the wheel's precompiled-header flag is broken
+        if shutil.which("ccache"):
+            make_flags.append("OBJCACHE=ccache")
+        command = ["verilator", "--cc", "top.v", "harness.cpp", "--top-module", top_name, "--prefix", "Vtop",
+                   *flags, "--build", "-j", str(os.cpu_count() or 2),
+                   "-CFLAGS", CXX_FLAGS + defines, "--Mdir", "obj", "-MAKEFLAGS", " ".join(make_flags)]
+        seconds = run_logged(command, work, env, f"Verilator build of {top_name}")
+        # Without --exe Verilator stops at static archives; link them and the harness into one .so.
+        link = ["g++", "-shared", "-o", "libaccelkit.so", "obj/harness.o", "obj/libVtop.a", "obj/libverilated.a",
+                "-pthread"] + (["-llz4"] if trace_kind == "fst" else [])
+        seconds += run_logged(link, work, env, f"linking the native simulator of {top_name}")
+        shutil.rmtree(work / "obj", ignore_errors=True)
+        if progress:
+            progress(f"built {top_name} in {seconds:.1f} s")
+
+    return cached_build("verilator", key, build, progress) / "libaccelkit.so"
+
+
+class _Library:
+    def __init__(self, path):
+        lib = ctypes.CDLL(str(path))
+        vp, u32, u64, i64 = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int64
+        for name, restype, argtypes in [
+            ("ak_open", vp, [ctypes.c_char_p, ctypes.c_int, u32]),
+            ("ak_close", None, [vp]),
+            ("ak_set_dma", None, [vp, ctypes.c_int, ctypes.c_int]),
+            ("ak_write", None, [vp, u32, u32]),
+            ("ak_read", u32, [vp, u32]),
+            ("ak_send", None, [vp, vp, ctypes.c_size_t]),
+            ("ak_receive", None, [vp, vp, ctypes.c_size_t]),
+            ("ak_run", i64, [vp, u64]),
+            ("ak_total_cycles", u64, [vp]),
+            ("ak_clock_only", None, [vp, u64]),
+        ]:
+            function = getattr(lib, name)
+            function.restype, function.argtypes = restype, argtypes
+        self.lib = lib
+
+
+class VerilatorDevice(Device):
+    """A verilated shell driven by the C++ harness; one ctypes call per transaction.
+
+    ``library`` comes from :func:`build_native`. ``trace`` names an .fst or .vcd
+    file (the library must have been built with the matching trace kind).
+    """
+
+    backend = "verilator"
+
+    def __init__(self, library, register_map, data_width, dma: DmaTiming | None = None, trace=None):
+        super().__init__(register_map, data_width, dma)
+        self._lib = _Library(library).lib
+        self._keep = []   # buffers the harness reads or writes until the job finishes
+        path = str(trace).encode() if trace else b""
+        self._handle = self._lib.ak_open(path, self.beat_bytes, register_map["CTRL"].offset)
+        self._lib.ak_set_dma(self._handle, self.dma.bytes_per_cycle, self.dma.latency)
+
+    @classmethod
+    def from_shell(cls, shell, top_name, dma=None, trace=None, design_key=None, progress=None):
+        text = convert_verilog(shell, top_name, design_key, progress)
+        library = build_native(text, top_name, _trace_kind(trace), progress)
+        return cls(library, shell.register_map, shell.data_width, dma, trace)
+
+    def _live(self):
+        if not self._handle:
+            raise DeviceError("the Verilator device is closed")
+        return self._handle
+
+    def read_register(self, offset):
+        return self._lib.ak_read(self._live(), offset)
+
+    def write_register(self, offset, word):
+        self._lib.ak_write(self._live(), offset, word)
+
+    def dma_send(self, data):
+        raw = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+        self._check_beats(raw.size, "a DMA send")
+        self._lib.ak_send(self._live(), raw.ctypes.data, raw.size)   # copied by the harness
+
+    def dma_receive(self, nbytes):
+        self._check_beats(nbytes, "a DMA receive")
+        buffer = np.zeros(nbytes, dtype=np.uint8)
+        self._keep.append(buffer)
+        self._lib.ak_receive(self._live(), buffer.ctypes.data, nbytes)
+        return buffer
+
+    def _run(self, cycle_budget):
+        cycles = self._lib.ak_run(self._live(), cycle_budget)
+        if cycles < 0:
+            return False, cycle_budget
+        self._keep.clear()
+        return True, cycles
+
+    @property
+    def total_cycles(self):
+        """Every clock cycle simulated so far, register transactions included."""
+        return self._lib.ak_total_cycles(self._live())
+
+    def clock_only(self, cycles):
+        """Clock the bare model ``cycles`` times (for the harness-overhead benchmark)."""
+        self._lib.ak_clock_only(self._live(), cycles)
+
+    def close(self):
+        if self._handle:
+            self._lib.ak_close(self._handle)
+            self._handle = None
