@@ -107,6 +107,8 @@ class Accelerator(ABC):
     name = "abstract"
     description = ""
     space = ParamSpace(())
+    #: the gateware core class (its register declaration is the driver's register map)
+    core_class = None
 
     def __init__(self, **params):
         self.params = self.space.resolve(params)
@@ -133,7 +135,7 @@ class Accelerator(ABC):
         """Processing elements (the denominator of utilization)."""
 
     def register_map(self):
-        return type(self.core()).register_map()
+        return self.core_class.register_map()
 
     # models and driver, per layer op
     @abstractmethod
@@ -149,8 +151,16 @@ class Accelerator(ABC):
         """Closed-form cycles for a (M, N, K) GEMM at the given DMA timing."""
 
     @abstractmethod
-    def run_gemm(self, device, gemm, cycle_budget=None):
+    def run_gemm(self, device, gemm, cycle_budget=None, op="gemm", shape=None):
         """Run ``gemm`` on ``device``; return (int8 output, LayerStats)."""
+
+    def run_layer(self, device, layer, x, cycle_budget=None):
+        """Run a CONV_2D / FULLY_CONNECTED layer (see ``driver.layers``) on ``device``: (output, LayerStats)."""
+        gemm, shape = layer.lower(x)
+        described = {"input": list(x.shape), "output": list(shape), "m": gemm.shape[0], "n": gemm.shape[1],
+                     "k": gemm.shape[2]}
+        out, stats = self.run_gemm(device, gemm, cycle_budget, op=layer.op, shape=described)
+        return out.reshape(shape), stats
 
     def supports(self, layer):
         """(True, "") or (False, reason)."""

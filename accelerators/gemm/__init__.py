@@ -12,6 +12,7 @@ class GemmAccelerator(Accelerator):
     """rows x cols int8 output-stationary systolic array with on-chip TFLite requantization."""
 
     name = "gemm"
+    core_class = GemmCore
     description = "int8 output-stationary systolic GEMM, TFLite per-channel requantization on chip"
     space = ParamSpace(
         params=(

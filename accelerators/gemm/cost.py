@@ -1,18 +1,81 @@
-"""Closed-form cycle model of the GEMM core (placeholder refined against RTL below)."""
+"""Closed-form cycle model of the GEMM core.
+
+The model follows the core's three engines tile by tile, with formulas for each
+run of stream beats, so it costs O(tiles) arithmetic per job whatever K is:
+
+* loader: takes the A block, then per column tile three parameter words and K
+  B words; one idle cycle (WAIT_HALF) between tiles, and it waits for the B
+  buffer half to be released by the readout of the tile two back;
+* feeder: one step per cycle; the last step of a row tile waits until the
+  previous row tile has been read out of the PEs' result registers;
+* readout: starts ``rows + cols + 1`` cycles after the last step (operands need
+  rows + cols cycles to cross the array), then one beat per cycle, limited by
+  the stream-to-memory channel.
+
+Times are cycle indices after the start write; the job takes (last readout
+beat + 1) cycles, which is what the hardware CYCLES counter reports.
+"""
 
 from .gateware import word_beats
-from .driver import plan_jobs
+
+__all__ = ["job_cycles", "gemm_cycles", "beats_done"]
+
+
+def beats_done(first_beat, count, ready_from, beat_bytes, bytes_per_cycle, latency):
+    """Cycle in which the last of ``count`` consecutive beats is transferred.
+
+    Beat ``k`` arrives at ``latency + k * beat_bytes // bytes_per_cycle`` and the
+    consumer takes at most one beat per cycle from ``ready_from`` on. When beats
+    arrive no faster than one per cycle, the arrival of the last beat or the
+    consumer's pace binds; when they arrive faster, only the first arrival matters.
+    """
+    def arrival(k):
+        return latency + k * beat_bytes // bytes_per_cycle
+
+    last = first_beat + count - 1
+    if beat_bytes >= bytes_per_cycle:
+        return max(arrival(last), ready_from + count - 1)
+    return max(arrival(first_beat), ready_from) + count - 1
 
 
 def job_cycles(params, m_tiles, n_tiles, k, dma):
+    """Cycles of one job: ``m_tiles`` row tiles in the A buffer times ``n_tiles`` column tiles, depth ``k``."""
     rows, cols, width = params["rows"], params["cols"], params["data_width"]
     beat = width // 8
-    a_load = m_tiles * k * word_beats(rows, width) * beat // dma.bytes_per_cycle
-    compute = n_tiles * m_tiles * k
-    return dma.latency + a_load + compute + rows + cols + rows
+    n_a, n_b, n_p, n_o = (word_beats(rows, width), word_beats(cols, width),
+                          word_beats(4 * cols, width), word_beats(cols, width))
+    bpc, latency = dma.bytes_per_cycle, dma.latency
+    settle = rows + cols + 1
+
+    in_beat = m_tiles * k * n_a
+    loaded = beats_done(0, in_beat, 0, beat, bpc, latency)
+    wait_from = loaded + 1   # the loader spends one cycle in WAIT_HALF before each tile
+
+    out_beat = 0             # next output beat (its stream-to-memory slot)
+    read_end = -1            # last readout beat of the previous row tile
+    released = [-1, -1]      # cycle from which each B buffer half may be reloaded
+    feeder_free = 0
+    for n in range(n_tiles):
+        half = n % 2
+        start_load = max(wait_from, released[half]) + 1
+        count = 3 * n_p + k * n_b
+        b_end = beats_done(in_beat, count, start_load, beat, bpc, latency)
+        in_beat += count
+        wait_from = b_end + 1
+        step = max(feeder_free, b_end + 1)
+        for _ in range(m_tiles):
+            last_step = max(step + k - 1, read_end + 1)
+            read_end = beats_done(out_beat, rows * n_o, last_step + settle, beat, bpc, 0)
+            out_beat += rows * n_o
+            step = last_step + 1
+        released[half] = read_end + 1
+        feeder_free = step
+    return read_end + 1
 
 
 def gemm_cycles(params, shape, dma):
+    """Cycles of a whole (M, N, K) GEMM: the sum of its jobs."""
+    from .driver import plan_jobs
     m, n, k = shape
     n_tiles = -(-n // params["cols"])
     return sum(job_cycles(params, mt, n_tiles, k, dma) for _, mt in plan_jobs(m, k, params["rows"], params["a_depth"]))
