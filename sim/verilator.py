@@ -61,7 +61,9 @@ def build_native(verilog_text, top_name, trace_kind=None, progress=None) -> Path
     elif trace_kind == "vcd":
         flags.append("--trace")
         defines = " -DAK_TRACE_VCD=1"
-    key = content_hash(verilog_text, top_name, flags, CXX_FLAGS + defines, harness, verilator_version())
+    link_libraries = ["-llz4", "-lz"] if trace_kind == "fst" else []
+    key = content_hash(verilog_text, top_name, flags, CXX_FLAGS + defines, link_libraries, harness,
+                       verilator_version())
 
     def build(work: Path):
         env = verilator_environment()
@@ -78,7 +80,7 @@ def build_native(verilog_text, top_name, trace_kind=None, progress=None) -> Path
         seconds = run_logged(command, work, env, f"Verilator build of {top_name}")
         # Without --exe Verilator stops at static archives; link them and the harness into one .so.
         link = ["g++", "-shared", "-o", "libaccelkit.so", "obj/harness.o", "obj/libVtop.a", "obj/libverilated.a",
-                "-pthread"] + (["-llz4"] if trace_kind == "fst" else [])
+                "-pthread", *link_libraries]
         seconds += run_logged(link, work, env, f"linking the native simulator of {top_name}")
         shutil.rmtree(work / "obj", ignore_errors=True)
         if progress:
