@@ -30,6 +30,11 @@ def build_parser():
     _common(layer)
     layer_cmd.add_arguments(layer)
 
+    resources = commands.add_parser("resources", help="Yosys resource estimate (LUT, FF, DSP, BRAM) for xc7")
+    resources.add_argument("--accel", default="gemm")
+    resources.add_argument("--params", default="")
+    resources.add_argument("--json", metavar="PATH")
+
     benchmark = commands.add_parser("bench", help="run a benchmark")
     _common(benchmark)
     bench.add_arguments(benchmark)
@@ -65,6 +70,9 @@ def main(argv=None):
         if args.command == "layer":
             from . import layer_cmd
             return layer_cmd.run(args)
+        if args.command == "resources":
+            from . import resources_cmd
+            return resources_cmd.run(args)
         if args.command == "bench":
             from . import bench
             return bench.run(args)
