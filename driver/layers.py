@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ParameterError
-from .quant import quantize_multiplier, requantize, activation_range
+from .quant import DOUBLE, FLOAT, ROUNDINGS, activation_range, effective_scale, quantize_multiplier, requantize
 
 __all__ = ["QuantizedGemm", "Conv2D", "FullyConnected", "im2col", "conv_output_size", "same_padding",
            "LayerStats"]
@@ -18,13 +18,18 @@ __all__ = ["QuantizedGemm", "Conv2D", "FullyConnected", "im2col", "conv_output_s
 
 @dataclass
 class QuantizedGemm:
-    """out[M, N] = requantize(a[M, K] @ b[K, N] + bias[N]) with per-column multiplier/shift."""
+    """out[M, N] = requantize(a[M, K] @ b[K, N] + bias[N]), per output column.
+
+    ``scale`` holds each column's real multiplier (double). With ``rounding ==
+    "double"`` it is applied as TFLite's fixed-point multiplier/shift pair (CONV_2D),
+    with ``"float"`` in double precision (FULLY_CONNECTED); see ``driver.quant``.
+    """
 
     a: np.ndarray            # int8 [M, K]
     b: np.ndarray            # int8 [K, N]
     bias: np.ndarray         # int32 [N], input zero point already folded in
-    multiplier: np.ndarray   # int32 [N]
-    shift: np.ndarray        # [N], TFLite convention (-31..30)
+    scale: np.ndarray        # float64 [N]
+    rounding: str = DOUBLE
     output_zero_point: int = 0
     act_min: int = -128
     act_max: int = 127
@@ -36,8 +41,10 @@ class QuantizedGemm:
             raise ParameterError(f"GEMM operands must be int8, not {self.a.dtype} and {self.b.dtype}")
         n = self.b.shape[1]
         self.bias = np.broadcast_to(np.asarray(self.bias, dtype=np.int64), (n,)).copy()
-        self.multiplier = np.broadcast_to(np.asarray(self.multiplier, dtype=np.int64), (n,)).copy()
-        self.shift = np.broadcast_to(np.asarray(self.shift, dtype=np.int64), (n,)).copy()
+        self.scale = np.broadcast_to(np.asarray(self.scale, dtype=np.float64), (n,)).copy()
+        if self.rounding not in ROUNDINGS:
+            raise ParameterError(f"rounding must be one of {', '.join(ROUNDINGS)}, not {self.rounding!r}")
+        self.multiplier, self.shift = quantize_multiplier(self.scale)
         if not -128 <= self.act_min <= self.act_max <= 127:
             raise ParameterError(f"activation range {self.act_min}..{self.act_max} is not within int8")
         if not -128 <= self.output_zero_point <= 127:
@@ -55,8 +62,8 @@ class QuantizedGemm:
     def reference(self) -> np.ndarray:
         """TFLite-exact result in numpy."""
         acc = self.a.astype(np.int64) @ self.b.astype(np.int64)
-        return requantize(acc, self.bias, self.multiplier, self.shift, self.output_zero_point,
-                          self.act_min, self.act_max)
+        return requantize(acc, self.bias, self.output_zero_point, self.act_min, self.act_max,
+                          rounding=self.rounding, multiplier=self.multiplier, shift=self.shift, scale=self.scale)
 
 
 @dataclass
@@ -152,6 +159,7 @@ class Conv2D:
     activation: str = "NONE"
 
     op = "conv2d"
+    rounding = DOUBLE
 
     def lower(self, x):
         """Return (QuantizedGemm, output shape NHWC)."""
@@ -182,6 +190,7 @@ class FullyConnected:
     activation: str = "NONE"
 
     op = "fc"
+    rounding = FLOAT
 
     def lower(self, x):
         x = x.reshape(-1, self.weights.shape[1]) if x.size % self.weights.shape[1] == 0 else x
@@ -197,9 +206,9 @@ class FullyConnected:
 def _gemm(a, b, layer):
     n = b.shape[1]
     scales = _per_channel_scales(layer.filter_scales, n, "filter")
-    multiplier, shift = quantize_multiplier(layer.input_scale * scales / layer.output_scale)
+    scale = effective_scale(layer.input_scale, scales, layer.output_scale)
     bias = np.zeros(n, np.int64) if layer.bias is None else np.asarray(layer.bias, dtype=np.int64)
     folded = bias - int(layer.input_zero_point) * b.astype(np.int64).sum(axis=0)
     act_min, act_max = activation_range(layer.activation, layer.output_scale, layer.output_zero_point)
     return QuantizedGemm(np.ascontiguousarray(a, dtype=np.int8), np.ascontiguousarray(b, dtype=np.int8),
-                         folded, multiplier, shift, int(layer.output_zero_point), act_min, act_max)
+                         folded, scale, layer.rounding, int(layer.output_zero_point), act_min, act_max)

@@ -1,7 +1,17 @@
 """TFLite int8 integer semantics, in numpy: the reference every accelerator is held to.
 
-LiteRT 2.3's reference kernels requantize with a single rounding:
-``(acc * multiplier + 2^(s-1)) >> s`` where ``s = 31 - shift``.
+LiteRT 2.3's reference kernels (``OpResolverType.BUILTIN_REF``) requantize in two
+different ways, established by comparing against them on rounding-tie cases
+(tests/sw/test_tflite_reference.py keeps checking it):
+
+* CONV_2D: ``MultiplyByQuantizedMultiplier`` with *double rounding* (gemmlowp's
+  saturating rounding doubling high multiply, then a rounding divide by a power
+  of two); :data:`DOUBLE`.
+* FULLY_CONNECTED: in floating point, ``round(double(acc) * scale)`` with
+  halves away from zero, where ``scale = double(s_in) * double(s_w) / double(s_out)``
+  from float32 scales; :data:`FLOAT`.
+
+Fused activation bounds are ``zp + roundf(float32(v) / float32(scale))``.
 """
 
 import math
@@ -10,10 +20,19 @@ import numpy as np
 
 from ..errors import ParameterError
 
-__all__ = ["quantize_multiplier", "multiply_by_quantized_multiplier", "requantize", "activation_range",
-           "ACTIVATIONS"]
+__all__ = ["DOUBLE", "FLOAT", "ROUNDINGS", "quantize_multiplier", "effective_scale", "float_scale_fields",
+           "multiply_double_rounding", "multiply_float", "requantize", "activation_range", "ACTIVATIONS"]
 
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
+DOUBLE = "double"
+FLOAT = "float"
+ROUNDINGS = (DOUBLE, FLOAT)
+
+
+def effective_scale(input_scale, filter_scales, output_scale):
+    """Per-channel real multiplier, computed as TFLite does (float32 scales, double arithmetic)."""
+    filter_scales = np.asarray(filter_scales, dtype=np.float32).astype(np.float64)
+    return float(np.float32(input_scale)) * filter_scales / float(np.float32(output_scale))
 
 
 def quantize_multiplier(real_multiplier):
@@ -42,24 +61,69 @@ def quantize_multiplier(real_multiplier):
     return multipliers, shifts
 
 
-def multiply_by_quantized_multiplier(x, multiplier, shift):
-    """TFLite's single-rounding ``MultiplyByQuantizedMultiplier`` on int arrays (broadcasting)."""
+def float_scale_fields(scale):
+    """A double scale as (53-bit integer mantissa M, exponent E) with scale == M * 2^-E exactly."""
+    scale = np.atleast_1d(np.asarray(scale, dtype=np.float64))
+    mantissas = np.zeros(scale.shape, dtype=np.int64)
+    exponents = np.zeros(scale.shape, dtype=np.int64)
+    for index, value in np.ndenumerate(scale):
+        if not value > 0.0 or not math.isfinite(value):
+            raise ParameterError(f"requantization scale must be a positive finite number, not {value}")
+        fraction, exponent = math.frexp(value)
+        mantissa, shift = int(fraction * (1 << 53)), 53 - exponent
+        if not 0 <= shift <= 127:
+            raise ParameterError(f"requantization scale {value} is outside the supported range 2^-74..2^53")
+        mantissas[index], exponents[index] = mantissa, shift
+    return mantissas, exponents
+
+
+def _wrap32(x):
+    return ((np.asarray(x, dtype=np.int64) + (1 << 31)) % (1 << 32)) - (1 << 31)
+
+
+def multiply_double_rounding(x, multiplier, shift):
+    """TFLite's double-rounding ``MultiplyByQuantizedMultiplier`` on int arrays (broadcasting)."""
     x = np.asarray(x, dtype=np.int64)
     multiplier = np.asarray(multiplier, dtype=np.int64)
     shift = np.asarray(shift, dtype=np.int64)
     if np.any(shift > 30) or np.any(shift < -31):
         raise ParameterError(f"requantization shift must be in -31..30, got {shift.min()}..{shift.max()}")
-    total = 31 - shift
-    rounding = np.left_shift(np.int64(1), total - 1)
-    return ((x * multiplier + rounding) >> total).astype(np.int64)
+    left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
+    a = _wrap32(x << left)
+    product = a * multiplier
+    nudge = np.where(product >= 0, 1 << 30, 1 - (1 << 30))
+    total = product + nudge
+    # C's integer division truncates toward zero.
+    high = np.where(total >= 0, total >> 31, -((-total) >> 31))
+    mask = (np.int64(1) << right) - 1
+    remainder = high & mask
+    threshold = (mask >> 1) + (high < 0)
+    return (high >> right) + (remainder > threshold)
 
 
-def requantize(acc, bias, multiplier, shift, output_zero_point, act_min, act_max):
+def multiply_float(x, scale):
+    """``round(double(x) * scale)`` with halves away from zero, as the FULLY_CONNECTED reference kernel."""
+    product = np.asarray(x, dtype=np.float64) * np.asarray(scale, dtype=np.float64)
+    return np.clip(_round_half_away(product), -(2.0 ** 31), 2.0 ** 31 - 1).astype(np.int64)
+
+
+def _round_half_away(values):
+    # Exact std::round: adding 0.5 first could round up in floating point.
+    whole = np.trunc(values)
+    return whole + np.sign(values) * (np.abs(values - whole) >= 0.5)
+
+
+def requantize(acc, bias, output_zero_point, act_min, act_max, *, rounding, multiplier=None, shift=None,
+               scale=None):
     """int32 accumulators (last axis = output channel) to int8, TFLite-exactly."""
-    acc = np.asarray(acc, dtype=np.int64) + np.asarray(bias, dtype=np.int64)
-    acc = ((acc + (1 << 31)) % (1 << 32)) - (1 << 31)   # int32 wrap-around, as the hardware adder
-    scaled = multiply_by_quantized_multiplier(acc, multiplier, shift) + int(output_zero_point)
-    return np.clip(scaled, act_min, act_max).astype(np.int8)
+    acc = _wrap32(np.asarray(acc, dtype=np.int64) + np.asarray(bias, dtype=np.int64))
+    if rounding == DOUBLE:
+        scaled = multiply_double_rounding(acc, multiplier, shift)
+    elif rounding == FLOAT:
+        scaled = multiply_float(acc, scale)
+    else:
+        raise ParameterError(f"rounding must be one of {', '.join(ROUNDINGS)}, not {rounding!r}")
+    return np.clip(scaled + int(output_zero_point), act_min, act_max).astype(np.int8)
 
 
 def activation_range(activation, scale, zero_point):
@@ -69,7 +133,9 @@ def activation_range(activation, scale, zero_point):
     low, high = -128, 127
 
     def quantize(value):
-        return int(zero_point) + int(np.round(value / scale))
+        # float32 division, then roundf (halves away from zero)
+        q = np.float32(value) / np.float32(scale)
+        return int(zero_point) + int(_round_half_away(np.float64(q)))
 
     if activation == "RELU":
         low = max(low, quantize(0.0))

@@ -13,7 +13,7 @@ from ..errors import DeviceError
 from .toolchain import (cache_root, content_hash, cached_build, run_logged, verilator_environment,
                         verilator_version)
 
-__all__ = ["VerilatorDevice", "convert_verilog", "build_native", "VERILATOR_FLAGS"]
+__all__ = ["VerilatorDevice", "convert_verilog", "build_native", "trace_kind", "VERILATOR_FLAGS"]
 
 HARNESS = Path(__file__).with_name("native") / "harness.cpp"
 
@@ -41,7 +41,7 @@ def convert_verilog(shell, top_name, design_key=None, progress=None) -> str:
     return text
 
 
-def _trace_kind(trace):
+def trace_kind(trace):
     if trace is None:
         return None
     suffix = Path(trace).suffix.lower()
@@ -130,7 +130,7 @@ class VerilatorDevice(Device):
     @classmethod
     def from_shell(cls, shell, top_name, dma=None, trace=None, design_key=None, progress=None):
         text = convert_verilog(shell, top_name, design_key, progress)
-        library = build_native(text, top_name, _trace_kind(trace), progress)
+        library = build_native(text, top_name, trace_kind(trace), progress)
         return cls(library, shell.register_map, shell.data_width, dma, trace)
 
     def _live(self):

@@ -1,8 +1,11 @@
 """Seeded random int8 layers with TFLite-style quantization parameters (for `accelkit layer` and sweeps)."""
 
+import dataclasses
+
 import numpy as np
 
 from ..driver.layers import Conv2D, FullyConnected
+from ..driver.quant import ROUNDINGS
 
 __all__ = ["random_gemm", "random_conv2d", "random_fc"]
 
@@ -27,12 +30,13 @@ def _quantization(rng, channels, k, zero_points="random", narrow=False):
                 output_scale=output_scale, output_zero_point=output_zp)
 
 
-def random_gemm(rng, m, n, k, activation="NONE", zero_points="random", narrow=False):
+def random_gemm(rng, m, n, k, activation="NONE", zero_points="random", narrow=False, rounding=None):
+    """A random GEMM with either requantization mode (random unless ``rounding`` is given)."""
     q = _quantization(rng, n, k, zero_points, narrow)
     layer = FullyConnected(weights=rng.integers(-127, 128, (n, k), dtype=np.int8), activation=activation, **q)
     x = rng.integers(-128, 128, (m, k), dtype=np.int8)
     gemm, _ = layer.lower(x)
-    return gemm
+    return dataclasses.replace(gemm, rounding=rounding or str(rng.choice(ROUNDINGS)))
 
 
 def random_fc(rng, batch, in_features, out_features, activation="NONE", zero_points="random", narrow=False):

@@ -3,7 +3,7 @@
 The model follows the core's three engines tile by tile, with formulas for each
 run of stream beats, so it costs O(tiles) arithmetic per job whatever K is:
 
-* loader: takes the A block, then per column tile three parameter words and K
+* loader: takes the A block, then per column tile four parameter words and K
   B words; one idle cycle (WAIT_HALF) between tiles, and it waits for the B
   buffer half to be released by the readout of the tile two back;
 * feeder: one step per cycle; the last step of a row tile waits until the
@@ -16,7 +16,7 @@ Times are cycle indices after the start write; the job takes (last readout
 beat + 1) cycles, which is what the hardware CYCLES counter reports.
 """
 
-from .gateware import word_beats
+from .gateware import PARAM_WORDS, word_beats
 
 __all__ = ["job_cycles", "gemm_cycles", "beats_done"]
 
@@ -58,7 +58,7 @@ def job_cycles(params, m_tiles, n_tiles, k, dma):
     for n in range(n_tiles):
         half = n % 2
         start_load = max(wait_from, released[half]) + 1
-        count = 3 * n_p + k * n_b
+        count = PARAM_WORDS * n_p + k * n_b
         b_end = beats_done(in_beat, count, start_load, beat, bpc, latency)
         in_beat += count
         wait_from = b_end + 1

@@ -3,6 +3,7 @@
 import numpy as np
 
 from ...driver.layers import LayerStats
+from ...driver.quant import DOUBLE, float_scale_fields
 from .gateware import word_beats
 
 __all__ = ["plan_jobs", "pack_job", "unpack_job", "run_gemm"]
@@ -39,14 +40,22 @@ def pack_job(gemm, row0, m_tiles, rows, cols, data_width):
                      word_beats(cols, data_width) * beat)
 
     def per_tile(values):
-        padded = np.zeros(n_tiles * cols, dtype=np.int32)
-        padded[:n] = values
+        padded = np.zeros(n_tiles * cols, dtype=np.uint32)
+        padded[:n] = np.asarray(values, dtype=np.int64) & 0xFFFF_FFFF
         return _words(padded.reshape(n_tiles, cols).view(np.uint8), word_beats(4 * cols, data_width) * beat)
 
-    # The core wants s - 1 where s = 31 - shift is TFLite's total right shift.
-    params = np.concatenate([per_tile(gemm.bias), per_tile(gemm.multiplier), per_tile(30 - gemm.shift)], axis=1)
+    params = np.concatenate([per_tile(word) for word in requant_words(gemm)], axis=1)
     tiles = np.concatenate([params, b_words.reshape(n_tiles, -1)], axis=1)
     return np.concatenate([a_words.reshape(-1), tiles.reshape(-1)])
+
+
+def requant_words(gemm):
+    """Per-column (bias, multiplier low, multiplier high, shifts) words for the core's requantizer."""
+    if gemm.rounding == DOUBLE:
+        shifts = np.maximum(gemm.shift, 0) | (np.maximum(-gemm.shift, 0) << 8)
+        return gemm.bias, gemm.multiplier, np.zeros_like(gemm.multiplier), shifts
+    mantissa, exponent = float_scale_fields(gemm.scale)
+    return gemm.bias, mantissa & 0xFFFF_FFFF, mantissa >> 32, exponent
 
 
 def unpack_job(raw, gemm, row0, m_tiles, rows, cols, data_width, out):
@@ -78,7 +87,7 @@ def run_gemm(accelerator, device, gemm, cycle_budget=None, op="gemm", shape=None
         stream = pack_job(gemm, row0, m_tiles, rows, cols, width)
         nbytes = output_bytes(m_tiles, n_tiles, rows, cols, width)
         device.configure(K=k, M_TILES=m_tiles, N_TILES=n_tiles, OUTPUT_ZERO_POINT=gemm.output_zero_point,
-                         ACT_MIN=gemm.act_min, ACT_MAX=gemm.act_max)
+                         ACT_MIN=gemm.act_min, ACT_MAX=gemm.act_max, REQUANT_MODE=int(gemm.rounding != DOUBLE))
         device.dma_send(stream)
         received = device.dma_receive(nbytes)
         budget = cycle_budget or 4 * accelerator.job_cycles(m_tiles, n_tiles, k, device.dma) + 1000

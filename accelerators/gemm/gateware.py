@@ -4,9 +4,9 @@ Job protocol (one DMA transfer in, one out), for C = A[M x K] . B[K x N]:
 
 * input stream: the A block first, ``M_TILES`` row tiles of ``K`` words, each
   word one column of a row tile (``rows`` int8 values, k-major); then for each
-  of ``N_TILES`` column tiles: three parameter words (``cols`` int32 biases,
-  ``cols`` int32 multipliers, ``cols`` int32 rounding shifts) and ``K`` words of
-  B (``cols`` int8 values each). Every word starts on a beat boundary and is
+  of ``N_TILES`` column tiles: four parameter words of ``cols`` 32-bit values
+  (biases, multiplier low words, multiplier high words, shifts) and ``K`` words
+  of B (``cols`` int8 values each). Every word starts on a beat boundary and is
   zero-padded to whole beats.
 * output stream: for each column tile, for each row tile, ``rows`` words of
   ``cols`` int8 results (zero-padded to whole beats); TLAST on the last beat.
@@ -16,8 +16,18 @@ B tiles are double-buffered so the next one loads while the current one is
 computed. Each PE adds ``a * b`` into its accumulator; operands move one PE per
 cycle (A to the right, B down) and the first/last flags travel with A, so tiles
 follow each other without draining the array. Post-processing (bias,
-TFLite's single-rounding requantization, output zero point, clamp) is applied
-to one row of ``cols`` results per cycle as they leave.
+requantization, output zero point, clamp) is applied to one row of ``cols``
+results per cycle as they leave.
+
+Requantization has the two modes of LiteRT's reference kernels (see
+``driver/quant.py``), chosen per job by ``REQUANT_MODE``:
+
+* 0, double rounding (CONV_2D): multiplier < 2^31 in the low word, shift word =
+  left shift | right shift << 8;
+* 1, float (FULLY_CONNECTED): the double scale ``M * 2^-E`` with its 53-bit
+  mantissa ``M`` in the two multiplier words and ``E`` in the shift word; the
+  product is rounded to 53 significant bits (half to even, as a double
+  multiply does) and then to an integer with halves away from zero.
 """
 
 from math import ceil
@@ -29,7 +39,7 @@ from ...errors import ParameterError
 from ...hw.registers import Register, CONFIG_BASE
 from ...hw.shell import CoreBase
 
-__all__ = ["GemmCore", "GEMM_CONFIG_REGISTERS", "word_beats"]
+__all__ = ["GemmCore", "GEMM_CONFIG_REGISTERS", "PARAM_WORDS", "word_beats", "requantizer"]
 
 GEMM_CONFIG_REGISTERS = (
     Register("K", CONFIG_BASE + 0x00, "rw", 16, doc="reduction depth of the job, 1..k_max"),
@@ -38,7 +48,11 @@ GEMM_CONFIG_REGISTERS = (
     Register("OUTPUT_ZERO_POINT", CONFIG_BASE + 0x0C, "rw", 8, signed=True, doc="added after requantization"),
     Register("ACT_MIN", CONFIG_BASE + 0x10, "rw", 8, signed=True, doc="lower clamp of the int8 output"),
     Register("ACT_MAX", CONFIG_BASE + 0x14, "rw", 8, signed=True, doc="upper clamp of the int8 output"),
+    Register("REQUANT_MODE", CONFIG_BASE + 0x18, "rw", 1, doc="0: double rounding (CONV_2D), 1: float (FC)"),
 )
+
+#: Parameter words per column tile: bias, multiplier low, multiplier high, shifts.
+PARAM_WORDS = 4
 
 
 def word_beats(nbytes, data_width):
@@ -87,8 +101,8 @@ class GemmCore(CoreBase):
         a_wr, a_rd = a_mem.write_port(), a_mem.read_port()
         b_wr, b_rd = b_mem.write_port(), b_mem.read_port()
 
-        # Per-channel parameters, double-buffered like B: [half][bias, multiplier, shift].
-        params = [[Signal(32 * C, name=f"param{h}_{kind}") for kind in ("bias", "mult", "shift")]
+        # Per-channel parameters, double-buffered like B: [half][bias, mult_lo, mult_hi, shift].
+        params = [[Signal(32 * C, name=f"param{h}_{kind}") for kind in ("bias", "mult_lo", "mult_hi", "shift")]
                   for h in range(2)]
         half_full = Signal(2)
         pending = Signal()      # a tile's results are in the PEs' result registers, not yet read out
@@ -113,7 +127,7 @@ class GemmCore(CoreBase):
         load_index = Signal(range(self.a_depth + 1))
         load_tile = Signal(16)
         load_half = load_tile[0]
-        load_kind = Signal(range(3))
+        load_kind = Signal(range(PARAM_WORDS))
         load_k = Signal(range(self.k_max))
 
         with m.If(self.start):
@@ -139,11 +153,11 @@ class GemmCore(CoreBase):
                 m.d.comb += [self.input.ready.eq(1), want.eq(n_p)]
                 with m.If(word_done):
                     for h in range(2):
-                        for kind in range(3):
+                        for kind in range(PARAM_WORDS):
                             with m.If((load_half == h) & (load_kind == kind)):
                                 m.d.sync += params[h][kind].eq(word(n_p, 4 * C))
                     m.d.sync += [load_kind.eq(load_kind + 1), load_k.eq(0)]
-                    with m.If(load_kind == 2):
+                    with m.If(load_kind == PARAM_WORDS - 1):
                         m.next = "LOAD_B"
             with m.State("LOAD_B"):
                 m.d.comb += [self.input.ready.eq(1), want.eq(n_b),
@@ -236,23 +250,20 @@ class GemmCore(CoreBase):
         with m.Elif(ready_token):
             m.d.sync += [reading.eq(1), read_row.eq(0), read_beat.eq(0)]
 
+        def field(kind, j, width=32):
+            return Mux(read_half, params[1][kind][32 * j:32 * j + width], params[0][kind][32 * j:32 * j + width])
+
         out_bytes = []
         for j in range(C):
             column = Array(results[i][j] for i in range(R))
             acc = Signal(signed(32), name=f"post{j}_acc")
-            bias = Mux(read_half, params[1][0][32 * j:32 * j + 32], params[0][0][32 * j:32 * j + 32]).as_signed()
-            mult = Mux(read_half, params[1][1][32 * j:32 * j + 32], params[0][1][32 * j:32 * j + 32]).as_signed()
-            shift = Mux(read_half, params[1][2][32 * j:32 * j + 6], params[0][2][32 * j:32 * j + 6])
-            product = Signal(signed(64), name=f"post{j}_product")
             scaled = Signal(signed(34), name=f"post{j}_scaled")
             clamped = Signal(signed(8), name=f"post{j}_out")
-            # TFLite's single rounding: (x * M + 2^(s-1)) >> s, computed as
-            # ((x * M >> (s-1)) + 1) >> 1 so that only one variable shift is needed;
-            # the host sends s-1 in the shift word.
+            m.d.comb += acc.eq(column[read_row] + field(0, j).as_signed())
+            requantized = requantizer(m, f"post{j}", acc, cfg.requant_mode,
+                                      Cat(field(1, j), field(2, j, 22)), field(3, j, 16))
             m.d.comb += [
-                acc.eq(column[read_row] + bias),
-                product.eq(acc * mult),
-                scaled.eq((((product >> shift) + 1) >> 1)[:32].as_signed() + cfg.output_zero_point),
+                scaled.eq(requantized + cfg.output_zero_point),
                 clamped.eq(Mux(scaled < cfg.act_min, cfg.act_min, Mux(scaled > cfg.act_max, cfg.act_max, scaled))),
             ]
             out_bytes.append(clamped)
@@ -274,3 +285,86 @@ class GemmCore(CoreBase):
                                      half_full.bit_select(read_half, 1).eq(0)]
                     m.d.comb += self.done.eq(final_row)
         return m
+
+
+def requantizer(m, name, acc, float_mode, multiplier, shifts):
+    """Combinational requantization of one int32 value; returns a signed(33) result.
+
+    ``multiplier`` is 54 bits (the 53-bit mantissa in float mode, the 31-bit
+    fixed-point multiplier otherwise); ``shifts`` holds left | right << 8 in
+    double-rounding mode and the exponent E in float mode.
+    """
+    result = Signal(signed(33), name=f"{name}_requantized")
+
+    # Double rounding: SaturatingRoundingDoublingHighMul(acc << left, M), then a
+    # rounding divide by 2^right (ties away from zero in the first step, the
+    # gemmlowp threshold rule in the second).
+    left, right = shifts[:5], shifts[8:13]
+    magnitude = Signal(32, name=f"{name}_magnitude")
+    shifted = Signal(signed(32), name=f"{name}_shifted")
+    product = Signal(signed(64), name=f"{name}_product")
+    total = Signal(signed(65), name=f"{name}_nudged")
+    high = Signal(signed(33), name=f"{name}_high")
+    mask = Signal(32, name=f"{name}_mask")
+    rounded = Signal(signed(33), name=f"{name}_double")
+    # One multiplier serves both modes: the double-rounding multiplier has zeros
+    # above bit 30, and the float mode multiplies the (non-negative) magnitude.
+    operand = Signal(signed(33), name=f"{name}_operand")
+    shared = Signal(signed(88), name=f"{name}_shared_product")
+    m.d.comb += [
+        operand.eq(Mux(float_mode, magnitude, shifted)),
+        shared.eq(operand * multiplier),
+    ]
+    m.d.comb += [
+        shifted.eq((acc << left)[:32].as_signed()),
+        product.eq(shared[:64].as_signed()),
+        total.eq(product + Mux(product >= 0, 1 << 30, 1 - (1 << 30))),
+        high.eq(Mux(total >= 0, total >> 31, -((-total) >> 31))),
+        mask.eq((Const(1, 33) << right) - 1),
+        rounded.eq((high >> right) + ((high[:32] & mask) > ((mask >> 1) + high[32]))),
+    ]
+
+    # Float: |acc| x M exactly (85 bits), rounded to 53 significant bits like a
+    # double multiply, then to an integer with halves away from zero.
+    exact = Signal(86, name=f"{name}_exact")
+    length = Signal(range(87), name=f"{name}_length")
+    drop = Signal(range(87), name=f"{name}_drop")
+    kept = Signal(86, name=f"{name}_kept")
+    double = Signal(87, name=f"{name}_as_double")
+    exponent = shifts[:7]
+    integer = Signal(88, name=f"{name}_integer")
+    saturated = Signal(33, name=f"{name}_saturated")
+    # Bit length by a balanced tree, not a chain: Amaranth's simulator compiles each
+    # expression to nested Python, which a chain of 86 multiplexers overflows.
+    def leading(lo, hi):
+        if hi - lo == 1:
+            return exact[lo], Const(lo + 1, range(87))
+        middle = (lo + hi) // 2
+        any_low, length_low = leading(lo, middle)
+        any_high, length_high = leading(middle, hi)
+        nonzero = Signal(name=f"{name}_nz{lo}_{hi}")
+        length = Signal(range(87), name=f"{name}_len{lo}_{hi}")
+        m.d.comb += [nonzero.eq(any_low | any_high), length.eq(Mux(any_high, length_high, Mux(any_low, length_low, 0)))]
+        return nonzero, length
+
+    _, bit_length = leading(0, 86)
+    guard = Signal(name=f"{name}_guard")
+    sticky = Signal(name=f"{name}_sticky")
+    below = Signal(range(86), name=f"{name}_below")        # drop - 1, the guard bit's position
+    half = Signal(range(127), name=f"{name}_half")         # exponent - 1, the integer rounding position
+    m.d.comb += [
+        magnitude.eq(Mux(acc < 0, -acc, acc)),
+        exact.eq(shared[:86]),
+        length.eq(bit_length),
+        drop.eq(Mux(length > 53, length - 53, 0)),
+        kept.eq(exact >> drop),
+        below.eq(Mux(drop != 0, drop - 1, 0)),
+        half.eq(Mux(exponent != 0, exponent - 1, 0)),
+        guard.eq((drop != 0) & (exact >> below)[0]),
+        sticky.eq((drop > 1) & ((exact & ((Const(1, 87) << below) - 1)) != 0)),
+        double.eq((kept + (guard & (sticky | kept[0]))) << drop),
+        integer.eq((double + Mux(exponent != 0, Const(1, 88) << half, 0)) >> exponent),
+        saturated.eq(Mux(integer >= (1 << 31), 1 << 31, integer)),
+    ]
+    m.d.comb += result.eq(Mux(float_mode, Mux(acc < 0, -saturated.as_signed(), saturated.as_signed()), rounded))
+    return result

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from accelkit.driver.layers import conv_output_size, im2col
-from accelkit.driver.quant import activation_range, multiply_by_quantized_multiplier, quantize_multiplier
+from accelkit.driver.quant import (activation_range, float_scale_fields, multiply_double_rounding, multiply_float,
+                                   quantize_multiplier)
 from accelkit.errors import ParameterError
 
 
@@ -14,10 +15,26 @@ def test_quantize_multiplier_matches_frexp_convention():
     assert np.allclose(multiplier * 2.0 ** (shift.astype(float) - 31), [0.001, 1.5], rtol=1e-9)
 
 
-def test_single_rounding_rounds_half_up():
-    # 3 * 2^30 / 2^31 = 1.5 rounds to 2; -1.5 rounds to -1 (add half, floor).
-    assert multiply_by_quantized_multiplier(3, 1 << 30, 0) == 2
-    assert multiply_by_quantized_multiplier(-3, 1 << 30, 0) == -1
+def test_double_rounding_cases_seen_on_litert():
+    # acc=281 at scale 0.375: exact 105.375; LiteRT's CONV_2D gives 104 + zp(-2) = 104 -> 106 before zp.
+    multiplier, shift = quantize_multiplier(0.375)
+    assert multiply_double_rounding(281, multiplier, shift) == 106
+    # -88 * 0.5625 = -49.5: the double-rounding path gives -49 (ties away from zero, then round again).
+    multiplier, shift = quantize_multiplier(0.5625)
+    assert multiply_double_rounding(-88, multiplier, shift) == -49
+
+
+def test_float_rounding_is_half_away_from_zero_and_exact():
+    assert multiply_float(-9600, 2.0 ** -8) == -38
+    assert multiply_float(3, 0.5) == 2 and multiply_float(-3, 0.5) == -2
+    # 0.49999999999999994 must not round up (adding 0.5 in floating point would).
+    assert multiply_float(1, 0.49999999999999994) == 0
+
+
+def test_float_scale_fields_are_exact():
+    mantissa, exponent = float_scale_fields(np.array([0.001, 3.5]))
+    assert np.all(mantissa.astype(float) * 2.0 ** -exponent.astype(float) == [0.001, 3.5])
+    assert np.all(mantissa < 1 << 53) and np.all(mantissa >= 1 << 52)
 
 
 def test_bad_scales_and_activations_refused():

@@ -8,9 +8,9 @@ TINY = dict(rows=2, cols=3, data_width=16, k_max=16, a_depth=16)
 
 def test_gemm_resources_count_one_multiplier_per_pe():
     estimate = accelerator_resources(GemmAccelerator(**TINY))
-    # Multipliers before mapping: one per PE, one 32x32 requantization multiply per
-    # column, one for the A block size (M_TILES x K).
+    # Multipliers before mapping: one per PE, one 33x54 requantization multiply per
+    # column (shared by both rounding modes), one for the A block size (M_TILES x K).
     assert estimate.mul_cells_before_mapping == 2 * 3 + 3 + 1
-    # Each int8 PE product maps to a DSP48E1, each 32x32 requantization product to four.
-    assert estimate.dsp == 2 * 3 + 3 * 4
+    # Each int8 PE product maps to one DSP48E1, each 33x54 requantization product to six.
+    assert estimate.dsp == 2 * 3 + 3 * 6
     assert estimate.lut > 0 and estimate.ff > 0

@@ -99,3 +99,55 @@ def test_unsupported_depth_declined(device_pool):
     gemm = random_gemm(np.random.default_rng(0), 2, 2, SMALL_PARAMS["k_max"] + 1)
     supported, reason = accelerator.supports(gemm)
     assert not supported and "exceeds k_max=64" in reason
+
+
+def test_cocotb_small_sweep(device_pool):
+    accelerator, device = device_pool(SMALL_PARAMS, "cocotb", DmaTiming(4, 3))
+    cases = sweep(accelerator, seed=12, count=4, max_dim=9, max_k=12)
+    _assert_results([check_case(accelerator, device, case) for case in cases])
+
+
+@pytest.mark.iverilog
+def test_cocotb_on_icarus_matches_verilator(device_pool):
+    from accelkit.sim.cocotb_device import CocotbDevice
+    from accelkit.accelerators.gemm import GemmAccelerator
+    accelerator = GemmAccelerator(**SMALL_PARAMS)
+    gemm = random_gemm(np.random.default_rng(5), 6, 5, 9)
+    _, native = device_pool(SMALL_PARAMS, "verilator", DmaTiming(2, 1))
+    expected = accelerator.run_gemm(native, gemm)[1]
+    with CocotbDevice.from_shell(accelerator.shell(), accelerator.top_name, DmaTiming(2, 1),
+                                 simulator="icarus") as device:
+        out, stats = accelerator.run_gemm(device, gemm)
+    assert np.array_equal(out, gemm.reference())
+    assert (stats.cycles, stats.in_stall_cycles) == (expected.cycles, expected.in_stall_cycles)
+
+
+def _double_rounding_ties(count, seed=0):
+    """(acc, scale) pairs whose exact product is just off k + 0.5 but whose double product is exactly k + 0.5."""
+    from fractions import Fraction
+    rng = np.random.default_rng(seed)
+    found = []
+    while len(found) < count:
+        acc = int(rng.integers(1 << 20, 1 << 30)) * int(rng.choice([-1, 1]))
+        k = int(rng.integers(0, 100))
+        target = (k + 0.5) / abs(acc)
+        scale = float(np.nextafter(target, 0.0) if rng.random() < 0.5 else np.nextafter(target, 1.0))
+        if abs(float(acc) * scale) == k + 0.5 and abs(Fraction(acc) * Fraction(scale)) != Fraction(2 * k + 1, 2):
+            found.append((acc, scale))
+    return found
+
+
+def test_float_requantization_rounds_products_like_a_double(device_pool):
+    """Where rounding the product to 53 bits decides the integer, the RTL must follow the double multiply."""
+    from accelkit.driver.layers import QuantizedGemm
+    accelerator, device = device_pool(SMALL_PARAMS, "verilator", DmaTiming(8, 0))
+    ties = _double_rounding_ties(12)
+    gemm = QuantizedGemm(np.zeros((1, 1), np.int8), np.zeros((1, len(ties)), np.int8), [a for a, _ in ties],
+                         [s for _, s in ties], "float")
+    out, _ = accelerator.run_gemm(device, gemm)
+    assert np.array_equal(out, gemm.reference())
+    from fractions import Fraction
+    from math import floor
+    # What exact arithmetic would give differs on some of them: the 53-bit rounding matters.
+    exact = [int(np.sign(a)) * floor(abs(Fraction(a) * Fraction(s)) + Fraction(1, 2)) for a, s in ties]
+    assert [int(v) for v in out[0]] != exact
