@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
+from ..driver.quant import ACTIVATIONS
 from ..errors import ParameterError, UnsupportedLayer
 from ..hw.shell import AcceleratorShell
 
@@ -138,9 +139,28 @@ class Accelerator(ABC):
         return self.core_class.register_map()
 
     # models and driver, per layer op
+    #: layer kinds (``driver.layers`` ops) this design runs; framework front ends offload only these
+    offload_ops = ("conv2d", "fc")
+
     @abstractmethod
+    def check_shape(self, m, n, k) -> None:
+        """Raise :class:`UnsupportedLayer` with the reason when this design cannot run an (M, N, K) GEMM."""
+
     def check(self, gemm) -> None:
-        """Raise :class:`UnsupportedLayer` with the reason when this design cannot run ``gemm``."""
+        """Raise :class:`UnsupportedLayer` when this design cannot run ``gemm``."""
+        self.check_shape(*gemm.shape)
+
+    def check_layer(self, layer, input_shape) -> None:
+        """The per-layer check function front ends call before offloading a layer.
+
+        ``layer`` is a ``driver.layers`` Conv2D / FullyConnected (its weights and
+        quantization already validated as int8 by the front end).
+        """
+        if layer.op not in self.offload_ops:
+            raise UnsupportedLayer(f"{self.name} does not run {layer.op} layers")
+        if getattr(layer, "activation", "NONE") not in ACTIVATIONS:
+            raise UnsupportedLayer(f"fused activation {layer.activation} is not supported")
+        self.check_shape(*layer.gemm_shape(input_shape))
 
     @abstractmethod
     def golden(self, gemm):

@@ -14,6 +14,7 @@ and stream-to-memory beat ``j`` is accepted from cycle
 ``floor(j * beat_bytes / bytes_per_cycle)``.
 """
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, asdict
 
@@ -84,6 +85,8 @@ class Device(ABC):
     backend = "abstract"
 
     def __init__(self, register_map: RegisterMap, data_width: int, dma: DmaTiming | None = None):
+        #: wall-clock seconds spent waiting for jobs (simulation time, for reports)
+        self.run_seconds = 0.0
         self.register_map = register_map
         self.data_width = data_width
         self.beat_bytes = data_width // 8
@@ -140,7 +143,9 @@ class Device(ABC):
 
     def wait(self, cycle_budget: int) -> int:
         """Clock until the job is done; raise :class:`SimulationTimeout` after ``cycle_budget`` cycles."""
+        started = time.perf_counter()
         finished, cycles = self._run(int(cycle_budget))
+        self.run_seconds += time.perf_counter() - started
         if not finished:
             status = self.status()
             shown = ", ".join(f"{k}={v:#x}" if k in ("STATUS", "ID") else f"{k}={v}" for k, v in status.items())

@@ -161,6 +161,14 @@ class Conv2D:
     op = "conv2d"
     rounding = DOUBLE
 
+    def gemm_shape(self, input_shape):
+        """(M, N, K) of the lowered GEMM for an NHWC input shape, without any data."""
+        n, h, w, _ = input_shape
+        cout, kh, kw, cin = self.filters.shape
+        oh = conv_output_size(h, kh, self.stride[0], self.dilation[0], self.padding)
+        ow = conv_output_size(w, kw, self.stride[1], self.dilation[1], self.padding)
+        return n * oh * ow, cout, kh * kw * cin
+
     def lower(self, x):
         """Return (QuantizedGemm, output shape NHWC)."""
         if x.ndim != 4 or x.shape[3] != self.filters.shape[3]:
@@ -191,6 +199,10 @@ class FullyConnected:
 
     op = "fc"
     rounding = FLOAT
+
+    def gemm_shape(self, input_shape):
+        n, k = self.weights.shape
+        return int(np.prod(input_shape)) // k, n, k
 
     def lower(self, x):
         x = x.reshape(-1, self.weights.shape[1]) if x.size % self.weights.shape[1] == 0 else x

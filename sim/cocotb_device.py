@@ -29,7 +29,7 @@ import numpy as np
 
 from ..driver.device import Device, DmaTiming
 from ..errors import DeviceError, ToolchainError
-from .toolchain import cached_build, content_hash, verilator_environment, verilator_version
+from .toolchain import MAKE_FLAGS, cached_build, content_hash, make_flags, verilator_environment, verilator_version
 from .verilator import VERILATOR_FLAGS, trace_kind, convert_verilog
 
 __all__ = ["CocotbDevice", "build_cocotb", "SIMULATORS"]
@@ -39,10 +39,6 @@ TEST_MODULE = "accelkit.sim.cocotb_bench.test_accelkit"
 CONFIG_VARIABLE = "ACCELKIT_COCOTB_CONFIG"   # read by the test module
 # Amaranth's Verilog has no `timescale; the 10 ns cocotb clock needs sub-ns precision.
 TIMESCALE = ("1ns", "1ps")
-# The wheel's verilated.mk leaves the precompiled-header flag empty, which breaks any
-# model split over several files; the optimisation levels are the native build's, so
-# speed comparisons between the two Verilator routes are fair.
-MAKE_FLAGS = ("CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O2", "OPT_SLOW=-O1")
 
 _environ_lock = threading.Lock()
 
@@ -122,12 +118,10 @@ def build_cocotb(verilog_text, top_name, simulator="verilator", trace_kind=None,
         log = work / "build.log"
         if simulator == "verilator":
             env = verilator_environment()
-            make_flags = [os.environ.get("MAKEFLAGS", ""), *MAKE_FLAGS]
-            if shutil.which("ccache"):
-                make_flags.append("OBJCACHE=ccache")
             # The runner calls make itself; command-line variables in MAKEFLAGS reach it.
-            make_flags = " ".join(filter(None, make_flags))
-            patch = {"PATH": env["PATH"], "VERILATOR_ROOT": env["VERILATOR_ROOT"], "MAKEFLAGS": make_flags}
+            # The optimisation levels are the native build's, so the two routes compare fairly.
+            flags = " ".join(filter(None, [os.environ.get("MAKEFLAGS", ""), *make_flags()]))
+            patch = {"PATH": env["PATH"], "VERILATOR_ROOT": env["VERILATOR_ROOT"], "MAKEFLAGS": flags}
             build_dir = work / "obj"
         else:
             patch, build_dir = {}, work

@@ -17,8 +17,19 @@ from pathlib import Path
 
 from ..errors import ToolchainError
 
-__all__ = ["cache_root", "verilator_environment", "verilator_version", "content_hash", "cached_build",
+__all__ = ["MAKE_FLAGS", "make_flags", "cache_root", "verilator_environment", "verilator_version", "content_hash", "cached_build",
            "require_compiler", "tool_versions"]
+
+
+# The wheel's precompiled-header flag is broken (CFG_CXXFLAGS_PCH_I). The model's
+# "slow" (construction-time) files are compiled without optimization: with
+# cocotb's --public-flat-rw their symbol tables are large, and -O1 took minutes.
+MAKE_FLAGS = ("CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O2", "OPT_SLOW=-O0")
+
+
+def make_flags() -> list:
+    """Make variables for building a verilated model, with ccache when it is installed."""
+    return list(MAKE_FLAGS) + (["OBJCACHE=ccache"] if shutil.which("ccache") else [])
 
 
 def cache_root() -> Path:

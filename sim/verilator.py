@@ -10,8 +10,8 @@ from amaranth.back import verilog
 
 from ..driver.device import Device, DmaTiming
 from ..errors import DeviceError
-from .toolchain import (cache_root, content_hash, cached_build, run_logged, verilator_environment,
-                        verilator_version)
+from .toolchain import (MAKE_FLAGS, cache_root, content_hash, cached_build, make_flags, run_logged,
+                        verilator_environment, verilator_version)
 
 __all__ = ["VerilatorDevice", "convert_verilog", "build_native", "trace_kind", "VERILATOR_FLAGS"]
 
@@ -62,7 +62,7 @@ def build_native(verilog_text, top_name, trace_kind=None, progress=None) -> Path
         flags.append("--trace")
         defines = " -DAK_TRACE_VCD=1"
     link_libraries = ["-llz4", "-lz"] if trace_kind == "fst" else []
-    key = content_hash(verilog_text, top_name, flags, CXX_FLAGS + defines, link_libraries, harness,
+    key = content_hash(verilog_text, top_name, flags, CXX_FLAGS + defines, link_libraries, MAKE_FLAGS, harness,
                        verilator_version())
 
     def build(work: Path):
@@ -71,12 +71,9 @@ def build_native(verilog_text, top_name, trace_kind=None, progress=None) -> Path
             progress(f"building the native simulator of {top_name} with Verilator (cache key {key[:12]})")
         (work / "top.v").write_text(verilog_text)
         (work / "harness.cpp").write_text(harness)
-        make_flags = ["CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O2", "OPT_SLOW=-O1"]   # the wheel's precompiled-header flag is broken
-        if shutil.which("ccache"):
-            make_flags.append("OBJCACHE=ccache")
         command = ["verilator", "--cc", "top.v", "harness.cpp", "--top-module", top_name, "--prefix", "Vtop",
                    *flags, "--build", "-j", str(os.cpu_count() or 2),
-                   "-CFLAGS", CXX_FLAGS + defines, "--Mdir", "obj", "-MAKEFLAGS", " ".join(make_flags)]
+                   "-CFLAGS", CXX_FLAGS + defines, "--Mdir", "obj", "-MAKEFLAGS", " ".join(make_flags())]
         seconds = run_logged(command, work, env, f"Verilator build of {top_name}")
         # Without --exe Verilator stops at static archives; link them and the harness into one .so.
         link = ["g++", "-shared", "-o", "libaccelkit.so", "obj/harness.o", "obj/libVtop.a", "obj/libverilated.a",

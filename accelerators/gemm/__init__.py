@@ -33,8 +33,7 @@ class GemmAccelerator(Accelerator):
     def pes(self):
         return self.params["rows"] * self.params["cols"]
 
-    def check(self, gemm):
-        m, n, k = gemm.shape
+    def check_shape(self, m, n, k):
         if k > self.params["k_max"]:
             raise UnsupportedLayer(f"reduction depth K={k} exceeds k_max={self.params['k_max']}")
         if min(m, n, k) < 1:

@@ -288,83 +288,92 @@ class GemmCore(CoreBase):
 
 
 def requantizer(m, name, acc, float_mode, multiplier, shifts):
-    """Combinational requantization of one int32 value; returns a signed(33) result.
+    """Combinational requantization of one int32 value; returns a signed(34) result.
 
     ``multiplier`` is 54 bits (the 53-bit mantissa in float mode, the 31-bit
     fixed-point multiplier otherwise); ``shifts`` holds left | right << 8 in
-    double-rounding mode and the exponent E in float mode.
+    double-rounding mode and the exponent E in float mode. Apart from the
+    shared product, every value fits 64 bits, which keeps the verilated model fast.
     """
-    result = Signal(signed(33), name=f"{name}_requantized")
+    result = Signal(signed(34), name=f"{name}_requantized")
+    left, right, exponent = shifts[:5], shifts[8:13], shifts[:7]
+
+    # Float mode works on |acc| normalized to [2^31, 2^32): the product with the
+    # 53-bit mantissa then has 84 or 85 bits, so rounding it to 53 significant
+    # bits (as a double multiply does) drops a fixed 31 or 32 bits.
+    magnitude = Signal(32, name=f"{name}_magnitude")
+    length = Signal(range(33), name=f"{name}_length")
+    normalized = Signal(32, name=f"{name}_normalized")
+    leading_zeros = Signal(range(33), name=f"{name}_leading_zeros")
+
+    def bit_length(lo, hi):
+        # a balanced tree: a chain of multiplexers would nest too deeply for Amaranth's simulator
+        if hi - lo == 1:
+            return magnitude[lo], Const(lo + 1, range(33))
+        middle = (lo + hi) // 2
+        any_low, length_low = bit_length(lo, middle)
+        any_high, length_high = bit_length(middle, hi)
+        return any_low | any_high, Mux(any_high, length_high, Mux(any_low, length_low, 0))
+
+    m.d.comb += [
+        magnitude.eq(Mux(acc < 0, -acc, acc)),
+        length.eq(bit_length(0, 32)[1]),
+        leading_zeros.eq(32 - length),
+        normalized.eq(magnitude << leading_zeros),
+    ]
+
+    # Two native-width multipliers (32x32 and 32x21, both unsigned) instead of one
+    # 32x54: the low one serves both modes, and nothing is wider than 64 bits, which
+    # keeps the verilated model fast.
+    shifted = Signal(signed(32), name=f"{name}_shifted")
+    shifted_magnitude = Signal(32, name=f"{name}_shifted_magnitude")
+    low = Signal(64, name=f"{name}_product_low")
+    high_part = Signal(53, name=f"{name}_product_high")
+    m.d.comb += [
+        shifted.eq((acc << left)[:32].as_signed()),
+        shifted_magnitude.eq(Mux(shifted < 0, -shifted, shifted)),
+        low.eq(Mux(float_mode, normalized, shifted_magnitude) * multiplier[:32]),
+        high_part.eq(normalized * multiplier[32:53]),
+    ]
 
     # Double rounding: SaturatingRoundingDoublingHighMul(acc << left, M), then a
     # rounding divide by 2^right (ties away from zero in the first step, the
-    # gemmlowp threshold rule in the second).
-    left, right = shifts[:5], shifts[8:13]
-    magnitude = Signal(32, name=f"{name}_magnitude")
-    shifted = Signal(signed(32), name=f"{name}_shifted")
-    product = Signal(signed(64), name=f"{name}_product")
-    total = Signal(signed(65), name=f"{name}_nudged")
-    high = Signal(signed(33), name=f"{name}_high")
+    # gemmlowp threshold rule in the second). The first step is done on the
+    # magnitude: (|p| + 2^30) >> 31 for p >= 0 and -((|p| + 2^30 - 1) >> 31) for
+    # p < 0 is the nudge-and-truncate of the reference, without 65-bit values.
+    negative = shifted < 0
+    high_magnitude = Signal(33, name=f"{name}_high_magnitude")
+    high = Signal(signed(34), name=f"{name}_high")
     mask = Signal(32, name=f"{name}_mask")
-    rounded = Signal(signed(33), name=f"{name}_double")
-    # One multiplier serves both modes: the double-rounding multiplier has zeros
-    # above bit 30, and the float mode multiplies the (non-negative) magnitude.
-    operand = Signal(signed(33), name=f"{name}_operand")
-    shared = Signal(signed(88), name=f"{name}_shared_product")
+    rounded = Signal(signed(34), name=f"{name}_double")
     m.d.comb += [
-        operand.eq(Mux(float_mode, magnitude, shifted)),
-        shared.eq(operand * multiplier),
-    ]
-    m.d.comb += [
-        shifted.eq((acc << left)[:32].as_signed()),
-        product.eq(shared[:64].as_signed()),
-        total.eq(product + Mux(product >= 0, 1 << 30, 1 - (1 << 30))),
-        high.eq(Mux(total >= 0, total >> 31, -((-total) >> 31))),
+        high_magnitude.eq((low[:63] + Mux(negative, (1 << 30) - 1, 1 << 30)) >> 31),
+        high.eq(Mux(negative, -high_magnitude, high_magnitude)),
         mask.eq((Const(1, 33) << right) - 1),
-        rounded.eq((high >> right) + ((high[:32] & mask) > ((mask >> 1) + high[32]))),
+        rounded.eq((high >> right) + ((high[:32] & mask) > ((mask >> 1) + high[33]))),
     ]
 
-    # Float: |acc| x M exactly (85 bits), rounded to 53 significant bits like a
-    # double multiply, then to an integer with halves away from zero.
-    exact = Signal(86, name=f"{name}_exact")
-    length = Signal(range(87), name=f"{name}_length")
-    drop = Signal(range(87), name=f"{name}_drop")
-    kept = Signal(86, name=f"{name}_kept")
-    double = Signal(87, name=f"{name}_as_double")
-    exponent = shifts[:7]
-    integer = Signal(88, name=f"{name}_integer")
+    # Float: the product normalized x M has 84 or 85 bits; round it to 53 bits
+    # (half to even), then take mantissa * 2^-shift to an integer with halves away
+    # from zero, where shift = E + 32 - length - dropped bits, computed as
+    # ((mantissa >> (shift - 1)) + 1) >> 1 to avoid a left shift that would widen.
+    upper = Signal(54, name=f"{name}_product_upper")     # product >> 32
+    m.d.comb += upper.eq(high_part + low[32:])
+    top = upper[52]
+    kept = Mux(top, upper[:53], Cat(low[31], upper[:52]))
+    guard = Mux(top, low[31], low[30])
+    sticky = Mux(top, low[:31] != 0, low[:30] != 0)
+    mantissa = Signal(55, name=f"{name}_mantissa")
+    shift = Signal(signed(10), name=f"{name}_shift")
+    below = Signal(6, name=f"{name}_below")
+    integer = Signal(55, name=f"{name}_integer")
     saturated = Signal(33, name=f"{name}_saturated")
-    # Bit length by a balanced tree, not a chain: Amaranth's simulator compiles each
-    # expression to nested Python, which a chain of 86 multiplexers overflows.
-    def leading(lo, hi):
-        if hi - lo == 1:
-            return exact[lo], Const(lo + 1, range(87))
-        middle = (lo + hi) // 2
-        any_low, length_low = leading(lo, middle)
-        any_high, length_high = leading(middle, hi)
-        nonzero = Signal(name=f"{name}_nz{lo}_{hi}")
-        length = Signal(range(87), name=f"{name}_len{lo}_{hi}")
-        m.d.comb += [nonzero.eq(any_low | any_high), length.eq(Mux(any_high, length_high, Mux(any_low, length_low, 0)))]
-        return nonzero, length
-
-    _, bit_length = leading(0, 86)
-    guard = Signal(name=f"{name}_guard")
-    sticky = Signal(name=f"{name}_sticky")
-    below = Signal(range(86), name=f"{name}_below")        # drop - 1, the guard bit's position
-    half = Signal(range(127), name=f"{name}_half")         # exponent - 1, the integer rounding position
     m.d.comb += [
-        magnitude.eq(Mux(acc < 0, -acc, acc)),
-        exact.eq(shared[:86]),
-        length.eq(bit_length),
-        drop.eq(Mux(length > 53, length - 53, 0)),
-        kept.eq(exact >> drop),
-        below.eq(Mux(drop != 0, drop - 1, 0)),
-        half.eq(Mux(exponent != 0, exponent - 1, 0)),
-        guard.eq((drop != 0) & (exact >> below)[0]),
-        sticky.eq((drop > 1) & ((exact & ((Const(1, 87) << below) - 1)) != 0)),
-        double.eq((kept + (guard & (sticky | kept[0]))) << drop),
-        integer.eq((double + Mux(exponent != 0, Const(1, 88) << half, 0)) >> exponent),
-        saturated.eq(Mux(integer >= (1 << 31), 1 << 31, integer)),
+        mantissa.eq(kept + (guard & (sticky | kept[0]))),
+        shift.eq(exponent + 32 - length - Mux(top, 32, 31)),
+        below.eq((shift - 1)[:6]),
+        integer.eq(Mux(shift > 63, 0, ((mantissa >> below) + 1) >> 1)),
+        saturated.eq(Mux((shift <= 0) | (integer >= (1 << 31)), 1 << 31, Mux(magnitude == 0, 0, integer))),
     ]
     m.d.comb += result.eq(Mux(float_mode, Mux(acc < 0, -saturated.as_signed(), saturated.as_signed()), rounded))
     return result
