@@ -12,17 +12,18 @@ $(VENV)/.installed: pyproject.toml scripts/install-system-deps
 	./scripts/install-system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test,tflite]"
+	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 
 demo: setup
-	$(BIN)/accelkit layer conv2d --height 28 --width 28 --in-channels 16 --out-channels 32 --kernel 3 --activation RELU --json results/demo.json
+	$(BIN)/accelkit run digits_cnn --input zoo:digits_test_x --labels zoo:digits_test_y --compare ref --json results/digits.json
 
 test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
 	$(BIN)/accelkit bench sim-speed --json results/sim-speed.json
+	$(BIN)/accelkit bench model --json results/model.json
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

@@ -78,7 +78,48 @@ def sim_speed(args):
                       ratios=ratios)
 
 
-BENCHMARKS = {"sim-speed": sim_speed}
+def model_bench(args):
+    """Whole-model wall time on the RTL simulation for each zoo model, with simulated cycles."""
+    from .run_cmd import load_inputs
+    from .tflite.runner import DelegatedModel, make_interpreter
+    from .zoo import ZOO, model_names
+    accelerator = get_accelerator(args.accel, parse_params(args.params))
+    dma = DmaTiming(args.dma_bytes, args.dma_latency)
+    progress = progress_printer()
+    results = {}
+    with open_device(accelerator, args.backend, dma, progress=progress) as device:
+        for name in model_names():
+            path = ZOO / "models" / f"{name}.tflite"
+            progress(f"{name}: preparing")
+            before_sim = device.run_seconds
+            started = time.perf_counter()
+            model = DelegatedModel(path, accelerator, device)
+            x = load_inputs(None, model.input_detail, args.seed)
+            outputs = model.invoke(x)
+            wall = time.perf_counter() - started
+            reference = make_interpreter(path, "ref")
+            reference.set_tensor(reference.get_input_details()[0]["index"], x)
+            reference.invoke()
+            expected = [reference.get_tensor(d["index"]) for d in reference.get_output_details()]
+            simulation = device.run_seconds - before_sim
+            results[name] = {
+                "wall_seconds": wall, "simulation_seconds": simulation,
+                "driver_seconds": model.layer_seconds - simulation,
+                "cpu_and_setup_seconds": wall - model.layer_seconds,
+                "accelerator_cycles": sum(r.cycles for r in model.offloaded),
+                "layers_offloaded": len(model.offloaded), "layers": len(model.records),
+                "bit_exact": all(np.array_equal(a, b) for a, b in zip(outputs, expected))}
+    rows = [[name, r["wall_seconds"], r["accelerator_cycles"], r["accelerator_cycles"] / max(r["simulation_seconds"], 1e-9),
+             r["simulation_seconds"] / r["wall_seconds"], r["driver_seconds"] / r["wall_seconds"],
+             r["cpu_and_setup_seconds"] / r["wall_seconds"], f"{r['layers_offloaded']}/{r['layers']}",
+             "yes" if r["bit_exact"] else "NO"] for name, r in results.items()]
+    console.print(table(f"whole models, one inference on {accelerator!r} ({args.backend}), CPU part on BUILTIN_REF",
+                        ["name", "wall s", "sim. cycles", "cycles/s", "sim share", "driver share",
+                         "CPU+setup share", "offloaded", "bit-exact"], rows))
+    return provenance("bench model", accelerator, args.backend, dma, args.seed, models=results)
+
+
+BENCHMARKS = {"sim-speed": sim_speed, "model": model_bench}
 
 
 def run(args):

@@ -30,6 +30,11 @@ def build_parser():
     _common(layer)
     layer_cmd.add_arguments(layer)
 
+    from . import run_cmd
+    model = commands.add_parser("run", help="run a .tflite model with the accelerator's layers on RTL")
+    _common(model)
+    run_cmd.add_arguments(model)
+
     resources = commands.add_parser("resources", help="Yosys resource estimate (LUT, FF, DSP, BRAM) for xc7")
     resources.add_argument("--accel", default="gemm")
     resources.add_argument("--params", default="")
@@ -70,6 +75,9 @@ def main(argv=None):
         if args.command == "layer":
             from . import layer_cmd
             return layer_cmd.run(args)
+        if args.command == "run":
+            from . import run_cmd
+            return run_cmd.run(args)
         if args.command == "resources":
             from . import resources_cmd
             return resources_cmd.run(args)

@@ -28,7 +28,7 @@ import flatbuffers
 import numpy as np
 import tflite
 
-__all__ = ["conv2d_model", "fully_connected_model", "run_reference"]
+__all__ = ["conv2d_model", "fully_connected_model", "float_fully_connected_model", "run_reference"]
 
 _SCHEMA_VERSION = 3
 _FILE_IDENTIFIER = b"TFL3"
@@ -443,6 +443,30 @@ def fully_connected_model(
         inputs=op_inputs,
         outputs=[len(tensors) - 1],
     )
+
+
+def float_fully_connected_model(*, weights, bias) -> bytes:
+    """A float32 FULLY_CONNECTED (batch 1): a model an int8 accelerator must leave to the CPU."""
+    weights = np.asarray(weights, dtype=np.float32)
+    n, k = weights.shape
+    empty = np.zeros(0, dtype=np.float32)
+    tensors = [
+        _Tensor("input", (1, k), tflite.TensorType.FLOAT32, empty, np.zeros(0, np.int64)),
+        _Tensor("weights", (n, k), tflite.TensorType.FLOAT32, empty, np.zeros(0, np.int64),
+                data=weights.tobytes()),
+        _Tensor("bias", (n,), tflite.TensorType.FLOAT32, empty, np.zeros(0, np.int64),
+                data=np.asarray(bias, np.float32).tobytes()),
+        _Tensor("output", (1, n), tflite.TensorType.FLOAT32, empty, np.zeros(0, np.int64)),
+    ]
+
+    def options(builder):
+        tflite.FullyConnectedOptionsStart(builder)
+        tflite.FullyConnectedOptionsAddFusedActivationFunction(builder, tflite.ActivationFunctionType.NONE)
+        return tflite.FullyConnectedOptionsEnd(builder)
+
+    return _build_model(tensors=tensors, opcode=tflite.BuiltinOperator.FULLY_CONNECTED, op_version=1,
+                        options_type=tflite.BuiltinOptions.FullyConnectedOptions, build_options=options,
+                        inputs=[0, 1, 2], outputs=[3])
 
 
 def run_reference(model_bytes, input_int8) -> np.ndarray:
