@@ -171,6 +171,10 @@ class Accelerator(ABC):
         """Closed-form cycles for a (M, N, K) GEMM at the given DMA timing."""
 
     @abstractmethod
+    def estimate_stats(self, gemm_shape, dma, op="gemm", shape=None):
+        """LayerStats of an (M, N, K) GEMM from the cost model, without simulating (the `model` backend)."""
+
+    @abstractmethod
     def run_gemm(self, device, gemm, cycle_budget=None, op="gemm", shape=None):
         """Run ``gemm`` on ``device``; return (int8 output, LayerStats)."""
 

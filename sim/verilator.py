@@ -29,6 +29,7 @@ def convert_verilog(shell, top_name, design_key=None, progress=None) -> str:
     if design_key:
         path = cache_root() / "verilog" / f"{design_key}.v"
         if path.exists():
+            _mark_used(shell)
             return path.read_text()
     if progress:
         progress(f"converting {top_name} to Verilog")
@@ -39,6 +40,14 @@ def convert_verilog(shell, top_name, design_key=None, progress=None) -> str:
         tmp.write_text(text)
         os.replace(tmp, path)
     return text
+
+
+def _mark_used(elaboratable):
+    # The cached Verilog stands in for elaborating the shell; tell Amaranth so it does
+    # not warn that the shell and its core were created but never used.
+    for item in (elaboratable, getattr(elaboratable, "core", None)):
+        if item is not None:
+            item._MustUse__silence = True
 
 
 def trace_kind(trace):

@@ -8,6 +8,7 @@ from ..accelerators.base import get_accelerator, parse_params
 from ..driver.device import DmaTiming
 from .devices import open_device
 from .random_layers import random_gemm
+from .fidelity import TOLERANCE
 from .report import console, progress_printer, provenance, table, write_json
 
 __all__ = ["add_arguments", "run", "BENCHMARKS"]
@@ -17,6 +18,7 @@ def add_arguments(parser):
     parser.add_argument("name", choices=sorted(BENCHMARKS), help="benchmark to run")
     parser.add_argument("--size", type=int, default=64, help="sim-speed: M=N=K of the shared GEMM (default 64)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--models", default="mobilenet_v2", help="utilization: comma-separated zoo models")
 
 
 def _timed_job(device, accelerator, gemm):
@@ -78,48 +80,109 @@ def sim_speed(args):
                       ratios=ratios)
 
 
-def model_bench(args):
-    """Whole-model wall time on the RTL simulation for each zoo model, with simulated cycles."""
+def _one_inference(path, executor, seed):
+    """One seeded inference of a zoo model: (DelegatedModel, wall seconds, outputs, BUILTIN_REF outputs)."""
     from .run_cmd import load_inputs
     from .tflite.runner import DelegatedModel, make_interpreter
+    started = time.perf_counter()
+    model = DelegatedModel(path, executor)
+    x = load_inputs(None, model.input_detail, seed)
+    outputs = model.invoke(x)
+    wall = time.perf_counter() - started
+    reference = make_interpreter(path, "ref")
+    reference.set_tensor(reference.get_input_details()[0]["index"], x)
+    reference.invoke()
+    expected = [reference.get_tensor(d["index"]) for d in reference.get_output_details()]
+    return model, wall, outputs, expected
+
+
+def model_bench(args):
+    """Whole-model wall time per zoo model on the Verilator RTL and the model backend, side by side.
+
+    The per-cycle Python backends (cocotb, amaranth) run the digits model only.
+    """
+    from .dispatch import open_executor
     from .zoo import ZOO, model_names
     accelerator = get_accelerator(args.accel, parse_params(args.params))
     dma = DmaTiming(args.dma_bytes, args.dma_latency)
     progress = progress_printer()
+    results = []
+    for backend in ("verilator", "model", "cocotb", "amaranth"):
+        names = model_names() if backend in ("verilator", "model") else ["digits_cnn"]
+        with open_executor(accelerator, backend, dma, progress=progress) as executor:
+            for name in names:
+                progress(f"{name} on {backend}")
+                before = executor.run_seconds
+                model, wall, outputs, expected = _one_inference(ZOO / "models" / f"{name}.tflite", executor,
+                                                                args.seed)
+                inner = executor.run_seconds - before
+                results.append({
+                    "model": name, "backend": backend, "wall_seconds": wall,
+                    "accelerator_cycles": sum(r.cycles for r in model.offloaded),
+                    "simulation_seconds": inner, "driver_seconds": model.layer_seconds - inner,
+                    "cpu_and_setup_seconds": wall - model.layer_seconds,
+                    "layers_offloaded": len(model.offloaded), "layers": len(model.records),
+                    "bit_exact": all(np.array_equal(a, b) for a, b in zip(outputs, expected))})
+    verilator_wall = {r["model"]: r["wall_seconds"] for r in results if r["backend"] == "verilator"}
+    rows = [[r["model"], r["backend"], r["wall_seconds"], verilator_wall[r["model"]] / r["wall_seconds"],
+             r["accelerator_cycles"], r["simulation_seconds"] / r["wall_seconds"],
+             r["driver_seconds"] / r["wall_seconds"], r["cpu_and_setup_seconds"] / r["wall_seconds"],
+             f"{r['layers_offloaded']}/{r['layers']}", "yes" if r["bit_exact"] else "NO"] for r in results]
+    console.print(table(f"whole models, one inference on {accelerator!r}; CPU part on BUILTIN_REF",
+                        ["name", "backend", "wall s", "speed vs verilator", "cycles", "sim/model share",
+                         "driver share", "CPU+setup share", "offloaded", "bit-exact"], rows))
+    return provenance("bench model", accelerator, None, dma, args.seed, results=results)
+
+
+def utilization_bench(args):
+    """Per-layer array utilization and cycles lost to data movement at 4, 8 and 16 bytes/cycle (RTL)."""
+    from .dispatch import open_executor
+    from .zoo import ZOO
+    accelerator = get_accelerator(args.accel, parse_params(args.params))
+    progress = progress_printer()
     results = {}
-    with open_device(accelerator, args.backend, dma, progress=progress) as device:
-        for name in model_names():
-            path = ZOO / "models" / f"{name}.tflite"
-            progress(f"{name}: preparing")
-            before_sim = device.run_seconds
-            started = time.perf_counter()
-            model = DelegatedModel(path, accelerator, device)
-            x = load_inputs(None, model.input_detail, args.seed)
-            outputs = model.invoke(x)
-            wall = time.perf_counter() - started
-            reference = make_interpreter(path, "ref")
-            reference.set_tensor(reference.get_input_details()[0]["index"], x)
-            reference.invoke()
-            expected = [reference.get_tensor(d["index"]) for d in reference.get_output_details()]
-            simulation = device.run_seconds - before_sim
-            results[name] = {
-                "wall_seconds": wall, "simulation_seconds": simulation,
-                "driver_seconds": model.layer_seconds - simulation,
-                "cpu_and_setup_seconds": wall - model.layer_seconds,
-                "accelerator_cycles": sum(r.cycles for r in model.offloaded),
-                "layers_offloaded": len(model.offloaded), "layers": len(model.records),
-                "bit_exact": all(np.array_equal(a, b) for a, b in zip(outputs, expected))}
-    rows = [[name, r["wall_seconds"], r["accelerator_cycles"], r["accelerator_cycles"] / max(r["simulation_seconds"], 1e-9),
-             r["simulation_seconds"] / r["wall_seconds"], r["driver_seconds"] / r["wall_seconds"],
-             r["cpu_and_setup_seconds"] / r["wall_seconds"], f"{r['layers_offloaded']}/{r['layers']}",
-             "yes" if r["bit_exact"] else "NO"] for name, r in results.items()]
-    console.print(table(f"whole models, one inference on {accelerator!r} ({args.backend}), CPU part on BUILTIN_REF",
-                        ["name", "wall s", "sim. cycles", "cycles/s", "sim share", "driver share",
-                         "CPU+setup share", "offloaded", "bit-exact"], rows))
-    return provenance("bench model", accelerator, args.backend, dma, args.seed, models=results)
+    for name in args.models.split(","):
+        for bandwidth in (4, 8, 16):
+            dma = DmaTiming(bandwidth, args.dma_latency)
+            with open_executor(accelerator, args.backend, dma, progress=progress) as executor:
+                progress(f"{name} at {bandwidth} B/cycle")
+                model, _, _, _ = _one_inference(ZOO / "models" / f"{name}.tflite", executor, args.seed)
+            layers = [{"index": r.index, "op": r.op, "macs": r.macs, "cycles": r.cycles,
+                       "utilization": r.utilization, "stall_cycles": r.stall_cycles,
+                       "busy_cycles": r.extra.get("busy_cycles", 0)} for r in model.offloaded]
+            cycles = sum(layer["cycles"] for layer in layers)
+            macs = sum(layer["macs"] for layer in layers)
+            results[f"{name}@{bandwidth}"] = {
+                "model": name, "bytes_per_cycle": bandwidth, "cycles": cycles,
+                "utilization": macs / (accelerator.pes * cycles) if cycles else 0.0,
+                "data_movement_cycles": sum(layer["stall_cycles"] for layer in layers),
+                "idle_cycles": cycles - sum(layer["busy_cycles"] for layer in layers), "layers": layers}
+    rows = [[r["model"], r["bytes_per_cycle"], r["cycles"], r["utilization"], r["data_movement_cycles"],
+             r["data_movement_cycles"] / r["cycles"] if r["cycles"] else 0, r["idle_cycles"]]
+            for r in results.values()]
+    console.print(table(f"utilization of {accelerator!r} ({args.backend})",
+                        ["model", "DMA B/cycle", "cycles", "utilization", "stall cycles (data movement)",
+                         "stall share", "array idle cycles"], rows))
+    return provenance("bench utilization", accelerator, args.backend, None, args.seed, models=results)
 
 
-BENCHMARKS = {"sim-speed": sim_speed, "model": model_bench}
+def fidelity_bench(args):
+    """Cost-model cycles vs RTL cycles for every offloaded layer of every zoo model, per accelerator."""
+    from .fidelity import fidelity_table
+    records = fidelity_table(args.backend, DmaTiming(args.dma_bytes, args.dma_latency), progress_printer(),
+                             parse_params(args.params))
+    rows = [[r["accelerator"], r["model"], r["layer"], r["op"], r["rtl_cycles"], r["model_cycles"],
+             r["error"]] for r in records]
+    console.print(table(f"cost model vs {args.backend} cycles, per offloaded layer", ["accelerator", "model", "layer",
+                        "op", "RTL cycles", "model cycles", "relative error"], rows))
+    worst = max((abs(r["error"]) for r in records), default=0.0)
+    console.print(f"{len(records)} layers; largest relative error {worst:.3%} (tolerance {TOLERANCE:.0%})")
+    return provenance("bench fidelity", None, args.backend, DmaTiming(args.dma_bytes, args.dma_latency), None,
+                      layers=records, largest_error=worst, tolerance=TOLERANCE)
+
+
+BENCHMARKS = {"sim-speed": sim_speed, "model": model_bench, "utilization": utilization_bench,
+              "fidelity": fidelity_bench}
 
 
 def run(args):

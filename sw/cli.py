@@ -4,7 +4,7 @@ import argparse
 import sys
 
 from ..errors import AccelkitError
-from .devices import BACKENDS
+from .dispatch import BACKENDS
 
 __all__ = ["main"]
 
@@ -12,7 +12,7 @@ __all__ = ["main"]
 def _common(parser):
     parser.add_argument("--accel", default="gemm", help="registered accelerator (see `accelkit accelerators`)")
     parser.add_argument("--params", default="", help="accelerator parameters, e.g. rows=8,cols=8")
-    parser.add_argument("--backend", choices=BACKENDS, default="verilator", help="simulator (default: verilator)")
+    parser.add_argument("--backend", choices=BACKENDS, default="verilator", help="simulator, or `model` for the golden and cost models (default: verilator)")
     parser.add_argument("--dma-bytes", type=int, default=8, help="DMA bytes per cycle (default 8)")
     parser.add_argument("--dma-latency", type=int, default=0, help="DMA latency in cycles (default 0)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")

@@ -4,7 +4,7 @@ import numpy as np
 
 from ..accelerators.base import get_accelerator, parse_params
 from ..driver.device import DmaTiming
-from .devices import open_device
+from .dispatch import open_executor
 from .random_layers import random_conv2d, random_fc, random_gemm
 from .report import console, progress_printer, provenance, table, write_json
 
@@ -55,17 +55,17 @@ def run(args):
     rng = np.random.default_rng(args.seed)
     layer_input, gemm, shape = make_layer(args, rng)
     progress = progress_printer()
-    with open_device(accelerator, args.backend, dma, args.trace, progress) as device:
+    with open_executor(accelerator, args.backend, dma, args.trace, progress) as executor:
         progress(f"running {args.op} {shape} on {accelerator!r} ({args.backend})")
         if gemm is not None:
             golden = accelerator.golden(gemm)
-            out, stats = accelerator.run_gemm(device, gemm, args.cycle_budget, op="gemm", shape=shape)
+            out, stats = executor.run_gemm(gemm, args.cycle_budget, op="gemm", shape=shape)
             gemm_shape = gemm.shape
         else:
             layer, x = layer_input
             lowered, out_shape = layer.lower(x)
             golden = accelerator.golden(lowered).reshape(out_shape)
-            out, stats = accelerator.run_layer(device, layer, x, args.cycle_budget)
+            out, stats = executor.run_layer(layer, x, args.cycle_budget)
             gemm_shape = lowered.shape
     estimate = accelerator.estimate_cycles(gemm_shape, dma)
     bit_exact = bool(np.array_equal(out, golden))

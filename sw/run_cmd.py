@@ -8,7 +8,7 @@ import numpy as np
 from ..accelerators.base import get_accelerator, parse_params
 from ..driver.device import DmaTiming
 from ..errors import ModelError
-from .devices import open_device
+from .dispatch import open_executor
 from .model_report import print_report, save_plot, totals
 from .report import console, progress_printer, provenance, write_json
 
@@ -73,8 +73,8 @@ def run(args):
     clock = args.clock_mhz * 1e6
     progress = progress_printer()
     labels = np.load(resolve_array(args.labels)) if args.labels else None
-    with open_device(accelerator, args.backend, dma, progress=progress) as device:
-        model = DelegatedModel(path, accelerator, device, args.cpu_kernels)
+    with open_executor(accelerator, args.backend, dma, progress=progress) as executor:
+        model = DelegatedModel(path, executor, args.cpu_kernels)
         batch = load_inputs(args.input, model.input_detail, args.seed, args.limit)
         if labels is not None and len(labels) < len(batch):
             raise ModelError(f"{len(labels)} labels for {len(batch)} inputs")
@@ -111,13 +111,14 @@ def run(args):
             model.records[node].bit_exact, model.records[node].max_difference = exact, difference
     records = [r.as_dict(clock) for r in model.records]
     summary = totals(records, clock)
-    summary.update(samples=len(batch), wall_seconds=wall, simulation_seconds=device.run_seconds,
-                   driver_seconds=model.layer_seconds - device.run_seconds,
+    summary.update(samples=len(batch), wall_seconds=wall, simulation_seconds=executor.run_seconds,
+                   driver_seconds=model.layer_seconds - executor.run_seconds,
                    cpu_seconds=wall - model.layer_seconds)
     result = {"model": str(path), "cpu_kernels": args.cpu_kernels, "layers": records, "totals": summary}
     print_report(f"{path.name} on {accelerator!r}, {args.backend} (per inference)", records, summary,
                  compare=bool(args.compare))
-    console.print(f"wall {wall:.2f} s for {len(batch)} sample(s): simulation {device.run_seconds:.2f} s, "
+    console.print(f"wall {wall:.2f} s for {len(batch)} sample(s): "
+                  f"{'golden and cost models' if args.backend == 'model' else 'simulation'} {executor.run_seconds:.2f} s, "
                   f"driver {summary['driver_seconds']:.2f} s, CPU layers and LiteRT {summary['cpu_seconds']:.2f} s",
                   highlight=False)
     final = _batched(outputs)

@@ -30,6 +30,20 @@ def device_pool():
         device.close()
 
 
+@pytest.fixture(scope="session")
+def mobilenet_rtl_run(tmp_path_factory):
+    """The suite's one whole-MobileNetV2 RTL run (8x8 GEMM, Verilator), compared with BUILTIN_REF.
+
+    Returns (exit code, JSON record); tests of outputs, bit-exactness and cost-model
+    fidelity share it.
+    """
+    import json
+    from accelkit.sw import cli
+    path = tmp_path_factory.mktemp("mobilenet") / "mnv2.json"
+    code = cli.main(["run", "mobilenet_v2", "--compare", "ref", "--json", str(path)])
+    return code, json.loads(path.read_text())
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "iverilog" in item.keywords and shutil.which("iverilog") is None:

@@ -48,5 +48,8 @@ class GemmAccelerator(Accelerator):
     def estimate_cycles(self, gemm_shape, dma):
         return cost.gemm_cycles(self.params, gemm_shape, dma)
 
+    def estimate_stats(self, gemm_shape, dma, op="gemm", shape=None):
+        return driver.estimate_gemm(self, gemm_shape, dma, op, shape)
+
     def run_gemm(self, device, gemm, cycle_budget=None, op="gemm", shape=None):
         return driver.run_gemm(self, device, gemm, cycle_budget, op=op, shape=shape)

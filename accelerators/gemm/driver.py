@@ -4,7 +4,7 @@ import numpy as np
 
 from ...driver.layers import LayerStats
 from ...driver.quant import DOUBLE, float_scale_fields
-from .gateware import word_beats
+from .gateware import PARAM_WORDS, word_beats
 
 __all__ = ["plan_jobs", "pack_job", "unpack_job", "run_gemm"]
 
@@ -70,6 +70,30 @@ def unpack_job(raw, gemm, row0, m_tiles, rows, cols, data_width, out):
 
 def output_bytes(m_tiles, n_tiles, rows, cols, data_width):
     return n_tiles * m_tiles * rows * word_beats(cols, data_width) * (data_width // 8)
+
+
+def input_bytes(m_tiles, n_tiles, k, rows, cols, data_width):
+    """Size of one job's input stream (what pack_job produces), without packing anything."""
+    beat = data_width // 8
+    a_block = m_tiles * k * word_beats(rows, data_width)
+    per_tile = PARAM_WORDS * word_beats(4 * cols, data_width) + k * word_beats(cols, data_width)
+    return (a_block + n_tiles * per_tile) * beat
+
+
+def estimate_gemm(accelerator, shape, dma, op="gemm", described=None):
+    """LayerStats of an (M, N, K) GEMM from the cost model alone (the `model` backend)."""
+    p = accelerator.params
+    rows, cols, width = p["rows"], p["cols"], p["data_width"]
+    m, n, k = shape
+    n_tiles = -(-n // cols)
+    jobs = plan_jobs(m, k, rows, p["a_depth"])
+    busy = sum(mt * n_tiles * k for _, mt in jobs)
+    return LayerStats(op=op, shape=described or {"m": m, "n": n, "k": k}, macs=m * n * k,
+                      cycles=accelerator.estimate_cycles(shape, dma), pes=rows * cols,
+                      bytes_in=sum(input_bytes(mt, n_tiles, k, rows, cols, width) for _, mt in jobs),
+                      bytes_out=sum(output_bytes(mt, n_tiles, rows, cols, width) for _, mt in jobs),
+                      jobs=len(jobs), busy_cycles=busy, array_macs=busy * rows * cols,
+                      extra={"estimated": True})
 
 
 def run_gemm(accelerator, device, gemm, cycle_budget=None, op="gemm", shape=None):

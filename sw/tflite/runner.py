@@ -60,7 +60,7 @@ class LayerRecord:
 
 
 class DelegatedModel:
-    """A .tflite model on LiteRT whose supported layers run on ``device`` through ``accelerator``.
+    """A .tflite model on LiteRT whose supported layers run through ``executor`` (see ``sw.dispatch``).
 
     Which layers are claimed is decided up front from the flatbuffer: the
     front end turns each CONV_2D/FULLY_CONNECTED into a driver layer (int8,
@@ -69,11 +69,11 @@ class DelegatedModel:
     kernels, and :attr:`records` says why.
     """
 
-    def __init__(self, path, accelerator, device, cpu_kernels="ref"):
+    def __init__(self, path, executor, cpu_kernels="ref"):
         self.path = path
         self.model = read_model(path)
-        self.accelerator = accelerator
-        self.device = device
+        self.executor = executor
+        self.accelerator = accelerator = executor.accelerator
         self.layers = {}
         self.records = []
         self.outputs_by_node = {}
@@ -111,7 +111,7 @@ class DelegatedModel:
             op = self.model.ops[node]
             source = op.inputs[0]
             x = values[source] if source in values else read_tensor(source)
-            out, stats = self.accelerator.run_layer(self.device, self.layers[node], x)
+            out, stats = self.executor.run_layer(self.layers[node], x)
             out = out.reshape(tensors[op.outputs[0]].shape)
             values[op.outputs[0]] = out
             self.outputs_by_node[node] = out
@@ -119,6 +119,8 @@ class DelegatedModel:
             record.cycles, record.utilization = stats.cycles, stats.utilization
             record.bytes_in, record.bytes_out, record.jobs = stats.bytes_in, stats.bytes_out, stats.jobs
             record.stall_cycles = stats.in_stall_cycles + stats.out_stall_cycles
+            record.extra["busy_cycles"] = stats.busy_cycles
+            record.extra["gemm_shape"] = [stats.shape.get("m"), stats.shape.get("n"), stats.shape.get("k")]
         self.layer_seconds += time.perf_counter() - started
         for index in partition.outputs:
             write_tensor(index, values[index])

@@ -48,11 +48,10 @@ def test_digits_report_has_every_layer_with_provenance(digits_run, tmp_path):
 
 def test_adjacent_delegated_layers_share_a_partition():
     from accelkit.accelerators.gemm import GemmAccelerator
-    from accelkit.sw.devices import open_device
+    from accelkit.sw.dispatch import open_executor
     from accelkit.sw.tflite.runner import DelegatedModel
-    accelerator = GemmAccelerator()
-    with open_device(accelerator, "verilator") as device:
-        model = DelegatedModel(DIGITS, accelerator, device)
+    with open_executor(GemmAccelerator(), "verilator") as executor:
+        model = DelegatedModel(DIGITS, executor)
         partitions = model.delegate.partitions
         assert [p.nodes for p in partitions] == [[0, 1, 2], [4, 5]]
         assert partitions[0].internal and partitions[1].internal   # tensors the delegate holds itself
@@ -145,11 +144,9 @@ def test_unknown_model_name(capsys):
     assert "neither a file nor a bundled model (digits_cnn" in capsys.readouterr().err
 
 
-def test_mobilenet_v2_every_offloaded_layer_and_output_bit_exact(tmp_path):
-    """The one whole-MobileNetV2 RTL run of the suite (about 5 M simulated cycles)."""
-    path = tmp_path / "mnv2.json"
-    assert cli.main(["run", "mobilenet_v2", "--compare", "ref", "--json", str(path)]) == 0
-    record = json.loads(path.read_text())
+def test_mobilenet_v2_every_offloaded_layer_and_output_bit_exact(mobilenet_rtl_run):
+    code, record = mobilenet_rtl_run
+    assert code == 0
     offloaded = [layer for layer in record["layers"] if layer["where"] == "accelerator"]
     assert {layer["op"] for layer in offloaded} == {"CONV_2D", "FULLY_CONNECTED"}
     assert len(offloaded) == 36 and all(layer["bit_exact"] for layer in offloaded)
