@@ -103,7 +103,7 @@ def _shell_registers():
     counters = [
         ("CYCLES", "cycles from the start write to done"),
         ("BUSY_CYCLES", "cycles in which the compute array did useful work"),
-        ("IN_STALL_CYCLES", "cycles the array idled waiting for input data"),
+        ("IN_STALL_CYCLES", "cycles the array idled waiting for input data still streaming in"),
         ("OUT_STALL_CYCLES", "cycles the output stream was held off by the receiver"),
         ("MACS_LO", "multiply-accumulates issued to the array (low word)"),
         ("MACS_HI", "multiply-accumulates issued to the array (high word)"),

@@ -41,15 +41,17 @@ def core_signature(data_width, config_registers=(), status_registers=()):
 
     ``start`` pulses for one cycle when the host writes CTRL; the core raises
     ``done`` (for at least one cycle) when its job is complete, including its
-    last output beat. ``busy`` marks cycles where the array did useful work and
-    ``macs`` how many multiply-accumulates it issued that cycle; both feed the
-    shell's counters. ``config`` carries the core's read-write registers and
+    last output beat. ``busy`` marks cycles where the array did useful work,
+    ``input_wait`` cycles where it is idle because the data it needs next has
+    not arrived yet (it is still streaming in), and ``macs`` how many
+    multiply-accumulates it issued that cycle; they feed the shell's counters. ``config`` carries the core's read-write registers and
     ``status`` its read-only ones, in declaration order.
     """
     return wiring.Signature({
         "start": In(1),
         "done": Out(1),
         "busy": Out(1),
+        "input_wait": Out(1),
         "macs": Out(32),
         "config": In(_fields_layout(config_registers, "unused")),
         "status": Out(_fields_layout(status_registers, "unused")),
@@ -185,7 +187,7 @@ class AcceleratorShell(wiring.Component):
             m.d.sync += [
                 cycles.eq(cycles + 1),
                 busy_cycles.eq(busy_cycles + core.busy),
-                in_stall.eq(in_stall + (~core.busy & core.input.ready & ~core.input.valid)),
+                in_stall.eq(in_stall + (~core.busy & core.input_wait)),
                 out_stall.eq(out_stall + (core.output.valid & ~core.output.ready)),
                 macs.eq(macs + core.macs),
             ]

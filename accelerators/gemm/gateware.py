@@ -184,6 +184,8 @@ class GemmCore(CoreBase):
             a_rd.addr.eq(a_base + feed_k),
             b_rd.addr.eq(Cat(feed_k, feed_n[0])),
             self.busy.eq(issue),
+            # Idle for want of data: the A block or the current B tile is still loading.
+            self.input_wait.eq(feeding & ~half_full.bit_select(feed_n[0], 1)),
             self.macs.eq(Mux(issue, R * C, 0)),
         ]
         with m.If(self.start):
