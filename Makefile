@@ -24,6 +24,8 @@ test: setup
 bench: setup
 	$(BIN)/accelkit bench sim-speed --json results/sim-speed.json
 	$(BIN)/accelkit bench model --json results/model.json
+	$(BIN)/accelkit bench utilization --json results/utilization.json
+	$(BIN)/accelkit bench fidelity --json results/fidelity.json
 
 clean:
 	rm -rf $(VENV) results .pytest_cache
