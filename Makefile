@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml scripts/install-system-deps
 	./scripts/install-system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,tvm]"
 	touch $@
 
 demo: setup

@@ -1,0 +1,53 @@
+"""`accelkit run --frontend tvm`: the TVM path behind the same command, report and JSON as the LiteRT path."""
+
+import json
+
+import pytest
+
+from accelkit.errors import ToolchainError
+from accelkit.sw import cli
+from accelkit.sw.tvm import require_tvm
+
+try:
+    require_tvm()
+except ToolchainError as error:
+    pytest.skip(str(error), allow_module_level=True)
+
+
+def _has_frontend_option():
+    try:
+        cli.build_parser().parse_args(["run", "digits_cnn", "--frontend", "tvm"])
+    except SystemExit:
+        return False
+    return True
+
+
+pytestmark = pytest.mark.skipif(not _has_frontend_option(), reason="accelkit run has no --frontend option yet")
+
+
+def test_digits_through_tvm_on_rtl(tmp_path):
+    path = tmp_path / "digits.json"
+    code = cli.main(["run", "digits_cnn", "--frontend", "tvm", "--input", "zoo:digits_test_x", "--labels",
+                     "zoo:digits_test_y", "--limit", "40", "--compare", "ref", "--json", str(path)])
+    record = json.loads(path.read_text())
+    assert code == 0
+    assert record["frontend"] == "tvm" and record["tvm"]["version"] == "0.27.0.post1"
+    assert record["compare"]["offloaded_layers_bit_exact"] and record["compare"]["output_bit_exact"]
+    assert record["accuracy"]["accelerator"] == record["accuracy"]["cpu_reference"]
+    assert [layer["index"] for layer in record["layers"] if layer["where"] == "accelerator"] == [0, 1, 2, 4, 5]
+
+
+def test_mobilenet_through_tvm_does_not_fail_on_float_cpu_layers(tmp_path, capsys):
+    """TVM's CPU layers are float: the output differs from BUILTIN_REF, which is reported, not an error."""
+    path = tmp_path / "mnv2.json"
+    assert cli.main(["run", "mobilenet_v2", "--frontend", "tvm", "--backend", "model", "--compare", "ref",
+                     "--json", str(path)]) == 0
+    record = json.loads(path.read_text())
+    assert record["compare"]["offloaded_layers_bit_exact"] and record["totals"]["layers_offloaded"] == 36
+    assert record["compare"]["output_max_difference"] == 0 or "TVM runs the CPU layers in float" in capsys.readouterr().out
+
+
+def test_importer_refusal_is_an_error_message(capsys):
+    assert cli.main(["run", "transpose_mlp", "--frontend", "tvm"]) == 2
+    err = capsys.readouterr().err
+    assert "accelkit: error:" in err and "quantized BATCH_MATMUL" in err and "Traceback" not in err
