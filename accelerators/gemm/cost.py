@@ -8,9 +8,12 @@ run of stream beats, so it costs O(tiles) arithmetic per job whatever K is:
   buffer half to be released by the readout of the tile two back;
 * feeder: one step per cycle; the last step of a row tile waits until the
   previous row tile has been read out of the PEs' result registers;
-* readout: starts ``rows + cols + 1`` cycles after the last step (operands need
-  rows + cols cycles to cross the array), then one beat per cycle, limited by
-  the stream-to-memory channel.
+* readout: loads the first row into the output register ``rows + cols + 1``
+  cycles after the last step (operands need rows + cols cycles to cross the
+  array) and each further row as the previous row's last beat leaves; beats go
+  out one per cycle from the cycle after the first load, limited by the
+  stream-to-memory channel. Loading the tile's last row frees the PEs' result
+  registers and the B buffer half.
 
 Times are cycle indices after the start write; the job takes (last readout
 beat + 1) cycles, which is what the hardware CYCLES counter reports.
@@ -52,7 +55,8 @@ def job_cycles(params, m_tiles, n_tiles, k, dma):
     wait_from = loaded + 1   # the loader spends one cycle in WAIT_HALF before each tile
 
     out_beat = 0             # next output beat (its stream-to-memory slot)
-    read_end = -1            # last readout beat of the previous row tile
+    read_end = -1            # last readout beat so far
+    freed = -1               # cycle the previous row tile's last row was loaded (result registers free)
     released = [-1, -1]      # cycle from which each B buffer half may be reloaded
     feeder_free = 0
     for n in range(n_tiles):
@@ -64,11 +68,13 @@ def job_cycles(params, m_tiles, n_tiles, k, dma):
         wait_from = b_end + 1
         step = max(feeder_free, b_end + 1)
         for _ in range(m_tiles):
-            last_step = max(step + k - 1, read_end + 1)
-            read_end = beats_done(out_beat, rows * n_o, last_step + settle, beat, bpc, 0)
+            last_step = max(step + k - 1, freed + 1)
+            first_load = last_step + settle
+            freed = first_load if rows == 1 else beats_done(out_beat, (rows - 1) * n_o, first_load + 1, beat, bpc, 0)
+            read_end = beats_done(out_beat, rows * n_o, first_load + 1, beat, bpc, 0)
             out_beat += rows * n_o
             step = last_step + 1
-        released[half] = read_end + 1
+        released[half] = freed + 1
         feeder_free = step
     return read_end + 1
 

@@ -241,16 +241,22 @@ class GemmCore(CoreBase):
         # The last step of a tile reaches PE (R-1, C-1) R + C - 1 cycles after stage 1.
         ready_token = delayed(issue & step_last, R + C, "result_token")
 
-        # ---- readout and post-processing, one row of C results per beat group ----
+        # ---- readout and post-processing ----
+        # A row of C results is requantized into the output register when that
+        # register is free (or its last beat leaves this cycle), then streamed out
+        # in n_o beats. Registering the row keeps the long requantization path off
+        # the output port, and lets a simulator skip it in cycles without a load.
         reading = Signal()
         read_row = Signal(range(R))
         read_beat = Signal(range(n_o))
         read_t, read_n = Signal(16), Signal(16)
         read_half = read_n[0]
+        out_valid, out_final = Signal(), Signal()
+        out_word = Signal(n_o * W)
         with m.If(self.start):
-            m.d.sync += [reading.eq(0), read_t.eq(0), read_n.eq(0)]
+            m.d.sync += [reading.eq(0), read_t.eq(0), read_n.eq(0), out_valid.eq(0), read_beat.eq(0)]
         with m.Elif(ready_token):
-            m.d.sync += [reading.eq(1), read_row.eq(0), read_beat.eq(0)]
+            m.d.sync += [reading.eq(1), read_row.eq(0)]
 
         def field(kind, j, width=32):
             return Mux(read_half, params[1][kind][32 * j:32 * j + width], params[0][kind][32 * j:32 * j + width])
@@ -271,21 +277,30 @@ class GemmCore(CoreBase):
             out_bytes.append(clamped)
         row_word = Cat(*out_bytes, Const(0, n_o * W - 8 * C))
         final_row = ((read_row == R - 1) & (read_t + 1 == cfg.m_tiles) & (read_n + 1 == cfg.n_tiles))
+
+        sent = self.output.valid & self.output.ready
+        row_sent = sent & (read_beat == n_o - 1)
+        load = reading & (~out_valid | row_sent)
         m.d.comb += [
-            self.output.valid.eq(reading),
-            self.output.payload.data.eq(row_word.word_select(read_beat, W)),
-            self.output.payload.last.eq(final_row & (read_beat == n_o - 1)),
+            self.output.valid.eq(out_valid),
+            self.output.payload.data.eq(out_word.word_select(read_beat, W)),
+            self.output.payload.last.eq(out_final & (read_beat == n_o - 1)),
+            self.done.eq(row_sent & out_final),
         ]
-        with m.If(self.output.valid & self.output.ready):
-            m.d.sync += read_beat.eq(read_beat + 1)
-            with m.If(read_beat == n_o - 1):
-                m.d.sync += [read_beat.eq(0), read_row.eq(read_row + 1)]
-                with m.If(read_row == R - 1):
-                    m.d.sync += [reading.eq(0), pending.eq(0), read_t.eq(read_t + 1)]
-                    with m.If(read_t + 1 == cfg.m_tiles):
-                        m.d.sync += [read_t.eq(0), read_n.eq(read_n + 1),
-                                     half_full.bit_select(read_half, 1).eq(0)]
-                    m.d.comb += self.done.eq(final_row)
+        with m.If(sent):
+            m.d.sync += read_beat.eq(Mux(read_beat == n_o - 1, 0, read_beat + 1))
+        with m.If(row_sent):
+            m.d.sync += out_valid.eq(0)
+        with m.If(load):
+            m.d.sync += [out_word.eq(row_word), out_valid.eq(1), out_final.eq(final_row),
+                         read_row.eq(read_row + 1)]
+            # The last row leaves the result registers and the tile's parameters:
+            # the array may finish its next tile, and the loader may refill the half.
+            with m.If(read_row == R - 1):
+                m.d.sync += [reading.eq(0), pending.eq(0), read_t.eq(read_t + 1)]
+                with m.If(read_t + 1 == cfg.m_tiles):
+                    m.d.sync += [read_t.eq(0), read_n.eq(read_n + 1),
+                                 half_full.bit_select(read_half, 1).eq(0)]
         return m
 
 
