@@ -9,6 +9,7 @@ from ..driver.device import DmaTiming
 from .devices import open_device
 from .random_layers import random_gemm
 from .fidelity import TOLERANCE
+from .scalesim_bench import scalesim_bench
 from .report import console, progress_printer, provenance, table, write_json
 
 __all__ = ["add_arguments", "run", "BENCHMARKS"]
@@ -18,7 +19,7 @@ def add_arguments(parser):
     parser.add_argument("name", choices=sorted(BENCHMARKS), help="benchmark to run")
     parser.add_argument("--size", type=int, default=64, help="sim-speed: M=N=K of the shared GEMM (default 64)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--models", default="mobilenet_v2", help="utilization: comma-separated zoo models")
+    parser.add_argument("--models", default="mobilenet_v2", help="utilization, scalesim: comma-separated zoo models")
 
 
 def _timed_job(device, accelerator, gemm):
@@ -182,7 +183,7 @@ def fidelity_bench(args):
 
 
 BENCHMARKS = {"sim-speed": sim_speed, "model": model_bench, "utilization": utilization_bench,
-              "fidelity": fidelity_bench}
+              "fidelity": fidelity_bench, "scalesim": scalesim_bench}
 
 
 def run(args):
