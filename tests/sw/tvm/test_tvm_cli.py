@@ -14,16 +14,6 @@ except ToolchainError as error:
     pytest.skip(str(error), allow_module_level=True)
 
 
-def _has_frontend_option():
-    try:
-        cli.build_parser().parse_args(["run", "digits_cnn", "--frontend", "tvm"])
-    except SystemExit:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(not _has_frontend_option(), reason="accelkit run has no --frontend option yet")
-
 
 def test_digits_through_tvm_on_rtl(tmp_path):
     path = tmp_path / "digits.json"
