@@ -35,6 +35,12 @@ def build_parser():
     _common(model)
     run_cmd.add_arguments(model)
 
+    quantize = commands.add_parser("quantize", help="move CONV_2D/FC weights onto a power-of-two grid")
+    quantize.add_argument("model", help="an int8 .tflite file or a bundled model name")
+    quantize.add_argument("--method", choices=("pot", "apot", "msq"), required=True)
+    quantize.add_argument("--output", required=True, metavar="OUT.tflite")
+    quantize.add_argument("--json", metavar="PATH")
+
     resources = commands.add_parser("resources", help="Yosys resource estimate (LUT, FF, DSP, BRAM) for xc7")
     resources.add_argument("--accel", default="gemm")
     resources.add_argument("--params", default="")
@@ -78,6 +84,9 @@ def main(argv=None):
         if args.command == "run":
             from . import run_cmd
             return run_cmd.run(args)
+        if args.command == "quantize":
+            from .pot import quantize_main
+            return quantize_main(args)
         if args.command == "resources":
             from . import resources_cmd
             return resources_cmd.run(args)

@@ -1,0 +1,59 @@
+"""Power-of-two weight quantization: weights on the grid, a model LiteRT still runs, exact on the GEMM RTL."""
+
+import json
+
+import numpy as np
+import pytest
+
+from accelkit.sw import cli
+from accelkit.sw.pot import encode, pot_levels, project, quantize_model
+from accelkit.sw.tflite.model import read_model
+from accelkit.sw.zoo import ZOO
+
+DIGITS = ZOO / "models" / "digits_cnn.tflite"
+
+
+def test_grids():
+    assert pot_levels("pot").tolist() == [0, 1, 2, 4, 8, 16, 32, 64]
+    apot = pot_levels("apot")
+    assert 96 in apot and 80 in apot and 7 not in apot and apot.max() == 96
+    assert project(np.array([-100, -3, 0, 5, 47, 50]), pot_levels("pot")).tolist() == [-64, -2, 0, 4, 32, 64]
+
+
+def test_encoding_nibbles():
+    # 0 -> 0; -4 = sign 1, e 2 -> 0b1011; 3 = 2 + 1 -> (e 1, e 0) -> 0x2, 0x1
+    assert encode(np.array([0, -4]), 1).tolist() == [0xB0]
+    assert encode(np.array([3]), 2).tolist() == [0x12]
+    with pytest.raises(Exception, match="not on a power-of-two grid"):
+        encode(np.array([7]), 2)
+
+
+@pytest.mark.parametrize("method", ["pot", "apot", "msq"])
+def test_quantized_model_is_on_the_grid_and_bit_exact_on_rtl(tmp_path, method):
+    out = tmp_path / f"{method}.tflite"
+    side = quantize_model(DIGITS, out, method)
+    model = read_model(out)
+    levels = set(pot_levels(method).tolist())
+    for layer in side["layers"]:
+        op = model.ops[layer["index"]]
+        weights = model.tensors[op.inputs[1]].data.reshape(layer["channels"], -1).astype(int)
+        uniform = set(side["encodings"][str(layer["index"])]["uniform_rows"]) if method == "msq" else set()
+        for row, values in enumerate(weights):
+            if row not in uniform:
+                assert set(np.abs(values).tolist()) <= levels
+        assert layer["pot_channels"] == layer["channels"] - len(uniform)
+    if method == "msq":
+        assert any(side["encodings"][str(layer["index"])]["uniform_rows"] for layer in side["layers"])
+    record = tmp_path / "r.json"
+    assert cli.main(["run", str(out), "--input", "zoo:digits_test_x", "--labels", "zoo:digits_test_y",
+                     "--limit", "120", "--compare", "ref", "--json", str(record)]) == 0
+    result = json.loads(record.read_text())
+    assert result["compare"]["output_bit_exact"] and result["compare"]["offloaded_layers_bit_exact"]
+    assert result["accuracy"]["accelerator"] == result["accuracy"]["cpu_reference"] > 0.9
+
+
+def test_float_model_is_refused(tmp_path):
+    from tflite_single_op import float_fully_connected_model
+    path = tmp_path / "f.tflite"
+    path.write_bytes(float_fully_connected_model(weights=np.ones((2, 3)), bias=np.zeros(2)))
+    assert cli.main(["quantize", str(path), "--method", "pot", "--output", str(tmp_path / "o.tflite")]) == 2
