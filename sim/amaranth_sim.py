@@ -4,7 +4,6 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from ..driver.device import Device, DmaTiming
-from ..errors import DeviceError
 from .streams import StreamModel
 
 __all__ = ["AmaranthDevice"]

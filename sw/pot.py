@@ -109,7 +109,6 @@ def quantize_model(source, destination, method, progress=None):
         raise ModelError(f"cannot read {source} as a TFLite model: {error}") from None
     levels = pot_levels(method)
     top = int(levels[-1])
-    codes = {model.OperatorCodes(i).BuiltinCode(): i for i in range(model.OperatorCodesLength())}
     wanted = {tflite.BuiltinOperator.CONV_2D: "CONV_2D", tflite.BuiltinOperator.FULLY_CONNECTED: "FULLY_CONNECTED"}
     reports, encodings = [], {}
     for index in range(graph.OperatorsLength()):

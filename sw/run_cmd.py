@@ -92,7 +92,7 @@ def run(args):
                           f"({', '.join(sorted({r.reason for r in model.records}))}): it runs fully on the CPU")
         progress(f"running {len(batch)} sample(s) of {path.name}: {len(model.offloaded)} of "
                  f"{len(model.records)} layers on {accelerator!r} ({args.backend})")
-        reference = make_interpreter(path, "ref", preserve_all_tensors=True) if args.compare or labels is not None else None
+        reference = make_interpreter(path, "ref", preserve_all_tensors=bool(args.compare)) if args.compare or labels is not None else None
         outputs, ref_outputs = [], []
         layer_checks = {r.index: [True, 0] for r in model.offloaded}
         started = time.perf_counter()

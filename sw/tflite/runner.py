@@ -3,7 +3,6 @@
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from ...errors import ModelError, UnsupportedLayer
 from .delegate import PythonDelegate

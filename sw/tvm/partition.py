@@ -38,7 +38,7 @@ import atexit
 import contextvars
 import itertools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
