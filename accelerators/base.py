@@ -174,6 +174,14 @@ class Accelerator(ABC):
     def estimate_stats(self, gemm_shape, dma, op="gemm", shape=None):
         """LayerStats of an (M, N, K) GEMM from the cost model, without simulating (the `model` backend)."""
 
+    def estimate(self, gemm, dma, op="gemm", shape=None):
+        """LayerStats of running ``gemm``, from the cost model (the `model` backend).
+
+        The default needs only the shape; designs whose schedule depends on the
+        data (e.g. where each channel may go) look at the operands.
+        """
+        return self.estimate_stats(gemm.shape, dma, op, shape)
+
     @abstractmethod
     def run_gemm(self, device, gemm, cycle_budget=None, op="gemm", shape=None):
         """Run ``gemm`` on ``device``; return (int8 output, LayerStats)."""

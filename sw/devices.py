@@ -13,13 +13,15 @@ __all__ = ["BACKENDS", "open_device", "design_key"]
 BACKENDS = ("verilator", "amaranth", "cocotb")
 
 _HW = Path(__file__).resolve().parent.parent / "hw"
+_ACCELERATORS = _HW.parent / "accelerators"
 
 
 def design_key(accelerator) -> str:
     """Hash of everything the accelerator's Verilog depends on: sources, parameters, Amaranth version."""
     digest = hashlib.sha256()
     package = Path(__import__(type(accelerator).__module__, fromlist=["_"]).__file__).resolve().parent
-    for folder in (_HW, package):
+    # Plug-ins may build on each other (potacc is the GEMM core with shift PEs): hash them all.
+    for folder in dict.fromkeys((_HW, _ACCELERATORS, package)):
         for path in sorted(folder.rglob("*.py")):
             digest.update(path.read_bytes())
     digest.update(repr((type(accelerator).__qualname__, sorted(accelerator.params.items()),

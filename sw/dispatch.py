@@ -62,7 +62,7 @@ class ModelExecutor(DeviceExecutor):
         started = time.perf_counter()
         self.accelerator.check(gemm)
         out = self.accelerator.golden(gemm)
-        stats = self.accelerator.estimate_stats(gemm.shape, self.dma, op, shape)
+        stats = self.accelerator.estimate(gemm, self.dma, op, shape)
         self._seconds += time.perf_counter() - started
         return out, stats
 

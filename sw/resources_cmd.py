@@ -6,7 +6,7 @@ from .devices import design_key
 from .report import console, progress_printer, provenance, table, write_json
 from .resources import estimate_resources
 
-__all__ = ["ZYNQ_7020", "run", "accelerator_resources"]
+__all__ = ["ZYNQ_7020", "run", "accelerator_resources", "pe_array_resources"]
 
 #: Zynq-7020 (PYNQ-Z1/Z2) programmable logic.
 ZYNQ_7020 = {"lut": 53200, "ff": 106400, "dsp": 220, "bram36": 140}
@@ -15,6 +15,16 @@ ZYNQ_7020 = {"lut": 53200, "ff": 106400, "dsp": 220, "bram36": 140}
 def accelerator_resources(accelerator, progress=None):
     verilog = convert_verilog(accelerator.shell(), accelerator.top_name, design_key(accelerator), progress)
     return estimate_resources(verilog, accelerator.top_name, progress=progress)
+
+
+def pe_array_resources(accelerator, progress=None):
+    """Yosys estimate of the accelerator's PE grid alone (its ``pe_array()`` component)."""
+    from amaranth.back import verilog
+    top = f"{accelerator.top_name}_pe_array"
+    if progress:
+        progress(f"converting {top} to Verilog")
+    return estimate_resources(verilog.convert(accelerator.pe_array(), name=top, emit_src=False), top,
+                              progress=progress)
 
 
 def run(args):

@@ -18,10 +18,10 @@ from accelkit.sw.devices import open_device               # noqa: E402
 def device_pool():
     opened = {}
 
-    def get(params, backend="verilator", dma=DmaTiming(8, 0)):
-        key = (tuple(sorted(params.items())), backend, dma)
+    def get(params, backend="verilator", dma=DmaTiming(8, 0), accelerator_class=GemmAccelerator):
+        key = (accelerator_class.name, tuple(sorted(params.items())), backend, dma)
         if key not in opened:
-            accelerator = GemmAccelerator(**params)
+            accelerator = accelerator_class(**params)
             opened[key] = (accelerator, open_device(accelerator, backend, dma))
         return opened[key]
 

@@ -3,6 +3,7 @@
 from ...errors import UnsupportedLayer
 from ..base import Accelerator, Param, ParamSpace
 from .gateware import GemmCore
+from .pe import PEArray, WeightLayout
 from . import cost, driver
 
 __all__ = ["GemmAccelerator", "GemmCore"]
@@ -28,6 +29,15 @@ class GemmAccelerator(Accelerator):
 
     def core(self):
         return GemmCore(**self.params)
+
+    @property
+    def layout(self):
+        """How weights stream in (every column multiplies int8 here)."""
+        return WeightLayout.from_params(self.params)
+
+    def pe_array(self):
+        """The PE grid alone, as its own component (to synthesize it apart from buffers and requantizer)."""
+        return PEArray(self.params["rows"], self.layout)
 
     @property
     def pes(self):

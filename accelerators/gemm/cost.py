@@ -4,7 +4,7 @@ The model follows the core's three engines tile by tile, with formulas for each
 run of stream beats, so it costs O(tiles) arithmetic per job whatever K is:
 
 * loader: takes the A block, then per column tile four parameter words and K
-  B words; one idle cycle (WAIT_HALF) between tiles, and it waits for the B
+  B words (packed several to a beat when narrow, see ``pe.WeightLayout``); one idle cycle (WAIT_HALF) between tiles, and it waits for the B
   buffer half to be released by the readout of the tile two back;
 * feeder: one step per cycle; the last step of a row tile waits until the
   previous row tile has been read out of the PEs' result registers;
@@ -20,6 +20,7 @@ beat + 1) cycles, which is what the hardware CYCLES counter reports.
 """
 
 from .gateware import PARAM_WORDS, word_beats
+from .pe import WeightLayout
 
 __all__ = ["job_cycles", "gemm_cycles", "beats_done"]
 
@@ -45,8 +46,8 @@ def job_cycles(params, m_tiles, n_tiles, k, dma):
     """Cycles of one job: ``m_tiles`` row tiles in the A buffer times ``n_tiles`` column tiles, depth ``k``."""
     rows, cols, width = params["rows"], params["cols"], params["data_width"]
     beat = width // 8
-    n_a, n_b, n_p, n_o = (word_beats(rows, width), word_beats(cols, width),
-                          word_beats(4 * cols, width), word_beats(cols, width))
+    n_a, n_p, n_o = word_beats(rows, width), word_beats(4 * cols, width), word_beats(cols, width)
+    b_beats = WeightLayout.from_params(params).b_beats(k)
     bpc, latency = dma.bytes_per_cycle, dma.latency
     settle = rows + cols + 1
 
@@ -62,7 +63,7 @@ def job_cycles(params, m_tiles, n_tiles, k, dma):
     for n in range(n_tiles):
         half = n % 2
         start_load = max(wait_from, released[half]) + 1
-        count = PARAM_WORDS * n_p + k * n_b
+        count = PARAM_WORDS * n_p + b_beats
         b_end = beats_done(in_beat, count, start_load, beat, bpc, latency)
         in_beat += count
         wait_from = b_end + 1

@@ -5,6 +5,7 @@ import numpy as np
 from ...driver.layers import LayerStats
 from ...driver.quant import DOUBLE, float_scale_fields
 from .gateware import PARAM_WORDS, word_beats
+from .pe import WeightLayout
 
 __all__ = ["plan_jobs", "pack_job", "unpack_job", "run_gemm"]
 
@@ -23,8 +24,9 @@ def _words(values_uint8, word_bytes):
     return padded
 
 
-def pack_job(gemm, row0, m_tiles, rows, cols, data_width):
+def pack_job(gemm, row0, m_tiles, rows, layout: WeightLayout):
     """The input stream of one job (see the gateware's job protocol), as uint8."""
+    cols, data_width = layout.cols, layout.data_width
     _, n, k = gemm.shape
     beat = data_width // 8
     a = np.zeros((m_tiles * rows, k), dtype=np.int8)
@@ -36,8 +38,7 @@ def pack_job(gemm, row0, m_tiles, rows, cols, data_width):
     n_tiles = -(-n // cols)
     b = np.zeros((k, n_tiles * cols), dtype=np.int8)
     b[:, :n] = gemm.b
-    b_words = _words(b.reshape(k, n_tiles, cols).transpose(1, 0, 2).view(np.uint8),
-                     word_beats(cols, data_width) * beat)
+    b_words = layout.encode(b.reshape(k, n_tiles, cols).transpose(1, 0, 2))
 
     def per_tile(values):
         padded = np.zeros(n_tiles * cols, dtype=np.uint32)
@@ -72,34 +73,42 @@ def output_bytes(m_tiles, n_tiles, rows, cols, data_width):
     return n_tiles * m_tiles * rows * word_beats(cols, data_width) * (data_width // 8)
 
 
-def input_bytes(m_tiles, n_tiles, k, rows, cols, data_width):
+def input_bytes(m_tiles, n_tiles, k, rows, layout: WeightLayout):
     """Size of one job's input stream (what pack_job produces), without packing anything."""
+    cols, data_width = layout.cols, layout.data_width
     beat = data_width // 8
     a_block = m_tiles * k * word_beats(rows, data_width)
-    per_tile = PARAM_WORDS * word_beats(4 * cols, data_width) + k * word_beats(cols, data_width)
+    per_tile = PARAM_WORDS * word_beats(4 * cols, data_width) + layout.b_beats(k)
     return (a_block + n_tiles * per_tile) * beat
+
+
+def weight_bytes(n_tiles, k, layout: WeightLayout, jobs=1):
+    """Bytes of weights (B words, with their padding) the jobs of one GEMM stream in."""
+    return jobs * n_tiles * layout.b_beats(k) * layout.data_width // 8
 
 
 def estimate_gemm(accelerator, shape, dma, op="gemm", described=None):
     """LayerStats of an (M, N, K) GEMM from the cost model alone (the `model` backend)."""
     p = accelerator.params
     rows, cols, width = p["rows"], p["cols"], p["data_width"]
+    layout = WeightLayout.from_params(p)
     m, n, k = shape
     n_tiles = -(-n // cols)
     jobs = plan_jobs(m, k, rows, p["a_depth"])
     busy = sum(mt * n_tiles * k for _, mt in jobs)
     return LayerStats(op=op, shape=described or {"m": m, "n": n, "k": k}, macs=m * n * k,
                       cycles=accelerator.estimate_cycles(shape, dma), pes=rows * cols,
-                      bytes_in=sum(input_bytes(mt, n_tiles, k, rows, cols, width) for _, mt in jobs),
+                      bytes_in=sum(input_bytes(mt, n_tiles, k, rows, layout) for _, mt in jobs),
                       bytes_out=sum(output_bytes(mt, n_tiles, rows, cols, width) for _, mt in jobs),
                       jobs=len(jobs), busy_cycles=busy, array_macs=busy * rows * cols,
-                      extra={"estimated": True})
+                      extra={"estimated": True, "weight_bytes": weight_bytes(n_tiles, k, layout, len(jobs))})
 
 
 def run_gemm(accelerator, device, gemm, cycle_budget=None, op="gemm", shape=None):
     """Run ``gemm`` job by job on ``device``; return (int8 [M, N], LayerStats)."""
     p = accelerator.params
     rows, cols, width = p["rows"], p["cols"], p["data_width"]
+    layout = WeightLayout.from_params(p)
     accelerator.check(gemm)
     m, n, k = gemm.shape
     n_tiles = -(-n // cols)
@@ -108,7 +117,7 @@ def run_gemm(accelerator, device, gemm, cycle_budget=None, op="gemm", shape=None
     bytes_in = bytes_out = 0
     jobs = plan_jobs(m, k, rows, p["a_depth"])
     for row0, m_tiles in jobs:
-        stream = pack_job(gemm, row0, m_tiles, rows, cols, width)
+        stream = pack_job(gemm, row0, m_tiles, rows, layout)
         nbytes = output_bytes(m_tiles, n_tiles, rows, cols, width)
         device.configure(K=k, M_TILES=m_tiles, N_TILES=n_tiles, OUTPUT_ZERO_POINT=gemm.output_zero_point,
                          ACT_MIN=gemm.act_min, ACT_MAX=gemm.act_max, REQUANT_MODE=int(gemm.rounding != DOUBLE))
@@ -123,5 +132,6 @@ def run_gemm(accelerator, device, gemm, cycle_budget=None, op="gemm", shape=None
     stats = LayerStats(op=op, shape=shape or {"m": m, "n": n, "k": k}, macs=gemm.macs, cycles=total.cycles,
                        pes=rows * cols, bytes_in=bytes_in, bytes_out=bytes_out, jobs=len(jobs),
                        busy_cycles=total.busy_cycles, in_stall_cycles=total.in_stall_cycles,
-                       out_stall_cycles=total.out_stall_cycles, array_macs=total.macs)
+                       out_stall_cycles=total.out_stall_cycles, array_macs=total.macs,
+                       extra={"weight_bytes": weight_bytes(n_tiles, k, layout, len(jobs))})
     return out, stats

@@ -35,6 +35,8 @@ from math import ceil
 from amaranth import Module, Signal, Cat, Const, Mux, Array, signed, unsigned
 from amaranth.lib.memory import Memory
 
+from .pe import PEArray, WeightLayout
+
 from ...errors import ParameterError
 from ...hw.registers import Register, CONFIG_BASE
 from ...hw.shell import CoreBase
@@ -70,12 +72,14 @@ class GemmCore(CoreBase):
 
     Parameters are keyword-only: ``rows`` x ``cols`` PEs, stream ``data_width``
     in bits, ``k_max`` (power of two) words per B buffer half, ``a_depth``
-    words in the A buffer (at least ``k_max``). Raises :class:`ParameterError`.
+    words in the A buffer (at least ``k_max``); ``mult_cols`` multiplier
+    columns (default: all) and ``terms`` power-of-two terms per weight in the
+    other, shift-PE, columns (see ``pe.py``). Raises :class:`ParameterError`.
     """
 
     config_registers = GEMM_CONFIG_REGISTERS
 
-    def __init__(self, *, rows=8, cols=8, data_width=64, k_max=2048, a_depth=4096):
+    def __init__(self, *, rows=8, cols=8, data_width=64, k_max=2048, a_depth=4096, mult_cols=None, terms=1):
         _positive("rows", rows, 64)
         _positive("cols", cols, 64)
         _positive("k_max", k_max, 32768)
@@ -85,19 +89,27 @@ class GemmCore(CoreBase):
         if a_depth < k_max:
             raise ParameterError(f"a_depth ({a_depth}) must be at least k_max ({k_max}) to hold one row tile")
         self.rows, self.cols, self.k_max, self.a_depth = rows, cols, k_max, a_depth
+        self.layout = WeightLayout(cols, cols if mult_cols is None else mult_cols, terms, data_width)
+        if self.layout.words_per_row > k_max:
+            raise ParameterError(f"k_max ({k_max}) must be at least the {self.layout.words_per_row} weight words "
+                                 "one beat carries")
         self.info = rows | (cols << 8)
         super().__init__(data_width)
 
     def elaborate(self, platform):
         m = Module()
         R, C, W = self.rows, self.cols, self.data_width
-        n_a, n_b = word_beats(R, W), word_beats(C, W)
+        layout = self.layout
+        per_row = layout.words_per_row          # weight words per B memory row (a power of two)
+        row_shift = per_row.bit_length() - 1
+        n_a, n_b = word_beats(R, W), layout.beats_per_row
         n_p, n_o = word_beats(4 * C, W), word_beats(C, W)
         n_max = max(n_a, n_b, n_p)
         cfg = self.config
 
         m.submodules.a_mem = a_mem = Memory(shape=unsigned(8 * R), depth=self.a_depth, init=[])
-        m.submodules.b_mem = b_mem = Memory(shape=unsigned(8 * C), depth=2 * self.k_max, init=[])
+        m.submodules.b_mem = b_mem = Memory(shape=unsigned(layout.row_bits), depth=2 * self.k_max // per_row,
+                                            init=[])
         a_wr, a_rd = a_mem.write_port(), a_mem.read_port()
         b_wr, b_rd = b_mem.write_port(), b_mem.read_port()
 
@@ -120,15 +132,17 @@ class GemmCore(CoreBase):
             m.d.sync += gbuf.eq(full_word)
             m.d.sync += gcount.eq(Mux(gcount + 1 == want, 0, gcount + 1))
 
-        def word(beats, nbytes):
+        def word(beats, nbytes=None, nbits=None):
             low = (n_max - beats) * W
-            return full_word[low:low + 8 * nbytes]
+            return full_word[low:low + (nbits or 8 * nbytes)]
 
         load_index = Signal(range(self.a_depth + 1))
         load_tile = Signal(16)
         load_half = load_tile[0]
         load_kind = Signal(range(PARAM_WORDS))
-        load_k = Signal(range(self.k_max))
+        load_k = Signal(range(self.k_max // per_row))     # B memory row being loaded
+        b_rows = Signal(range(self.k_max // per_row + 1))
+        m.d.comb += b_rows.eq((cfg.k + per_row - 1) >> row_shift)
 
         with m.If(self.start):
             m.d.sync += [a_words.eq(cfg.m_tiles * cfg.k), load_index.eq(0), load_tile.eq(0),
@@ -161,11 +175,11 @@ class GemmCore(CoreBase):
                         m.next = "LOAD_B"
             with m.State("LOAD_B"):
                 m.d.comb += [self.input.ready.eq(1), want.eq(n_b),
-                             b_wr.addr.eq(Cat(load_k, load_half)), b_wr.data.eq(word(n_b, C)),
+                             b_wr.addr.eq(Cat(load_k, load_half)), b_wr.data.eq(word(n_b, nbits=layout.row_bits)),
                              b_wr.en.eq(word_done)]
                 with m.If(word_done):
                     m.d.sync += load_k.eq(load_k + 1)
-                    with m.If(load_k + 1 == cfg.k):
+                    with m.If(load_k + 1 == b_rows):
                         m.d.sync += [half_full.bit_select(load_half, 1).eq(1), load_tile.eq(load_tile + 1)]
                         with m.If(load_tile + 1 == cfg.n_tiles):
                             m.next = "IDLE"
@@ -182,7 +196,7 @@ class GemmCore(CoreBase):
         m.d.comb += [
             issue.eq(feeding & half_full.bit_select(feed_n[0], 1) & ~(step_last & pending)),
             a_rd.addr.eq(a_base + feed_k),
-            b_rd.addr.eq(Cat(feed_k, feed_n[0])),
+            b_rd.addr.eq(Cat(feed_k[row_shift:], feed_n[0])),
             self.busy.eq(issue),
             # Idle for want of data: the A block or the current B tile is still loading.
             self.input_wait.eq(feeding & ~half_full.bit_select(feed_n[0], 1)),
@@ -202,7 +216,10 @@ class GemmCore(CoreBase):
         # ---- systolic array ----
         # Stage 1: memory data arrives one cycle after the address, with its flags.
         s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
-        m.d.sync += [s1_valid.eq(issue), s1_first.eq(feed_k == 0), s1_last.eq(step_last)]
+        s1_word = Signal(range(per_row))
+        m.d.sync += [s1_valid.eq(issue), s1_first.eq(feed_k == 0), s1_last.eq(step_last),
+                     s1_word.eq(feed_k[:row_shift])]
+        b_word = b_rd.data if per_row == 1 else b_rd.data.word_select(s1_word, layout.word_bits)
 
         def delayed(value, cycles, name):
             for i in range(cycles):
@@ -211,32 +228,14 @@ class GemmCore(CoreBase):
                 value = stage
             return value
 
-        a_in, flags_in = [], []
+        m.submodules.pe_array = array = PEArray(R, layout)
         for i in range(R):
-            a_in.append(delayed(a_rd.data[8 * i:8 * i + 8].as_signed(), i, f"skew_a{i}"))
-            flags_in.append(delayed(Cat(s1_valid, s1_first, s1_last), i, f"skew_f{i}"))
-        b_in = [delayed(b_rd.data[8 * j:8 * j + 8].as_signed(), j, f"skew_b{j}") for j in range(C)]
-
-        results = [[Signal(signed(32), name=f"result_{i}_{j}") for j in range(C)] for i in range(R)]
-        a_pass = [[None] * C for _ in range(R)]
-        b_pass = [[None] * C for _ in range(R)]
-        f_pass = [[None] * C for _ in range(R)]
-        for i in range(R):
-            for j in range(C):
-                a = a_in[i] if j == 0 else a_pass[i][j - 1]
-                flags = flags_in[i] if j == 0 else f_pass[i][j - 1]
-                b = b_in[j] if i == 0 else b_pass[i - 1][j]
-                a_pass[i][j] = Signal(signed(8), name=f"pe{i}_{j}_a")
-                b_pass[i][j] = Signal(signed(8), name=f"pe{i}_{j}_b")
-                f_pass[i][j] = Signal(3, name=f"pe{i}_{j}_flags")
-                acc = Signal(signed(32), name=f"pe{i}_{j}_acc")
-                total = Signal(signed(32), name=f"pe{i}_{j}_sum")
-                m.d.comb += total.eq(Mux(flags[1], 0, acc) + a * b)
-                m.d.sync += [a_pass[i][j].eq(a), b_pass[i][j].eq(b), f_pass[i][j].eq(flags)]
-                with m.If(flags[0]):
-                    m.d.sync += acc.eq(total)
-                    with m.If(flags[2]):
-                        m.d.sync += results[i][j].eq(total)
+            m.d.comb += [array.a[i].eq(delayed(a_rd.data[8 * i:8 * i + 8].as_signed(), i, f"skew_a{i}")),
+                         array.flags[i].eq(delayed(Cat(s1_valid, s1_first, s1_last), i, f"skew_f{i}"))]
+        for j in range(C):
+            field = b_word[layout.offsets[j]:layout.offsets[j] + layout.bits(j)]
+            m.d.comb += array.b[j].eq(delayed(field, j, f"skew_b{j}"))
+        results = array.results
 
         # The last step of a tile reaches PE (R-1, C-1) R + C - 1 cycles after stage 1.
         ready_token = delayed(issue & step_last, R + C, "result_token")
