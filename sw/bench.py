@@ -10,6 +10,7 @@ from .devices import open_device
 from .random_layers import random_gemm
 from .fidelity import TOLERANCE
 from .scalesim_bench import scalesim_bench
+from .potacc_bench import potacc_bench
 from .report import console, progress_printer, provenance, table, write_json
 
 __all__ = ["add_arguments", "run", "BENCHMARKS"]
@@ -19,7 +20,10 @@ def add_arguments(parser):
     parser.add_argument("name", choices=sorted(BENCHMARKS), help="benchmark to run")
     parser.add_argument("--size", type=int, default=64, help="sim-speed: M=N=K of the shared GEMM (default 64)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--models", default="mobilenet_v2", help="utilization, scalesim: comma-separated zoo models")
+    parser.add_argument("--models", default=None,
+                        help="utilization, scalesim (default mobilenet_v2), potacc (default digits_cnn): "
+                        "comma-separated zoo models")
+    parser.add_argument("--samples", type=int, default=None, help="potacc: inputs per model (default: all)")
 
 
 def _timed_job(device, accelerator, gemm):
@@ -142,7 +146,7 @@ def utilization_bench(args):
     accelerator = get_accelerator(args.accel, parse_params(args.params))
     progress = progress_printer()
     results = {}
-    for name in args.models.split(","):
+    for name in (args.models or "mobilenet_v2").split(","):
         for bandwidth in (4, 8, 16):
             dma = DmaTiming(bandwidth, args.dma_latency)
             with open_executor(accelerator, args.backend, dma, progress=progress) as executor:
@@ -183,7 +187,7 @@ def fidelity_bench(args):
 
 
 BENCHMARKS = {"sim-speed": sim_speed, "model": model_bench, "utilization": utilization_bench,
-              "fidelity": fidelity_bench, "scalesim": scalesim_bench}
+              "fidelity": fidelity_bench, "scalesim": scalesim_bench, "potacc": potacc_bench}
 
 
 def run(args):

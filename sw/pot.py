@@ -13,10 +13,13 @@ Grids, as integer multiples of the channel's new scale:
   scale is chosen so the largest |w| maps to 2^6.
 * ``apot`` (additive powers of two, two terms): w = sign * (2^a + 2^b) with
   a > b, or a single power of two, or 0; the largest |w| maps to 96 = 2^6 + 2^5.
-* ``msq`` (mixed scheme): per output channel either uniform int8 (the original
-  weights) or the two-term grid, uniform for the channels whose weight
-  distribution is closest to Gaussian-with-outliers (largest kurtosis), one
-  third of them.
+* ``msq`` (mixed scheme, Chang et al., "Mix and Match", HPCA 2021): per output
+  channel (a row of the weight matrix) either uniform int8 fixed point (the
+  original weights) or the two-term sum-of-powers-of-two grid. As in the paper,
+  fixed point goes to the rows whose distribution is most uniform-like (lowest
+  kurtosis) and the power-of-two grid, dense near zero, to the Gaussian-like
+  rest; one third of the rows are fixed point, matching a shift-PE array with a
+  third of its columns multipliers.
 
 Compact encoding: a term is a nibble, 0 for none, else (sign << 3) | (e + 1);
 PoT uses one nibble per weight, APoT and MSQ's power-of-two rows two (one byte).
@@ -28,11 +31,32 @@ from pathlib import Path
 
 import numpy as np
 
+from ..accelerators.gemm.pe import shift_fields
 from ..errors import ModelError, ParameterError
 
-__all__ = ["METHODS", "pot_levels", "project", "encode", "quantize_model", "quantize_main"]
+__all__ = ["METHODS", "pot_levels", "project", "encode", "quantize_model", "quantize_main", "potacc_params",
+           "side_file_params"]
 
 METHODS = ("pot", "apot", "msq")
+
+
+def potacc_params(method, cols=8):
+    """The shift-PE design a method's weights need: terms per weight, multiplier columns (MSQ: a third)."""
+    if method not in METHODS:
+        raise ParameterError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    return {"terms": 1 if method == "pot" else 2, "mult_cols": -(-cols // 3) if method == "msq" else 0}
+
+
+def side_file_params(model_path, cols=8):
+    """(method, potacc params) from the side file ``quantize`` wrote next to a model, or (None, {})."""
+    side = Path(f"{model_path}.pot.json")
+    if not side.exists():
+        return None, {}
+    try:
+        method = json.loads(side.read_text())["method"]
+    except (ValueError, KeyError) as error:
+        raise ModelError(f"{side} is not a power-of-two side file: {error}") from None
+    return method, potacc_params(method, cols)
 
 
 def pot_levels(method):
@@ -54,28 +78,15 @@ def project(values, levels):
     return np.sign(values) * nearest
 
 
-def _terms(value):
-    """A grid value as (sign, [exponents]) with at most two powers of two."""
-    sign, magnitude = int(value < 0), abs(int(value))
-    exponents = [e for e in range(6, -1, -1) if magnitude >> e & 1]
-    if len(exponents) > 2:
-        raise ParameterError(f"{value} is not on a power-of-two grid")
-    return sign, exponents
-
-
 def encode(weights, terms_per_weight):
-    """Compact sign/exponent encoding: one nibble per term, packed little end first."""
-    nibbles = []
-    for value in np.asarray(weights).reshape(-1):
-        sign, exponents = _terms(value)
-        if len(exponents) > terms_per_weight:
-            raise ParameterError(f"{value} needs {len(exponents)} terms, the encoding has {terms_per_weight}")
-        exponents += [None] * (terms_per_weight - len(exponents))
-        nibbles += [0 if e is None else (sign << 3) | (e + 1) for e in exponents]
-    if len(nibbles) % 2:
-        nibbles.append(0)
-    pairs = np.array(nibbles, dtype=np.uint8).reshape(-1, 2)
-    return (pairs[:, 0] | (pairs[:, 1] << 4)).astype(np.uint8)
+    """Compact sign/exponent encoding (the shift PEs' nibbles, see ``accelerators/gemm/pe.py``), packed
+    two nibbles to a byte, low nibble first."""
+    fields = shift_fields(np.asarray(weights).reshape(-1), terms_per_weight)
+    if terms_per_weight == 2:
+        return fields
+    if fields.size % 2:
+        fields = np.append(fields, 0).astype(np.uint8)
+    return (fields[0::2] | (fields[1::2] << 4)).astype(np.uint8)
 
 
 @dataclass
@@ -131,7 +142,7 @@ def quantize_model(source, destination, method, progress=None):
         uniform_rows = np.zeros(channels, dtype=bool)
         if method == "msq":
             kurtosis = _kurtosis(weights.astype(np.float64))
-            uniform_rows[np.argsort(-kurtosis)[:channels // 3]] = True
+            uniform_rows[np.argsort(kurtosis, kind="stable")[:channels // 3]] = True
         peak = np.abs(real).max(axis=1)
         new_scales = np.where(uniform_rows | (peak == 0), per_channel, peak / top)
         projected = np.where(uniform_rows[:, None], weights,

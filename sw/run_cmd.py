@@ -68,13 +68,21 @@ def _batched(outputs):
 
 
 def run(args):
+    from .pot import side_file_params
     from .tflite.runner import DelegatedModel, make_interpreter
     from .zoo import resolve_array, resolve_model
     path = resolve_model(args.model)
-    accelerator = get_accelerator(args.accel, parse_params(args.params))
+    params = parse_params(args.params)
+    progress = progress_printer()
+    if args.accel == "potacc":
+        method, defaults = side_file_params(path, params.get("cols", 8))
+        if method and not {"terms", "mult_cols"} & set(params):
+            progress(f"{path.name} is {method}-quantized (side file): potacc with "
+                     f"{', '.join(f'{k}={v}' for k, v in defaults.items())}")
+            params.update(defaults)
+    accelerator = get_accelerator(args.accel, params)
     dma = DmaTiming(args.dma_bytes, args.dma_latency)
     clock = args.clock_mhz * 1e6
-    progress = progress_printer()
     labels = np.load(resolve_array(args.labels)) if args.labels else None
     with open_executor(accelerator, args.backend, dma, progress=progress) as executor:
         if args.frontend == "tvm":

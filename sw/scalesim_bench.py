@@ -399,7 +399,7 @@ def scalesim_bench(args):
     progress = progress_printer()
     if version != SCALESIM_VERSION:
         progress(f"SCALE-Sim {version} is installed; this benchmark reads the reports of {SCALESIM_VERSION}")
-    names = [name.strip() for name in args.models.split(",") if name.strip()]
+    names = [name.strip() for name in (args.models or "mobilenet_v2").split(",") if name.strip()]
     paths = {name: resolve_model(name) for name in names}
 
     # accelkit: one RTL inference per model; the records of offloaded layers carry cycles and the GEMM shape

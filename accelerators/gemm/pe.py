@@ -169,20 +169,21 @@ class PEArray(wiring.Component):
             "results": Out(signed(32)).array(rows, cols),
         })
 
-    def product(self, m, i, j, a, b):
-        """What PE (i, j) adds to its accumulator for operand ``a`` and weight field ``b``."""
+    def accumulate(self, m, i, j, base, a, b):
+        """``base`` plus what PE (i, j) contributes for operand ``a`` and weight field ``b``."""
         if j < self.layout.mult_cols:
-            return a * b[:8].as_signed()
-        total = 0
+            return base + a * b[:8].as_signed()
+        # A shift PE: the terms share the weight's sign, so their magnitudes (a * 2^e, a shift,
+        # no multiplier) are summed first and negated once.
+        magnitude = 0
         for t in range(self.layout.terms):
-            code, negative = b[4 * t:4 * t + 3], b[4 * t + 3]
-            # a * 2^(code - 1) without a multiplier: shift left by the code, drop one bit.
+            code = b[4 * t:4 * t + 3]            # e + 1, 0 for no term
             shifted = Signal(signed(15), name=f"pe{i}_{j}_shift{t}")
-            term = Signal(signed(16), name=f"pe{i}_{j}_term{t}")
-            m.d.comb += [shifted.eq(a << code),
-                         term.eq(Mux(code == 0, 0, Mux(negative, -(shifted >> 1), shifted >> 1)))]
-            total = total + term
-        return total
+            m.d.comb += shifted.eq(Mux(code == 0, 0, a << code))
+            magnitude = magnitude + (shifted >> 1)
+        total = Signal(signed(16), name=f"pe{i}_{j}_terms")
+        m.d.comb += total.eq(magnitude)
+        return base + Mux(b[3], -total, total)
 
     def elaborate(self, platform):
         m = Module()
@@ -200,7 +201,7 @@ class PEArray(wiring.Component):
                 f_pass[i][j] = Signal(3, name=f"pe{i}_{j}_flags")
                 acc = Signal(signed(32), name=f"pe{i}_{j}_acc")
                 total = Signal(signed(32), name=f"pe{i}_{j}_sum")
-                m.d.comb += total.eq(Mux(flags[1], 0, acc) + self.product(m, i, j, a, b))
+                m.d.comb += total.eq(self.accumulate(m, i, j, Mux(flags[1], 0, acc), a, b))
                 m.d.sync += [a_pass[i][j].eq(a), b_pass[i][j].eq(b), f_pass[i][j].eq(flags)]
                 with m.If(flags[0]):
                     m.d.sync += acc.eq(total)

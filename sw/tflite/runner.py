@@ -120,6 +120,8 @@ class DelegatedModel:
             record.stall_cycles = stats.in_stall_cycles + stats.out_stall_cycles
             record.extra["busy_cycles"] = stats.busy_cycles
             record.extra["gemm_shape"] = [stats.shape.get("m"), stats.shape.get("n"), stats.shape.get("k")]
+            if "weight_bytes" in stats.extra:
+                record.extra["weight_bytes"] = stats.extra["weight_bytes"]
         self.layer_seconds += time.perf_counter() - started
         for index in partition.outputs:
             write_tensor(index, values[index])

@@ -24,7 +24,7 @@ def test_encoding_nibbles():
     # 0 -> 0; -4 = sign 1, e 2 -> 0b1011; 3 = 2 + 1 -> (e 1, e 0) -> 0x2, 0x1
     assert encode(np.array([0, -4]), 1).tolist() == [0xB0]
     assert encode(np.array([3]), 2).tolist() == [0x12]
-    with pytest.raises(Exception, match="not on a power-of-two grid"):
+    with pytest.raises(Exception, match="not on the 2-term power-of-two grid"):
         encode(np.array([7]), 2)
 
 
@@ -50,6 +50,32 @@ def test_quantized_model_is_on_the_grid_and_bit_exact_on_rtl(tmp_path, method):
     result = json.loads(record.read_text())
     assert result["compare"]["output_bit_exact"] and result["compare"]["offloaded_layers_bit_exact"]
     assert result["accuracy"]["accelerator"] == result["accuracy"]["cpu_reference"] > 0.9
+    # the same model on the shift-PE accelerator, its design taken from the side file
+    assert cli.main(["run", str(out), "--accel", "potacc", "--input", "zoo:digits_test_x", "--limit", "40",
+                     "--compare", "ref", "--json", str(record)]) == 0
+    result = json.loads(record.read_text())
+    assert result["accelerator"] == "potacc" and result["params"]["terms"] == (1 if method == "pot" else 2)
+    assert result["params"]["mult_cols"] == (3 if method == "msq" else 0)
+    gemm_layers = [r for r in result["layers"] if r["op"] in ("CONV_2D", "FULLY_CONNECTED")]
+    assert all(r["where"] == "accelerator" for r in gemm_layers)
+    assert result["compare"]["output_bit_exact"] and result["compare"]["offloaded_layers_bit_exact"]
+
+
+def test_potacc_declines_an_int8_model_with_reasons(tmp_path):
+    record = tmp_path / "r.json"
+    assert cli.main(["run", str(DIGITS), "--accel", "potacc", "--limit", "2", "--json", str(record)]) == 0
+    layers = json.loads(record.read_text())["layers"]
+    assert all(r["where"] == "cpu" for r in layers)
+    assert any("off the 1-term power-of-two grid" in (r.get("reason") or "") for r in layers)
+
+
+def test_energy_model_adds_compute_and_movement():
+    from accelkit.sw.potacc_bench import ENERGY_PJ, energy_pj
+    from accelkit.sw.resources import ResourceEstimate
+    resources = ResourceEstimate("xc7", lut=1000, ff=0, dsp=2, bram36=1.0, cells={}, mul_cells_before_mapping=0)
+    compute, movement = energy_pj(resources, cycles=10, bytes_moved=4)
+    assert compute == pytest.approx(10 * (1000 * ENERGY_PJ["lut"] + 2 * ENERGY_PJ["dsp"] + ENERGY_PJ["bram36"]))
+    assert movement == pytest.approx(4 * ENERGY_PJ["dram_byte"])
 
 
 def test_float_model_is_refused(tmp_path):

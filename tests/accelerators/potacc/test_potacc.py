@@ -112,3 +112,20 @@ def test_off_grid_layer_is_declined_with_reason():
     gemm = random_gemm(rng, 4, 4, 16)
     ok, reason = PotAccelerator(**SMALL_PARAMS).supports(gemm)
     assert not ok and "off the 1-term power-of-two grid" in reason
+
+
+@pytest.mark.parametrize("params, expected_mul", [
+    (dict(terms=1, mult_cols=0), 0),      # PoT: shifts only
+    (dict(terms=2, mult_cols=0), 0),      # APoT: shifts and adds only
+    (dict(terms=2, mult_cols=1), 2),      # MSQ: one multiplier per PE of the uniform column (2 rows)
+])
+def test_pe_grid_multipliers_before_mapping(params, expected_mul):
+    from accelkit.accelerators.gemm import GemmAccelerator
+    from accelkit.sw.resources_cmd import pe_array_resources
+    small = dict(rows=2, cols=3)
+    estimate = pe_array_resources(PotAccelerator(**small, **params))
+    assert estimate.mul_cells_before_mapping == expected_mul
+    if expected_mul == 0:
+        assert estimate.dsp == 0
+    # the multiplier GEMM of the same size has one $mul per PE
+    assert pe_array_resources(GemmAccelerator(**small)).mul_cells_before_mapping == 6

@@ -41,3 +41,21 @@ def test_importer_refusal_is_an_error_message(capsys):
     assert cli.main(["run", "transpose_mlp", "--frontend", "tvm"]) == 2
     err = capsys.readouterr().err
     assert "accelkit: error:" in err and "quantized BATCH_MATMUL" in err and "Traceback" not in err
+
+
+def test_potacc_through_tvm_takes_pot_layers_and_declines_int8(tmp_path):
+    from accelkit.sw.pot import quantize_model
+    from accelkit.sw.zoo import ZOO
+    pot = tmp_path / "digits_apot.tflite"
+    quantize_model(ZOO / "models" / "digits_cnn.tflite", pot, "apot")
+    path = tmp_path / "apot.json"
+    assert cli.main(["run", str(pot), "--frontend", "tvm", "--accel", "potacc", "--input", "zoo:digits_test_x",
+                     "--limit", "10", "--compare", "ref", "--json", str(path)]) == 0
+    record = json.loads(path.read_text())
+    assert record["params"]["terms"] == 2
+    assert record["compare"]["offloaded_layers_bit_exact"] and record["totals"]["layers_offloaded"] == 5
+    assert cli.main(["run", "digits_cnn", "--frontend", "tvm", "--accel", "potacc", "--backend", "model",
+                     "--limit", "1", "--json", str(path)]) == 0
+    record = json.loads(path.read_text())
+    assert record["totals"]["layers_offloaded"] == 0
+    assert any("power-of-two grid" in (layer.get("reason") or "") for layer in record["layers"])
