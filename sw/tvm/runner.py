@@ -208,7 +208,7 @@ class TvmModel:
                 # layer, asymmetric weights); otherwise the importer's form was unexpected.
                 try:
                     to_layer(op, tensors)
-                    record.reason = f"the importer's Relax form does not match {patterns[op.op]}"
+                    record.reason = f"the importer's Relax form does not match {patterns.get(op.op, op.op)}"
                 except UnsupportedLayer as error:
                     record.reason = str(error)
             else:
