@@ -10,6 +10,7 @@ from .devices import open_device
 from .random_layers import random_gemm
 from .fidelity import TOLERANCE
 from .scalesim_bench import scalesim_bench
+from .tconv_bench import tconv_bench
 from .report import console, progress_printer, provenance, table, write_json
 
 __all__ = ["add_arguments", "run", "BENCHMARKS"]
@@ -20,6 +21,8 @@ def add_arguments(parser):
     parser.add_argument("--size", type=int, default=64, help="sim-speed: M=N=K of the shared GEMM (default 64)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", default="mobilenet_v2", help="utilization, scalesim: comma-separated zoo models")
+    parser.add_argument("--count", type=int, default=260, help="tconv: configurations in the sweep (default 260)")
+    parser.add_argument("--rtl", type=int, default=0, metavar="N", help="tconv: also run N of them on Verilator")
 
 
 def _timed_job(device, accelerator, gemm):
@@ -184,6 +187,7 @@ def fidelity_bench(args):
 
 BENCHMARKS = {"sim-speed": sim_speed, "model": model_bench, "utilization": utilization_bench,
               "fidelity": fidelity_bench, "scalesim": scalesim_bench}
+BENCHMARKS["tconv"] = tconv_bench
 
 
 def run(args):
