@@ -25,7 +25,7 @@ __all__ = ["TvmModel", "import_tflite", "relax_ops"]
 # TFLite operators whose Relax form has a conv2d / matmul at its heart (the
 # candidates a compute call is attributed to).
 _COMPUTE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL"}
-_COMPUTE_CALLS = {"relax.nn.conv2d", "relax.matmul"}
+_COMPUTE_CALLS = {"relax.nn.conv2d", "relax.matmul", "relax.nn.conv2d_transpose"}
 
 
 def _compute_call(expr, var2val, depth=8):
@@ -168,7 +168,9 @@ class TvmModel:
         try:
             self.executable = tvm.compile(mod, target=target)
         except Exception as error:    # e.g. an imported op TVM cannot build for this target
-            raise ModelError(f"TVM cannot compile {self.path.name} for {target}: {type(error).__name__}: "
+            hint = (" (TVM has no CPU lowering of conv2d_transpose: offload the TRANSPOSE_CONV layers with "
+                    "--accel mm2im)" if "conv2d_transpose" in str(error) else "")
+            raise ModelError(f"TVM cannot compile {self.path.name} for {target}{hint}: {type(error).__name__}: "
                              f"{' '.join(str(error).split())[:2000]}") from None
         self.compile_seconds = time.perf_counter() - started
         if self.info is not None:
@@ -203,6 +205,8 @@ class TvmModel:
                 record.where, record.reason = "accelerator", ""
             elif op.index in declined:
                 record.reason = declined[op.index]
+            elif op.op in GEMM_OPS and GEMM_OPS[op.op] not in self.accelerator.offload_ops:
+                record.reason = f"{op.op} is not offloaded to {name}"
             elif op.op in GEMM_OPS:
                 # Not matched at all: the TFLite front end usually knows why (a float
                 # layer, asymmetric weights); otherwise the importer's form was unexpected.
