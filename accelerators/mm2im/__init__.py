@@ -53,7 +53,8 @@ class Mm2imAccelerator(Accelerator):
     def golden(self, layer, x=None):
         """The int8 output this design must produce for ``layer`` on ``x`` (TFLite-exact, numpy)."""
         if x is None:
-            raise UnsupportedLayer("mm2im's golden model takes a TRANSPOSE_CONV layer and its input")
+            raise UnsupportedLayer("mm2im runs TRANSPOSE_CONV layers only, not plain GEMMs (its golden model takes a "
+                                   "TransposeConv2D and its input)")
         return layer.reference(x)
 
     # TRANSPOSE_CONV layers

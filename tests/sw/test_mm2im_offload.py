@@ -83,3 +83,13 @@ def test_tconv_bench_subset(tmp_path):
     assert summary["worst"]["speedup"] == min(speedups) and summary["best"]["speedup"] == max(speedups)
     assert all(c["ineffectual_macs_avoided"] == c["zero_insertion_macs"] - c["effective_macs"] >= 0
                for c in record["configurations"])
+
+
+def test_layer_command_runs_tconv(tmp_path):
+    path = tmp_path / "layer.json"
+    assert cli.main(["layer", "tconv", "--accel", "mm2im", "--params", "rows=4,cols=4,acc_depth=512", "--height", "5",
+                     "--width", "4", "--in-channels", "6", "--out-channels", "5", "--kernel", "3", "--stride", "2",
+                     "--json", str(path)]) == 0
+    record = json.loads(path.read_text())
+    assert record["bit_exact"] and record["cycles"] == record["estimated_cycles"]
+    assert cli.main(["layer", "conv2d", "--accel", "mm2im", "--backend", "model"]) == 2
