@@ -78,6 +78,10 @@ class Origin:
 
     index: int
     op: str
+    #: the operator's fused activation, where the importer drops it (TVM 0.27 ignores TRANSPOSE_CONV's)
+    activation: str | None = None
+    #: the operator's output shape in the .tflite, where the importer may compute another one
+    output_shape: tuple | None = None
 
 
 # --------------------------------------------------------------------------
@@ -299,24 +303,24 @@ def _transpose_conv_layer(matched, weights, input_shape, output_shape, quant):
     stride = tuple(int(s) for s in attrs.strides)
     padding = [int(p) for p in attrs.padding]
     padding = padding * 2 if len(padding) == 2 else padding * 4 if len(padding) == 1 else padding
+    filters = np.ascontiguousarray(weights.transpose(1, 2, 3, 0))     # IOHW -> TFLite OHWI
+    bias, scales = _bias(matched, cout), _weight_scales(matched, cout, axis=1)
     for mode in ("VALID", "SAME"):
+        layer = TransposeConv2D(filters=filters, bias=bias, filter_scales=scales, output_shape=tuple(output_shape),
+                                stride=stride, padding=mode, **quant)
+        try:
+            layer.check_input(tuple(input_shape))     # TFLite ties the input size to the output size per mode
+        except ParameterError:
+            continue
         pads = []
-        for size, k, s in zip(output_shape[1:3], (kh, kw), stride):
+        for axis, (size, k, s) in enumerate(zip(output_shape[1:3], (kh, kw), stride)):
             lead = transpose_conv_padding(size, k, s, mode)
-            full = (input_shape[1 + len(pads) // 2] - 1) * s + k     # the uncropped scatter
+            full = (input_shape[1 + axis] - 1) * s + k     # the uncropped scatter
             pads.append((lead, full - size - lead))
         if padding == [pads[0][0], pads[1][0], pads[0][1], pads[1][1]]:
-            break
-    else:
-        raise UnsupportedLayer(f"padding {padding} is neither TFLite SAME nor VALID for output {list(output_shape)}")
-    layer = TransposeConv2D(filters=np.ascontiguousarray(weights.transpose(1, 2, 3, 0)),   # IOHW -> TFLite OHWI
-                            bias=_bias(matched, cout), filter_scales=_weight_scales(matched, cout, axis=1),
-                            output_shape=tuple(output_shape), stride=stride, padding=mode, **quant)
-    try:
-        layer.check_input(tuple(input_shape))
-    except ParameterError as error:
-        raise UnsupportedLayer(str(error)) from None
-    return layer
+            return layer
+    raise UnsupportedLayer(f"padding {padding} is neither TFLite SAME nor VALID for input {list(input_shape)} and "
+                           f"output {list(output_shape)}")
 
 
 def layer_from_match(op, matched):
@@ -509,6 +513,25 @@ def _default_accelerator(name, cache={}):   # noqa: B006  (one default instance 
     return cache[name]
 
 
+def _restore_activation(layer, origin):
+    """Give a layer the fused activation of its TFLite operator when the importer dropped it.
+
+    TVM 0.27's importer ignores TRANSPOSE_CONV's fused activation (no clip is written),
+    so TVM's own CPU code would not clamp; the offloaded layer follows TFLite and does.
+    It also ignores TRANSPOSE_CONV's output_shape input and computes (H - 1) * stride + kernel
+    for VALID, which is not TFLite's output when the kernel is smaller than the stride:
+    such a layer is declined rather than run with another shape than the model's.
+    """
+    if origin is not None and origin.output_shape is not None and hasattr(layer, "output_shape") \
+            and tuple(layer.output_shape) != tuple(origin.output_shape):
+        raise UnsupportedLayer(f"TVM's importer gives this {origin.op} the output {list(layer.output_shape)}, "
+                               f"but the model's is {list(origin.output_shape)}")
+    if origin is not None and origin.activation is not None and layer.activation == "NONE":
+        if origin.activation not in ACTIVATIONS:
+            raise UnsupportedLayer(f"fused activation {origin.activation} is not supported")
+        layer.activation = origin.activation
+
+
 def _decide(accelerator_name, op, matched, leak=None):
     """The check function of every accelkit pattern: build the layer, ask the accelerator."""
     session = _SESSION.get()
@@ -530,6 +553,7 @@ def _decide(accelerator_name, op, matched, leak=None):
         x = matched.get("x")
         input_shape = _static_shape(x, "input") if x is not None and not isinstance(x, Constant) else None
         layer, input_shape, _ = layer_from_match(op, matched)
+        _restore_activation(layer, origin)
         accelerator.check_layer(layer, input_shape)
     except (UnsupportedLayer, ParameterError) as error:
         if session is not None:
@@ -571,6 +595,8 @@ def _codegen(functions, options, constant_names):
         except UnsupportedLayer as error:   # the check accepted it, so this is a bug of ours
             raise AccelkitError(f"composite function {symbol} ({name}): {error}") from None
         origin = composite.attrs.get(ORIGIN_ATTR) if composite.attrs is not None else None
+        if origin is not None:
+            _restore_activation(layer, next((o for o in session.origins.values() if o.index == int(origin)), None))
         session.offloaded.append(OffloadedLayer(symbol, op, name, layer, input_shape, output_shape,
                                                 None if origin is None else int(origin), composite=composite))
     return []

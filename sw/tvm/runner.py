@@ -104,7 +104,11 @@ def import_tflite(path, model=None):
             continue
         call = _compute_call(converter.exp_tab.get_expr(name), var2val)
         if call is not None and call not in origins:
-            origins[call] = Origin(op.index, op.op)
+            if op.op == "TRANSPOSE_CONV":     # what the importer drops or recomputes (see partition.py)
+                origins[call] = Origin(op.index, op.op, str(op.options.get("activation", "NONE")),
+                                       tuple(model.tensors[op.outputs[0]].shape))
+            else:
+                origins[call] = Origin(op.index, op.op)
     return mod, origins, model
 
 
@@ -168,8 +172,13 @@ class TvmModel:
         try:
             self.executable = tvm.compile(mod, target=target)
         except Exception as error:    # e.g. an imported op TVM cannot build for this target
-            hint = (" (TVM has no CPU lowering of conv2d_transpose: offload the TRANSPOSE_CONV layers with "
-                    "--accel mm2im)" if "conv2d_transpose" in str(error) else "")
+            hint = ""
+            if "conv2d_transpose" in str(error):
+                declined = [f"#{d.origin}: {d.reason}" for d in (self.info.declined if self.info else ())
+                            if d.op == "tconv"]
+                hint = (" (TVM has no CPU lowering of conv2d_transpose: " +
+                        (f"{accelerator.name} declined TRANSPOSE_CONV {'; '.join(declined)}" if declined else
+                         "offload the TRANSPOSE_CONV layers with --accel mm2im") + ")")
             raise ModelError(f"TVM cannot compile {self.path.name} for {target}{hint}: {type(error).__name__}: "
                              f"{' '.join(str(error).split())[:2000]}") from None
         self.compile_seconds = time.perf_counter() - started
