@@ -24,7 +24,7 @@ class Mm2imAccelerator(Accelerator):
             Param("w_depth", 1024, 1, 1 << 16, "weight words (KH * KW * input-channel chunks)", power_of_two=True),
             Param("in_depth", 512, 1, 1 << 16, "input-row buffer half, in words (pixels x chunks)",
                   power_of_two=True),
-            Param("acc_depth", 4096, 1, 1 << 20, "accumulation buffer words (output pixels per band)",
+            Param("acc_depth", 1024, 1, 1 << 20, "accumulation buffer words (output pixels per band)",
                   power_of_two=True),
         ),
     )

@@ -100,7 +100,7 @@ class Mm2imCore(CoreBase):
 
     config_registers = MM2IM_CONFIG_REGISTERS
 
-    def __init__(self, *, rows=8, cols=8, data_width=64, w_depth=1024, in_depth=512, acc_depth=4096):
+    def __init__(self, *, rows=8, cols=8, data_width=64, w_depth=1024, in_depth=512, acc_depth=1024):
         for name, value in (("rows", rows), ("cols", cols)):
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 64:
                 raise ParameterError(f"{name} must be an integer in 1..64, not {value!r}")
