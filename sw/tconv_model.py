@@ -38,18 +38,19 @@ def _bytes(builder, payload):
 def tconv_model(layer, input_shape) -> bytes:
     """A one-operator model computing ``layer`` (a :class:`TransposeConv2D`) on an int8 input of ``input_shape``."""
     cout = layer.filters.shape[0]
-    scales = np.broadcast_to(np.asarray(layer.filter_scales, np.float32).reshape(-1), (cout,)).astype(np.float32)
+    scales = np.asarray(layer.filter_scales, np.float32).reshape(-1)      # one value: per-tensor weights
     bias = np.zeros(cout, np.int32) if layer.bias is None else np.asarray(layer.bias).astype(np.int32)
     bias_scales = (np.float64(np.float32(layer.input_scale)) * scales.astype(np.float64)).astype(np.float32)
     # (name, shape, type, scales, zero points, data)
     tensors = [
         ("output_shape", [4], tflite.TensorType.INT32, None, None,
          np.asarray(layer.output_shape, "<i4").tobytes()),
-        ("weights", list(layer.filters.shape), tflite.TensorType.INT8, scales, np.zeros(cout, np.int64),
+        ("weights", list(layer.filters.shape), tflite.TensorType.INT8, scales, np.zeros(scales.size, np.int64),
          np.ascontiguousarray(layer.filters, np.int8).tobytes()),
         ("input", list(input_shape), tflite.TensorType.INT8, np.float32([layer.input_scale]),
          np.int64([layer.input_zero_point]), None),
-        ("bias", [cout], tflite.TensorType.INT32, bias_scales, np.zeros(cout, np.int64), bias.astype("<i4").tobytes()),
+        ("bias", [cout], tflite.TensorType.INT32, bias_scales, np.zeros(scales.size, np.int64),
+         bias.astype("<i4").tobytes()),
         ("output", list(layer.output_shape), tflite.TensorType.INT8, np.float32([layer.output_scale]),
          np.int64([layer.output_zero_point]), None),
     ]

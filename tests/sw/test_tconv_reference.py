@@ -28,6 +28,17 @@ def _cases(count, seed):
                            bool(rng.random() < 0.3), output_size=size)
 
 
+def test_per_tensor_weights_and_no_bias_match_builtin_ref():
+    mismatches = []
+    for index, (layer, x) in enumerate(_cases(20, seed=13)):
+        layer.filter_scales = float(layer.filter_scales[0])
+        if index % 2:
+            layer.bias = None
+        if not np.array_equal(layer.reference(x), layer_reference(layer, x)):
+            mismatches.append(index)
+    assert not mismatches
+
+
 def _single_rounding(acc, multiplier, shift):
     total = 31 - shift
     return (acc * multiplier + (1 << (total - 1))) >> total
