@@ -81,6 +81,10 @@ def _rtl_check(mm2im, gemm, layer, x, dma, devices):
             "gemm_cost_model_cycles": gemm.estimate_cycles(layer.gemm_shape(x.shape), dma)}
 
 
+def _geomean(values):
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
 def tconv_bench(args):
     params = parse_params(args.params)
     mm2im = get_accelerator("mm2im", params)
@@ -112,6 +116,10 @@ def tconv_bench(args):
         "ineffectual_macs_avoided": sum(r["ineffectual_macs_avoided"] for r in done),
         "zero_insertion_macs": sum(r["zero_insertion_macs"] for r in done),
         "sweep_seconds": sweep_seconds,
+        "geomean_by_stride": {s: _geomean([r["speedup"] for r in done if r["stride"] == s]) for s in (1, 2, 3)},
+        "geomean_by_input_channels": {
+            name: _geomean([r["speedup"] for r in done if lo <= r["input"][3] <= hi])
+            for name, lo, hi in (("1-3", 1, 3), ("4-8", 4, 8), ("12-32", 12, 32))},
     }
     rtl = []
     if args.rtl:
@@ -159,6 +167,9 @@ def tconv_bench(args):
         f"ineffectual MACs avoided {summary['ineffectual_macs_avoided']:,} of "
         f"{summary['zero_insertion_macs']:,} ({summary['ineffectual_macs_avoided'] / summary['zero_insertion_macs']:.1%})",
         highlight=False)
+    console.print("geometric-mean speedup by stride: " + ", ".join(
+        f"{k}: {v:.2f}x" for k, v in summary["geomean_by_stride"].items() if v) + "; by input channels: " +
+        ", ".join(f"{k}: {v:.2f}x" for k, v in summary["geomean_by_input_channels"].items() if v), highlight=False)
     if rtl:
         s = summary["rtl"]
         console.print(f"RTL (Verilator) subset of {s['configurations']}: mm2im {s['bit_exact']} bit-exact, "
