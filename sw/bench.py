@@ -11,6 +11,7 @@ from .random_layers import random_gemm
 from .fidelity import TOLERANCE
 from .scalesim_bench import scalesim_bench
 from .potacc_bench import potacc_bench
+from .tconv_bench import tconv_bench
 from .report import console, progress_printer, provenance, table, write_json
 
 __all__ = ["add_arguments", "run", "BENCHMARKS"]
@@ -24,6 +25,8 @@ def add_arguments(parser):
                         help="utilization, scalesim (default mobilenet_v2), potacc (default digits_cnn): "
                         "comma-separated zoo models")
     parser.add_argument("--samples", type=int, default=None, help="potacc: inputs per model (default: all)")
+    parser.add_argument("--count", type=int, default=260, help="tconv: configurations in the sweep (default 260)")
+    parser.add_argument("--rtl", type=int, default=0, metavar="N", help="tconv: also run N of them on Verilator")
 
 
 def _timed_job(device, accelerator, gemm):
@@ -187,7 +190,8 @@ def fidelity_bench(args):
 
 
 BENCHMARKS = {"sim-speed": sim_speed, "model": model_bench, "utilization": utilization_bench,
-              "fidelity": fidelity_bench, "scalesim": scalesim_bench, "potacc": potacc_bench}
+              "fidelity": fidelity_bench, "scalesim": scalesim_bench, "potacc": potacc_bench,
+              "tconv": tconv_bench}
 
 
 def run(args):

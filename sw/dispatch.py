@@ -67,6 +67,11 @@ class ModelExecutor(DeviceExecutor):
         return out, stats
 
     def run_layer(self, layer, x, cycle_budget=None):
+        if hasattr(self.accelerator, "model_layer"):   # a layer that is not one GEMM (e.g. mm2im's TRANSPOSE_CONV)
+            started = time.perf_counter()
+            result = self.accelerator.model_layer(layer, x, self.dma)
+            self._seconds += time.perf_counter() - started
+            return result
         gemm, out_shape = layer.lower(x)
         described = {"input": list(x.shape), "output": list(out_shape), "m": gemm.shape[0], "n": gemm.shape[1],
                      "k": gemm.shape[2]}

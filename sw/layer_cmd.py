@@ -5,14 +5,14 @@ import numpy as np
 from ..accelerators.base import get_accelerator, parse_params
 from ..driver.device import DmaTiming
 from .dispatch import open_executor
-from .random_layers import random_conv2d, random_fc, random_gemm
+from .random_layers import random_conv2d, random_fc, random_gemm, random_tconv
 from .report import console, progress_printer, provenance, table, write_json
 
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser):
-    parser.add_argument("op", choices=("gemm", "conv2d", "fc"), help="layer kind")
+    parser.add_argument("op", choices=("gemm", "conv2d", "fc", "tconv"), help="layer kind (tconv: TRANSPOSE_CONV, --accel mm2im)")
     shapes = parser.add_argument_group("shape (gemm: --m --n --k; fc: --batch --k --n; conv2d: the rest)")
     shapes.add_argument("--m", type=int, default=64, help="GEMM rows")
     shapes.add_argument("--n", type=int, default=64, help="GEMM columns / FC output features")
@@ -41,6 +41,13 @@ def make_layer(args, rng):
     if args.op == "fc":
         layer, x = random_fc(rng, args.batch, args.k, args.n, args.activation)
         return (layer, x), None, {"batch": args.batch, "in_features": args.k, "out_features": args.n}
+    if args.op == "tconv":
+        layer, x = random_tconv(rng, args.batch, args.height, args.width, args.in_channels, args.out_channels,
+                                args.kernel, args.stride, args.padding, args.activation)
+        shape = {"batch": args.batch, "height": args.height, "width": args.width, "in_channels": args.in_channels,
+                 "out_channels": args.out_channels, "kernel": args.kernel, "stride": args.stride,
+                 "padding": args.padding, "output": list(layer.output_shape)}
+        return (layer, x), None, shape
     layer, x = random_conv2d(rng, args.batch, args.height, args.width, args.in_channels, args.out_channels,
                              args.kernel, args.stride, args.dilation, args.padding, args.activation)
     shape = {"batch": args.batch, "height": args.height, "width": args.width, "in_channels": args.in_channels,
@@ -61,13 +68,21 @@ def run(args):
             golden = accelerator.golden(gemm)
             out, stats = executor.run_gemm(gemm, args.cycle_budget, op="gemm", shape=shape)
             gemm_shape = gemm.shape
+        elif args.op == "tconv":
+            layer, x = layer_input
+            golden = layer.reference(x)
+            out, stats = executor.run_layer(layer, x, args.cycle_budget)
+            gemm_shape = layer.gemm_shape(x.shape)     # of the zero-insertion lowering, for comparison
         else:
             layer, x = layer_input
             lowered, out_shape = layer.lower(x)
             golden = accelerator.golden(lowered).reshape(out_shape)
             out, stats = executor.run_layer(layer, x, args.cycle_budget)
             gemm_shape = lowered.shape
-    estimate = accelerator.estimate_cycles(gemm_shape, dma)
+    if args.op == "tconv":
+        estimate = accelerator.layer_cycles(layer, x.shape, dma)
+    else:
+        estimate = accelerator.estimate_cycles(gemm_shape, dma)
     bit_exact = bool(np.array_equal(out, golden))
     record = provenance("layer", accelerator, args.backend, dma, args.seed, op=args.op, shape=shape,
                         activation=args.activation, gemm_shape=dict(zip("mnk", gemm_shape)),

@@ -28,7 +28,7 @@ def print_report(title, records, summary, compare=False):
         columns.append("bit-exact")
     rows = []
     for r in records:
-        where = "accelerator" if r["where"] == "accelerator" else f"CPU: {r['reason']}"
+        where = r.get("accelerator", "accelerator") if r["where"] == "accelerator" else f"CPU: {r['reason']}"
         row = [r["index"], r["op"], "x".join(map(str, r["output"][0])) if r["output"] else "", r["macs"], where,
                r["cycles"] or "", r["utilization"] or "", round(r["time_us"], 1) if r["cycles"] else "",
                r["bytes_in"] or "", r["bytes_out"] or ""]

@@ -7,7 +7,7 @@ import numpy as np
 from ..driver.layers import Conv2D, FullyConnected
 from ..driver.quant import ROUNDINGS
 
-__all__ = ["random_gemm", "random_conv2d", "random_fc"]
+__all__ = ["random_gemm", "random_conv2d", "random_fc", "random_tconv"]
 
 
 def _output_scale(rng, input_scale, filter_scales, k, narrow):
@@ -55,3 +55,17 @@ def random_conv2d(rng, batch, height, width, in_channels, out_channels, kernel, 
     return layer, rng.integers(-128, 128, (batch, height, width, in_channels), dtype=np.int8)
 
 
+
+
+def random_tconv(rng, batch, height, width, in_channels, out_channels, kernel, stride=1, padding="SAME",
+                 activation="NONE", zero_points="random", narrow=False, output_size=None):
+    """A random int8 TRANSPOSE_CONV and its input; the output size is TensorFlow's unless ``output_size`` is given."""
+    from ..driver.layers import TransposeConv2D
+    if output_size is None:
+        output_size = tuple(n * stride if padding == "SAME" else n * stride + max(kernel - stride, 0)
+                            for n in (height, width))
+    q = _quantization(rng, out_channels, max(1, (kernel // stride) ** 2) * in_channels, zero_points, narrow)
+    layer = TransposeConv2D(filters=rng.integers(-127, 128, (out_channels, kernel, kernel, in_channels), dtype=np.int8),
+                            output_shape=(batch, *output_size, out_channels), stride=(stride, stride),
+                            padding=padding, activation=activation, **q)
+    return layer, rng.integers(-128, 128, (batch, height, width, in_channels), dtype=np.int8)

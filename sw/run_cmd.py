@@ -5,10 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..accelerators.base import get_accelerator, parse_params
+from ..accelerators.base import parse_params
 from ..driver.device import DmaTiming
 from ..errors import ModelError
-from .dispatch import open_executor
 from .model_report import print_report, save_plot, totals
 from .report import console, progress_printer, provenance, write_json
 
@@ -72,19 +71,26 @@ def run(args):
     from .tflite.runner import DelegatedModel, make_interpreter
     from .zoo import resolve_array, resolve_model
     path = resolve_model(args.model)
+    from .multi import open_claiming_executor, resolve_accelerators
     params = parse_params(args.params)
     progress = progress_printer()
-    if args.accel == "potacc":
-        method, defaults = side_file_params(path, params.get("cols", 8))
-        if method and not {"terms", "mult_cols"} & set(params):
+    listed = [name.strip() for name in args.accel.split(",")]
+    if "potacc" in listed:
+        # a model from `accelkit quantize` says which shift-PE design its weights need
+        method, defaults = side_file_params(path, params.get("potacc.cols", params.get("cols", 8)))
+        if method and not {"terms", "mult_cols", "potacc.terms", "potacc.mult_cols"} & set(params):
             progress(f"{path.name} is {method}-quantized (side file): potacc with "
                      f"{', '.join(f'{k}={v}' for k, v in defaults.items())}")
-            params.update(defaults)
-    accelerator = get_accelerator(args.accel, params)
+            prefix = "" if len(listed) == 1 else "potacc."
+            params.update({prefix + k: v for k, v in defaults.items()})
+    accelerators = resolve_accelerators(args.accel, params)
+    if len(accelerators) > 1 and args.frontend == "tvm":
+        raise ModelError("a list of accelerators (--accel a,b) works with the tflite front end only")
     dma = DmaTiming(args.dma_bytes, args.dma_latency)
     clock = args.clock_mhz * 1e6
     labels = np.load(resolve_array(args.labels)) if args.labels else None
-    with open_executor(accelerator, args.backend, dma, progress=progress) as executor:
+    with open_claiming_executor(accelerators, args.backend, dma, progress=progress) as executor:
+        accelerator = executor.accelerator
         if args.frontend == "tvm":
             from .tvm.runner import TvmModel
             model = TvmModel(path, executor, keep_inputs=bool(args.compare))
@@ -92,6 +98,9 @@ def run(args):
                      f"VM load {model.load_seconds:.2f} s")
         else:
             model = DelegatedModel(path, executor, args.cpu_kernels)
+            claimed_by = getattr(accelerator, "claimed_by", lambda layer: accelerator.name)
+            for record in model.offloaded:      # which accelerator runs each offloaded layer
+                record.extra["accelerator"] = claimed_by(model.layers[record.index])
         batch = load_inputs(args.input, model.input_detail, args.seed, args.limit)
         if labels is not None and len(labels) < len(batch):
             raise ModelError(f"{len(labels)} labels for {len(batch)} inputs")

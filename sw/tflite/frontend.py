@@ -2,13 +2,13 @@
 
 import numpy as np
 
-from ...driver.layers import Conv2D, FullyConnected
+from ...driver.layers import Conv2D, FullyConnected, TransposeConv2D
 from ...errors import UnsupportedLayer
 
-__all__ = ["to_layer", "GEMM_OPS"]
+__all__ = ["to_layer", "GEMM_OPS", "input_position"]
 
 #: TFLite builtin ops that lower to a GEMM layer.
-GEMM_OPS = {"CONV_2D": "conv2d", "FULLY_CONNECTED": "fc"}
+GEMM_OPS = {"CONV_2D": "conv2d", "FULLY_CONNECTED": "fc", "TRANSPOSE_CONV": "tconv"}
 
 
 def _int8_activation(tensor, role):
@@ -33,10 +33,10 @@ def _symmetric_weights(tensor, channels):
     return tensor.scales.astype(np.float64)
 
 
-def _bias(tensors, op, channels):
-    if len(op.inputs) < 3 or op.inputs[2] < 0:
+def _bias(tensors, op, channels, position=2):
+    if len(op.inputs) <= position or op.inputs[position] < 0:
         return None
-    bias = tensors[op.inputs[2]]
+    bias = tensors[op.inputs[position]]
     if bias.dtype != np.int32 or bias.data is None:
         raise UnsupportedLayer(f"bias is {bias.type_name or bias.dtype}{'' if bias.data is not None else ' (not constant)'}, "
                                "not a constant int32 tensor")
@@ -49,6 +49,8 @@ def to_layer(op, tensors):
     """The ``driver.layers`` layer for a TFLite op, or :class:`UnsupportedLayer` saying why not."""
     if op.op not in GEMM_OPS:
         raise UnsupportedLayer(f"{op.op} is not a GEMM-shaped layer")
+    if op.op == "TRANSPOSE_CONV":
+        return _transpose_conv(op, tensors)
     x, weights, out = tensors[op.inputs[0]], tensors[op.inputs[1]], tensors[op.outputs[0]]
     _int8_activation(x, "input")
     _int8_activation(out, "output")
@@ -73,3 +75,33 @@ def to_layer(op, tensors):
         raise UnsupportedLayer(f"input of shape {x.shape} does not flatten to rows of {k}")
     return FullyConnected(weights=np.asarray(weights.data, np.int8), bias=_bias(tensors, op, n),
                           filter_scales=scales, **quant)
+
+
+def input_position(op):
+    """Which of the op's inputs is the activation the layer runs on."""
+    return 2 if op.op == "TRANSPOSE_CONV" else 0
+
+
+def _transpose_conv(op, tensors):
+    """TRANSPOSE_CONV inputs: output_shape (constant int32), weights [Cout, KH, KW, Cin], input, optional bias."""
+    shape, weights, x, out = (tensors[op.inputs[0]], tensors[op.inputs[1]], tensors[op.inputs[2]],
+                              tensors[op.outputs[0]])
+    _int8_activation(x, "input")
+    _int8_activation(out, "output")
+    if shape.data is None:
+        raise UnsupportedLayer("the output shape is not a constant tensor")
+    if len(weights.shape) != 4 or len(x.shape) != 4 or x.shape[3] != weights.shape[3]:
+        raise UnsupportedLayer(f"input {list(x.shape)} and weights {list(weights.shape)} are not NHWC / OHWI")
+    cout = weights.shape[0]
+    scales = _symmetric_weights(weights, cout)
+    activation = op.options.get("activation", "NONE")
+    padding = str(op.options.get("padding", "SAME"))
+    if padding not in ("SAME", "VALID"):
+        raise UnsupportedLayer(f"padding {padding}")
+    return TransposeConv2D(filters=np.asarray(weights.data, np.int8), bias=_bias(tensors, op, cout, 3),
+                           input_scale=float(x.scales[0]), input_zero_point=int(x.zero_points[0]),
+                           filter_scales=scales, output_scale=float(out.scales[0]),
+                           output_zero_point=int(out.zero_points[0]),
+                           output_shape=tuple(int(v) for v in np.asarray(shape.data).reshape(-1)),
+                           stride=tuple(op.options.get("stride", (1, 1))), padding=padding,
+                           activation=str(activation))

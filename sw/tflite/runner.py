@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ...errors import ModelError, UnsupportedLayer
 from .delegate import PythonDelegate
-from .frontend import GEMM_OPS, to_layer
+from .frontend import GEMM_OPS, input_position, to_layer
 from .model import op_macs, read_model
 
 __all__ = ["LayerRecord", "DelegatedModel", "make_interpreter", "CPU_KERNELS"]
@@ -85,7 +85,7 @@ class DelegatedModel:
                 if op.op not in GEMM_OPS:
                     raise UnsupportedLayer(f"{op.op} is not offloaded to {accelerator.name}")
                 layer = to_layer(op, tensors)
-                accelerator.check_layer(layer, tensors[op.inputs[0]].shape)
+                accelerator.check_layer(layer, tensors[op.inputs[input_position(op)]].shape)
                 self.layers[op.index] = layer
                 record.where = "accelerator"
             except UnsupportedLayer as error:
@@ -108,7 +108,7 @@ class DelegatedModel:
         started = time.perf_counter()
         for node in nodes:
             op = self.model.ops[node]
-            source = op.inputs[0]
+            source = op.inputs[input_position(op)]
             x = values[source] if source in values else read_tensor(source)
             out, stats = self.executor.run_layer(self.layers[node], x)
             out = out.reshape(tensors[op.outputs[0]].shape)

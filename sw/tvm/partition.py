@@ -54,7 +54,8 @@ from tvm.relax.backend.utils import has_leaking_intermediate_variables  # noqa: 
 from tvm.relax.dpl import is_const, is_op, wildcard  # noqa: E402
 
 from ...accelerators.base import Accelerator, get_accelerator, registry  # noqa: E402
-from ...driver.layers import Conv2D, FullyConnected, conv_output_size, same_padding  # noqa: E402
+from ...driver.layers import (Conv2D, FullyConnected, TransposeConv2D, conv_output_size, same_padding,  # noqa: E402
+                               transpose_conv_padding)
 from ...driver.quant import ACTIVATIONS, activation_range  # noqa: E402
 from ...errors import AccelkitError, ParameterError, UnsupportedLayer  # noqa: E402
 
@@ -64,9 +65,9 @@ __all__ = ["partition_for_accelkit", "PartitionInfo", "OffloadedLayer", "Decline
 #: the BYOC codegen name: pattern names start with it, RunCodegen calls ``relax.ext.<CODEGEN>``
 CODEGEN = "accelkit"
 #: layer kinds (``driver.layers`` ops) with a Relax pattern
-OPS = ("conv2d", "fc")
+OPS = ("conv2d", "fc", "tconv")
 #: the TFLite operator each pattern stands for (a layer of another origin is declined)
-TFLITE_OPS = {"conv2d": "CONV_2D", "fc": "FULLY_CONNECTED"}
+TFLITE_OPS = {"conv2d": "CONV_2D", "fc": "FULLY_CONNECTED", "tconv": "TRANSPOSE_CONV"}
 #: composite-function attribute carrying the TFLite operator index the chain came from
 ORIGIN_ATTR = "accelkit_origin"
 
@@ -77,6 +78,10 @@ class Origin:
 
     index: int
     op: str
+    #: the operator's fused activation, where the importer drops it (TVM 0.27 ignores TRANSPOSE_CONV's)
+    activation: str | None = None
+    #: the operator's output shape in the .tflite, where the importer may compute another one
+    output_shape: tuple | None = None
 
 
 # --------------------------------------------------------------------------
@@ -99,6 +104,10 @@ def _chain(op):
         parts["w_t"] = is_op("relax.permute_dims")(parts["w"])
         parts["w_dq"] = dequantize(parts["w_t"], parts["w_scale"], parts["w_zp"])
         parts["compute"] = is_op("relax.matmul")(parts["x_dq"], parts["w_dq"])
+    elif op == "tconv":
+        # TRANSPOSE_CONV: weights in IOHW, dequantized per output channel (axis 1)
+        parts["w_dq"] = dequantize(parts["w"], parts["w_scale"], parts["w_zp"])
+        parts["compute"] = is_op("relax.nn.conv2d_transpose")(parts["x_dq"], parts["w_dq"])
     else:
         raise ParameterError(f"no Relax pattern for layer kind {op!r}; known: {', '.join(OPS)}")
     parts["biased"] = is_op("relax.add")(
@@ -277,6 +286,43 @@ def _padding_mode(input_shape, output_shape, kernel, stride, dilation, padding):
     raise UnsupportedLayer(f"padding {list(padding)} is neither TFLite SAME nor VALID for a {h}x{w} input")
 
 
+def _transpose_conv_layer(matched, weights, input_shape, output_shape, quant):
+    """TransposeConv2D from the importer's conv2d_transpose (NHWC data, IOHW weights, explicit padding)."""
+    attrs = matched["compute"].attrs
+    layouts = (str(attrs.data_layout), str(attrs.kernel_layout), str(attrs.out_layout))
+    if layouts != ("NHWC", "IOHW", "NHWC"):
+        raise UnsupportedLayer(f"transposed-convolution layouts {'/'.join(layouts)} (the pattern expects NHWC/IOHW/NHWC)")
+    if int(attrs.groups) != 1 or any(int(d) != 1 for d in attrs.dilation):
+        raise UnsupportedLayer("grouped or dilated transposed convolution")
+    if any(int(p) != 0 for p in attrs.output_padding):
+        raise UnsupportedLayer(f"output padding {[int(p) for p in attrs.output_padding]}")
+    if len(input_shape) != 4 or weights.ndim != 4 or input_shape[3] != weights.shape[0] or len(output_shape) != 4:
+        raise UnsupportedLayer(f"transposed convolution input {list(input_shape)} does not match filter "
+                               f"{list(weights.shape)}")
+    _, cout, kh, kw = weights.shape
+    stride = tuple(int(s) for s in attrs.strides)
+    padding = [int(p) for p in attrs.padding]
+    padding = padding * 2 if len(padding) == 2 else padding * 4 if len(padding) == 1 else padding
+    filters = np.ascontiguousarray(weights.transpose(1, 2, 3, 0))     # IOHW -> TFLite OHWI
+    bias, scales = _bias(matched, cout), _weight_scales(matched, cout, axis=1)
+    for mode in ("VALID", "SAME"):
+        layer = TransposeConv2D(filters=filters, bias=bias, filter_scales=scales, output_shape=tuple(output_shape),
+                                stride=stride, padding=mode, **quant)
+        try:
+            layer.check_input(tuple(input_shape))     # TFLite ties the input size to the output size per mode
+        except ParameterError:
+            continue
+        pads = []
+        for axis, (size, k, s) in enumerate(zip(output_shape[1:3], (kh, kw), stride)):
+            lead = transpose_conv_padding(size, k, s, mode)
+            full = (input_shape[1 + axis] - 1) * s + k     # the uncropped scatter
+            pads.append((lead, full - size - lead))
+        if padding == [pads[0][0], pads[1][0], pads[0][1], pads[1][1]]:
+            return layer
+    raise UnsupportedLayer(f"padding {padding} is neither TFLite SAME nor VALID for input {list(input_shape)} and "
+                           f"output {list(output_shape)}")
+
+
 def layer_from_match(op, matched):
     """(driver layer, input shape, output shape) from a matched chain (name -> Relax expr), or UnsupportedLayer."""
     x, quantize = matched["x"], matched["quantize"]
@@ -314,6 +360,8 @@ def layer_from_match(op, matched):
         layer = Conv2D(filters=np.ascontiguousarray(weights.transpose(3, 0, 1, 2)),   # HWIO -> TFLite OHWI
                        bias=_bias(matched, cout), filter_scales=_weight_scales(matched, cout, axis=3),
                        stride=stride, dilation=dilation, padding=padding, **quant)
+    elif op == "tconv":
+        layer = _transpose_conv_layer(matched, weights, input_shape, output_shape, quant)
     else:
         axes = [int(a) for a in matched["w_t"].attrs.axes] if matched["w_t"].attrs.axes is not None else [1, 0]
         if weights.ndim != 2 or axes != [1, 0]:
@@ -465,6 +513,25 @@ def _default_accelerator(name, cache={}):   # noqa: B006  (one default instance 
     return cache[name]
 
 
+def _restore_activation(layer, origin):
+    """Give a layer the fused activation of its TFLite operator when the importer dropped it.
+
+    TVM 0.27's importer ignores TRANSPOSE_CONV's fused activation (no clip is written),
+    so TVM's own CPU code would not clamp; the offloaded layer follows TFLite and does.
+    It also ignores TRANSPOSE_CONV's output_shape input and computes (H - 1) * stride + kernel
+    for VALID, which is not TFLite's output when the kernel is smaller than the stride:
+    such a layer is declined rather than run with another shape than the model's.
+    """
+    if origin is not None and origin.output_shape is not None and hasattr(layer, "output_shape") \
+            and tuple(layer.output_shape) != tuple(origin.output_shape):
+        raise UnsupportedLayer(f"TVM's importer gives this {origin.op} the output {list(layer.output_shape)}, "
+                               f"but the model's is {list(origin.output_shape)}")
+    if origin is not None and origin.activation is not None and layer.activation == "NONE":
+        if origin.activation not in ACTIVATIONS:
+            raise UnsupportedLayer(f"fused activation {origin.activation} is not supported")
+        layer.activation = origin.activation
+
+
 def _decide(accelerator_name, op, matched, leak=None):
     """The check function of every accelkit pattern: build the layer, ask the accelerator."""
     session = _SESSION.get()
@@ -486,6 +553,7 @@ def _decide(accelerator_name, op, matched, leak=None):
         x = matched.get("x")
         input_shape = _static_shape(x, "input") if x is not None and not isinstance(x, Constant) else None
         layer, input_shape, _ = layer_from_match(op, matched)
+        _restore_activation(layer, origin)
         accelerator.check_layer(layer, input_shape)
     except (UnsupportedLayer, ParameterError) as error:
         if session is not None:
@@ -527,6 +595,8 @@ def _codegen(functions, options, constant_names):
         except UnsupportedLayer as error:   # the check accepted it, so this is a bug of ours
             raise AccelkitError(f"composite function {symbol} ({name}): {error}") from None
         origin = composite.attrs.get(ORIGIN_ATTR) if composite.attrs is not None else None
+        if origin is not None:
+            _restore_activation(layer, next((o for o in session.origins.values() if o.index == int(origin)), None))
         session.offloaded.append(OffloadedLayer(symbol, op, name, layer, input_shape, output_shape,
                                                 None if origin is None else int(origin), composite=composite))
     return []

@@ -25,7 +25,7 @@ __all__ = ["TvmModel", "import_tflite", "relax_ops"]
 # TFLite operators whose Relax form has a conv2d / matmul at its heart (the
 # candidates a compute call is attributed to).
 _COMPUTE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL"}
-_COMPUTE_CALLS = {"relax.nn.conv2d", "relax.matmul"}
+_COMPUTE_CALLS = {"relax.nn.conv2d", "relax.matmul", "relax.nn.conv2d_transpose"}
 
 
 def _compute_call(expr, var2val, depth=8):
@@ -104,7 +104,11 @@ def import_tflite(path, model=None):
             continue
         call = _compute_call(converter.exp_tab.get_expr(name), var2val)
         if call is not None and call not in origins:
-            origins[call] = Origin(op.index, op.op)
+            if op.op == "TRANSPOSE_CONV":     # what the importer drops or recomputes (see partition.py)
+                origins[call] = Origin(op.index, op.op, str(op.options.get("activation", "NONE")),
+                                       tuple(model.tensors[op.outputs[0]].shape))
+            else:
+                origins[call] = Origin(op.index, op.op)
     return mod, origins, model
 
 
@@ -168,7 +172,14 @@ class TvmModel:
         try:
             self.executable = tvm.compile(mod, target=target)
         except Exception as error:    # e.g. an imported op TVM cannot build for this target
-            raise ModelError(f"TVM cannot compile {self.path.name} for {target}: {type(error).__name__}: "
+            hint = ""
+            if "conv2d_transpose" in str(error):
+                declined = [f"#{d.origin}: {d.reason}" for d in (self.info.declined if self.info else ())
+                            if d.op == "tconv"]
+                hint = (" (TVM has no CPU lowering of conv2d_transpose: " +
+                        (f"{accelerator.name} declined TRANSPOSE_CONV {'; '.join(declined)}" if declined else
+                         "offload the TRANSPOSE_CONV layers with --accel mm2im") + ")")
+            raise ModelError(f"TVM cannot compile {self.path.name} for {target}{hint}: {type(error).__name__}: "
                              f"{' '.join(str(error).split())[:2000]}") from None
         self.compile_seconds = time.perf_counter() - started
         if self.info is not None:
@@ -203,12 +214,14 @@ class TvmModel:
                 record.where, record.reason = "accelerator", ""
             elif op.index in declined:
                 record.reason = declined[op.index]
+            elif op.op in GEMM_OPS and GEMM_OPS[op.op] not in self.accelerator.offload_ops:
+                record.reason = f"{op.op} is not offloaded to {name}"
             elif op.op in GEMM_OPS:
                 # Not matched at all: the TFLite front end usually knows why (a float
                 # layer, asymmetric weights); otherwise the importer's form was unexpected.
                 try:
                     to_layer(op, tensors)
-                    record.reason = f"the importer's Relax form does not match {patterns[op.op]}"
+                    record.reason = f"the importer's Relax form does not match {patterns.get(op.op, op.op)}"
                 except UnsupportedLayer as error:
                     record.reason = str(error)
             else:

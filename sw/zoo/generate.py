@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 ZOO = Path(__file__).resolve().parent
-MODEL_NAMES = ("digits_cnn", "mobilenet_v2", "resnet_tiny", "transpose_mlp")
+MODEL_NAMES = ("digits_cnn", "mobilenet_v2", "resnet_tiny", "transpose_mlp", "dcgan_tiny")
 BASE_SEED = 20240601
 RELU6_INPUT_MEAN = 2.0
 
@@ -447,11 +447,40 @@ def make_transpose_mlp(tf, out_dir, data_dir, log):
     return path
 
 
+# -- dcgan_tiny ---------------------------------------------------------------
+
+
+def build_dcgan_tiny(tf, batch_size=None):
+    """A DCGAN-style generator: latent -> dense -> reshape -> TRANSPOSE_CONVs (strides 2, 1, 2, 2) -> 32x32x3."""
+    L = tf.keras.layers
+    kw = dict(bias_initializer=tf.keras.initializers.RandomNormal(stddev=0.05))
+    z = tf.keras.Input((32,), batch_size=batch_size, name="latent")
+    x = L.Dense(4 * 4 * 64, activation="relu", **kw)(z)
+    x = L.Reshape((4, 4, 64))(x)
+    x = L.Conv2DTranspose(32, 4, strides=2, padding="same", activation="relu", **kw)(x)   # 8x8x32
+    x = L.Conv2DTranspose(32, 3, strides=1, padding="same", activation="relu", **kw)(x)   # 8x8x32
+    x = L.Conv2DTranspose(16, 4, strides=2, padding="same", activation="relu", **kw)(x)   # 16x16x16
+    x = L.Conv2DTranspose(3, 5, strides=2, padding="same", activation="tanh", **kw)(x)    # 32x32x3
+    return tf.keras.Model(z, x, name="dcgan_tiny")
+
+
+def make_dcgan_tiny(tf, out_dir, data_dir, log):
+    import numpy as np
+
+    rng = _seed(tf, "dcgan_tiny")
+    model = build_dcgan_tiny(tf)
+    rep = rng.normal(0.0, 1.0, size=(64, 32)).astype(np.float32)
+    path = out_dir / "dcgan_tiny.tflite"
+    path.write_bytes(_convert_int8(tf, _batch1_copy(lambda b: build_dcgan_tiny(tf, b), model), rep))
+    return path
+
+
 MAKERS = {
     "digits_cnn": make_digits,
     "mobilenet_v2": make_mobilenet,
     "resnet_tiny": make_resnet_tiny,
     "transpose_mlp": make_transpose_mlp,
+    "dcgan_tiny": make_dcgan_tiny,
 }
 
 
