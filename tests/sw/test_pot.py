@@ -83,3 +83,20 @@ def test_float_model_is_refused(tmp_path):
     path = tmp_path / "f.tflite"
     path.write_bytes(float_fully_connected_model(weights=np.ones((2, 3)), bias=np.zeros(2)))
     assert cli.main(["quantize", str(path), "--method", "pot", "--output", str(tmp_path / "o.tflite")]) == 2
+
+
+def test_bench_potacc_compares_designs_on_a_tiny_array(tmp_path):
+    """The whole comparison on 2x3 arrays and four digits: RTL, Yosys, energy, bit-exactness."""
+    path = tmp_path / "potacc.json"
+    assert cli.main(["bench", "potacc", "--params", "rows=2,cols=3,k_max=512,a_depth=512", "--samples", "4",
+                     "--json", str(path)]) == 0
+    results = {(r["method"], r["accelerator"]): r for r in json.loads(path.read_text())["results"]}
+    assert len(results) == 6 and all(r["bit_exact"] and r["layers_offloaded"] == 5 for r in results.values())
+    for method in ("pot", "apot"):
+        assert results[method, "potacc"]["pe_array"]["mul_cells_before_mapping"] == 0
+        assert results[method, "gemm"]["pe_array"]["mul_cells_before_mapping"] == 6
+    assert results["msq", "potacc"]["pe_array"]["mul_cells_before_mapping"] == 2    # 1 multiplier column x 2 rows
+    # 4-bit weights, two words a beat (an odd K pads its last beat)
+    assert results["pot", "potacc"]["weight_bytes"] <= 0.51 * results["pot", "gemm"]["weight_bytes"]
+    assert results["pot", "potacc"]["cycles"] < results["pot", "gemm"]["cycles"]
+    assert all(r["energy_nj"]["total"] > 0 for r in results.values())
