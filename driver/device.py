@@ -53,6 +53,24 @@ class DmaTiming:
         return asdict(self)
 
 
+def beats_done(first_beat, count, ready_from, beat_bytes, bytes_per_cycle, latency):
+    """Cycle in which the last of ``count`` consecutive stream beats is transferred (for cost models).
+
+    Beat ``k`` is available at ``latency + k * beat_bytes // bytes_per_cycle``
+    (the timing contract above) and the consumer takes at most one beat per
+    cycle from ``ready_from`` on. When beats arrive no faster than one per cycle,
+    the arrival of the last beat or the consumer's pace binds; when they arrive
+    faster, only the first arrival matters.
+    """
+    def arrival(k):
+        return latency + k * beat_bytes // bytes_per_cycle
+
+    last = first_beat + count - 1
+    if beat_bytes >= bytes_per_cycle:
+        return max(arrival(last), ready_from + count - 1)
+    return max(arrival(first_beat), ready_from) + count - 1
+
+
 @dataclass(frozen=True)
 class Counters:
     """Hardware performance counters of one job."""

@@ -19,27 +19,11 @@ Times are cycle indices after the start write; the job takes (last readout
 beat + 1) cycles, which is what the hardware CYCLES counter reports.
 """
 
+from ...driver.device import beats_done
 from .gateware import PARAM_WORDS, word_beats
 from .pe import WeightLayout
 
 __all__ = ["job_cycles", "gemm_cycles", "beats_done"]
-
-
-def beats_done(first_beat, count, ready_from, beat_bytes, bytes_per_cycle, latency):
-    """Cycle in which the last of ``count`` consecutive beats is transferred.
-
-    Beat ``k`` arrives at ``latency + k * beat_bytes // bytes_per_cycle`` and the
-    consumer takes at most one beat per cycle from ``ready_from`` on. When beats
-    arrive no faster than one per cycle, the arrival of the last beat or the
-    consumer's pace binds; when they arrive faster, only the first arrival matters.
-    """
-    def arrival(k):
-        return latency + k * beat_bytes // bytes_per_cycle
-
-    last = first_beat + count - 1
-    if beat_bytes >= bytes_per_cycle:
-        return max(arrival(last), ready_from + count - 1)
-    return max(arrival(first_beat), ready_from) + count - 1
 
 
 def job_cycles(params, m_tiles, n_tiles, k, dma):

@@ -30,7 +30,6 @@ Requantization has the two modes of LiteRT's reference kernels (see
   multiply does) and then to an integer with halves away from zero.
 """
 
-from math import ceil
 
 from amaranth import Module, Signal, Cat, Const, Mux, Array, signed, unsigned
 from amaranth.lib.memory import Memory
@@ -39,7 +38,7 @@ from .pe import PEArray, WeightLayout
 
 from ...errors import ParameterError
 from ...hw.registers import Register, CONFIG_BASE
-from ...hw.shell import CoreBase
+from ...hw.shell import CoreBase, word_beats
 
 __all__ = ["GemmCore", "GEMM_CONFIG_REGISTERS", "PARAM_WORDS", "word_beats", "requantizer"]
 
@@ -55,11 +54,6 @@ GEMM_CONFIG_REGISTERS = (
 
 #: Parameter words per column tile: bias, multiplier low, multiplier high, shifts.
 PARAM_WORDS = 4
-
-
-def word_beats(nbytes, data_width):
-    """Beats one word of ``nbytes`` bytes occupies on a ``data_width``-bit stream."""
-    return ceil(nbytes / (data_width // 8))
 
 
 def _positive(name, value, maximum):

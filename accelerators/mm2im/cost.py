@@ -17,20 +17,10 @@ Times are cycle indices after the start write; a job takes (last output beat
 + 1) cycles, which is what the CYCLES counter reports.
 """
 
+from ...driver.device import beats_done
 from .gateware import PARAM_WORDS, word_beats
 
 __all__ = ["beats_done", "job_cycles"]
-
-
-def beats_done(first_beat, count, ready_from, beat_bytes, bytes_per_cycle, latency):
-    """Cycle in which the last of ``count`` consecutive stream beats is transferred (see the GEMM model)."""
-    def arrival(k):
-        return latency + k * beat_bytes // bytes_per_cycle
-
-    last = first_beat + count - 1
-    if beat_bytes >= bytes_per_cycle:
-        return max(arrival(last), ready_from + count - 1)
-    return max(arrival(first_beat), ready_from) + count - 1
 
 
 def job_cycles(params, chunks, taps, row_words, steps_per_row, out_pixels, dma):

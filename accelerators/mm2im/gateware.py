@@ -37,14 +37,13 @@ The host crops the input to the rows and columns that contribute to the band,
 so every streamed row and column has at least one valid tap.
 """
 
-from math import ceil
 
 from amaranth import Module, Signal, Cat, Const, Mux, signed, unsigned
 from amaranth.lib.memory import Memory
 
 from ...errors import ParameterError
 from ...hw.registers import Register, CONFIG_BASE
-from ...hw.shell import CoreBase
+from ...hw.shell import CoreBase, word_beats
 
 __all__ = ["Mm2imCore", "MM2IM_CONFIG_REGISTERS", "PARAM_WORDS", "word_beats", "MAX_KERNEL", "MAX_STRIDE"]
 
@@ -77,11 +76,6 @@ MM2IM_CONFIG_REGISTERS = (
     _reg("ACT_MIN", 0x40, 8, signed=True, doc="lower clamp of the int8 output"),
     _reg("ACT_MAX", 0x44, 8, signed=True, doc="upper clamp of the int8 output"),
 )
-
-
-def word_beats(nbytes, data_width):
-    """Beats one word of ``nbytes`` bytes occupies on a ``data_width``-bit stream."""
-    return ceil(nbytes / (data_width // 8))
 
 
 def _power_of_two(name, value, maximum):
