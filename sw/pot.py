@@ -170,7 +170,7 @@ def quantize_model(source, destination, method, progress=None):
     if not reports:
         raise ModelError(f"{source} has no int8 CONV_2D or FULLY_CONNECTED layer to quantize")
     Path(destination).write_bytes(bytes(data))
-    side = {"method": method, "source": str(source), "grid_levels": levels.tolist(),
+    side = {"method": method, "source": Path(source).name, "grid_levels": levels.tolist(),
             "layers": [r.as_dict() for r in reports], "encodings": encodings}
     Path(f"{destination}.pot.json").write_text(json.dumps(side, indent=1) + "\n")
     return side
