@@ -77,6 +77,13 @@ class ClaimingAccelerator:
             raise UnsupportedLayer(f"no accelerator of {self.name} has claimed this {layer.op} layer")
         return self._claims[id(layer)]
 
+    def assign(self, layer, name):
+        """Record that member ``name`` runs ``layer`` (a front end that decided it by other means, e.g. TVM)."""
+        index = next((i for i, a in enumerate(self.members) if a.name == name), None)
+        if index is None:
+            raise UnsupportedLayer(f"{name} is not one of {self.name}")
+        self._claims[id(layer)] = index
+
     def claimed_by(self, layer):
         return self.members[self.claim(layer)].name
 

@@ -84,8 +84,6 @@ def run(args):
             prefix = "" if len(listed) == 1 else "potacc."
             params.update({prefix + k: v for k, v in defaults.items()})
     accelerators = resolve_accelerators(args.accel, params)
-    if len(accelerators) > 1 and args.frontend == "tvm":
-        raise ModelError("a list of accelerators (--accel a,b) works with the tflite front end only")
     dma = DmaTiming(args.dma_bytes, args.dma_latency)
     clock = args.clock_mhz * 1e6
     labels = np.load(resolve_array(args.labels)) if args.labels else None
@@ -94,6 +92,10 @@ def run(args):
         if args.frontend == "tvm":
             from .tvm.runner import TvmModel
             model = TvmModel(path, executor, keep_inputs=bool(args.compare))
+            by_origin = model.info.by_origin() if model.info else {}
+            for record in model.offloaded:      # which accelerator runs each offloaded layer
+                if record.index in by_origin:
+                    record.extra["accelerator"] = by_origin[record.index].accelerator
             progress(f"TVM: import {model.import_seconds:.2f} s, partition and compile {model.compile_seconds:.2f} s, "
                      f"VM load {model.load_seconds:.2f} s")
         else:

@@ -400,6 +400,11 @@ class OffloadedLayer:
     composite: object = None  # the matched Relax function (what TVM's CPU would have run)
 
     @property
+    def accelerator(self):
+        """Name of the accelerator whose pattern took this layer (``accelkit.<name>.<op>``)."""
+        return self.pattern.split(".")[1]
+
+    @property
     def macs(self):
         m, n, k = self.layer.gemm_shape(self.input_shape)
         return m * n * k
@@ -439,6 +444,14 @@ class PartitionInfo:
         return self.origins.get(compute) if compute is not None else None
 
     @property
+    def members(self):
+        """The accelerators whose patterns this session uses, first claimer first (one, or an --accel list)."""
+        return list(getattr(self.accelerator, "members", [self.accelerator]))
+
+    def member(self, name):
+        return next((a for a in self.members if a.name == name), None)
+
+    @property
     def declined(self):
         offloaded = {entry.origin for entry in self.offloaded if entry.origin is not None}
         return [d for d in self._declined.values() if d.origin is None or d.origin not in offloaded]
@@ -462,7 +475,10 @@ class PartitionInfo:
             from ..dispatch import DeviceExecutor
             executor = DeviceExecutor(self.accelerator, executor)
         self.executor = executor
+        assign = getattr(executor.accelerator, "assign", None)
         for entry in self.offloaded:
+            if assign is not None:         # an --accel list: the layer runs where its pattern came from
+                assign(entry.layer, entry.accelerator)
             tvm_ffi.register_global_func(entry.symbol, self._kernel(entry), override=True)
             _BOUND[entry.symbol] = self
         return self
@@ -499,8 +515,15 @@ class PartitionInfo:
 
     # -- recording, called from the pattern check and the codegen hook
 
-    def _decline(self, compute, op, reason, origin, input_shape):
-        self._declined[compute] = DeclinedLayer(op, _pattern_name(self.accelerator.name, op), reason,
+    def _decline(self, compute, op, reason, origin, input_shape, accelerator_name=None):
+        accelerator_name = accelerator_name or self.accelerator.name
+        earlier = self._declined.get(compute)
+        if len(self.members) > 1:
+            reason = f"{accelerator_name}: {reason}"
+            if earlier is not None and not earlier.reason.startswith(f"{accelerator_name}:") \
+                    and f"; {accelerator_name}:" not in earlier.reason:
+                reason = f"{earlier.reason}; {reason}"
+        self._declined[compute] = DeclinedLayer(op, _pattern_name(accelerator_name, op), reason,
                                                 None if origin is None else origin.index, input_shape)
 
     def _accept(self, compute):
@@ -535,8 +558,8 @@ def _restore_activation(layer, origin):
 def _decide(accelerator_name, op, matched, leak=None):
     """The check function of every accelkit pattern: build the layer, ask the accelerator."""
     session = _SESSION.get()
-    if session is not None and session.accelerator.name == accelerator_name:
-        accelerator = session.accelerator
+    if session is not None and session.member(accelerator_name) is not None:
+        accelerator = session.member(accelerator_name)
     else:
         session = None     # a registered pattern used outside partition_for_accelkit: default design
         accelerator = _default_accelerator(accelerator_name)
@@ -557,7 +580,7 @@ def _decide(accelerator_name, op, matched, leak=None):
         accelerator.check_layer(layer, input_shape)
     except (UnsupportedLayer, ParameterError) as error:
         if session is not None:
-            session._decline(compute, op, str(error), origin, input_shape)
+            session._decline(compute, op, str(error), origin, input_shape, accelerator.name)
         return False
     if session is not None:
         session._accept(compute)
@@ -614,7 +637,8 @@ def _unique_symbols(mod, session):
         if attrs is None or attrs.get("Codegen") != CODEGEN:
             continue
         op = str(_composite(function).attrs["Composite"]).rsplit(".", 1)[-1]
-        symbol = f"{CODEGEN}_p{session.id}_{session.accelerator.name}_{op}_{next(counter)}"
+        member = str(_composite(function).attrs["Composite"]).split(".")[1]
+        symbol = f"{CODEGEN}_p{session.id}_{member}_{op}_{next(counter)}"
         mod[gvar] = function.with_attr("global_symbol", symbol)
     return mod
 
@@ -633,7 +657,7 @@ def partition_for_accelkit(mod, accel="gemm", params=None, *, origins=None):
     :class:`PartitionInfo`) lists the offloaded and declined layers; call
     ``info.bind(executor)`` (``sw.dispatch.open_executor``) before creating the VM.
     """
-    if isinstance(accel, Accelerator):
+    if isinstance(accel, Accelerator) or hasattr(accel, "members"):
         if params:
             raise ParameterError("pass either a configured accelerator or a name with params, not both")
         accelerator = accel
@@ -642,7 +666,9 @@ def partition_for_accelkit(mod, accel="gemm", params=None, *, origins=None):
     session = PartitionInfo(accelerator, origins)
     token = _SESSION.set(session)
     try:
-        mod = relax.transform.FuseOpsByPattern(accelkit_patterns(accelerator), bind_constants=True,
+        # an --accel list: every member's patterns, first claimer first
+        patterns = [pattern for member in session.members for pattern in accelkit_patterns(member)]
+        mod = relax.transform.FuseOpsByPattern(patterns, bind_constants=True,
                                                annotate_codegen=True)(mod)
         mod = _unique_symbols(mod, session)
         mod = relax.transform.RunCodegen()(mod)

@@ -59,3 +59,19 @@ def test_potacc_through_tvm_takes_pot_layers_and_declines_int8(tmp_path):
     record = json.loads(path.read_text())
     assert record["totals"]["layers_offloaded"] == 0
     assert any("power-of-two grid" in (layer.get("reason") or "") for layer in record["layers"])
+
+
+@pytest.mark.parametrize("model, expected", [
+    ("dcgan_tiny", {"FULLY_CONNECTED": "gemm", "TRANSPOSE_CONV": "mm2im"}),
+    ("digits_cnn", {"CONV_2D": "gemm", "FULLY_CONNECTED": "gemm"}),          # potacc declines int8 weights
+    ("digits_cnn_pot", {"CONV_2D": "potacc", "FULLY_CONNECTED": "potacc"}),
+])
+def test_accelerator_list_through_tvm_first_claimer_wins(tmp_path, model, expected):
+    accel = "mm2im,gemm" if model == "dcgan_tiny" else "potacc,gemm"
+    path = tmp_path / "r.json"
+    assert cli.main(["run", model, "--frontend", "tvm", "--accel", accel, "--backend", "model",
+                     "--compare", "ref", "--json", str(path)]) == 0
+    record = json.loads(path.read_text())
+    claimed = {(layer["op"], layer.get("accelerator")) for layer in record["layers"] if layer["op"] in expected}
+    assert claimed == set(expected.items())
+    assert record["compare"]["offloaded_layers_bit_exact"]
