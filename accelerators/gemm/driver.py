@@ -4,6 +4,7 @@ import numpy as np
 
 from ...driver.layers import LayerStats
 from ...driver.quant import DOUBLE, float_scale_fields
+from .cost import cycle_bound
 from .gateware import PARAM_WORDS, word_beats
 from .pe import WeightLayout
 
@@ -123,7 +124,7 @@ def run_gemm(accelerator, device, gemm, cycle_budget=None, op="gemm", shape=None
                          ACT_MIN=gemm.act_min, ACT_MAX=gemm.act_max, REQUANT_MODE=int(gemm.rounding != DOUBLE))
         device.dma_send(stream)
         received = device.dma_receive(nbytes)
-        budget = cycle_budget or 4 * accelerator.job_cycles(m_tiles, n_tiles, k, device.dma) + 1000
+        budget = cycle_budget or 4 * cycle_bound(p, m_tiles, n_tiles, k, device.dma) + 1000
         counters = device.run(budget)
         unpack_job(received, gemm, row0, m_tiles, rows, cols, width, out)
         total = counters if total is None else total + counters
