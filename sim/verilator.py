@@ -2,6 +2,7 @@
 
 import ctypes
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -60,6 +61,30 @@ def trace_kind(trace):
     return suffix[1:]
 
 
+# Outputs the harness samples in its cycle() before the clock edge; see single_eval_allowed.
+_SAMPLED_OUTPUTS = ("s_axis_tready", "m_axis_tvalid", "m_axis_tdata", "irq")
+SINGLE_EVAL_MARK = "single-eval"
+
+
+def single_eval_allowed(model_dir: Path) -> bool:
+    """May the harness evaluate the verilated model once per cycle (see forget_clock in harness.cpp)?
+
+    Only if the generated code has the input-combinational region Verilator 5
+    evaluates first in every eval() (its ``ico_sequent`` functions) and no
+    output sampled by the harness is assigned there, i.e. none depends
+    combinationally on an input. Anything unrecognized means no.
+    """
+    text = "".join(path.read_text() for path in sorted(model_dir.glob("Vtop___024root*.cpp")))
+    header = model_dir / "Vtop___024root.h"
+    if not header.exists() or "__Vtrigprevexpr___TOP__clk__0" not in header.read_text():
+        return False
+    bodies = re.findall(r"\n\w[^\n]*___ico_sequent[^\n]*\{\n(.*?)\n\}", text, re.S)
+    if not bodies:
+        return False
+    assigned = set(re.findall(r"\bvlSelfRef\.(\w+)(?:\[[^\]]*\])?\s*=[^=]", "".join(bodies)))
+    return not assigned.intersection(_SAMPLED_OUTPUTS)
+
+
 def build_native(verilog_text, top_name, trace_kind=None, progress=None) -> Path:
     """Compile the design and the harness into a shared library (cached by content hash)."""
     harness = HARNESS.read_text()
@@ -89,6 +114,8 @@ def build_native(verilog_text, top_name, trace_kind=None, progress=None) -> Path
         link = ["g++", "-shared", "-o", "libaccelkit.so", "obj/harness.o", "obj/libVtop.a", "obj/libverilated.a",
                 "-pthread", *link_libraries]
         seconds += run_logged(link, work, env, f"linking the native simulator of {top_name}")
+        if single_eval_allowed(work / "obj"):
+            (work / SINGLE_EVAL_MARK).touch()
         shutil.rmtree(work / "obj", ignore_errors=True)
         if progress:
             progress(f"built {top_name} in {seconds:.1f} s")
@@ -101,7 +128,7 @@ class _Library:
         lib = ctypes.CDLL(str(path))
         vp, u32, u64, i64 = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int64
         for name, restype, argtypes in [
-            ("ak_open", vp, [ctypes.c_char_p, ctypes.c_int, u32]),
+            ("ak_open", vp, [ctypes.c_char_p, ctypes.c_int, u32, ctypes.c_int]),
             ("ak_close", None, [vp]),
             ("ak_set_dma", None, [vp, ctypes.c_int, ctypes.c_int]),
             ("ak_write", None, [vp, u32, u32]),
@@ -131,7 +158,8 @@ class VerilatorDevice(Device):
         self._lib = _Library(library).lib
         self._keep = []   # buffers the harness reads or writes until the job finishes
         path = str(trace).encode() if trace else b""
-        self._handle = self._lib.ak_open(path, self.beat_bytes, register_map["CTRL"].offset)
+        single_eval = (Path(library).parent / SINGLE_EVAL_MARK).exists()
+        self._handle = self._lib.ak_open(path, self.beat_bytes, register_map["CTRL"].offset, int(single_eval))
         self._lib.ak_set_dma(self._handle, self.dma.bytes_per_cycle, self.dma.latency)
 
     @classmethod

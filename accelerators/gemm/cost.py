@@ -23,7 +23,7 @@ from ...driver.device import beats_done
 from .gateware import PARAM_WORDS, word_beats
 from .pe import WeightLayout
 
-__all__ = ["job_cycles", "gemm_cycles", "beats_done"]
+__all__ = ["job_cycles", "gemm_cycles", "cycle_bound", "beats_done"]
 
 
 def job_cycles(params, m_tiles, n_tiles, k, dma):
@@ -62,6 +62,21 @@ def job_cycles(params, m_tiles, n_tiles, k, dma):
         released[half] = freed + 1
         feeder_free = step
     return read_end + 1
+
+
+def cycle_bound(params, m_tiles, n_tiles, k, dma):
+    """A cheap upper bound of :func:`job_cycles` (for the driver's cycle budget), in O(1).
+
+    As if nothing overlapped: every stream beat moved on its own at the DMA
+    rate, then every tile computed and settled, then every parameter wait.
+    """
+    rows, cols, width = params["rows"], params["cols"], params["data_width"]
+    beat = width // 8
+    n_a, n_p, n_o = word_beats(rows, width), word_beats(4 * cols, width), word_beats(cols, width)
+    in_beats = m_tiles * k * n_a + n_tiles * (PARAM_WORDS * n_p + WeightLayout.from_params(params).b_beats(k))
+    out_beats = m_tiles * n_tiles * rows * n_o
+    transfer = dma.latency + (in_beats + out_beats) * (beat // dma.bytes_per_cycle + 1)
+    return transfer + m_tiles * n_tiles * (k + rows + cols + 2) + 2 * n_tiles
 
 
 def gemm_cycles(params, shape, dma):

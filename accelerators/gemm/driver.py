@@ -4,6 +4,7 @@ import numpy as np
 
 from ...driver.layers import LayerStats
 from ...driver.quant import DOUBLE, float_scale_fields
+from .cost import cycle_bound
 from .gateware import PARAM_WORDS, word_beats
 from .pe import WeightLayout
 
@@ -25,29 +26,37 @@ def _words(values_uint8, word_bytes):
 
 
 def pack_job(gemm, row0, m_tiles, rows, layout: WeightLayout):
-    """The input stream of one job (see the gateware's job protocol), as uint8."""
+    """The input stream of one job (see the gateware's job protocol), as uint8.
+
+    Filled in place in one zeroed buffer, so the padding stays zero.
+    """
     cols, data_width = layout.cols, layout.data_width
     _, n, k = gemm.shape
     beat = data_width // 8
-    a = np.zeros((m_tiles * rows, k), dtype=np.int8)
-    block = gemm.a[row0:row0 + m_tiles * rows]
-    a[:block.shape[0]] = block
-    a_words = _words(a.reshape(m_tiles, rows, k).transpose(0, 2, 1).view(np.uint8),
-                     word_beats(rows, data_width) * beat)
-
     n_tiles = -(-n // cols)
+    a_bytes = word_beats(rows, data_width) * beat
+    p_bytes = word_beats(4 * cols, data_width) * beat
     b = np.zeros((k, n_tiles * cols), dtype=np.int8)
     b[:, :n] = gemm.b
     b_words = layout.encode(b.reshape(k, n_tiles, cols).transpose(1, 0, 2))
+    a_end = m_tiles * k * a_bytes
+    stream = np.zeros(a_end + n_tiles * (PARAM_WORDS * p_bytes + b_words.shape[1]), dtype=np.uint8)
 
-    def per_tile(values):
-        padded = np.zeros(n_tiles * cols, dtype=np.uint32)
-        padded[:n] = np.asarray(values, dtype=np.int64) & 0xFFFF_FFFF
-        return _words(padded.reshape(n_tiles, cols).view(np.uint8), word_beats(4 * cols, data_width) * beat)
+    # A: the word of (row tile t, step kk) holds column kk of the tile's rows.
+    a = np.zeros((m_tiles * rows, k), dtype=np.int8)
+    block = gemm.a[row0:row0 + m_tiles * rows]
+    a[:block.shape[0]] = block
+    stream[:a_end].reshape(m_tiles, k, a_bytes)[:, :, :rows] = a.reshape(m_tiles, rows, k).transpose(0, 2, 1).view(np.uint8)
 
-    params = np.concatenate([per_tile(word) for word in requant_words(gemm)], axis=1)
-    tiles = np.concatenate([params, b_words.reshape(n_tiles, -1)], axis=1)
-    return np.concatenate([a_words.reshape(-1), tiles.reshape(-1)])
+    # Per column tile: the four parameter words, then the B words.
+    tiles = stream[a_end:].reshape(n_tiles, -1)
+    params = tiles[:, :PARAM_WORDS * p_bytes].reshape(n_tiles, PARAM_WORDS, p_bytes)
+    padded = np.zeros((PARAM_WORDS, n_tiles * cols), dtype=np.uint32)
+    for kind, values in enumerate(requant_words(gemm)):
+        padded[kind, :n] = np.asarray(values, dtype=np.int64) & 0xFFFF_FFFF
+    params[:, :, :4 * cols] = padded.reshape(PARAM_WORDS, n_tiles, cols).transpose(1, 0, 2).view(np.uint8)
+    tiles[:, PARAM_WORDS * p_bytes:] = b_words
+    return stream
 
 
 def requant_words(gemm):
@@ -123,7 +132,7 @@ def run_gemm(accelerator, device, gemm, cycle_budget=None, op="gemm", shape=None
                          ACT_MIN=gemm.act_min, ACT_MAX=gemm.act_max, REQUANT_MODE=int(gemm.rounding != DOUBLE))
         device.dma_send(stream)
         received = device.dma_receive(nbytes)
-        budget = cycle_budget or 4 * accelerator.job_cycles(m_tiles, n_tiles, k, device.dma) + 1000
+        budget = cycle_budget or 4 * cycle_bound(p, m_tiles, n_tiles, k, device.dma) + 1000
         counters = device.run(budget)
         unpack_job(received, gemm, row0, m_tiles, rows, cols, width, out)
         total = counters if total is None else total + counters

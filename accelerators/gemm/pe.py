@@ -199,12 +199,18 @@ class PEArray(wiring.Component):
                 a_pass[i][j] = Signal(signed(8), name=f"pe{i}_{j}_a")
                 b_pass[i][j] = Signal(self.layout.bits(j), name=f"pe{i}_{j}_b")
                 f_pass[i][j] = Signal(3, name=f"pe{i}_{j}_flags")
-                acc = Signal(signed(32), name=f"pe{i}_{j}_acc")
+                # Accumulator and result registers need no reset: a tile's first step
+                # overwrites the accumulator, and the readout only reads results that a
+                # tile's last step wrote. Without one, a verilated model computes their
+                # next values only when their enables are set, not in every evaluation.
+                acc = Signal(signed(32), name=f"pe{i}_{j}_acc", reset_less=True)
+                result = Signal(signed(32), name=f"pe{i}_{j}_result", reset_less=True)
+                m.d.comb += self.results[i][j].eq(result)
                 total = Signal(signed(32), name=f"pe{i}_{j}_sum")
                 m.d.comb += total.eq(self.accumulate(m, i, j, Mux(flags[1], 0, acc), a, b))
                 m.d.sync += [a_pass[i][j].eq(a), b_pass[i][j].eq(b), f_pass[i][j].eq(flags)]
                 with m.If(flags[0]):
                     m.d.sync += acc.eq(total)
                     with m.If(flags[2]):
-                        m.d.sync += self.results[i][j].eq(total)
+                        m.d.sync += result.eq(total)
         return m
