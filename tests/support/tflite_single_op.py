@@ -24,29 +24,13 @@ from __future__ import annotations
 
 import numbers
 
-import flatbuffers
 import numpy as np
 import tflite
 
+from accelkit.sw.tflite.single_op import ACTIVATIONS as _ACTIVATIONS, PADDINGS as _PADDINGS, Tensor as _Tensor
+from accelkit.sw.tflite.single_op import build_model as _build_model, run_reference
+
 __all__ = ["conv2d_model", "fully_connected_model", "float_fully_connected_model", "run_reference"]
-
-_SCHEMA_VERSION = 3
-_FILE_IDENTIFIER = b"TFL3"
-# Buffers holding weights are 16-byte aligned so kernels may read them in place
-# from the model bytes.
-_DATA_ALIGNMENT = 16
-
-_ACTIVATIONS = {
-    "NONE": tflite.ActivationFunctionType.NONE,
-    "RELU": tflite.ActivationFunctionType.RELU,
-    "RELU6": tflite.ActivationFunctionType.RELU6,
-    "RELU_N1_TO_1": tflite.ActivationFunctionType.RELU_N1_TO_1,
-}
-
-_PADDINGS = {
-    "SAME": tflite.Padding.SAME,
-    "VALID": tflite.Padding.VALID,
-}
 
 # Operator versions as assigned by TFLite's op_version.cc for int8 in/out;
 # the op resolver rejects versions outside the registered range.
@@ -121,132 +105,6 @@ def _channel_scales(values, n, what):
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         raise ValueError(f"{what} must be positive and finite")
     return arr.astype(np.float32)
-
-
-# --------------------------------------------------------------------------
-# Model description → flatbuffer
-
-
-class _Tensor:
-    def __init__(self, name, shape, ttype, scales, zero_points, quantized_dimension=0, data=None):
-        self.name = name
-        self.shape = np.asarray(shape, dtype=np.int32)
-        self.ttype = ttype
-        self.scales = np.asarray(scales, dtype=np.float32).reshape(-1)
-        self.zero_points = np.asarray(zero_points, dtype=np.int64).reshape(-1)
-        self.quantized_dimension = int(quantized_dimension)
-        self.data = data  # None for activations; little-endian bytes for constants
-
-
-def _aligned_bytes_vector(builder, payload):
-    # CreateByteVector only aligns to 4 bytes; do the same thing with a wider
-    # alignment (this mirrors what flatbuffers' own CreateNumpyVector does).
-    n = len(payload)
-    builder.StartVector(1, n, _DATA_ALIGNMENT)
-    builder.head = builder.head - n
-    builder.Bytes[builder.head : builder.head + n] = payload
-    return builder.EndVector()
-
-
-def _offsets_vector(builder, start_fn, offsets):
-    start_fn(builder, len(offsets))
-    for off in reversed(offsets):
-        builder.PrependUOffsetTRelative(off)
-    return builder.EndVector()
-
-
-def _build_model(*, tensors, opcode, op_version, options_type, build_options, inputs, outputs):
-    """Serialize one subgraph holding one operator.
-
-    ``inputs`` are tensor indices for the operator (-1 = omitted optional
-    input); tensor 0 is the graph input and the last tensor the graph output.
-    """
-    builder = flatbuffers.Builder(4096)
-
-    # Buffer 0 is the conventional empty sentinel; each constant tensor gets its
-    # own buffer, activations point at the sentinel.
-    buffer_data = [None]
-    tensor_buffer_index = []
-    for t in tensors:
-        if t.data is None:
-            tensor_buffer_index.append(0)
-        else:
-            tensor_buffer_index.append(len(buffer_data))
-            buffer_data.append(t.data)
-
-    buffer_offsets = []
-    for payload in buffer_data:
-        data_off = None if payload is None else _aligned_bytes_vector(builder, payload)
-        tflite.BufferStart(builder)
-        if data_off is not None:
-            tflite.BufferAddData(builder, data_off)
-        buffer_offsets.append(tflite.BufferEnd(builder))
-
-    tensor_offsets = []
-    for t, buf_idx in zip(tensors, tensor_buffer_index):
-        name_off = builder.CreateString(t.name)
-        shape_off = builder.CreateNumpyVector(t.shape)
-        scale_off = builder.CreateNumpyVector(t.scales)
-        zp_off = builder.CreateNumpyVector(t.zero_points)
-        tflite.QuantizationParametersStart(builder)
-        tflite.QuantizationParametersAddScale(builder, scale_off)
-        tflite.QuantizationParametersAddZeroPoint(builder, zp_off)
-        tflite.QuantizationParametersAddQuantizedDimension(builder, t.quantized_dimension)
-        quant_off = tflite.QuantizationParametersEnd(builder)
-
-        tflite.TensorStart(builder)
-        tflite.TensorAddShape(builder, shape_off)
-        tflite.TensorAddType(builder, t.ttype)
-        tflite.TensorAddBuffer(builder, buf_idx)
-        tflite.TensorAddName(builder, name_off)
-        tflite.TensorAddQuantization(builder, quant_off)
-        tensor_offsets.append(tflite.TensorEnd(builder))
-
-    options_off = build_options(builder)
-    op_inputs_off = builder.CreateNumpyVector(np.asarray(inputs, dtype=np.int32))
-    op_outputs_off = builder.CreateNumpyVector(np.asarray(outputs, dtype=np.int32))
-    tflite.OperatorStart(builder)
-    tflite.OperatorAddOpcodeIndex(builder, 0)
-    tflite.OperatorAddInputs(builder, op_inputs_off)
-    tflite.OperatorAddOutputs(builder, op_outputs_off)
-    tflite.OperatorAddBuiltinOptionsType(builder, options_type)
-    tflite.OperatorAddBuiltinOptions(builder, options_off)
-    operator_off = tflite.OperatorEnd(builder)
-
-    sg_tensors_off = _offsets_vector(builder, tflite.SubGraphStartTensorsVector, tensor_offsets)
-    sg_inputs_off = builder.CreateNumpyVector(np.asarray([inputs[0]], dtype=np.int32))
-    sg_outputs_off = builder.CreateNumpyVector(np.asarray(outputs, dtype=np.int32))
-    sg_ops_off = _offsets_vector(builder, tflite.SubGraphStartOperatorsVector, [operator_off])
-    sg_name_off = builder.CreateString("main")
-    tflite.SubGraphStart(builder)
-    tflite.SubGraphAddTensors(builder, sg_tensors_off)
-    tflite.SubGraphAddInputs(builder, sg_inputs_off)
-    tflite.SubGraphAddOutputs(builder, sg_outputs_off)
-    tflite.SubGraphAddOperators(builder, sg_ops_off)
-    tflite.SubGraphAddName(builder, sg_name_off)
-    subgraph_off = tflite.SubGraphEnd(builder)
-
-    # Both code fields are written: old readers look at the int8 deprecated
-    # field, new ones take max(deprecated, builtin_code). Our opcodes are < 127.
-    tflite.OperatorCodeStart(builder)
-    tflite.OperatorCodeAddDeprecatedBuiltinCode(builder, opcode)
-    tflite.OperatorCodeAddBuiltinCode(builder, opcode)
-    tflite.OperatorCodeAddVersion(builder, op_version)
-    opcode_off = tflite.OperatorCodeEnd(builder)
-
-    opcodes_off = _offsets_vector(builder, tflite.ModelStartOperatorCodesVector, [opcode_off])
-    subgraphs_off = _offsets_vector(builder, tflite.ModelStartSubgraphsVector, [subgraph_off])
-    buffers_off = _offsets_vector(builder, tflite.ModelStartBuffersVector, buffer_offsets)
-    description_off = builder.CreateString("accelkit tests: single-op int8 model")
-    tflite.ModelStart(builder)
-    tflite.ModelAddVersion(builder, _SCHEMA_VERSION)
-    tflite.ModelAddOperatorCodes(builder, opcodes_off)
-    tflite.ModelAddSubgraphs(builder, subgraphs_off)
-    tflite.ModelAddDescription(builder, description_off)
-    tflite.ModelAddBuffers(builder, buffers_off)
-    model_off = tflite.ModelEnd(builder)
-    builder.Finish(model_off, file_identifier=_FILE_IDENTIFIER)
-    return bytes(builder.Output())
 
 
 def _bias_tensor(bias, input_scale, weight_scales, n):
@@ -467,28 +325,3 @@ def float_fully_connected_model(*, weights, bias) -> bytes:
     return _build_model(tensors=tensors, opcode=tflite.BuiltinOperator.FULLY_CONNECTED, op_version=1,
                         options_type=tflite.BuiltinOptions.FullyConnectedOptions, build_options=options,
                         inputs=[0, 1, 2], outputs=[3])
-
-
-def run_reference(model_bytes, input_int8) -> np.ndarray:
-    """Run a single-input model on LiteRT's reference kernels; return a copy of the output."""
-    # Imported lazily so that building models does not require the runtime.
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    interpreter = Interpreter(
-        model_content=bytes(model_bytes),
-        experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
-        num_threads=1,
-    )
-    interpreter.allocate_tensors()
-    (inp,) = interpreter.get_input_details()
-    (out,) = interpreter.get_output_details()
-
-    x = np.asarray(input_int8)
-    if x.dtype != np.int8:
-        raise TypeError(f"input must be an int8 array, got {x.dtype}")
-    expected = tuple(int(d) for d in inp["shape"])
-    if x.shape != expected:
-        raise ValueError(f"input shape {x.shape} does not match model input {expected}")
-    interpreter.set_tensor(inp["index"], np.ascontiguousarray(x))
-    interpreter.invoke()
-    return np.array(interpreter.get_tensor(out["index"]), copy=True)
