@@ -40,6 +40,7 @@ from .pe import PEArray, WeightLayout
 from ...errors import ParameterError
 from ...hw.registers import Register, CONFIG_BASE
 from ...hw.shell import CoreBase, word_beats
+from ...hw.words import WordGatherer, WordSender
 
 __all__ = ["GemmCore", "GEMM_CONFIG_REGISTERS", "PARAM_WORDS", "word_beats", "requantizer", "requant_stages"]
 
@@ -116,20 +117,11 @@ class GemmCore(CoreBase):
         a_words = Signal(range(self.a_depth + 1))
 
         # ---- loader: gathers beats into words and files them ----
-        gbuf = Signal(n_max * W)
-        gcount = Signal(range(n_max + 1))
-        want = Signal(range(n_max + 1))
-        accepted = self.input.valid & self.input.ready
-        word_done = Signal()
-        full_word = Cat(gbuf[W:], self.input.payload.data)
-        m.d.comb += word_done.eq(accepted & (gcount + 1 == want))
-        with m.If(accepted):
-            m.d.sync += gbuf.eq(full_word)
-            m.d.sync += gcount.eq(Mux(gcount + 1 == want, 0, gcount + 1))
+        gather = WordGatherer(m, self.input, n_max, W)
+        want, word_done = gather.want, gather.done
 
         def word(beats, nbytes=None, nbits=None):
-            low = (n_max - beats) * W
-            return full_word[low:low + (nbits or 8 * nbytes)]
+            return gather.word(beats, nbits or 8 * nbytes)
 
         load_index = Signal(range(self.a_depth + 1))
         load_tile = Signal(16)
@@ -141,7 +133,7 @@ class GemmCore(CoreBase):
 
         with m.If(self.start):
             m.d.sync += [a_words.eq(cfg.m_tiles * cfg.k), load_index.eq(0), load_tile.eq(0),
-                         gcount.eq(0), half_full.eq(0)]
+                         gather.count.eq(0), half_full.eq(0)]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -249,14 +241,10 @@ class GemmCore(CoreBase):
         # next tile's rows enter only after this tile's last row has been loaded.
         reading = Signal()
         read_row = Signal(range(R))
-        read_beat = Signal(range(n_o))
         read_t, read_n = Signal(16), Signal(16)
         read_half = read_n[0]
-        out_valid, out_final = Signal(), Signal()
-        out_word = Signal(n_o * W)
-        sent = self.output.valid & self.output.ready
-        row_sent = sent & (read_beat == n_o - 1)
-        load = reading & (~out_valid | row_sent)
+        sender = WordSender(self.output, n_o, W)
+        load = reading & sender.free
 
         # Each tile's rows enter on consecutive cycles, the first one C + 1 cycles
         # after the tile's last step issues; a stage holds (valid, row index) and
@@ -310,7 +298,7 @@ class GemmCore(CoreBase):
             return held
 
         with m.If(self.start):
-            m.d.sync += [reading.eq(0), read_t.eq(0), read_n.eq(0), out_valid.eq(0), read_beat.eq(0)]
+            m.d.sync += [reading.eq(0), read_t.eq(0), read_n.eq(0), *sender.reset()]
         with m.Elif(ready_token):
             m.d.sync += [reading.eq(1), read_row.eq(0)]
 
@@ -332,19 +320,9 @@ class GemmCore(CoreBase):
         row_word = Cat(buffer_rd.data, Const(0, n_o * W - 8 * C))
         final_row = ((read_row == R - 1) & (read_t + 1 == cfg.m_tiles) & (read_n + 1 == cfg.n_tiles))
 
-        m.d.comb += [
-            self.output.valid.eq(out_valid),
-            self.output.payload.data.eq(out_word.word_select(read_beat, W)),
-            self.output.payload.last.eq(out_final & (read_beat == n_o - 1)),
-            self.done.eq(row_sent & out_final),
-        ]
-        with m.If(sent):
-            m.d.sync += read_beat.eq(Mux(read_beat == n_o - 1, 0, read_beat + 1))
-        with m.If(row_sent):
-            m.d.sync += out_valid.eq(0)
+        sender.connect(m, self.done)
         with m.If(load):
-            m.d.sync += [out_word.eq(row_word), out_valid.eq(1), out_final.eq(final_row),
-                         read_row.eq(read_row + 1)]
+            m.d.sync += [*sender.load(row_word, final_row), read_row.eq(read_row + 1)]
             # The last row leaves the result registers and the tile's parameters:
             # the array may finish its next tile, and the loader may refill the half.
             with m.If(read_row == R - 1):

@@ -44,6 +44,7 @@ from amaranth.lib.memory import Memory
 from ...errors import ParameterError
 from ...hw.registers import Register, CONFIG_BASE
 from ...hw.shell import CoreBase, word_beats
+from ...hw.words import WordGatherer, WordSender
 
 __all__ = ["Mm2imCore", "MM2IM_CONFIG_REGISTERS", "PARAM_WORDS", "word_beats", "MAX_KERNEL", "MAX_STRIDE"]
 
@@ -124,19 +125,11 @@ class Mm2imCore(CoreBase):
         half_full = Signal(2)
 
         # ---- loader: gathers beats into words and files them ----
-        gbuf = Signal(n_max * W)
-        gcount = Signal(range(n_max + 1))
-        want = Signal(range(n_max + 1))
-        accepted = self.input.valid & self.input.ready
-        word_done = Signal()
-        full_word = Cat(gbuf[W:], self.input.payload.data)
-        m.d.comb += word_done.eq(accepted & (gcount + 1 == want))
-        with m.If(accepted):
-            m.d.sync += [gbuf.eq(full_word), gcount.eq(Mux(gcount + 1 == want, 0, gcount + 1))]
+        gather = WordGatherer(m, self.input, n_max, W)
+        want, word_done = gather.want, gather.done
 
         def word(beats, nbytes):
-            low = (n_max - beats) * W
-            return full_word[low:low + 8 * nbytes]
+            return gather.word(beats, 8 * nbytes)
 
         load_index = Signal(24)
         load_kind = Signal(2)
@@ -145,7 +138,7 @@ class Mm2imCore(CoreBase):
         empty_done = Signal()     # the weights are in and there is no input row: only the bias to read out
 
         with m.If(self.start):
-            m.d.sync += [gcount.eq(0), half_full.eq(0), load_kind.eq(0), load_index.eq(0), load_row.eq(0)]
+            m.d.sync += [gather.count.eq(0), half_full.eq(0), load_kind.eq(0), load_index.eq(0), load_row.eq(0)]
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -274,12 +267,8 @@ class Mm2imCore(CoreBase):
         m.d.sync += [finished_d1.eq(finished), finished_d2.eq(finished_d1)]
 
         # ---- readout: requantize one pixel's `cols` sums into the output register, stream it out ----
-        out_valid, out_final = Signal(), Signal()
-        out_word = Signal(n_o * W)
-        read_beat = Signal(range(n_o))
-        sent = self.output.valid & self.output.ready
-        row_sent = sent & (read_beat == n_o - 1)
-        load = reading & (~out_valid | row_sent)
+        sender = WordSender(self.output, n_o, W)
+        load = reading & sender.free
         m.d.comb += acc_rd.addr.eq(Mux(reading, read_index, s2_addr))
         with m.If(load):
             m.d.comb += [acc_wr.addr.eq(read_index), acc_wr.data.eq(0), acc_wr.en.eq(1)]
@@ -302,22 +291,12 @@ class Mm2imCore(CoreBase):
         pixel_word = Cat(*out_bytes, Const(0, n_o * W - 8 * C))
 
         with m.If(self.start):
-            m.d.sync += [reading.eq(0), read_index.eq(0), out_valid.eq(0), read_beat.eq(0)]
+            m.d.sync += [reading.eq(0), read_index.eq(0), *sender.reset()]
         with m.Elif(finished_d2):
             m.d.sync += [reading.eq(1), read_index.eq(0)]
-        m.d.comb += [
-            self.output.valid.eq(out_valid),
-            self.output.payload.data.eq(out_word.word_select(read_beat, W)),
-            self.output.payload.last.eq(out_final & (read_beat == n_o - 1)),
-            self.done.eq(row_sent & out_final),
-        ]
-        with m.If(sent):
-            m.d.sync += read_beat.eq(Mux(read_beat == n_o - 1, 0, read_beat + 1))
-        with m.If(row_sent):
-            m.d.sync += out_valid.eq(0)
+        sender.connect(m, self.done)
         with m.If(load):
-            m.d.sync += [out_word.eq(pixel_word), out_valid.eq(1), out_final.eq(read_index + 1 == cfg.out_pixels),
-                         read_index.eq(read_index + 1)]
+            m.d.sync += [*sender.load(pixel_word, read_index + 1 == cfg.out_pixels), read_index.eq(read_index + 1)]
             with m.If(read_index + 1 == cfg.out_pixels):
                 m.d.sync += reading.eq(0)
         return m
