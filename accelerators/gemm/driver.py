@@ -8,7 +8,7 @@ from .cost import cycle_bound
 from .gateware import PARAM_WORDS, word_beats
 from .pe import WeightLayout
 
-__all__ = ["plan_jobs", "pack_job", "unpack_job", "run_gemm"]
+__all__ = ["plan_jobs", "pack_tiles", "pack_job", "unpack_job", "run_gemm"]
 
 
 def plan_jobs(m, k, rows, a_depth):
@@ -18,44 +18,50 @@ def plan_jobs(m, k, rows, a_depth):
     return [(t * rows, min(per_job, row_tiles - t)) for t in range(0, row_tiles, per_job)]
 
 
-def _words(values_uint8, word_bytes):
-    """Pad the last axis of a uint8 array to ``word_bytes``."""
-    padded = np.zeros(values_uint8.shape[:-1] + (word_bytes,), dtype=np.uint8)
-    padded[..., :values_uint8.shape[-1]] = values_uint8
-    return padded
+def pack_tiles(gemm, layout: WeightLayout):
+    """Per column tile, its four parameter words then its B words, as uint8 [n_tiles, bytes].
 
-
-def pack_job(gemm, row0, m_tiles, rows, layout: WeightLayout):
-    """The input stream of one job (see the gateware's job protocol), as uint8.
-
-    Filled in place in one zeroed buffer, so the padding stays zero.
+    This part of the input stream is the same in every job of a GEMM (jobs split
+    M only), so it is encoded once per GEMM.
     """
     cols, data_width = layout.cols, layout.data_width
     _, n, k = gemm.shape
-    beat = data_width // 8
     n_tiles = -(-n // cols)
-    a_bytes = word_beats(rows, data_width) * beat
-    p_bytes = word_beats(4 * cols, data_width) * beat
+    p_bytes = word_beats(4 * cols, data_width) * (data_width // 8)
     b = np.zeros((k, n_tiles * cols), dtype=np.int8)
     b[:, :n] = gemm.b
     b_words = layout.encode(b.reshape(k, n_tiles, cols).transpose(1, 0, 2))
-    a_end = m_tiles * k * a_bytes
-    stream = np.zeros(a_end + n_tiles * (PARAM_WORDS * p_bytes + b_words.shape[1]), dtype=np.uint8)
-
-    # A: the word of (row tile t, step kk) holds column kk of the tile's rows.
-    a = np.zeros((m_tiles * rows, k), dtype=np.int8)
-    block = gemm.a[row0:row0 + m_tiles * rows]
-    a[:block.shape[0]] = block
-    stream[:a_end].reshape(m_tiles, k, a_bytes)[:, :, :rows] = a.reshape(m_tiles, rows, k).transpose(0, 2, 1).view(np.uint8)
-
-    # Per column tile: the four parameter words, then the B words.
-    tiles = stream[a_end:].reshape(n_tiles, -1)
+    tiles = np.zeros((n_tiles, PARAM_WORDS * p_bytes + b_words.shape[1]), dtype=np.uint8)
     params = tiles[:, :PARAM_WORDS * p_bytes].reshape(n_tiles, PARAM_WORDS, p_bytes)
     padded = np.zeros((PARAM_WORDS, n_tiles * cols), dtype=np.uint32)
     for kind, values in enumerate(requant_words(gemm)):
         padded[kind, :n] = np.asarray(values, dtype=np.int64) & 0xFFFF_FFFF
     params[:, :, :4 * cols] = padded.reshape(PARAM_WORDS, n_tiles, cols).transpose(1, 0, 2).view(np.uint8)
     tiles[:, PARAM_WORDS * p_bytes:] = b_words
+    return tiles
+
+
+def pack_job(gemm, row0, m_tiles, rows, layout: WeightLayout, tiles=None):
+    """The input stream of one job (see the gateware's job protocol), as uint8.
+
+    ``tiles`` is :func:`pack_tiles` of the GEMM (computed here when not given).
+    Filled in place in one buffer whose A padding stays zero.
+    """
+    data_width = layout.data_width
+    k = gemm.shape[2]
+    tiles = pack_tiles(gemm, layout) if tiles is None else tiles
+    a_bytes = word_beats(rows, data_width) * (data_width // 8)
+    a_end = m_tiles * k * a_bytes
+    stream = np.empty(a_end + tiles.size, dtype=np.uint8)
+    stream[a_end:] = tiles.reshape(-1)
+
+    # A: the word of (row tile t, step kk) holds column kk of the tile's rows.
+    a_words = stream[:a_end].reshape(m_tiles, k, a_bytes)
+    a_words[...] = 0
+    block = gemm.a[row0:row0 + m_tiles * rows]
+    a = np.zeros((m_tiles * rows, k), dtype=np.int8)
+    a[:block.shape[0]] = block
+    a_words[:, :, :rows] = a.reshape(m_tiles, rows, k).transpose(0, 2, 1).view(np.uint8)
     return stream
 
 
@@ -125,8 +131,9 @@ def run_gemm(accelerator, device, gemm, cycle_budget=None, op="gemm", shape=None
     total = None
     bytes_in = bytes_out = 0
     jobs = plan_jobs(m, k, rows, p["a_depth"])
+    tiles = pack_tiles(gemm, layout)
     for row0, m_tiles in jobs:
-        stream = pack_job(gemm, row0, m_tiles, rows, layout)
+        stream = pack_job(gemm, row0, m_tiles, rows, layout, tiles)
         nbytes = output_bytes(m_tiles, n_tiles, rows, cols, width)
         device.configure(K=k, M_TILES=m_tiles, N_TILES=n_tiles, OUTPUT_ZERO_POINT=gemm.output_zero_point,
                          ACT_MIN=gemm.act_min, ACT_MAX=gemm.act_max, REQUANT_MODE=int(gemm.rounding != DOUBLE))
