@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(__file__).parent / "support"))
 
 from accelkit.accelerators.gemm import GemmAccelerator   # noqa: E402
 from accelkit.driver.device import DmaTiming              # noqa: E402
-from accelkit.sw.devices import open_device               # noqa: E402
+from accelkit.sw.execution.devices import open_device               # noqa: E402
 
 # Few designs, many shapes: each design is built once per session (and cached on disk
 # by content hash across sessions).
@@ -38,7 +38,7 @@ def mobilenet_rtl_run(tmp_path_factory):
     fidelity share it.
     """
     import json
-    from accelkit.sw import cli
+    from accelkit.sw.commands import main as cli
     path = tmp_path_factory.mktemp("mobilenet") / "mnv2.json"
     code = cli.main(["run", "mobilenet_v2", "--compare", "ref", "--json", str(path)])
     return code, json.loads(path.read_text())

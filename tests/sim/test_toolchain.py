@@ -8,8 +8,8 @@ import pytest
 from accelkit.driver.device import DmaTiming
 from accelkit.errors import ToolchainError, DeviceError
 from accelkit.sim import toolchain
-from accelkit.sw.devices import open_device
-from accelkit.sw.random_layers import random_gemm
+from accelkit.sw.execution.devices import open_device
+from accelkit.sw.verification.random_layers import random_gemm
 from accelkit.accelerators.gemm import GemmAccelerator
 from tests_params import SMALL_PARAMS
 

@@ -27,8 +27,8 @@ import numbers
 import numpy as np
 import tflite
 
-from accelkit.sw.tflite.single_op import ACTIVATIONS as _ACTIVATIONS, PADDINGS as _PADDINGS, Tensor as _Tensor
-from accelkit.sw.tflite.single_op import build_model as _build_model, run_reference
+from accelkit.sw.frontends.tflite.single_op import ACTIVATIONS as _ACTIVATIONS, PADDINGS as _PADDINGS, Tensor as _Tensor
+from accelkit.sw.frontends.tflite.single_op import build_model as _build_model, run_reference
 
 __all__ = ["conv2d_model", "fully_connected_model", "float_fully_connected_model", "run_reference"]
 

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from accelkit.sw import cli
+from accelkit.sw.commands import main as cli
 from tests_params import SMALL_PARAMS
 
 SMALL = ",".join(f"{k}={v}" for k, v in SMALL_PARAMS.items())

@@ -8,11 +8,11 @@ import pytest
 pytest.importorskip("ai_edge_litert")
 
 from accelkit.errors import ParameterError                          # noqa: E402
-from accelkit.sw import cli                                          # noqa: E402
-from accelkit.sw.multi import resolve_accelerators                   # noqa: E402
-from accelkit.sw.tconv_bench import sweep_configs                    # noqa: E402
-from accelkit.sw.tflite.frontend import to_layer                     # noqa: E402
-from accelkit.sw.tflite.model import read_model                      # noqa: E402
+from accelkit.sw.commands import main as cli                                          # noqa: E402
+from accelkit.sw.execution.accelerator_lists import resolve_accelerators                   # noqa: E402
+from accelkit.sw.benchmarks.mm2im_tconv import sweep_configs                    # noqa: E402
+from accelkit.sw.frontends.tflite.frontend import to_layer                     # noqa: E402
+from accelkit.sw.frontends.tflite.model import read_model                      # noqa: E402
 from accelkit.sw.zoo import resolve_model                            # noqa: E402
 
 MM2IM_SMALL = "mm2im.rows=4,mm2im.cols=4,mm2im.acc_depth=512,gemm.rows=4,gemm.cols=4"

@@ -7,8 +7,8 @@ import pytest
 
 from accelkit.accelerators.gemm import GemmAccelerator
 from accelkit.driver.device import DmaTiming
-from accelkit.sw import cli
-from accelkit.sw.fidelity import TOLERANCE, compare_records
+from accelkit.sw.commands import main as cli
+from accelkit.sw.verification.fidelity import TOLERANCE, compare_records
 
 
 def _run(tmp_path, backend, *extra):
@@ -54,7 +54,7 @@ def test_fidelity_check_catches_a_wrong_cost_model(mobilenet_rtl_run, monkeypatc
 
 @pytest.mark.parametrize("bandwidth", [4, 16])
 def test_cost_model_follows_dma_bandwidth(device_pool, bandwidth):
-    from accelkit.sw.random_layers import random_gemm
+    from accelkit.sw.verification.random_layers import random_gemm
     from tests_params import DEFAULT_PARAMS
     accelerator, device = device_pool(DEFAULT_PARAMS, "verilator", DmaTiming(bandwidth, 4))
     gemm = random_gemm(np.random.default_rng(bandwidth), 100, 70, 300)

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from accelkit.sw import cli
-from accelkit.sw.pot import encode, pot_levels, project, quantize_model
-from accelkit.sw.tflite.model import read_model
+from accelkit.sw.commands import main as cli
+from accelkit.sw.quantization.pot import encode, pot_levels, project, quantize_model
+from accelkit.sw.frontends.tflite.model import read_model
 from accelkit.sw.zoo import ZOO
 
 DIGITS = ZOO / "models" / "digits_cnn.tflite"
@@ -70,8 +70,8 @@ def test_potacc_declines_an_int8_model_with_reasons(tmp_path):
 
 
 def test_energy_model_adds_compute_and_movement():
-    from accelkit.sw.potacc_bench import ENERGY_PJ, energy_pj
-    from accelkit.sw.resources import ResourceEstimate
+    from accelkit.sw.benchmarks.potacc_shift_pe import ENERGY_PJ, energy_pj
+    from accelkit.sw.hardware.synthesis import ResourceEstimate
     resources = ResourceEstimate("xc7", lut=1000, ff=0, dsp=2, bram36=1.0, cells={}, mul_cells_before_mapping=0)
     compute, movement = energy_pj(resources, cycles=10, bytes_moved=4)
     assert compute == pytest.approx(10 * (1000 * ENERGY_PJ["lut"] + 2 * ENERGY_PJ["dsp"] + ENERGY_PJ["bram36"]))

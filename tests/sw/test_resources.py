@@ -1,7 +1,7 @@
 """Yosys resource estimates of a tiny GEMM design (synthesis results are cached by content hash)."""
 
 from accelkit.accelerators.gemm import GemmAccelerator
-from accelkit.sw.resources_cmd import accelerator_resources
+from accelkit.sw.commands.resources import accelerator_resources
 
 TINY = dict(rows=2, cols=3, data_width=16, k_max=16, a_depth=16)
 

@@ -2,7 +2,7 @@
 
 import sys
 
-from accelkit.sw import cli
+from accelkit.sw.commands import main as cli
 
 
 def test_missing_scalesim_is_a_clear_error(monkeypatch, capsys):

@@ -10,7 +10,7 @@ pytest.importorskip("ai_edge_litert")
 
 from accelkit.driver.device import DmaTiming                       # noqa: E402
 from accelkit.driver.quant import ACTIVATIONS                     # noqa: E402
-from accelkit.sw.random_layers import random_conv2d, random_fc    # noqa: E402
+from accelkit.sw.verification.random_layers import random_conv2d, random_fc    # noqa: E402
 from tflite_single_op import conv2d_model, fully_connected_model, run_reference  # noqa: E402
 from tests_params import SMALL_PARAMS                              # noqa: E402
 

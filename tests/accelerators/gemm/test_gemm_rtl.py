@@ -5,8 +5,8 @@ import pytest
 
 from accelkit.driver.device import DmaTiming
 from accelkit.errors import SimulationTimeout, DeviceError
-from accelkit.sw.conformance import check_case, edge_cases, sweep
-from accelkit.sw.random_layers import random_gemm
+from accelkit.sw.verification.conformance import check_case, edge_cases, sweep
+from accelkit.sw.verification.random_layers import random_gemm
 from tests_params import DEFAULT_PARAMS, ODD_PARAMS, SMALL_PARAMS
 
 # Verilator sweep: 3 designs x DMA settings, >= 200 seeded cases in all.

@@ -9,9 +9,9 @@ from accelkit.accelerators.mm2im.driver import plan_layer
 from accelkit.driver.device import DmaTiming
 from accelkit.driver.quant import ACTIVATIONS
 from accelkit.errors import ParameterError, UnsupportedLayer
-from accelkit.sw.devices import open_device
-from accelkit.sw.dispatch import open_executor
-from accelkit.sw.random_layers import random_conv2d, random_tconv
+from accelkit.sw.execution.devices import open_device
+from accelkit.sw.execution.executors import open_executor
+from accelkit.sw.verification.random_layers import random_conv2d, random_tconv
 
 # One tiny design (2 input-channel lanes, 3 output-channel lanes, 32-bit stream, a 32-word accumulation
 # buffer so layers split into several bands), built once.

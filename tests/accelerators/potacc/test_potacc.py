@@ -9,7 +9,7 @@ from accelkit.accelerators.gemm.pe import WeightLayout, on_shift_grid, shift_fie
 from accelkit.accelerators.potacc import PotAccelerator, column_plan
 from accelkit.driver.device import DmaTiming
 from accelkit.errors import ParameterError, UnsupportedLayer
-from accelkit.sw.random_layers import random_gemm
+from accelkit.sw.verification.random_layers import random_gemm
 from tests_params import ODD_PARAMS, SMALL_PARAMS
 
 
@@ -121,7 +121,7 @@ def test_off_grid_layer_is_declined_with_reason():
 ])
 def test_pe_grid_multipliers_before_mapping(params, expected_mul):
     from accelkit.accelerators.gemm import GemmAccelerator
-    from accelkit.sw.resources_cmd import pe_array_resources
+    from accelkit.sw.commands.resources import pe_array_resources
     small = dict(rows=2, cols=3)
     estimate = pe_array_resources(PotAccelerator(**small, **params))
     assert estimate.mul_cells_before_mapping == expected_mul

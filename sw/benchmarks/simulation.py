@@ -1,0 +1,166 @@
+"""Simulation benchmarks: simulator speed, whole zoo models on RTL, array utilization, cost-model fidelity."""
+
+import time
+
+import numpy as np
+
+from ...accelerators.base import get_accelerator, parse_params
+from ...driver.device import DmaTiming
+from ..execution.devices import open_device
+from ..frontends.tflite.runner import one_inference
+from ..reports.output import console, progress_printer, provenance, table
+from ..verification.fidelity import TOLERANCE
+from ..verification.random_layers import random_gemm
+
+__all__ = ["sim_speed", "model_bench", "utilization_bench", "fidelity_bench"]
+
+
+def _timed_job(device, accelerator, gemm):
+    started = time.perf_counter()
+    out, stats = accelerator.run_gemm(device, gemm)
+    return out, stats, time.perf_counter() - started
+
+
+def sim_speed(args):
+    """Simulated cycles per second of each route on the same design and GEMM, measured in one run."""
+    params = {"rows": 8, "cols": 8, **parse_params(args.params)}
+    accelerator = get_accelerator(args.accel, params)
+    dma = DmaTiming(args.dma_bytes, args.dma_latency)
+    progress = progress_printer()
+    gemm = random_gemm(np.random.default_rng(args.seed), args.size, args.size, args.size)
+    golden = accelerator.golden(gemm)
+    routes = {}
+    for backend in ("verilator", "cocotb", "amaranth"):
+        progress(f"{backend}: preparing")
+        with open_device(accelerator, backend, dma, progress=progress) as device:
+            accelerator.run_gemm(device, random_gemm(np.random.default_rng(1), 8, 8, 8))  # warm-up
+            progress(f"{backend}: running {args.size}^3 GEMM")
+            # The same number of timed runs on the two fast routes, each summarized by its median
+            # (a 64^3 job is a few milliseconds natively, so one run is at the mercy of the machine).
+            runs = [_timed_job(device, accelerator, gemm) for _ in range(1 if backend == "amaranth" else args.repeat)]
+            out, stats, _ = runs[-1]
+            times = sorted(seconds for _, _, seconds in runs)
+            seconds = float(np.median(times))
+            routes[backend] = {"cycles": stats.cycles, "seconds": seconds, "cycles_per_second": stats.cycles / seconds,
+                               "runs": len(times), "seconds_min": times[0], "seconds_max": times[-1],
+                               "bit_exact": all(np.array_equal(o, golden) for o, _, _ in runs)}
+            if backend == "verilator":
+                bare = 2_000_000
+                started = time.perf_counter()
+                device.clock_only(bare)
+                bare_rate = bare / (time.perf_counter() - started)
+                big = random_gemm(np.random.default_rng(2), 256, 256, 256)
+                total_before = device.total_cycles
+                big_out, big_stats, big_seconds = _timed_job(device, accelerator, big)
+                routes["verilator"]["large"] = {
+                    "shape": [256, 256, 256], "cycles": big_stats.cycles, "seconds": big_seconds,
+                    "cycles_per_second": (device.total_cycles - total_before) / big_seconds,
+                    "utilization": big_stats.utilization, "bit_exact": bool(np.array_equal(big_out, big.reference()))}
+                routes["bare_verilator_loop"] = {"cycles_per_second": bare_rate}
+    native = routes["verilator"]["large"]["cycles_per_second"]
+    ratios = {
+        "native_over_cocotb": routes["verilator"]["cycles_per_second"] / routes["cocotb"]["cycles_per_second"],
+        "native_over_amaranth": routes["verilator"]["cycles_per_second"] / routes["amaranth"]["cycles_per_second"],
+        "native_over_bare_loop": native / routes["bare_verilator_loop"]["cycles_per_second"],
+    }
+    rows = [[name, r.get("cycles", ""), r.get("seconds", ""), r["cycles_per_second"],
+             {True: "yes", False: "NO"}.get(r.get("bit_exact"), "")] for name, r in routes.items()]
+    rows.insert(1, ["verilator, 256^3 GEMM", native and routes["verilator"]["large"]["cycles"],
+                    routes["verilator"]["large"]["seconds"], native,
+                    "yes" if routes["verilator"]["large"]["bit_exact"] else "NO"])
+    console.print(table(f"simulation speed, {accelerator!r}, {args.size}^3 GEMM, DMA {dma.bytes_per_cycle} B/cycle "
+                        f"(median of {args.repeat} runs on verilator and cocotb)",
+                        ["backend", "cycles", "seconds", "cycles/s", "bit-exact"], rows))
+    console.print(f"native / cocotb = {ratios['native_over_cocotb']:.1f}x, native / amaranth = "
+                  f"{ratios['native_over_amaranth']:.0f}x, native driver path / bare Verilator loop = "
+                  f"{ratios['native_over_bare_loop']:.1%}")
+    console.print(f"utilization on 256x256x256 at {dma.bytes_per_cycle} B/cycle: "
+                  f"{routes['verilator']['large']['utilization']:.1%} "
+                  f"({routes['verilator']['large']['cycles']:,} cycles)")
+    return provenance("bench sim-speed", accelerator, None, dma, args.seed, size=args.size, routes=routes,
+                      ratios=ratios)
+
+
+def model_bench(args):
+    """Whole-model wall time per zoo model on the Verilator RTL and the model backend, side by side.
+
+    The per-cycle Python backends (cocotb, amaranth) run the digits model only.
+    """
+    from ..execution.executors import open_executor
+    from ..zoo import ZOO, model_names
+    accelerator = get_accelerator(args.accel, parse_params(args.params))
+    dma = DmaTiming(args.dma_bytes, args.dma_latency)
+    progress = progress_printer()
+    results = []
+    for backend in ("verilator", "model", "cocotb", "amaranth"):
+        names = model_names() if backend in ("verilator", "model") else ["digits_cnn"]
+        with open_executor(accelerator, backend, dma, progress=progress) as executor:
+            for name in names:
+                progress(f"{name} on {backend}")
+                before = executor.run_seconds
+                model, wall, outputs, expected = one_inference(ZOO / "models" / f"{name}.tflite", executor,
+                                                                args.seed)
+                inner = executor.run_seconds - before
+                results.append({
+                    "model": name, "backend": backend, "wall_seconds": wall,
+                    "accelerator_cycles": sum(r.cycles for r in model.offloaded),
+                    "simulation_seconds": inner, "driver_seconds": model.layer_seconds - inner,
+                    "cpu_and_setup_seconds": wall - model.layer_seconds,
+                    "layers_offloaded": len(model.offloaded), "layers": len(model.records),
+                    "bit_exact": all(np.array_equal(a, b) for a, b in zip(outputs, expected))})
+    verilator_wall = {r["model"]: r["wall_seconds"] for r in results if r["backend"] == "verilator"}
+    rows = [[r["model"], r["backend"], r["wall_seconds"], verilator_wall[r["model"]] / r["wall_seconds"],
+             r["accelerator_cycles"], r["simulation_seconds"] / r["wall_seconds"],
+             r["driver_seconds"] / r["wall_seconds"], r["cpu_and_setup_seconds"] / r["wall_seconds"],
+             f"{r['layers_offloaded']}/{r['layers']}", "yes" if r["bit_exact"] else "NO"] for r in results]
+    console.print(table(f"whole models, one inference on {accelerator!r}; CPU part on BUILTIN_REF",
+                        ["name", "backend", "wall s", "speed vs verilator", "cycles", "sim/model share",
+                         "driver share", "CPU+setup share", "offloaded", "bit-exact"], rows))
+    return provenance("bench model", accelerator, None, dma, args.seed, results=results)
+
+
+def utilization_bench(args):
+    """Per-layer array utilization and cycles lost to data movement at 4, 8 and 16 bytes/cycle (RTL)."""
+    from ..execution.executors import open_executor
+    from ..zoo import ZOO
+    accelerator = get_accelerator(args.accel, parse_params(args.params))
+    progress = progress_printer()
+    results = {}
+    for name in (args.models or "mobilenet_v2").split(","):
+        for bandwidth in (4, 8, 16):
+            dma = DmaTiming(bandwidth, args.dma_latency)
+            with open_executor(accelerator, args.backend, dma, progress=progress) as executor:
+                progress(f"{name} at {bandwidth} B/cycle")
+                model, _, _, _ = one_inference(ZOO / "models" / f"{name}.tflite", executor, args.seed)
+            layers = [{"index": r.index, "op": r.op, "macs": r.macs, "cycles": r.cycles,
+                       "utilization": r.utilization, "stall_cycles": r.stall_cycles,
+                       "busy_cycles": r.extra.get("busy_cycles", 0)} for r in model.offloaded]
+            cycles = sum(layer["cycles"] for layer in layers)
+            macs = sum(layer["macs"] for layer in layers)
+            results[f"{name}@{bandwidth}"] = {
+                "model": name, "bytes_per_cycle": bandwidth, "cycles": cycles,
+                "utilization": macs / (accelerator.pes * cycles) if cycles else 0.0,
+                "data_movement_cycles": sum(layer["stall_cycles"] for layer in layers),
+                "idle_cycles": cycles - sum(layer["busy_cycles"] for layer in layers), "layers": layers}
+    rows = [[r["model"], r["bytes_per_cycle"], r["cycles"], r["utilization"], r["data_movement_cycles"],
+             r["data_movement_cycles"] / r["cycles"] if r["cycles"] else 0, r["idle_cycles"]]
+            for r in results.values()]
+    console.print(table(f"utilization of {accelerator!r} ({args.backend})",
+                        ["model", "DMA B/cycle", "cycles", "utilization", "stall cycles (data movement)",
+                         "stall share", "array idle cycles"], rows))
+    return provenance("bench utilization", accelerator, args.backend, None, args.seed, models=results)
+
+
+def fidelity_bench(args):
+    """Cost-model cycles vs RTL cycles for every offloaded layer of every zoo model, per accelerator."""
+    from ..verification.fidelity import fidelity_table
+    records = fidelity_table(args.backend, DmaTiming(args.dma_bytes, args.dma_latency), progress_printer(),
+                             parse_params(args.params))
+    rows = [[r["accelerator"], r["model"], r["layer"], r["op"], r["rtl_cycles"], r["model_cycles"],
+             r["error"]] for r in records]
+    console.print(table(f"cost model vs {args.backend} cycles, per offloaded layer", ["accelerator", "model", "layer",
+                        "op", "RTL cycles", "model cycles", "relative error"], rows))
+    worst = max((abs(r["error"]) for r in records), default=0.0)
+    console.print(f"{len(records)} layers; largest relative error {worst:.3%} (tolerance {TOLERANCE:.0%})")
+    return provenance("bench fidelity", None, args.backend, DmaTiming(args.dma_bytes, args.dma_latency), None,
+                      layers=records, largest_error=worst, tolerance=TOLERANCE)

@@ -1,0 +1,175 @@
+"""`accelkit run MODEL`: a whole model on LiteRT (or TVM) with the accelerator's layers on its RTL simulation."""
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ...accelerators.base import parse_params
+from ...driver.device import DmaTiming
+from ...errors import ModelError
+from ..frontends.inputs import load_inputs
+from ..reports.model_report import print_report, save_plot, totals
+from ..reports.output import console, progress_printer, provenance, write_json
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser):
+    parser.add_argument("model", help="a .tflite file, or a bundled model name (see sw/zoo/models)")
+    parser.add_argument("--input", metavar="X.npy", help="input array (a batch along a leading axis), or zoo:NAME")
+    parser.add_argument("--labels", metavar="Y.npy", help="integer labels: report accuracy, or zoo:NAME")
+    parser.add_argument("--output", metavar="OUT.npy", help="save the model's output tensor(s)")
+    parser.add_argument("--frontend", choices=("tflite", "tvm"), default="tflite",
+                        help="tflite: LiteRT with accelkit's delegate; tvm: TVM Relax import, BYOC partitioning "
+                        "and LLVM for the rest (needs accelkit[tvm]; CPU layers then run in float)")
+    parser.add_argument("--cpu-kernels", choices=("ref", "optimized"), default="ref",
+                        help="LiteRT kernels for what stays on the CPU (ref: reference kernels, bit-exact)")
+    parser.add_argument("--compare", choices=("ref",), help="also run LiteRT's reference kernels and compare "
+                        "every offloaded layer and the output")
+    parser.add_argument("--clock-mhz", type=float, default=100.0, help="target clock for time estimates")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random input (without --input)")
+    parser.add_argument("--limit", type=int, help="run only the first N samples of --input")
+
+
+def _batched(outputs):
+    """Per-sample output lists to one array per model output, batch along the leading axis."""
+    def join(arrays):
+        return np.concatenate(arrays) if arrays[0].ndim and arrays[0].shape[0] == 1 else np.stack(arrays)
+    return [join([o[j] for o in outputs]) for j in range(len(outputs[0]))]
+
+
+def run(args):
+    from ..quantization.pot import side_file_params
+    from ..frontends.tflite.runner import DelegatedModel, make_interpreter
+    from ..zoo import resolve_array, resolve_model
+    path = resolve_model(args.model)
+    from ..execution.accelerator_lists import open_claiming_executor, resolve_accelerators
+    params = parse_params(args.params)
+    progress = progress_printer()
+    listed = [name.strip() for name in args.accel.split(",")]
+    if "potacc" in listed:
+        # a model from `accelkit quantize` says which shift-PE design its weights need
+        method, defaults = side_file_params(path, params.get("potacc.cols", params.get("cols", 8)))
+        if method and not {"terms", "mult_cols", "potacc.terms", "potacc.mult_cols"} & set(params):
+            progress(f"{path.name} is {method}-quantized (side file): potacc with "
+                     f"{', '.join(f'{k}={v}' for k, v in defaults.items())}")
+            prefix = "" if len(listed) == 1 else "potacc."
+            params.update({prefix + k: v for k, v in defaults.items()})
+    accelerators = resolve_accelerators(args.accel, params)
+    dma = DmaTiming(args.dma_bytes, args.dma_latency)
+    clock = args.clock_mhz * 1e6
+    labels = np.load(resolve_array(args.labels)) if args.labels else None
+    with open_claiming_executor(accelerators, args.backend, dma, progress=progress) as executor:
+        accelerator = executor.accelerator
+        if args.frontend == "tvm":
+            from ..frontends.tvm.runner import TvmModel
+            model = TvmModel(path, executor, keep_inputs=bool(args.compare))
+            by_origin = model.info.by_origin() if model.info else {}
+            for record in model.offloaded:      # which accelerator runs each offloaded layer
+                if record.index in by_origin:
+                    record.extra["accelerator"] = by_origin[record.index].accelerator
+            progress(f"TVM: import {model.import_seconds:.2f} s, partition and compile {model.compile_seconds:.2f} s, "
+                     f"VM load {model.load_seconds:.2f} s")
+        else:
+            model = DelegatedModel(path, executor, args.cpu_kernels)
+            claimed_by = getattr(accelerator, "claimed_by", lambda layer: accelerator.name)
+            for record in model.offloaded:      # which accelerator runs each offloaded layer
+                record.extra["accelerator"] = claimed_by(model.layers[record.index])
+        batch = load_inputs(args.input, model.input_detail, args.seed, args.limit)
+        if labels is not None and len(labels) < len(batch):
+            raise ModelError(f"{len(labels)} labels for {len(batch)} inputs")
+        if not model.offloaded:
+            console.print(f"[bold]no layer of {path.name} can run on {accelerator.name}[/bold] "
+                          f"({', '.join(sorted({r.reason for r in model.records}))}): it runs fully on the CPU")
+        progress(f"running {len(batch)} sample(s) of {path.name}: {len(model.offloaded)} of "
+                 f"{len(model.records)} layers on {accelerator!r} ({args.backend})")
+        reference = make_interpreter(path, "ref", preserve_all_tensors=bool(args.compare)) if args.compare or labels is not None else None
+        outputs, ref_outputs = [], []
+        layer_checks = {r.index: [True, 0] for r in model.offloaded}
+        started = time.perf_counter()
+        reference_seconds = 0.0
+        for i, sample in enumerate(batch):
+            outputs.append(model.invoke(sample.reshape(model.input_detail["shape"])))
+            if reference is not None:
+                ref_started = time.perf_counter()
+                reference.set_tensor(reference.get_input_details()[0]["index"],
+                                     sample.reshape(model.input_detail["shape"]))
+                reference.invoke()
+                ref_outputs.append([reference.get_tensor(d["index"]) for d in reference.get_output_details()])
+                reference_seconds += time.perf_counter() - ref_started
+                if args.compare:
+                    for node, check in layer_checks.items():
+                        if args.frontend == "tvm":
+                            # TVM's CPU layers are its float lowering, so an offloaded layer's input may differ
+                            # from LiteRT's: hold the layer to TFLite's integer result on its own input.
+                            expected = model.layer_reference(node)
+                        else:
+                            expected = reference.get_tensor(model.model.ops[node].outputs[0])
+                        difference = int(np.abs(expected.astype(np.int64) - model.outputs_by_node[node]).max())
+                        check[0] &= difference == 0
+                        check[1] = max(check[1], difference)
+            if len(batch) > 20 and (i + 1) % max(1, len(batch) // 5) == 0:
+                progress(f"{i + 1}/{len(batch)} samples")
+        wall = time.perf_counter() - started - reference_seconds
+    if args.compare:
+        for node, (exact, difference) in layer_checks.items():
+            model.records[node].bit_exact, model.records[node].max_difference = exact, difference
+    records = [r.as_dict(clock) for r in model.records]
+    summary = totals(records, clock)
+    summary.update(samples=len(batch), wall_seconds=wall, simulation_seconds=executor.run_seconds,
+                   driver_seconds=model.layer_seconds - executor.run_seconds,
+                   cpu_seconds=wall - model.layer_seconds)
+    result = {"model": str(path), "frontend": args.frontend, "cpu_kernels": args.cpu_kernels, "layers": records,
+              "totals": summary}
+    if args.frontend == "tvm":
+        import tvm
+        result["cpu_kernels"] = "tvm-llvm"
+        result["tvm"] = {"version": tvm.__version__, "import_seconds": model.import_seconds,
+                         "compile_seconds": model.compile_seconds, "load_seconds": model.load_seconds}
+    print_report(f"{path.name} on {accelerator!r}, {args.backend} (per inference)", records, summary,
+                 compare=bool(args.compare))
+    console.print(f"wall {wall:.2f} s for {len(batch)} sample(s): "
+                  f"{'golden and cost models' if args.backend == 'model' else 'simulation'} {executor.run_seconds:.2f} s, "
+                  f"driver {summary['driver_seconds']:.2f} s, CPU layers and "
+                  f"{'TVM' if args.frontend == 'tvm' else 'LiteRT'} {summary['cpu_seconds']:.2f} s",
+                  highlight=False)
+    final = _batched(outputs)
+    exit_code = 0
+    if args.compare:
+        ref_final = _batched(ref_outputs)
+        output_exact = all(np.array_equal(a, b) for a, b in zip(final, ref_final))
+        output_difference = max(int(np.abs(a.astype(np.int64) - b).max()) for a, b in zip(final, ref_final))
+        layers_exact = all(r.bit_exact for r in model.offloaded)
+        result["compare"] = {"reference": "BUILTIN_REF", "output_bit_exact": output_exact,
+                             "offloaded_layers_bit_exact": layers_exact}
+        verdict = "bit-exact" if output_exact and layers_exact else "NOT bit-exact"
+        if args.frontend == "tvm":
+            result["compare"]["output_max_difference"] = output_difference
+            # Only the offloaded layers are TFLite's integer arithmetic; TVM lowers the rest to float
+            # dequantize/quantize, so the output is not expected to be bit-exact and does not fail the run.
+            verdict = "bit-exact" if output_exact else (f"NOT bit-exact (max difference {output_difference}; "
+                                                         "TVM runs the CPU layers in float)")
+        console.print(f"compared with LiteRT BUILTIN_REF: outputs {verdict} "
+                      f"({sum(bool(r.bit_exact) for r in model.offloaded)}/{len(model.offloaded)} offloaded "
+                      f"layers exact{' on their own inputs' if args.frontend == 'tvm' else ''})", highlight=False)
+        exit_code = 0 if layers_exact and (output_exact or args.frontend == "tvm") else 1
+    if labels is not None:
+        predictions = final[0].reshape(len(batch), -1).argmax(axis=1)
+        cpu_predictions = _batched(ref_outputs)[0].reshape(len(batch), -1).argmax(axis=1)
+        accuracy = float(np.mean(predictions == labels[:len(batch)]))
+        cpu_accuracy = float(np.mean(cpu_predictions == labels[:len(batch)]))
+        result["accuracy"] = {"accelerator": accuracy, "cpu_reference": cpu_accuracy, "samples": len(batch)}
+        console.print(f"accuracy on {len(batch)} labelled samples: {accuracy:.2%} with {accelerator.name} offload, "
+                      f"{cpu_accuracy:.2%} on the CPU (LiteRT reference kernels)", highlight=False)
+    if args.output:
+        if len(final) == 1:
+            np.save(args.output, final[0])
+        else:
+            np.savez(args.output, *final)
+    if args.json:
+        write_json(args.json, provenance("run", accelerator, args.backend, dma, args.seed, **result))
+        plot = Path(args.json).with_suffix(".png")
+        save_plot(plot, records, f"{path.name} on {accelerator!r}")
+        progress(f"wrote {args.json} and {plot}")
+    return exit_code

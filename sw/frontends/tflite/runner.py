@@ -1,0 +1,154 @@
+"""Running a TFLite model on LiteRT with the accelerator's layers delegated to a device."""
+
+import time
+from dataclasses import dataclass, field
+
+
+from ....errors import ModelError, UnsupportedLayer
+from .delegate import PythonDelegate
+from .frontend import GEMM_OPS, input_position, to_layer
+from .model import op_macs, read_model
+
+__all__ = ["LayerRecord", "DelegatedModel", "make_interpreter", "one_inference", "CPU_KERNELS"]
+
+CPU_KERNELS = ("ref", "optimized")
+
+
+def make_interpreter(path, cpu_kernels="ref", delegates=(), preserve_all_tensors=False):
+    """A LiteRT interpreter; ``ref`` uses the reference kernels (bit-exact comparisons)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    if cpu_kernels not in CPU_KERNELS:
+        raise ModelError(f"--cpu-kernels must be one of {', '.join(CPU_KERNELS)}, not {cpu_kernels!r}")
+    resolver = OpResolverType.BUILTIN_REF if cpu_kernels == "ref" else OpResolverType.AUTO
+    try:
+        interpreter = Interpreter(model_path=str(path), experimental_delegates=list(delegates),
+                                  experimental_op_resolver_type=resolver,
+                                  experimental_preserve_all_tensors=preserve_all_tensors)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as error:
+        raise ModelError(f"LiteRT cannot load {path}: {error}") from None
+    return interpreter
+
+
+@dataclass
+class LayerRecord:
+    """One operator of the model in the report."""
+
+    index: int
+    op: str
+    inputs: list
+    output: list
+    macs: int
+    where: str                 # "accelerator" or "cpu"
+    reason: str = ""           # why it stayed on the CPU
+    cycles: int = 0
+    utilization: float = 0.0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    jobs: int = 0
+    stall_cycles: int = 0
+    bit_exact: bool | None = None
+    max_difference: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self, clock_hz):
+        record = {k: v for k, v in self.__dict__.items() if k != "extra"}
+        record["time_us"] = self.cycles / clock_hz * 1e6
+        record.update(self.extra)
+        return record
+
+
+class DelegatedModel:
+    """A .tflite model on LiteRT whose supported layers run through ``executor`` (see ``sw.execution.executors``).
+
+    Which layers are claimed is decided up front from the flatbuffer: the
+    front end turns each CONV_2D/FULLY_CONNECTED into a driver layer (int8,
+    symmetric weights), then the accelerator's check function accepts or
+    declines it; every other op, and every declined one, runs on LiteRT's CPU
+    kernels, and :attr:`records` says why.
+    """
+
+    def __init__(self, path, executor, cpu_kernels="ref"):
+        self.path = path
+        self.model = read_model(path)
+        self.executor = executor
+        self.accelerator = accelerator = executor.accelerator
+        self.layers = {}
+        self.records = []
+        self.outputs_by_node = {}
+        self.layer_seconds = 0.0
+        tensors = self.model.tensors
+        for op in self.model.ops:
+            record = LayerRecord(op.index, op.op, [list(tensors[i].shape) for i in op.inputs if i >= 0],
+                                 [list(tensors[i].shape) for i in op.outputs], op_macs(op, tensors), "cpu")
+            try:
+                if op.op not in GEMM_OPS:
+                    raise UnsupportedLayer(f"{op.op} is not offloaded to {accelerator.name}")
+                layer = to_layer(op, tensors)
+                accelerator.check_layer(layer, tensors[op.inputs[input_position(op)]].shape)
+                self.layers[op.index] = layer
+                record.where = "accelerator"
+            except UnsupportedLayer as error:
+                record.reason = str(error)
+            self.records.append(record)
+        self.delegate = PythonDelegate(lambda index, code: index in self.layers, self._execute,
+                                       model=self.model)
+        self.interpreter = make_interpreter(path, cpu_kernels, [self.delegate])
+        self.input_detail = self.interpreter.get_input_details()[0]
+        self.output_details = self.interpreter.get_output_details()
+
+    @property
+    def offloaded(self):
+        return [r for r in self.records if r.where == "accelerator"]
+
+    def _execute(self, nodes, read_tensor, write_tensor):
+        partition = next(p for p in self.delegate.partitions if p.nodes == list(nodes))
+        values = {}
+        tensors = self.model.tensors
+        started = time.perf_counter()
+        for node in nodes:
+            op = self.model.ops[node]
+            source = op.inputs[input_position(op)]
+            x = values[source] if source in values else read_tensor(source)
+            out, stats = self.executor.run_layer(self.layers[node], x)
+            out = out.reshape(tensors[op.outputs[0]].shape)
+            values[op.outputs[0]] = out
+            self.outputs_by_node[node] = out
+            record = self.records[node]
+            record.cycles, record.utilization = stats.cycles, stats.utilization
+            record.bytes_in, record.bytes_out, record.jobs = stats.bytes_in, stats.bytes_out, stats.jobs
+            record.stall_cycles = stats.in_stall_cycles + stats.out_stall_cycles
+            record.extra["busy_cycles"] = stats.busy_cycles
+            record.extra["gemm_shape"] = [stats.shape.get("m"), stats.shape.get("n"), stats.shape.get("k")]
+            if "weight_bytes" in stats.extra:
+                record.extra["weight_bytes"] = stats.extra["weight_bytes"]
+        self.layer_seconds += time.perf_counter() - started
+        for index in partition.outputs:
+            write_tensor(index, values[index])
+
+    def invoke(self, sample):
+        """Run one sample (the model's input shape); returns the list of output arrays."""
+        self.interpreter.set_tensor(self.input_detail["index"], sample)
+        try:
+            self.interpreter.invoke()
+        except RuntimeError:
+            if self.delegate.last_error is not None:
+                error, self.delegate.last_error = self.delegate.last_error, None
+                raise error
+            raise
+        return [self.interpreter.get_tensor(d["index"]) for d in self.output_details]
+
+
+def one_inference(path, executor, seed):
+    """One seeded inference of a zoo model: (DelegatedModel, wall seconds, outputs, BUILTIN_REF outputs)."""
+    from ..inputs import load_inputs
+    started = time.perf_counter()
+    model = DelegatedModel(path, executor)
+    x = load_inputs(None, model.input_detail, seed)
+    outputs = model.invoke(x)
+    wall = time.perf_counter() - started
+    reference = make_interpreter(path, "ref")
+    reference.set_tensor(reference.get_input_details()[0]["index"], x)
+    reference.invoke()
+    expected = [reference.get_tensor(d["index"]) for d in reference.get_output_details()]
+    return model, wall, outputs, expected

@@ -1,0 +1,1 @@
+"""Hardware flows: synthesis-based resource estimates (Yosys), and later timing and deployment."""

@@ -1,0 +1,1 @@
+"""Model transformations that change weights: power-of-two quantization (`accelkit quantize`)."""

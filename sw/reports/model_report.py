@@ -1,0 +1,61 @@
+"""Per-layer model reports shared by the TFLite and TVM paths: table, totals, JSON, plot."""
+
+from pathlib import Path
+
+from .output import console, table
+
+__all__ = ["totals", "print_report", "save_plot"]
+
+
+def totals(records, clock_hz):
+    """Whole-model figures from per-layer records (dicts as written to JSON)."""
+    macs = sum(r["macs"] for r in records)
+    offloaded = [r for r in records if r["where"] == "accelerator"]
+    offloaded_macs = sum(r["macs"] for r in offloaded)
+    cycles = sum(r["cycles"] for r in offloaded)
+    return {
+        "layers": len(records), "layers_offloaded": len(offloaded), "macs": macs, "macs_offloaded": offloaded_macs,
+        "share_of_macs_offloaded": offloaded_macs / macs if macs else 0.0,
+        "accelerator_cycles": cycles, "clock_hz": clock_hz,
+        "estimated_accelerator_latency_ms": cycles / clock_hz * 1e3,
+        "bytes_in": sum(r["bytes_in"] for r in offloaded), "bytes_out": sum(r["bytes_out"] for r in offloaded),
+    }
+
+
+def print_report(title, records, summary, compare=False):
+    columns = ["#", "op", "output", "MACs", "where", "cycles", "util.", "time µs", "bytes in", "bytes out"]
+    if compare:
+        columns.append("bit-exact")
+    rows = []
+    for r in records:
+        where = r.get("accelerator", "accelerator") if r["where"] == "accelerator" else f"CPU: {r['reason']}"
+        row = [r["index"], r["op"], "x".join(map(str, r["output"][0])) if r["output"] else "", r["macs"], where,
+               r["cycles"] or "", r["utilization"] or "", round(r["time_us"], 1) if r["cycles"] else "",
+               r["bytes_in"] or "", r["bytes_out"] or ""]
+        if compare:
+            row.append("" if r.get("bit_exact") is None else
+                       ("yes" if r["bit_exact"] else f"NO (max diff {r['max_difference']})"))
+        rows.append(row)
+    console.print(table(title, columns, rows))
+    console.print(
+        f"accelerator cycles {summary['accelerator_cycles']:,} -> {summary['estimated_accelerator_latency_ms']:.3f} ms "
+        f"at {summary['clock_hz'] / 1e6:g} MHz; MACs offloaded {summary['macs_offloaded']:,} of {summary['macs']:,} "
+        f"({summary['share_of_macs_offloaded']:.1%}); layers offloaded {summary['layers_offloaded']} of "
+        f"{summary['layers']}", highlight=False)
+
+
+def save_plot(path, records, title):
+    """Bar chart of per-layer accelerator cycles, saved as PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    offloaded = [r for r in records if r["where"] == "accelerator"]
+    figure, axis = plt.subplots(figsize=(max(6, 0.35 * len(offloaded) + 2), 4))
+    axis.bar([f"{r['index']}" for r in offloaded], [r["cycles"] for r in offloaded], color="tab:blue")
+    axis.set_xlabel("layer (operator index)")
+    axis.set_ylabel("accelerator cycles")
+    axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
