@@ -4,13 +4,18 @@ An accelerator is a subclass of :class:`Accelerator` registered under the
 ``accelkit.accelerators`` entry-point group. It declares a typed
 :class:`ParamSpace`, builds its gateware (a core inside the shared shell),
 and supplies a golden model, a closed-form cost model and a layer driver that
-speaks only to :class:`~accelkit.driver.device.Device`.
+speaks only to :class:`~accelkit.driver.device.Device`, all organised around a
+:class:`~accelkit.driver.plan.Plan` per layer (see :class:`Accelerator`).
 """
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
+import numpy as np
+
+from ..driver.kinds import digest, get_kind
+from ..driver.plan import Plan
 from ..driver.quant import ACTIVATIONS
 from ..errors import ParameterError, UnsupportedLayer
 from ..hw.shell import AcceleratorShell
@@ -100,9 +105,19 @@ def parse_params(text: str | None) -> dict:
 class Accelerator(ABC):
     """Base class of accelerator plug-ins; one instance is one configured design.
 
-    Subclasses set ``name``, ``description``, ``space`` and implement
-    :meth:`core` (gateware), :meth:`golden`, :meth:`estimate_cycles` and
-    :meth:`run_gemm` (the layer driver).
+    The contract, around a :class:`~accelkit.driver.plan.Plan`:
+
+    * ``kinds``: the layer kinds (``driver/kinds``) this design runs;
+    * :meth:`plan` (``layer, *input_shapes``): a Plan, or :class:`UnsupportedLayer` with the reason;
+      subclasses implement :meth:`make_plan`, and plans are cached by layer signature;
+    * :meth:`run` (``plan, device, *inputs``): the output and the LayerStats read from the device;
+    * :meth:`golden` (``plan, *inputs``): the output the design must produce (numpy, no simulation);
+    * :meth:`estimate` (``plan, dma``): LayerStats from the closed-form cost model, equal to the RTL's
+      cycle counter;
+    * :meth:`model_params`: parameters a model file asks of the design (a hook, e.g. a quantizer's side file);
+    * :meth:`random_layer`: random layers from this design's own domain, for conformance sweeps.
+
+    Subclasses also set ``name``, ``description``, ``space`` and build their gateware in :meth:`core`.
     """
 
     name = "abstract"
@@ -110,9 +125,18 @@ class Accelerator(ABC):
     space = ParamSpace(())
     #: the gateware core class (its register declaration is the driver's register map)
     core_class = None
+    #: layer kinds (``driver/kinds`` names) this design runs; front ends offload only these
+    kinds = ()
+    #: True when a plan depends on the weights' values, not only on shapes (then they join the signature)
+    plan_depends_on_weights = False
+    #: plans kept per instance (by signature)
+    plan_cache_size = 4096
+    #: a small design of this accelerator, quick to build: what conformance checks and examples use
+    small_params = {}
 
     def __init__(self, **params):
         self.params = self.space.resolve(params)
+        self._plans = {}
 
     def __repr__(self):
         return f"{type(self).__name__}({', '.join(f'{k}={v}' for k, v in self.params.items())})"
@@ -138,69 +162,76 @@ class Accelerator(ABC):
     def register_map(self):
         return self.core_class.register_map()
 
-    # models and driver, per layer op
-    #: layer kinds (``driver.layers`` ops) this design runs; framework front ends offload only these
-    offload_ops = ("conv2d", "fc")
+    # the plan contract
+    def signature(self, layer, *input_shapes) -> str:
+        """What this design's plan for ``layer`` depends on (the plan cache key)."""
+        signature = get_kind(layer.op).signature(layer, *input_shapes)
+        if self.plan_depends_on_weights:
+            signature += "#" + digest(*(v for v in vars(layer).values() if isinstance(v, np.ndarray)))
+        return signature
 
-    @abstractmethod
-    def check_shape(self, m, n, k) -> None:
-        """Raise :class:`UnsupportedLayer` with the reason when this design cannot run an (M, N, K) GEMM."""
-
-    def check(self, gemm) -> None:
-        """Raise :class:`UnsupportedLayer` when this design cannot run ``gemm``."""
-        self.check_shape(*gemm.shape)
-
-    def check_layer(self, layer, input_shape) -> None:
-        """The per-layer check function front ends call before offloading a layer.
-
-        ``layer`` is a ``driver.layers`` Conv2D / FullyConnected (its weights and
-        quantization already validated as int8 by the front end).
-        """
-        if layer.op not in self.offload_ops:
-            raise UnsupportedLayer(f"{self.name} does not run {layer.op} layers")
+    def plan(self, layer, *input_shapes) -> Plan:
+        """How this design runs ``layer`` on inputs of these shapes; :class:`UnsupportedLayer` when it cannot."""
+        if layer.op not in self.kinds:
+            raise UnsupportedLayer(f"{self.name} does not run {layer.op} layers "
+                                   f"(it runs {', '.join(self.kinds) or 'none'})")
         if getattr(layer, "activation", "NONE") not in ACTIVATIONS:
             raise UnsupportedLayer(f"fused activation {layer.activation} is not supported")
-        self.check_shape(*layer.gemm_shape(input_shape))
+        input_shapes = tuple(tuple(int(d) for d in shape) for shape in input_shapes)
+        signature = self.signature(layer, *input_shapes)
+        cached = self._plans.get(signature)
+        if cached is not None:
+            return cached.for_layer(layer)
+        plan = self.make_plan(layer, *input_shapes)
+        if len(self._plans) >= self.plan_cache_size:
+            self._plans.pop(next(iter(self._plans)))
+        self._plans[signature] = plan
+        return plan
+
+    def new_plan(self, layer, input_shapes, schedule, *, macs=None, output_shape=None) -> Plan:
+        """A Plan of this design for ``layer`` (a helper for :meth:`make_plan`)."""
+        return Plan(kind=layer.op, accelerator=self.name, signature=self.signature(layer, *input_shapes),
+                    input_shapes=tuple(input_shapes),
+                    output_shape=tuple(output_shape or layer.output_shape_for(*input_shapes)),
+                    macs=int(layer.macs(*input_shapes) if macs is None else macs), schedule=schedule, layer=layer)
 
     @abstractmethod
-    def golden(self, gemm):
-        """The int8 result this design must produce for ``gemm`` (numpy, no simulation)."""
+    def make_plan(self, layer, *input_shapes) -> Plan:
+        """Decide how to run ``layer`` (kind already checked); raise :class:`UnsupportedLayer` with the reason."""
 
     @abstractmethod
-    def estimate_cycles(self, gemm_shape, dma) -> int:
-        """Closed-form cycles for a (M, N, K) GEMM at the given DMA timing."""
+    def run(self, plan, device, *inputs, cycle_budget=None):
+        """Run ``plan`` on ``device`` for these inputs; return (output, LayerStats)."""
+
+    def golden(self, plan, *inputs):
+        """The output this design must produce (TFLite-exact unless the design says otherwise)."""
+        return plan.layer.reference(*inputs)
 
     @abstractmethod
-    def estimate_stats(self, gemm_shape, dma, op="gemm", shape=None):
-        """LayerStats of an (M, N, K) GEMM from the cost model, without simulating (the `model` backend)."""
+    def estimate(self, plan, dma):
+        """LayerStats of running ``plan`` from the closed-form cost model (the `model` backend)."""
 
-    def estimate(self, gemm, dma, op="gemm", shape=None):
-        """LayerStats of running ``gemm``, from the cost model (the `model` backend).
-
-        The default needs only the shape; designs whose schedule depends on the
-        data (e.g. where each channel may go) look at the operands.
-        """
-        return self.estimate_stats(gemm.shape, dma, op, shape)
-
-    @abstractmethod
-    def run_gemm(self, device, gemm, cycle_budget=None, op="gemm", shape=None):
-        """Run ``gemm`` on ``device``; return (int8 output, LayerStats)."""
-
-    def run_layer(self, device, layer, x, cycle_budget=None):
-        """Run a CONV_2D / FULLY_CONNECTED layer (see ``driver.layers``) on ``device``: (output, LayerStats)."""
-        gemm, shape = layer.lower(x)
-        described = {"input": list(x.shape), "output": list(shape), "m": gemm.shape[0], "n": gemm.shape[1],
-                     "k": gemm.shape[2]}
-        out, stats = self.run_gemm(device, gemm, cycle_budget, op=layer.op, shape=described)
-        return out.reshape(shape), stats
-
-    def supports(self, layer):
+    def supports(self, layer, *input_shapes):
         """(True, "") or (False, reason)."""
         try:
-            self.check(layer)
+            self.plan(layer, *input_shapes)
         except UnsupportedLayer as error:
             return False, str(error)
         return True, ""
+
+    # hooks
+    @classmethod
+    def model_params(cls, model_path, params=None) -> tuple:
+        """(parameters, note): what a model file asks of this design, e.g. from a quantizer's side file.
+
+        ``params`` are the ones the user gave. The run command applies the answer for every
+        parameter the user did not set; ``note`` says where it came from. The default asks nothing.
+        """
+        return {}, ""
+
+    def random_layer(self, kind, rng, **shape):
+        """(layer, inputs) of ``kind`` drawn from this design's own domain (the kind's generator by default)."""
+        return get_kind(kind).random(rng, **shape)
 
 
 def registry() -> dict:

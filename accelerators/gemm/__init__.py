@@ -1,6 +1,9 @@
 """The int8 systolic GEMM accelerator plug-in."""
 
-from ...errors import UnsupportedLayer
+import numpy as np
+
+from ...driver.layers import QuantizedGemm
+from ...errors import ParameterError, UnsupportedLayer
 from ..base import Accelerator, Param, ParamSpace
 from .gateware import GemmCore
 from .pe import PEArray, WeightLayout
@@ -27,6 +30,8 @@ class GemmAccelerator(Accelerator):
                       "a_depth ({a_depth}) must be at least k_max ({k_max}) so one row tile of the deepest K fits"),),
     )
 
+    small_params = {"rows": 4, "cols": 4, "data_width": 32, "k_max": 64, "a_depth": 256}
+
     def core(self):
         return GemmCore(**self.params)
 
@@ -43,23 +48,88 @@ class GemmAccelerator(Accelerator):
     def pes(self):
         return self.params["rows"] * self.params["cols"]
 
+    # the plan contract
+    kinds = ("gemm", "conv2d", "fc")
+
     def check_shape(self, m, n, k):
-        if k > self.params["k_max"]:
-            raise UnsupportedLayer(f"reduction depth K={k} exceeds k_max={self.params['k_max']}")
+        """Raise :class:`UnsupportedLayer` when this design cannot run an (M, N, K) GEMM."""
         if min(m, n, k) < 1:
             raise UnsupportedLayer(f"empty GEMM {m}x{n}x{k}")
+        if k > self.params["k_max"]:
+            raise UnsupportedLayer(f"reduction depth K={k} exceeds k_max={self.params['k_max']}")
 
-    def golden(self, gemm):
-        return gemm.reference()
+    def place_columns(self, weights):
+        """Array column slot of each output channel (``-1``: unused), or None for channel i on column i."""
+        return None
 
-    def job_cycles(self, m_tiles, n_tiles, k, dma):
-        return cost.job_cycles(self.params, m_tiles, n_tiles, k, dma)
+    def make_plan(self, layer, input_shape):
+        m, n, k = layer.gemm_shape(input_shape)
+        self.check_shape(m, n, k)
+        placement = self.place_columns(layer.gemm_weights())
+        columns = n if placement is None else int(placement.size)
+        rows, cols = self.params["rows"], self.params["cols"]
+        jobs = cost.plan_jobs(m, k, rows, self.params["a_depth"])
+        schedule = {"gemm": [m, n, k], "array_columns": columns, "row_tiles": -(-m // rows),
+                    "column_tiles": -(-columns // cols), "jobs": [list(job) for job in jobs]}
+        if placement is not None:
+            schedule["placement"] = placement.tolist()
+        return self.new_plan(layer, (input_shape,), schedule)
 
-    def estimate_cycles(self, gemm_shape, dma):
-        return cost.gemm_cycles(self.params, gemm_shape, dma)
+    def _described(self, plan):
+        m, n, k = plan.schedule["gemm"]
+        described = {"input": list(plan.input_shape), "output": list(plan.output_shape), "m": m, "n": n, "k": k}
+        if plan.schedule["array_columns"] != n:
+            # the array runs the placed GEMM: its column count is what the cost model needs
+            described.update(channels=n, n=plan.schedule["array_columns"])
+        return described
 
-    def estimate_stats(self, gemm_shape, dma, op="gemm", shape=None):
-        return driver.estimate_gemm(self, gemm_shape, dma, op, shape)
+    def _arrange(self, gemm, plan):
+        """The GEMM with its output channels moved to the array columns the plan placed them on."""
+        if "placement" not in plan.schedule:
+            return gemm
+        placement = np.asarray(plan.schedule["placement"])
+        used = placement >= 0
+        b = np.zeros((gemm.b.shape[0], placement.size), dtype=np.int8)
+        b[:, used] = gemm.b[:, placement[used]]
+        bias = np.zeros(placement.size, dtype=np.int64)
+        bias[used] = gemm.bias[placement[used]]
+        scale = np.full(placement.size, 0.5)
+        scale[used] = gemm.scale[placement[used]]
+        return QuantizedGemm(a=gemm.a, b=b, bias=bias, scale=scale, rounding=gemm.rounding,
+                             output_zero_point=gemm.output_zero_point, act_min=gemm.act_min, act_max=gemm.act_max)
 
-    def run_gemm(self, device, gemm, cycle_budget=None, op="gemm", shape=None):
-        return driver.run_gemm(self, device, gemm, cycle_budget, op=op, shape=shape)
+    def _lowered(self, plan, x):
+        gemm, out_shape = plan.layer.lower(x)
+        if list(gemm.shape) != plan.schedule["gemm"]:
+            raise ParameterError(f"an input of shape {list(x.shape)} gives a {gemm.shape} GEMM, but the plan was "
+                                 f"made for {tuple(plan.schedule['gemm'])}")
+        return gemm, self._arrange(gemm, plan), out_shape
+
+    @staticmethod
+    def _unarrange(out, gemm, placed, plan):
+        if placed is gemm:
+            return out
+        placement = np.asarray(plan.schedule["placement"])
+        used = placement >= 0
+        result = np.zeros((gemm.shape[0], gemm.shape[1]), dtype=np.int8)
+        result[:, placement[used]] = out[:, used]
+        return result
+
+    def golden(self, plan, x):
+        """What the array computes: the lowered (and placed) GEMM's TFLite-exact result, in layer order."""
+        gemm, placed, out_shape = self._lowered(plan, x)
+        return self._unarrange(placed.reference(), gemm, placed, plan).reshape(out_shape)
+
+    def run(self, plan, device, x, cycle_budget=None):
+        gemm, placed, out_shape = self._lowered(plan, x)
+        out, stats = driver.run_gemm(self, device, placed, cycle_budget, op=plan.kind, shape=self._described(plan),
+                                     jobs=[tuple(job) for job in plan.schedule["jobs"]])
+        stats.macs = plan.macs
+        return self._unarrange(out, gemm, placed, plan).reshape(out_shape), stats
+
+    def estimate(self, plan, dma):
+        m, _, k = plan.schedule["gemm"]
+        stats = driver.estimate_gemm(self, (m, plan.schedule["array_columns"], k), dma, plan.kind,
+                                     self._described(plan), jobs=[tuple(job) for job in plan.schedule["jobs"]])
+        stats.macs = plan.macs
+        return stats

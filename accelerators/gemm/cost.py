@@ -23,7 +23,7 @@ from ...driver.device import beats_done
 from .gateware import PARAM_WORDS, word_beats
 from .pe import WeightLayout
 
-__all__ = ["job_cycles", "gemm_cycles", "cycle_bound", "beats_done"]
+__all__ = ["plan_jobs", "job_cycles", "gemm_cycles", "cycle_bound", "beats_done"]
 
 
 def job_cycles(params, m_tiles, n_tiles, k, dma):
@@ -79,9 +79,15 @@ def cycle_bound(params, m_tiles, n_tiles, k, dma):
     return transfer + m_tiles * n_tiles * (k + rows + cols + 2) + 2 * n_tiles
 
 
+def plan_jobs(m, k, rows, a_depth):
+    """Split M into jobs of whole row tiles whose A block fits the A buffer: [(row0, m_tiles), ...]."""
+    row_tiles = -(-m // rows)
+    per_job = max(1, min(a_depth // k, 0xFFFF))
+    return [(t * rows, min(per_job, row_tiles - t)) for t in range(0, row_tiles, per_job)]
+
+
 def gemm_cycles(params, shape, dma):
     """Cycles of a whole (M, N, K) GEMM: the sum of its jobs."""
-    from .driver import plan_jobs
     m, n, k = shape
     n_tiles = -(-n // params["cols"])
     return sum(job_cycles(params, mt, n_tiles, k, dma) for _, mt in plan_jobs(m, k, params["rows"], params["a_depth"]))

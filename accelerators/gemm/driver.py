@@ -4,18 +4,11 @@ import numpy as np
 
 from ...driver.layers import LayerStats
 from ...driver.quant import DOUBLE, float_scale_fields
-from .cost import cycle_bound
+from .cost import cycle_bound, gemm_cycles, plan_jobs
 from .gateware import PARAM_WORDS, word_beats
 from .pe import WeightLayout
 
-__all__ = ["plan_jobs", "pack_tiles", "pack_job", "unpack_job", "run_gemm"]
-
-
-def plan_jobs(m, k, rows, a_depth):
-    """Split M into jobs of whole row tiles whose A block fits the A buffer: [(row0, m_tiles), ...]."""
-    row_tiles = -(-m // rows)
-    per_job = max(1, min(a_depth // k, 0xFFFF))
-    return [(t * rows, min(per_job, row_tiles - t)) for t in range(0, row_tiles, per_job)]
+__all__ = ["pack_tiles", "pack_job", "unpack_job", "run_gemm", "estimate_gemm"]
 
 
 def pack_tiles(gemm, layout: WeightLayout):
@@ -102,35 +95,37 @@ def weight_bytes(n_tiles, k, layout: WeightLayout, jobs=1):
     return jobs * n_tiles * layout.b_beats(k) * layout.data_width // 8
 
 
-def estimate_gemm(accelerator, shape, dma, op="gemm", described=None):
+def estimate_gemm(accelerator, shape, dma, op="gemm", described=None, jobs=None):
     """LayerStats of an (M, N, K) GEMM from the cost model alone (the `model` backend)."""
     p = accelerator.params
     rows, cols, width = p["rows"], p["cols"], p["data_width"]
     layout = WeightLayout.from_params(p)
     m, n, k = shape
     n_tiles = -(-n // cols)
-    jobs = plan_jobs(m, k, rows, p["a_depth"])
+    jobs = jobs or plan_jobs(m, k, rows, p["a_depth"])
     busy = sum(mt * n_tiles * k for _, mt in jobs)
     return LayerStats(op=op, shape=described or {"m": m, "n": n, "k": k}, macs=m * n * k,
-                      cycles=accelerator.estimate_cycles(shape, dma), pes=rows * cols,
+                      cycles=gemm_cycles(p, shape, dma), pes=rows * cols,
                       bytes_in=sum(input_bytes(mt, n_tiles, k, rows, layout) for _, mt in jobs),
                       bytes_out=sum(output_bytes(mt, n_tiles, rows, cols, width) for _, mt in jobs),
                       jobs=len(jobs), busy_cycles=busy, array_macs=busy * rows * cols,
                       extra={"estimated": True, "weight_bytes": weight_bytes(n_tiles, k, layout, len(jobs))})
 
 
-def run_gemm(accelerator, device, gemm, cycle_budget=None, op="gemm", shape=None):
-    """Run ``gemm`` job by job on ``device``; return (int8 [M, N], LayerStats)."""
+def run_gemm(accelerator, device, gemm, cycle_budget=None, op="gemm", shape=None, jobs=None):
+    """Run ``gemm`` job by job (``jobs`` as :func:`~.cost.plan_jobs` splits it) on ``device``.
+
+    Returns (int8 [M, N], LayerStats).
+    """
     p = accelerator.params
     rows, cols, width = p["rows"], p["cols"], p["data_width"]
     layout = WeightLayout.from_params(p)
-    accelerator.check(gemm)
     m, n, k = gemm.shape
     n_tiles = -(-n // cols)
     out = np.zeros((m, n), dtype=np.int8)
     total = None
     bytes_in = bytes_out = 0
-    jobs = plan_jobs(m, k, rows, p["a_depth"])
+    jobs = jobs or plan_jobs(m, k, rows, p["a_depth"])
     tiles = pack_tiles(gemm, layout)
     for row0, m_tiles in jobs:
         stream = pack_job(gemm, row0, m_tiles, rows, layout, tiles)

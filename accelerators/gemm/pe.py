@@ -27,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from ...errors import ParameterError
 
-__all__ = ["WeightLayout", "PEArray", "shift_fields", "on_shift_grid", "MAX_EXPONENT"]
+__all__ = ["shift_grid", "WeightLayout", "PEArray", "shift_fields", "on_shift_grid", "MAX_EXPONENT"]
 
 #: Largest exponent a shift term encodes (3-bit field holding e + 1).
 MAX_EXPONENT = 6
@@ -133,6 +133,12 @@ def on_shift_grid(values, terms):
     _, high, low, remainder = _terms(values)
     ok = (remainder == 0) & (high <= MAX_EXPONENT)
     return ok & (low < 0) if terms == 1 else ok
+
+
+def shift_grid(terms):
+    """Every int8 value on the ``terms``-term power-of-two grid, ascending (int64)."""
+    values = np.arange(-127, 128, dtype=np.int64)
+    return values[on_shift_grid(values, terms)]
 
 
 def shift_fields(values, terms):

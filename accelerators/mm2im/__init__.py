@@ -1,7 +1,8 @@
 """The MM2IM transposed-convolution accelerator plug-in: MatMul + on-chip col2IM for int8 TRANSPOSE_CONV."""
 
+import dataclasses
+
 from ...errors import ParameterError, UnsupportedLayer
-from ...driver.quant import ACTIVATIONS
 from ..base import Accelerator, Param, ParamSpace
 from .gateware import Mm2imCore
 from . import cost, driver
@@ -28,7 +29,8 @@ class Mm2imAccelerator(Accelerator):
                   power_of_two=True),
         ),
     )
-    offload_ops = ("tconv",)
+    kinds = ("tconv",)
+    small_params = {"rows": 2, "cols": 3, "data_width": 32, "w_depth": 64, "in_depth": 16, "acc_depth": 32}
 
     def core(self):
         return Mm2imCore(**self.params)
@@ -37,37 +39,20 @@ class Mm2imAccelerator(Accelerator):
     def pes(self):
         return self.params["rows"] * self.params["cols"]
 
-    # GEMM entry points: this design runs no plain GEMM
-    def check_shape(self, m, n, k):
-        raise UnsupportedLayer("mm2im runs TRANSPOSE_CONV layers only, not plain GEMMs")
-
-    def estimate_cycles(self, gemm_shape, dma):
-        raise UnsupportedLayer("mm2im runs TRANSPOSE_CONV layers only, not plain GEMMs")
-
-    def estimate_stats(self, gemm_shape, dma, op="gemm", shape=None):
-        raise UnsupportedLayer("mm2im runs TRANSPOSE_CONV layers only, not plain GEMMs")
-
-    def run_gemm(self, device, gemm, cycle_budget=None, op="gemm", shape=None):
-        raise UnsupportedLayer("mm2im runs TRANSPOSE_CONV layers only, not plain GEMMs")
-
-    def golden(self, layer, x=None):
-        """The int8 output this design must produce for ``layer`` on ``x`` (TFLite-exact, numpy)."""
-        if x is None:
-            raise UnsupportedLayer("mm2im runs TRANSPOSE_CONV layers only, not plain GEMMs (its golden model takes a "
-                                   "TransposeConv2D and its input)")
-        return layer.reference(x)
-
-    # TRANSPOSE_CONV layers
-    def check_layer(self, layer, input_shape):
-        if layer.op not in self.offload_ops:
-            raise UnsupportedLayer(f"{self.name} does not run {layer.op} layers")
-        if getattr(layer, "activation", "NONE") not in ACTIVATIONS:
-            raise UnsupportedLayer(f"fused activation {layer.activation} is not supported")
+    # the plan contract
+    def make_plan(self, layer, input_shape):
         try:
             layer.check_input(tuple(input_shape))
         except ParameterError as error:
             raise UnsupportedLayer(str(error)) from None
         driver.check_layer(layer, tuple(input_shape), self.params)
+        jobs = driver.plan_layer(layer, tuple(input_shape), self.params)
+        return self.new_plan(layer, (input_shape,), {"jobs": [dataclasses.asdict(job) for job in jobs],
+                                                     "channel_chunks": -(-layer.filters.shape[3] // self.params["rows"])})
+
+    @staticmethod
+    def _jobs(plan):
+        return [driver.Job(**{**job, "steps_per_row": tuple(job["steps_per_row"])}) for job in plan.schedule["jobs"]]
 
     def job_cycles(self, layer, job, dma):
         chunks = -(-layer.filters.shape[3] // self.params["rows"])
@@ -75,14 +60,10 @@ class Mm2imAccelerator(Accelerator):
         return cost.job_cycles(self.params, chunks, kh * kw, job.in_w * chunks, job.steps_per_row,
                                job.out_h * layer.output_shape[2], dma)
 
-    def layer_cycles(self, layer, input_shape, dma):
-        """Closed-form cycles of a whole layer (the sum of its jobs)."""
-        return sum(self.job_cycles(layer, job, dma) for job in driver.plan_layer(layer, tuple(input_shape), self.params))
+    def run(self, plan, device, x, cycle_budget=None):
+        if tuple(x.shape) != plan.input_shape:
+            raise ParameterError(f"input of shape {list(x.shape)} does not match the plan's {list(plan.input_shape)}")
+        return driver.run_layer(self, device, plan.layer, x, self._jobs(plan), cycle_budget)
 
-    def run_layer(self, device, layer, x, cycle_budget=None):
-        return driver.run_layer(self, device, layer, x, cycle_budget)
-
-    def model_layer(self, layer, x, dma):
-        """Golden output and cost-model LayerStats, without simulating (the `model` backend)."""
-        self.check_layer(layer, x.shape)
-        return layer.reference(x), driver.estimate_layer(self, layer, tuple(x.shape), dma)
+    def estimate(self, plan, dma):
+        return driver.estimate_layer(self, plan.layer, plan.input_shape, self._jobs(plan), dma)

@@ -164,10 +164,9 @@ def _extra(layer, input_shape):
             "scatter_macs": int(np.prod(input_shape)) * layer.filters.shape[0] * layer.kernel[0] * layer.kernel[1]}
 
 
-def estimate_layer(accelerator, layer, input_shape, dma):
-    """LayerStats from the cost model alone (the `model` backend)."""
+def estimate_layer(accelerator, layer, input_shape, jobs, dma):
+    """LayerStats of running ``jobs`` (:func:`plan_layer`) from the cost model alone (the `model` backend)."""
     p = accelerator.params
-    jobs = plan_layer(layer, input_shape, p)
     ow = layer.output_shape[2]
     busy = sum(sum(job.steps_per_row) for job in jobs)
     return LayerStats(op=layer.op, shape=_described(layer, input_shape), macs=layer.effective_macs(input_shape),
@@ -177,18 +176,15 @@ def estimate_layer(accelerator, layer, input_shape, dma):
                       array_macs=busy * accelerator.pes, extra={"estimated": True, **_extra(layer, input_shape)})
 
 
-def run_layer(accelerator, device, layer, x, cycle_budget=None):
-    """Run a TRANSPOSE_CONV layer job by job on ``device``; return (int8 NHWC output, LayerStats)."""
+def run_layer(accelerator, device, layer, x, jobs, cycle_budget=None):
+    """Run a TRANSPOSE_CONV layer's ``jobs`` (:func:`plan_layer`) on ``device``; return (int8 NHWC output, LayerStats)."""
     p = accelerator.params
-    accelerator.check_layer(layer, x.shape)
-    layer.check_input(x.shape)
     _, oh, ow, cout = layer.output_shape
     cols = p["cols"]
     words, act_min, act_max = requant_words(layer)
     out = np.zeros(layer.output_shape, dtype=np.int8)
     total = None
     bytes_in = bytes_out = 0
-    jobs = plan_layer(layer, x.shape, p)
     n_o = word_beats(cols, p["data_width"]) * (p["data_width"] // 8)
     for job in jobs:
         stream = pack_job(layer, x, job, p, words)

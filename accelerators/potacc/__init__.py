@@ -14,15 +14,28 @@ columns first. A layer whose off-grid channels find no multiplier column is
 declined with the reason, so the front ends leave it on the CPU.
 """
 
+import dataclasses
+import json
+from pathlib import Path
+
 import numpy as np
 
-from ...driver.layers import QuantizedGemm
-from ...errors import UnsupportedLayer
+from ...errors import ModelError, ParameterError, UnsupportedLayer
 from ..base import Param, ParamSpace
 from ..gemm import GemmAccelerator
-from ..gemm.pe import WeightLayout, on_shift_grid
+from ..gemm.pe import WeightLayout, on_shift_grid, shift_grid
 
-__all__ = ["PotAccelerator", "column_plan"]
+__all__ = ["PotAccelerator", "column_plan", "method_params", "METHODS"]
+
+#: power-of-two quantization methods (`accelkit quantize --method`) and the designs they need
+METHODS = ("pot", "apot", "msq")
+
+
+def method_params(method, cols=8):
+    """The shift-PE design a quantization method's weights need: terms per weight, multiplier columns."""
+    if method not in METHODS:
+        raise ParameterError(f"power-of-two method must be one of {', '.join(METHODS)}, not {method!r}")
+    return {"terms": 1 if method == "pot" else 2, "mult_cols": -(-cols // 3) if method == "msq" else 0}
 
 
 def column_plan(b, layout: WeightLayout):
@@ -68,50 +81,47 @@ class PotAccelerator(GemmAccelerator):
             (lambda p: p["mult_cols"] <= p["cols"], "mult_cols ({mult_cols}) cannot exceed cols ({cols})"),),
     )
 
-    def check(self, gemm):
-        super().check(gemm)
-        column_plan(gemm.b, self.layout)
+    small_params = {**GemmAccelerator.small_params, "terms": 2, "mult_cols": 1}
+    plan_depends_on_weights = True     # which column each channel goes to depends on its weights
 
-    def check_layer(self, layer, input_shape):
-        super().check_layer(layer, input_shape)
-        weights = getattr(layer, "filters", None)
-        if weights is None:
-            weights = layer.weights
-        column_plan(np.asarray(weights).reshape(weights.shape[0], -1).T, self.layout)
+    def place_columns(self, weights):
+        return column_plan(np.asarray(weights), self.layout)
 
-    def arranged(self, gemm):
-        """(gemm with its channels placed on array columns, the column plan)."""
-        plan = column_plan(gemm.b, self.layout)
-        used = plan >= 0
-        b = np.zeros((gemm.b.shape[0], plan.size), dtype=np.int8)
-        b[:, used] = gemm.b[:, plan[used]]
-        bias = np.zeros(plan.size, dtype=np.int64)
-        bias[used] = gemm.bias[plan[used]]
-        scale = np.full(plan.size, 0.5)
-        scale[used] = gemm.scale[plan[used]]
-        placed = QuantizedGemm(a=gemm.a, b=b, bias=bias, scale=scale, rounding=gemm.rounding,
-                               output_zero_point=gemm.output_zero_point, act_min=gemm.act_min, act_max=gemm.act_max)
-        return placed, plan
+    @classmethod
+    def model_params(cls, model_path, params=None):
+        """A model from `accelkit quantize` names its method in a side file: configure the shift PEs for it."""
+        side = Path(f"{model_path}.pot.json")
+        if not side.exists():
+            return {}, ""
+        try:
+            method = json.loads(side.read_text())["method"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ModelError(f"{side} is not a power-of-two side file: {error}") from None
+        cols = (params or {}).get("cols", cls.space.resolve({})["cols"])
+        return method_params(method, cols), f"{Path(model_path).name} is {method}-quantized (side file)"
 
-    @staticmethod
-    def _described(gemm, placed, shape):
-        m, n, k = gemm.shape
-        described = dict(shape or {"m": m, "n": n, "k": k})
-        # The array runs the placed GEMM: its column count is what the cost model needs.
-        described.update(channels=n, n=placed.shape[1])
-        return described
+    def random_layer(self, kind, rng, **shape):
+        """A random layer whose weights lie on this design's power-of-two grid (off-grid ones on multiplier columns).
 
-    def run_gemm(self, device, gemm, cycle_budget=None, op="gemm", shape=None):
-        placed, plan = self.arranged(gemm)
-        out, stats = super().run_gemm(device, placed, cycle_budget, op, self._described(gemm, placed, shape))
-        result = np.zeros((gemm.shape[0], gemm.shape[1]), dtype=np.int8)
-        used = plan >= 0
-        result[:, plan[used]] = out[:, used]
-        stats.macs = gemm.macs
-        return result, stats
-
-    def estimate(self, gemm, dma, op="gemm", shape=None):
-        placed, _ = self.arranged(gemm)
-        stats = self.estimate_stats(placed.shape, dma, op, self._described(gemm, placed, shape))
-        stats.macs = gemm.macs
-        return stats
+        The kind's generator draws int8 weights; each output channel is then moved onto the
+        shift grid, except (with multiplier columns) a random share that stays int8, as MSQ's
+        fixed-point rows do.
+        """
+        layer, inputs = super().random_layer(kind, rng, **shape)
+        weights = next(name for name in ("filters", "weights", "b") if isinstance(getattr(layer, name, None), np.ndarray))
+        values = getattr(layer, weights)
+        b = layer.gemm_weights().astype(np.int64)          # [K, N]
+        grid = shift_grid(self.layout.terms)
+        snapped = grid[np.abs(b[..., None] - grid).argmin(axis=-1)]
+        keep = np.zeros(b.shape[1], dtype=bool)
+        if self.layout.mult_cols:
+            keep = rng.random(b.shape[1]) < 0.3
+        snapped[:, keep] = b[:, keep]
+        snapped = snapped.astype(np.int8)
+        if weights == "b":
+            new = snapped
+        elif weights == "weights":
+            new = snapped.T.copy()
+        else:
+            new = snapped.T.reshape(values.shape).copy()
+        return dataclasses.replace(layer, **{weights: new}), inputs

@@ -52,14 +52,14 @@ def evaluate(mm2im, gemm, layer, x, dma):
     record = {"input": list(x.shape), "output": list(layer.output_shape), "kernel": layer.kernel[0],
               "stride": layer.stride[0], "padding": layer.padding, "activation": layer.activation}
     try:
-        mm2im.check_layer(layer, x.shape)
+        plan = mm2im.plan(layer, x.shape)
     except UnsupportedLayer as error:
         return {**record, "supported": False, "reason": str(error)}
-    out, stats = mm2im.model_layer(layer, x, dma)
+    out, stats = mm2im.golden(plan, x), mm2im.estimate(plan, dma)
     conv, inserted = layer.zero_insertion_conv(x)
     lowered = conv.reference(inserted)
     gemm_shape = layer.gemm_shape(x.shape)
-    gemm_cycles = gemm.estimate_cycles(gemm_shape, dma)
+    gemm_cycles = gemm.estimate(gemm.plan(conv, inserted.shape), dma).cycles
     record.update(supported=True, bit_exact=bool(np.array_equal(out, expected)),
                   lowering_bit_exact=bool(np.array_equal(lowered, expected)), mm2im_cycles=stats.cycles,
                   gemm_cycles=gemm_cycles, speedup=gemm_cycles / stats.cycles, effective_macs=stats.macs,
@@ -72,13 +72,15 @@ def evaluate(mm2im, gemm, layer, x, dma):
 def _rtl_check(mm2im, gemm, layer, x, dma, devices):
     from ..frontends.tflite.tconv_model import layer_reference
     expected = layer_reference(layer, x)
-    out, stats = mm2im.run_layer(devices["mm2im"], layer, x)
+    plan = mm2im.plan(layer, x.shape)
+    out, stats = mm2im.run(plan, devices["mm2im"], x)
     conv, inserted = layer.zero_insertion_conv(x)
-    gemm_out, gemm_stats = gemm.run_layer(devices["gemm"], conv, inserted)
+    gemm_plan = gemm.plan(conv, inserted.shape)
+    gemm_out, gemm_stats = gemm.run(gemm_plan, devices["gemm"], inserted)
     return {"bit_exact": bool(np.array_equal(out, expected)), "cycles": stats.cycles,
-            "cost_model_cycles": mm2im.layer_cycles(layer, x.shape, dma),
+            "cost_model_cycles": mm2im.estimate(plan, dma).cycles,
             "gemm_bit_exact": bool(np.array_equal(gemm_out, expected)), "gemm_cycles": gemm_stats.cycles,
-            "gemm_cost_model_cycles": gemm.estimate_cycles(layer.gemm_shape(x.shape), dma)}
+            "gemm_cost_model_cycles": gemm.estimate(gemm_plan, dma).cycles}
 
 
 def _geomean(values):

@@ -2,7 +2,7 @@
 
 For each quantization method (PoT, APoT, MSQ) the bundled model is quantized
 once, then run on two designs of the same array size: the int8 multiplier GEMM
-and potacc configured for the method (``sw.pot.potacc_params``). For each it
+and potacc configured for the method (``accelerators.potacc.method_params``). For each it
 reports the RTL cycles per inference, the bytes of weights streamed, Yosys
 resources of the whole design and of the PE grid alone (with the ``$mul`` cells
 left before technology mapping), an energy estimate, and whether its outputs are
@@ -31,7 +31,8 @@ import numpy as np
 
 from ...accelerators.base import get_accelerator, parse_params
 from ...driver.device import DmaTiming
-from ..quantization.pot import METHODS, potacc_params, quantize_model
+from ...accelerators.potacc import METHODS, method_params
+from ..quantization.pot import quantize_model
 from ..reports.output import console, progress_printer, provenance, table
 
 __all__ = ["ENERGY_PJ", "energy_pj", "potacc_bench", "compare_designs"]
@@ -124,7 +125,7 @@ def potacc_bench(args):
                     batch = batch[:args.samples]
                 designs = [("gemm (multipliers)", get_accelerator("gemm", params)),
                            (f"potacc ({method})", get_accelerator("potacc", {
-                               **params, **potacc_params(method, params.get("cols", 8))}))]
+                               **params, **method_params(method, params.get("cols", 8))}))]
                 for row in compare_designs(path, designs, args.backend, dma, batch, labels, progress):
                     results.append({"model": name, "method": method, "samples": len(batch), **row})
     _print(results)

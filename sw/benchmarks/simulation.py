@@ -6,6 +6,7 @@ import numpy as np
 
 from ...accelerators.base import get_accelerator, parse_params
 from ...driver.device import DmaTiming
+from ...driver.kinds.gemm import Gemm
 from ..execution.devices import open_device
 from ..frontends.tflite.runner import one_inference
 from ..reports.output import console, progress_printer, provenance, table
@@ -15,9 +16,15 @@ from ..verification.random_layers import random_gemm
 __all__ = ["sim_speed", "model_bench", "utilization_bench", "fidelity_bench"]
 
 
+def _gemm_plan(accelerator, gemm):
+    layer, a = Gemm.of(gemm)
+    return accelerator.plan(layer, a.shape), a
+
+
 def _timed_job(device, accelerator, gemm):
     started = time.perf_counter()
-    out, stats = accelerator.run_gemm(device, gemm)
+    plan, a = _gemm_plan(accelerator, gemm)
+    out, stats = accelerator.run(plan, device, a)
     return out, stats, time.perf_counter() - started
 
 
@@ -28,12 +35,12 @@ def sim_speed(args):
     dma = DmaTiming(args.dma_bytes, args.dma_latency)
     progress = progress_printer()
     gemm = random_gemm(np.random.default_rng(args.seed), args.size, args.size, args.size)
-    golden = accelerator.golden(gemm)
+    golden = accelerator.golden(*_gemm_plan(accelerator, gemm))
     routes = {}
     for backend in ("verilator", "cocotb", "amaranth"):
         progress(f"{backend}: preparing")
         with open_device(accelerator, backend, dma, progress=progress) as device:
-            accelerator.run_gemm(device, random_gemm(np.random.default_rng(1), 8, 8, 8))  # warm-up
+            _timed_job(device, accelerator, random_gemm(np.random.default_rng(1), 8, 8, 8))  # warm-up
             progress(f"{backend}: running {args.size}^3 GEMM")
             # The same number of timed runs on the two fast routes, each summarized by its median
             # (a 64^3 job is a few milliseconds natively, so one run is at the mercy of the machine).

@@ -1,116 +1,111 @@
-"""`accelkit layer`: one random int8 layer on an accelerator's RTL, checked against its golden model."""
+"""`accelkit layer KIND`: one random layer of any registered kind on an accelerator, checked against its models.
+
+The shape flags come from the kind's declaration (``driver/kinds``); the layer
+is drawn from the accelerator's own domain (``Accelerator.random_layer``), so a
+shift-PE design gets weights on its grid. The report shows the plan the
+accelerator made, the cycles it took against the cost model, and whether the
+output equals the kind's TFLite-exact reference.
+"""
 
 import numpy as np
 
 from ...accelerators.base import get_accelerator, parse_params
 from ...driver.device import DmaTiming
+from ...driver.kinds import kinds
+from ...errors import ParameterError
 from ..execution.executors import open_executor
-from ..verification.random_layers import random_conv2d, random_fc, random_gemm, random_tconv
 from ..reports.output import console, progress_printer, provenance, table, write_json
 
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser):
-    parser.add_argument("op", choices=("gemm", "conv2d", "fc", "tconv"), help="layer kind (tconv: TRANSPOSE_CONV, --accel mm2im)")
-    shapes = parser.add_argument_group("shape (gemm: --m --n --k; fc: --batch --k --n; conv2d: the rest)")
-    shapes.add_argument("--m", type=int, default=64, help="GEMM rows")
-    shapes.add_argument("--n", type=int, default=64, help="GEMM columns / FC output features")
-    shapes.add_argument("--k", type=int, default=64, help="reduction depth / FC input features")
-    shapes.add_argument("--batch", type=int, default=1)
-    shapes.add_argument("--height", type=int, default=16)
-    shapes.add_argument("--width", type=int, default=16)
-    shapes.add_argument("--in-channels", type=int, default=8)
-    shapes.add_argument("--out-channels", type=int, default=16)
-    shapes.add_argument("--kernel", type=int, default=3)
-    shapes.add_argument("--stride", type=int, default=1)
-    shapes.add_argument("--dilation", type=int, default=1)
-    shapes.add_argument("--padding", choices=("SAME", "VALID"), default="SAME", type=str.upper)
-    parser.add_argument("--activation", choices=("NONE", "RELU", "RELU6", "RELU_N1_TO_1"), default="NONE",
-                        type=str.upper)
+    registered = kinds()
+    parser.add_argument("op", metavar="KIND", choices=sorted(registered),
+                        help=f"layer kind: {', '.join(f'{k} ({v.description})' for k, v in sorted(registered.items()))}")
+    shapes = parser.add_argument_group("shape (each kind takes its own; others are ignored)")
+    seen = {}
+    for kind in registered.values():
+        for option in kind.shape_options:
+            seen.setdefault(option.name, (option, []))[1].append(kind.name)
+    for name, (option, users) in sorted(seen.items()):
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{option.help + '; ' if option.help else ''}{', '.join(users)} (default {option.default})"
+        if option.choices:
+            shapes.add_argument(flag, dest=name, choices=option.choices, type=str.upper, default=None, help=help_text)
+        else:
+            shapes.add_argument(flag, dest=name, type=int, default=None, help=help_text)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--trace", metavar="WAVE.fst", help="write a waveform (.fst or .vcd)")
     parser.add_argument("--cycle-budget", type=int, help="cycles before a job is declared hung "
                         "(default: 4x the cost model's estimate)")
 
 
-def make_layer(args, rng):
-    if args.op == "gemm":
-        gemm = random_gemm(rng, args.m, args.n, args.k, args.activation)
-        return None, gemm, {"m": args.m, "n": args.n, "k": args.k}
-    if args.op == "fc":
-        layer, x = random_fc(rng, args.batch, args.k, args.n, args.activation)
-        return (layer, x), None, {"batch": args.batch, "in_features": args.k, "out_features": args.n}
-    if args.op == "tconv":
-        layer, x = random_tconv(rng, args.batch, args.height, args.width, args.in_channels, args.out_channels,
-                                args.kernel, args.stride, args.padding, args.activation)
-        shape = {"batch": args.batch, "height": args.height, "width": args.width, "in_channels": args.in_channels,
-                 "out_channels": args.out_channels, "kernel": args.kernel, "stride": args.stride,
-                 "padding": args.padding, "output": list(layer.output_shape)}
-        return (layer, x), None, shape
-    layer, x = random_conv2d(rng, args.batch, args.height, args.width, args.in_channels, args.out_channels,
-                             args.kernel, args.stride, args.dilation, args.padding, args.activation)
-    shape = {"batch": args.batch, "height": args.height, "width": args.width, "in_channels": args.in_channels,
-             "out_channels": args.out_channels, "kernel": args.kernel, "stride": args.stride,
-             "dilation": args.dilation, "padding": args.padding}
-    return (layer, x), None, shape
+def shape_of(kind, args):
+    """The kind's shape arguments: the user's values over the kind's defaults, checked."""
+    shape = {}
+    for option in kind.shape_options:
+        value = getattr(args, option.name, None)
+        value = option.default if value is None else value
+        if not option.choices and (isinstance(value, bool) or not isinstance(value, int) or value < option.minimum):
+            raise ParameterError(f"--{option.name.replace('_', '-')} must be an integer >= {option.minimum}, "
+                                 f"not {value!r}")
+        shape[option.name] = value
+    return shape
 
 
 def run(args):
     accelerator = get_accelerator(args.accel, parse_params(args.params))
+    kind = kinds()[args.op]
+    if kind.name not in accelerator.kinds:
+        raise ParameterError(f"{accelerator.name} does not run {kind.name} layers; it runs "
+                             f"{', '.join(accelerator.kinds)} (see `accelkit accelerators`)")
     dma = DmaTiming(args.dma_bytes, args.dma_latency)
+    shape = shape_of(kind, args)
     rng = np.random.default_rng(args.seed)
-    layer_input, gemm, shape = make_layer(args, rng)
+    layer, inputs = accelerator.random_layer(kind.name, rng, **shape)
+    plan = accelerator.plan(layer, *(x.shape for x in inputs))
     progress = progress_printer()
     with open_executor(accelerator, args.backend, dma, args.trace, progress) as executor:
-        progress(f"running {args.op} {shape} on {accelerator!r} ({args.backend})")
-        if gemm is not None:
-            golden = accelerator.golden(gemm)
-            out, stats = executor.run_gemm(gemm, args.cycle_budget, op="gemm", shape=shape)
-            gemm_shape = gemm.shape
-        elif args.op == "tconv":
-            layer, x = layer_input
-            golden = layer.reference(x)
-            out, stats = executor.run_layer(layer, x, args.cycle_budget)
-            gemm_shape = layer.gemm_shape(x.shape)     # of the zero-insertion lowering, for comparison
-        else:
-            layer, x = layer_input
-            lowered, out_shape = layer.lower(x)
-            golden = accelerator.golden(lowered).reshape(out_shape)
-            out, stats = executor.run_layer(layer, x, args.cycle_budget)
-            gemm_shape = lowered.shape
-    if args.op == "tconv":
-        estimate = accelerator.layer_cycles(layer, x.shape, dma)
-    else:
-        estimate = accelerator.estimate_cycles(gemm_shape, dma)
-    bit_exact = bool(np.array_equal(out, golden))
-    record = provenance("layer", accelerator, args.backend, dma, args.seed, op=args.op, shape=shape,
-                        activation=args.activation, gemm_shape=dict(zip("mnk", gemm_shape)),
-                        cycles=stats.cycles, estimated_cycles=estimate, macs=stats.macs,
+        progress(f"running {kind.name} {shape} on {accelerator!r} ({args.backend})")
+        expected = layer.reference(*inputs)
+        out, stats = executor.run(plan, *inputs, cycle_budget=args.cycle_budget)
+    estimate = accelerator.estimate(plan, dma).cycles
+    bit_exact = bool(out.shape == expected.shape and np.array_equal(out, expected))
+    record = provenance("layer", accelerator, args.backend, dma, args.seed, op=kind.name, shape=shape,
+                        plan=plan.as_dict(), cycles=stats.cycles, estimated_cycles=estimate, macs=stats.macs,
                         utilization=stats.utilization, bit_exact=bit_exact, stats=stats.as_dict())
-    console.print(table(f"{args.op} on {accelerator!r}, {args.backend}",
-                        ["op", "M", "N", "K", "MACs", "cycles", "cost model", "utilization", "bytes in",
-                         "bytes out", "bit-exact"],
-                        [[args.op, *gemm_shape, stats.macs, stats.cycles, estimate, stats.utilization,
-                          stats.bytes_in, stats.bytes_out, "yes" if bit_exact else "NO"]]))
+    console.print(table(f"{kind.name} on {accelerator!r}, {args.backend}",
+                        ["kind", "input", "output", "MACs", "cycles", "cost model", "utilization", "jobs",
+                         "bytes in", "bytes out", "bit-exact"],
+                        [[kind.name, " ".join("x".join(map(str, x.shape)) for x in inputs),
+                          "x".join(map(str, out.shape)), stats.macs, stats.cycles, estimate, stats.utilization,
+                          stats.jobs, stats.bytes_in, stats.bytes_out, "yes" if bit_exact else "NO"]]))
+    console.print(f"plan: {_plan_summary(plan)}")
     if not bit_exact:
-        index = tuple(int(i) for i in np.argwhere(out != golden)[0])
-        record["first_mismatch"] = {"index": index, "got": int(out[index]), "expected": int(golden[index])}
-        console.print(f"[bold red]MISMATCH[/bold red] at index {index}: got {out[index]}, golden {golden[index]}. "
-                      f"Reproduce with: accelkit layer {args.op} {_shape_flags(args)} --accel {args.accel} "
-                      f"--params {','.join(f'{k}={v}' for k, v in accelerator.params.items())} "
+        if out.shape != expected.shape:
+            record["first_mismatch"] = {"shape": list(out.shape), "expected_shape": list(expected.shape)}
+            where = f"output shape {list(out.shape)}, reference {list(expected.shape)}"
+        else:
+            index = tuple(int(i) for i in np.argwhere(out != expected)[0])
+            record["first_mismatch"] = {"index": index, "got": int(out[index]), "expected": int(expected[index])}
+            where = f"index {index}: got {out[index]}, reference {expected[index]}"
+        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in shape.items())
+        console.print(f"[bold red]MISMATCH[/bold red] at {where}. Reproduce with: accelkit layer {kind.name} {flags} "
+                      f"--accel {args.accel} --params {','.join(f'{k}={v}' for k, v in accelerator.params.items())} "
                       f"--backend {args.backend} --dma-bytes {args.dma_bytes} --dma-latency {args.dma_latency} "
-                      f"--activation {args.activation} --seed {args.seed}")
+                      f"--seed {args.seed}")
     if args.json:
         write_json(args.json, record)
     return 0 if bit_exact else 1
 
 
-def _shape_flags(args):
-    if args.op == "gemm":
-        return f"--m {args.m} --n {args.n} --k {args.k}"
-    if args.op == "fc":
-        return f"--batch {args.batch} --k {args.k} --n {args.n}"
-    return (f"--batch {args.batch} --height {args.height} --width {args.width} --in-channels {args.in_channels} "
-            f"--out-channels {args.out_channels} --kernel {args.kernel} --stride {args.stride} "
-            f"--dilation {args.dilation} --padding {args.padding}")
+def _plan_summary(plan):
+    """One line of a plan's schedule: scalars as they are, lists by their length."""
+    items = []
+    for key, value in plan.schedule.items():
+        if isinstance(value, list) and (len(value) > 8 or (value and isinstance(value[0], (list, dict)))):
+            items.append(f"{key}: {len(value)} entries")
+        else:
+            items.append(f"{key}: {value}")
+    return ", ".join(items)

@@ -59,16 +59,16 @@ def _list_accelerators(args):
     rows, record = [], []
     for name, cls in sorted(registry().items()):
         if isinstance(cls, str):
-            rows.append([name, cls, ""])
+            rows.append([name, cls, "", ""])
             record.append({"name": name, "available": False, "reason": cls})
             continue
         params = "\n".join(f"{p.name}: {p.describe()} — {p.doc}" for p in cls.space.params)
-        rows.append([name, cls.description, params])
-        record.append({"name": name, "available": True, "description": cls.description,
+        rows.append([name, cls.description, ", ".join(cls.kinds), params])
+        record.append({"name": name, "available": True, "description": cls.description, "kinds": list(cls.kinds),
                        "params": [{"name": p.name, "default": p.default, "min": p.minimum, "max": p.maximum,
                                    "power_of_two": p.power_of_two, "multiple_of": p.multiple_of, "doc": p.doc}
                                   for p in cls.space.params]})
-    console.print(table("registered accelerators", ["name", "description", "parameters"], rows))
+    console.print(table("registered accelerators", ["name", "description", "layer kinds", "parameters"], rows))
     if args.json:
         write_json(args.json, provenance("accelerators", accelerators=record))
     return 0

@@ -40,23 +40,13 @@ def _batched(outputs):
 
 
 def run(args):
-    from ..quantization.pot import side_file_params
     from ..frontends.tflite.runner import DelegatedModel, make_interpreter
     from ..zoo import resolve_array, resolve_model
     path = resolve_model(args.model)
     from ..execution.accelerator_lists import open_claiming_executor, resolve_accelerators
     params = parse_params(args.params)
     progress = progress_printer()
-    listed = [name.strip() for name in args.accel.split(",")]
-    if "potacc" in listed:
-        # a model from `accelkit quantize` says which shift-PE design its weights need
-        method, defaults = side_file_params(path, params.get("potacc.cols", params.get("cols", 8)))
-        if method and not {"terms", "mult_cols", "potacc.terms", "potacc.mult_cols"} & set(params):
-            progress(f"{path.name} is {method}-quantized (side file): potacc with "
-                     f"{', '.join(f'{k}={v}' for k, v in defaults.items())}")
-            prefix = "" if len(listed) == 1 else "potacc."
-            params.update({prefix + k: v for k, v in defaults.items()})
-    accelerators = resolve_accelerators(args.accel, params)
+    accelerators = resolve_accelerators(args.accel, params, model_path=path, progress=progress)
     dma = DmaTiming(args.dma_bytes, args.dma_latency)
     clock = args.clock_mhz * 1e6
     labels = np.load(resolve_array(args.labels)) if args.labels else None
@@ -73,9 +63,6 @@ def run(args):
                      f"VM load {model.load_seconds:.2f} s")
         else:
             model = DelegatedModel(path, executor, args.cpu_kernels)
-            claimed_by = getattr(accelerator, "claimed_by", lambda layer: accelerator.name)
-            for record in model.offloaded:      # which accelerator runs each offloaded layer
-                record.extra["accelerator"] = claimed_by(model.layers[record.index])
         batch = load_inputs(args.input, model.input_detail, args.seed, args.limit)
         if labels is not None and len(labels) < len(batch):
             raise ModelError(f"{len(labels)} labels for {len(batch)} inputs")

@@ -29,11 +29,17 @@ class DeviceExecutor:
         """Seconds spent waiting for the device (simulation time)."""
         return self.device.run_seconds
 
-    def run_gemm(self, gemm, cycle_budget=None, op="gemm", shape=None):
-        return self.accelerator.run_gemm(self.device, gemm, cycle_budget, op=op, shape=shape)
+    def plan(self, layer, *input_shapes):
+        """The accelerator's plan for ``layer`` (raises UnsupportedLayer with the reason)."""
+        return self.accelerator.plan(layer, *input_shapes)
 
-    def run_layer(self, layer, x, cycle_budget=None):
-        return self.accelerator.run_layer(self.device, layer, x, cycle_budget)
+    def run(self, plan, *inputs, cycle_budget=None):
+        """(output, LayerStats) of ``plan`` on these inputs."""
+        return self.accelerator.run(plan, self.device, *inputs, cycle_budget=cycle_budget)
+
+    def run_layer(self, layer, *inputs, cycle_budget=None):
+        """Plan and run ``layer`` in one call."""
+        return self.run(self.plan(layer, *(x.shape for x in inputs)), *inputs, cycle_budget=cycle_budget)
 
     def close(self):
         self.device.close()
@@ -58,25 +64,12 @@ class ModelExecutor(DeviceExecutor):
     def run_seconds(self):
         return self._seconds
 
-    def run_gemm(self, gemm, cycle_budget=None, op="gemm", shape=None):
+    def run(self, plan, *inputs, cycle_budget=None):
         started = time.perf_counter()
-        self.accelerator.check(gemm)
-        out = self.accelerator.golden(gemm)
-        stats = self.accelerator.estimate(gemm, self.dma, op, shape)
+        out = self.accelerator.golden(plan, *inputs)
+        stats = self.accelerator.estimate(plan, self.dma)
         self._seconds += time.perf_counter() - started
         return out, stats
-
-    def run_layer(self, layer, x, cycle_budget=None):
-        if hasattr(self.accelerator, "model_layer"):   # a layer that is not one GEMM (e.g. mm2im's TRANSPOSE_CONV)
-            started = time.perf_counter()
-            result = self.accelerator.model_layer(layer, x, self.dma)
-            self._seconds += time.perf_counter() - started
-            return result
-        gemm, out_shape = layer.lower(x)
-        described = {"input": list(x.shape), "output": list(out_shape), "m": gemm.shape[0], "n": gemm.shape[1],
-                     "k": gemm.shape[2]}
-        out, stats = self.run_gemm(gemm, op=layer.op, shape=described)
-        return out.reshape(out_shape), stats
 
     def close(self):
         pass

@@ -32,32 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from ...accelerators.gemm.pe import shift_fields
+from ...accelerators.potacc import METHODS
 from ...errors import ModelError, ParameterError
 
-__all__ = ["METHODS", "pot_levels", "project", "encode", "quantize_model", "quantize_main", "potacc_params",
-           "side_file_params"]
-
-METHODS = ("pot", "apot", "msq")
-
-
-def potacc_params(method, cols=8):
-    """The shift-PE design a method's weights need: terms per weight, multiplier columns (MSQ: a third)."""
-    if method not in METHODS:
-        raise ParameterError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
-    return {"terms": 1 if method == "pot" else 2, "mult_cols": -(-cols // 3) if method == "msq" else 0}
-
-
-def side_file_params(model_path, cols=8):
-    """(method, potacc params) from the side file ``quantize`` wrote next to a model, or (None, {})."""
-    side = Path(f"{model_path}.pot.json")
-    if not side.exists():
-        return None, {}
-    try:
-        method = json.loads(side.read_text())["method"]
-    except (ValueError, KeyError) as error:
-        raise ModelError(f"{side} is not a power-of-two side file: {error}") from None
-    return method, potacc_params(method, cols)
-
+__all__ = ["METHODS", "pot_levels", "project", "encode", "quantize_model", "quantize_main"]
 
 def pot_levels(method):
     """Non-negative grid levels (integers) of a method's power-of-two rows."""

@@ -1,31 +1,42 @@
-"""Checks every accelerator gets: golden model vs a backend, cost model vs simulated cycles.
+"""Checks every accelerator gets, for every layer kind it declares: outputs and cycles against its own models.
 
-Used by the test suite (generated per accelerator) and by anyone validating a
-new plug-in: ``sweep(accelerator, seed, count)`` makes seeded layer cases and
-``check_case(accelerator, device, case)`` runs one and compares.
+For an (accelerator, kind) pair, :func:`sweep` draws seeded random layers of the
+kind from the accelerator's own domain (``Accelerator.random_layer``: potacc's
+weights on its power-of-two grid, say) with shapes from the kind's generator, and
+keeps those the accelerator plans. :func:`check_case` then runs one on an executor
+or a device and compares three things: the output with the kind's TFLite-exact
+reference, the accelerator's golden model with that reference (so the lowering
+and placement are checked even on the `model` backend), and the simulated cycles
+with the cost model's estimate.
+
+Seeds are plain integers (no ``hash()`` of names, which Python randomises per
+process), and every mismatch message carries the seed and case index that
+reproduce it.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from ...driver.device import Device
+from ...driver.kinds import get_kind
 from ...driver.quant import ACTIVATIONS
-from .random_layers import random_conv2d, random_fc, random_gemm
+from ...errors import ParameterError, UnsupportedLayer
 
-__all__ = ["Case", "CaseResult", "sweep", "check_case", "edge_cases"]
+__all__ = ["Case", "CaseResult", "sweep", "check_case", "edge_cases", "declared_pairs"]
 
 
 @dataclass
 class Case:
     name: str
-    gemm: object = None      # QuantizedGemm, or
-    layer: object = None     # a Conv2D / FullyConnected with its input
-    x: np.ndarray = None
+    layer: object
+    inputs: tuple
+    shape: dict = field(default_factory=dict)
+    seed: int | None = None
 
-    def lowered(self):
-        if self.gemm is not None:
-            return self.gemm, (self.gemm.shape[0], self.gemm.shape[1])
-        return self.layer.lower(self.x)
+    @property
+    def kind(self):
+        return self.layer.op
 
 
 @dataclass
@@ -34,88 +45,104 @@ class CaseResult:
     bit_exact: bool
     cycles: int
     estimated_cycles: int
-    counters: object
+    stats: object
     mismatch: str = ""
+    plan: object = None
 
 
-def _fits(accelerator, gemm):
-    return accelerator.supports(gemm)[0]
+def declared_pairs(registry):
+    """(accelerator name, class, kind) for every kind every loadable registered accelerator declares."""
+    return [(name, cls, kind) for name, cls in sorted(registry.items()) if not isinstance(cls, str)
+            for kind in cls.kinds]
+
+
+def _extras(kind, rng):
+    """Random activation, zero points and saturation, where the kind's generator takes them."""
+    options = {option.name for option in kind.shape_options}
+    extras = {"zero_points": "large" if rng.random() < 0.15 else "random", "narrow": bool(rng.random() < 0.2)}
+    if "activation" in options:
+        extras["activation"] = str(rng.choice(ACTIVATIONS))
+    return extras
+
+
+def sweep(accelerator, kind, seed, count, limits=None, max_attempts=None):
+    """``count`` seeded random layers of ``kind`` that ``accelerator`` plans (declined draws are skipped).
+
+    ``limits`` bounds the shapes (``max_dim``, ``max_k``); by default they follow the
+    design's own ``k_max`` where it has one.
+    """
+    declared = get_kind(kind)
+    limits = dict(limits or {})
+    if "k_max" in accelerator.params:
+        limits["max_k"] = min(limits.get("max_k", accelerator.params["k_max"]), accelerator.params["k_max"])
+    rng = np.random.default_rng(seed)
+    cases, attempts = [], 0
+    max_attempts = max_attempts or 20 * count + 100
+    while len(cases) < count:
+        attempts += 1
+        if attempts > max_attempts:
+            raise UnsupportedLayer(f"{accelerator.name} planned only {len(cases)} of {attempts - 1} random {kind} "
+                                   f"layers (seed {seed}); its domain and the kind's shapes hardly overlap")
+        shape = declared.random_shape(rng, limits)
+        try:
+            layer, inputs = accelerator.random_layer(kind, rng, **shape, **_extras(declared, rng))
+            accelerator.plan(layer, *(x.shape for x in inputs))
+        except (UnsupportedLayer, ParameterError):
+            continue
+        name = f"{kind}{len(cases)}_" + "_".join(f"{k}{v}" for k, v in shape.items())
+        cases.append(Case(name, layer, inputs, shape, seed))
+    return cases
 
 
 def edge_cases(accelerator, rng):
-    """Shapes at the edges of the tiling: M=1, N=1, K=1, K off the tile, K=k_max, saturation, zero points."""
+    """GEMMs at the edges of a systolic tiling: M=1, N=1, K=1, K off the tile, K=k_max, saturation, zero points.
+
+    For designs with ``rows``, ``cols`` and ``k_max`` parameters that run the ``gemm`` kind; empty otherwise.
+    """
+    if "gemm" not in accelerator.kinds or not {"rows", "cols", "k_max"} <= set(accelerator.params):
+        return []
     rows, cols, k_max = accelerator.params["rows"], accelerator.params["cols"], accelerator.params["k_max"]
+    kind = get_kind("gemm")
 
-    def depth(k):
-        return min(k, k_max)
+    def case(name, m, n, k, **extra):
+        layer, inputs = accelerator.random_layer("gemm", rng, m=m, n=n, k=min(k, k_max), **extra)
+        return Case(name, layer, inputs, {"m": m, "n": n, "k": min(k, k_max)})
 
-    cases = [
-        Case("m1", random_gemm(rng, 1, 3 * cols + 1, depth(17))),
-        Case("n1", random_gemm(rng, 2 * rows + 3, 1, depth(33))),
-        Case("k1", random_gemm(rng, rows + 1, cols + 1, 1)),
-        Case("k_max", random_gemm(rng, rows, cols, k_max)),
-        Case("k_off_tile", random_gemm(rng, 3 * rows - 1, 2 * cols + 3, depth(rows * cols + 5))),
-        Case("saturating", random_gemm(rng, 2 * rows, 2 * cols, depth(40), narrow=True)),
-        Case("large_zero_points", random_gemm(rng, rows + 2, cols + 2, depth(50), zero_points="large")),
-    ]
-    for activation in ACTIVATIONS:
-        cases.append(Case(f"act_{activation.lower()}", random_gemm(rng, rows + 1, cols + 3, depth(21), activation)))
+    cases = [case("m1", 1, 3 * cols + 1, 17), case("n1", 2 * rows + 3, 1, 33), case("k1", rows + 1, cols + 1, 1),
+             case("k_max", rows, cols, k_max), case("k_off_tile", 3 * rows - 1, 2 * cols + 3, rows * cols + 5),
+             case("saturating", 2 * rows, 2 * cols, 40, narrow=True),
+             case("large_zero_points", rows + 2, cols + 2, 50, zero_points="large")]
+    cases += [case(f"act_{activation.lower()}", rows + 1, cols + 3, 21, activation=activation)
+              for activation in ACTIVATIONS]
+    assert all(c.layer.op == kind.name for c in cases)
     return cases
 
 
-def sweep(accelerator, seed, count, max_dim=40, max_k=None):
-    """``count`` seeded random GEMM / CONV_2D / FULLY_CONNECTED cases that fit ``accelerator``."""
-    rng = np.random.default_rng(seed)
-    max_k = min(max_k or accelerator.params["k_max"], accelerator.params["k_max"])
-    cases = []
-    while len(cases) < count:
-        kind = rng.choice(["gemm", "conv2d", "fc"])
-        activation = str(rng.choice(ACTIVATIONS))
-        zero_points = "large" if rng.random() < 0.15 else "random"
-        narrow = bool(rng.random() < 0.2)
-        if kind == "gemm":
-            m, n, k = (int(v) for v in rng.integers(1, [max_dim + 1, max_dim + 1, max_k + 1]))
-            case = Case(f"gemm{len(cases)}_{m}x{n}x{k}", random_gemm(rng, m, n, k, activation, zero_points, narrow))
-        elif kind == "fc":
-            batch, fin, fout = int(rng.integers(1, 5)), int(rng.integers(1, max_k + 1)), int(rng.integers(1, max_dim + 1))
-            layer, x = random_fc(rng, batch, fin, fout, activation, zero_points, narrow)
-            case = Case(f"fc{len(cases)}_{batch}x{fin}->{fout}", layer=layer, x=x)
-        else:
-            kernel = int(rng.choice([1, 3, 5]))
-            cin = int(rng.integers(1, 9))
-            if kernel * kernel * cin > max_k:
-                continue
-            stride, dilation = int(rng.choice([1, 2])), int(rng.choice([1, 1, 2]))
-            padding = str(rng.choice(["SAME", "VALID"]))
-            h, w = int(rng.integers(kernel + (kernel - 1) * (dilation - 1), 14)), int(rng.integers(kernel * dilation, 14))
-            layer, x = random_conv2d(rng, int(rng.integers(1, 3)), h, w, cin, int(rng.integers(1, 20)), kernel,
-                                     stride, dilation, padding, activation, zero_points, narrow)
-            try:
-                layer.lower(x)
-            except Exception:
-                continue
-            case = Case(f"conv{len(cases)}_{h}x{w}x{cin}_k{kernel}s{stride}d{dilation}{padding[0]}", layer=layer, x=x)
-        gemm = case.gemm if case.gemm is not None else case.layer.lower(case.x)[0]
-        if _fits(accelerator, gemm):
-            cases.append(case)
-    return cases
+def check_case(accelerator, target, case, dma=None, cycle_budget=None):
+    """Run ``case`` on ``target`` (an executor, or a device of ``accelerator``); compare with the models.
 
-
-def check_case(accelerator, device, case, dma=None):
-    """Run ``case`` on ``device``; compare with the golden model and the cost model."""
-    if case.gemm is not None:
-        golden = accelerator.golden(case.gemm)
-        out, stats = accelerator.run_gemm(device, case.gemm)
-        shape = case.gemm.shape
+    The output must equal the kind's reference and the accelerator's golden model;
+    ``estimated_cycles`` is the cost model's figure for the same plan.
+    """
+    plan = accelerator.plan(case.layer, *(x.shape for x in case.inputs))
+    expected = case.layer.reference(*case.inputs)
+    golden = accelerator.golden(plan, *case.inputs)
+    if isinstance(target, Device):
+        out, stats = accelerator.run(plan, target, *case.inputs, cycle_budget=cycle_budget)
+        dma = dma or target.dma
     else:
-        gemm, out_shape = case.layer.lower(case.x)
-        golden = accelerator.golden(gemm).reshape(out_shape)
-        out, stats = accelerator.run_layer(device, case.layer, case.x)
-        shape = gemm.shape
-    estimate = accelerator.estimate_cycles(shape, dma or device.dma)
-    exact = bool(np.array_equal(out, golden))
+        out, stats = target.run(plan, *case.inputs, cycle_budget=cycle_budget)
+        dma = dma or target.dma
+    estimate = accelerator.estimate(plan, dma).cycles
     mismatch = ""
-    if not exact:
-        index = tuple(int(i) for i in np.argwhere(out != golden)[0])
-        mismatch = f"{case.name}: first difference at {index}: got {out[index]}, golden {golden[index]}"
-    return CaseResult(case, exact, stats.cycles, estimate, stats, mismatch)
+    for what, value in (("output", out), ("golden model", golden)):
+        if value.shape != expected.shape:
+            mismatch = f"{what} has shape {list(value.shape)}, the reference {list(expected.shape)}"
+            break
+        if not np.array_equal(value, expected):
+            index = tuple(int(i) for i in np.argwhere(value != expected)[0])
+            mismatch = f"{what} differs at {index}: got {value[index]}, reference {expected[index]}"
+            break
+    if mismatch:
+        mismatch = f"{accelerator!r} {case.name} (seed {case.seed}): {mismatch}"
+    return CaseResult(case, not mismatch, stats.cycles, estimate, stats, mismatch, plan)

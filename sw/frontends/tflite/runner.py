@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ....errors import ModelError, UnsupportedLayer
 from .delegate import PythonDelegate
-from .frontend import GEMM_OPS, input_position, to_layer
+from .frontend import activation_inputs, kind_for
 from .model import op_macs, read_model
 
 __all__ = ["LayerRecord", "DelegatedModel", "make_interpreter", "one_inference", "CPU_KERNELS"]
@@ -61,11 +61,10 @@ class LayerRecord:
 class DelegatedModel:
     """A .tflite model on LiteRT whose supported layers run through ``executor`` (see ``sw.execution.executors``).
 
-    Which layers are claimed is decided up front from the flatbuffer: the
-    front end turns each CONV_2D/FULLY_CONNECTED into a driver layer (int8,
-    symmetric weights), then the accelerator's check function accepts or
-    declines it; every other op, and every declined one, runs on LiteRT's CPU
-    kernels, and :attr:`records` says why.
+    Which layers are offloaded is decided up front from the flatbuffer: the
+    layer-kind registry turns each operator it recognises into a layer, then the
+    accelerator plans it or declines it with a reason; every other op, and every
+    declined one, runs on LiteRT's CPU kernels, and :attr:`records` says why.
     """
 
     def __init__(self, path, executor, cpu_kernels="ref"):
@@ -77,19 +76,21 @@ class DelegatedModel:
         self.records = []
         self.outputs_by_node = {}
         self.layer_seconds = 0.0
+        self.plans = {}
         tensors = self.model.tensors
         for op in self.model.ops:
             record = LayerRecord(op.index, op.op, [list(tensors[i].shape) for i in op.inputs if i >= 0],
                                  [list(tensors[i].shape) for i in op.outputs], op_macs(op, tensors), "cpu")
             try:
-                if op.op not in GEMM_OPS:
-                    raise UnsupportedLayer(f"{op.op} is not offloaded to {accelerator.name}")
-                layer = to_layer(op, tensors)
-                accelerator.check_layer(layer, tensors[op.inputs[input_position(op)]].shape)
-                self.layers[op.index] = layer
+                layer = kind_for(op).from_tflite(op, tensors)
+                plan = accelerator.plan(layer, *(tensors[i].shape for i in activation_inputs(op)))
+                self.layers[op.index], self.plans[op.index] = layer, plan
                 record.where = "accelerator"
+                record.extra["accelerator"] = plan.accelerator
+                record.extra["plan"] = plan.as_dict()
             except UnsupportedLayer as error:
-                record.reason = str(error)
+                record.reason = str(error) if not str(error).endswith("has no accelkit layer kind") \
+                    else f"{op.op} is not offloaded to {accelerator.name}"
             self.records.append(record)
         self.delegate = PythonDelegate(lambda index, code: index in self.layers, self._execute,
                                        model=self.model)
@@ -108,9 +109,8 @@ class DelegatedModel:
         started = time.perf_counter()
         for node in nodes:
             op = self.model.ops[node]
-            source = op.inputs[input_position(op)]
-            x = values[source] if source in values else read_tensor(source)
-            out, stats = self.executor.run_layer(self.layers[node], x)
+            inputs = [values[i] if i in values else read_tensor(i) for i in activation_inputs(op)]
+            out, stats = self.executor.run(self.plans[node], *inputs)
             out = out.reshape(tensors[op.outputs[0]].shape)
             values[op.outputs[0]] = out
             self.outputs_by_node[node] = out

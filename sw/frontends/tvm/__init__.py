@@ -2,8 +2,8 @@
 
 The second front end next to ``sw/tflite``: TVM's Relax TFLite importer turns a
 .tflite model into a Relax module, :func:`partition.partition_for_accelkit`
-groups the int8 CONV_2D / FULLY_CONNECTED chains the importer emits into
-composite functions (declined or accepted by the same ``Accelerator.check_layer``
+groups the int8 chains the importer emits for each layer kind into composite
+functions (declined, or accepted with a plan, by the same ``Accelerator.plan``
 the LiteRT delegate uses), and :class:`runner.TvmModel` compiles the rest with
 LLVM and runs it on the Relax VM, calling back into Python for every offloaded
 layer.

@@ -12,13 +12,13 @@ CONV_2D / FULLY_CONNECTED as a float chain around the integer tensors::
     q   = clip(q, lo, hi)                                    # when the op has a fused activation
 
 The patterns below match that chain (named ``accelkit.<accelerator>.<op>``,
-op from the accelerator's ``offload_ops``) and recover the layer as the TFLite
+op one of the accelerator's ``kinds``) and recover the layer as the TFLite
 front end sees it: int8 weights in TFLite order, the raw int32 bias, float32
 scales, zero points, stride/dilation, SAME/VALID padding and the fused
-activation (from the clip bounds). The check function builds the
-``driver.layers`` object from the matched constants and asks the accelerator's
-own ``check_layer``, the one the LiteRT delegate asks: there is no second list
-of what an accelerator supports.
+activation (from the clip bounds). The compute part of each chain, and how
+its constants become a layer, come from the layer kind (``driver/kinds``); the
+check function asks the accelerator for a plan, as the LiteRT delegate does:
+there is no second list of what an accelerator supports.
 
 Accepted chains become composite functions (``FuseOpsByPattern(...,
 bind_constants=True, annotate_codegen=True)``). ``RunCodegen`` hands them to
@@ -26,7 +26,7 @@ the ``relax.ext.accelkit`` hook registered here, which records each one's
 layer and returns no runtime module; TVM then rewrites every call site into
 ``R.call_dps_packed(symbol, x)``. :meth:`PartitionInfo.bind` registers a
 Python function under each symbol that runs the layer on a device through
-``accelerator.run_layer`` and writes the int8 result into the VM's output
+``executor.run(plan, x)`` and writes the int8 result into the VM's output
 buffer. The offloaded layers therefore compute TFLite's integer semantics
 (the accelerator's fixed-point requantization), not the importer's float
 dequantize/quantize approximation of them.
@@ -54,20 +54,17 @@ from tvm.relax.backend.utils import has_leaking_intermediate_variables  # noqa: 
 from tvm.relax.dpl import is_const, is_op, wildcard  # noqa: E402
 
 from ....accelerators.base import Accelerator, get_accelerator, registry  # noqa: E402
-from ....driver.layers import (Conv2D, FullyConnected, TransposeConv2D, conv_output_size, same_padding,  # noqa: E402
-                               transpose_conv_padding)
+from ....driver.kinds import LayerKind, get_kind, kinds  # noqa: E402
+from ....driver.layers import conv_output_size, same_padding  # noqa: E402
 from ....driver.quant import ACTIVATIONS, activation_range  # noqa: E402
+from ....driver.device import Device  # noqa: E402
 from ....errors import AccelkitError, ParameterError, UnsupportedLayer  # noqa: E402
 
 __all__ = ["partition_for_accelkit", "PartitionInfo", "OffloadedLayer", "DeclinedLayer", "Origin",
-           "accelkit_patterns", "layer_from_match", "CODEGEN", "OPS", "TFLITE_OPS"]
+           "accelkit_patterns", "layer_from_match", "relax_kinds", "CODEGEN"]
 
 #: the BYOC codegen name: pattern names start with it, RunCodegen calls ``relax.ext.<CODEGEN>``
 CODEGEN = "accelkit"
-#: layer kinds (``driver.layers`` ops) with a Relax pattern
-OPS = ("conv2d", "fc", "tconv")
-#: the TFLite operator each pattern stands for (a layer of another origin is declined)
-TFLITE_OPS = {"conv2d": "CONV_2D", "fc": "FULLY_CONNECTED", "tconv": "TRANSPOSE_CONV"}
 #: composite-function attribute carrying the TFLite operator index the chain came from
 ORIGIN_ATTR = "accelkit_origin"
 
@@ -88,30 +85,35 @@ class Origin:
 # Patterns
 
 
-def _chain(op):
-    """(root pattern, named sub-patterns) of the importer's chain for one layer kind."""
+def relax_kinds():
+    """Names of the layer kinds (``driver/kinds``) that declare the compute part of a Relax chain."""
+    return [name for name, kind in kinds().items() if type(kind).relax_compute is not LayerKind.relax_compute]
+
+
+class _Constructors:
+    """The pattern constructors a kind's ``relax_compute`` builds its part of the chain with."""
+
+    def __init__(self, parts):
+        self.is_op, self.is_const, self.wildcard, self.parts = is_op, is_const, wildcard, parts
+
+    @staticmethod
     def dequantize(data, scale, zero_point):
         return is_op("relax.dequantize")(data, scale, zero_point)
 
+
+def _chain(op):
+    """(root pattern, named sub-patterns) of the importer's chain for one layer kind."""
     parts = {name: is_const() for name in ("x_scale", "x_zp", "w", "w_scale", "w_zp", "bias", "bias_scale",
                                            "bias_zp", "out_scale", "out_zp")}
+    p = _Constructors(parts)
     parts["x"] = wildcard()
-    parts["x_dq"] = dequantize(parts["x"], parts["x_scale"], parts["x_zp"])
-    if op == "conv2d":
-        parts["w_dq"] = dequantize(parts["w"], parts["w_scale"], parts["w_zp"])
-        parts["compute"] = is_op("relax.nn.conv2d")(parts["x_dq"], parts["w_dq"])
-    elif op == "fc":
-        parts["w_t"] = is_op("relax.permute_dims")(parts["w"])
-        parts["w_dq"] = dequantize(parts["w_t"], parts["w_scale"], parts["w_zp"])
-        parts["compute"] = is_op("relax.matmul")(parts["x_dq"], parts["w_dq"])
-    elif op == "tconv":
-        # TRANSPOSE_CONV: weights in IOHW, dequantized per output channel (axis 1)
-        parts["w_dq"] = dequantize(parts["w"], parts["w_scale"], parts["w_zp"])
-        parts["compute"] = is_op("relax.nn.conv2d_transpose")(parts["x_dq"], parts["w_dq"])
-    else:
-        raise ParameterError(f"no Relax pattern for layer kind {op!r}; known: {', '.join(OPS)}")
+    parts["x_dq"] = p.dequantize(parts["x"], parts["x_scale"], parts["x_zp"])
+    compute = get_kind(op).relax_compute(p) if op in relax_kinds() else None
+    if compute is None:
+        raise ParameterError(f"no Relax pattern for layer kind {op!r}; known: {', '.join(relax_kinds())}")
+    parts["compute"] = compute
     parts["biased"] = is_op("relax.add")(
-        parts["compute"], dequantize(parts["bias"], parts["bias_scale"], parts["bias_zp"]))
+        parts["compute"], p.dequantize(parts["bias"], parts["bias_scale"], parts["bias_zp"]))
     parts["quantize"] = is_op("relax.quantize")(parts["biased"] | parts["compute"], parts["out_scale"],
                                                 parts["out_zp"])
     parts["lo"], parts["hi"] = wildcard(), wildcard()
@@ -154,14 +156,14 @@ def _register_builtin_patterns():
     for name, cls in registry().items():
         if isinstance(cls, str):       # a broken plug-in: the CLI reports it, we skip it
             continue
-        entries += [_pattern_entry(name, op) for op in cls.offload_ops if op in OPS]
+        entries += [_pattern_entry(name, op) for op in cls.kinds if op in relax_kinds()]
     if entries:
         register_patterns(entries)
 
 
 def accelkit_patterns(accelerator):
     """The fusion patterns for ``accelerator`` (registered ones when its class is the registered plug-in)."""
-    ops = [op for op in accelerator.offload_ops if op in OPS]
+    ops = [op for op in accelerator.kinds if op in relax_kinds()]
     if registry().get(accelerator.name) is type(accelerator):
         found = {str(p.name): p for p in get_patterns_with_prefix(f"{CODEGEN}.{accelerator.name}.")}
         if all(_pattern_name(accelerator.name, op) in found for op in ops):
@@ -286,43 +288,6 @@ def _padding_mode(input_shape, output_shape, kernel, stride, dilation, padding):
     raise UnsupportedLayer(f"padding {list(padding)} is neither TFLite SAME nor VALID for a {h}x{w} input")
 
 
-def _transpose_conv_layer(matched, weights, input_shape, output_shape, quant):
-    """TransposeConv2D from the importer's conv2d_transpose (NHWC data, IOHW weights, explicit padding)."""
-    attrs = matched["compute"].attrs
-    layouts = (str(attrs.data_layout), str(attrs.kernel_layout), str(attrs.out_layout))
-    if layouts != ("NHWC", "IOHW", "NHWC"):
-        raise UnsupportedLayer(f"transposed-convolution layouts {'/'.join(layouts)} (the pattern expects NHWC/IOHW/NHWC)")
-    if int(attrs.groups) != 1 or any(int(d) != 1 for d in attrs.dilation):
-        raise UnsupportedLayer("grouped or dilated transposed convolution")
-    if any(int(p) != 0 for p in attrs.output_padding):
-        raise UnsupportedLayer(f"output padding {[int(p) for p in attrs.output_padding]}")
-    if len(input_shape) != 4 or weights.ndim != 4 or input_shape[3] != weights.shape[0] or len(output_shape) != 4:
-        raise UnsupportedLayer(f"transposed convolution input {list(input_shape)} does not match filter "
-                               f"{list(weights.shape)}")
-    _, cout, kh, kw = weights.shape
-    stride = tuple(int(s) for s in attrs.strides)
-    padding = [int(p) for p in attrs.padding]
-    padding = padding * 2 if len(padding) == 2 else padding * 4 if len(padding) == 1 else padding
-    filters = np.ascontiguousarray(weights.transpose(1, 2, 3, 0))     # IOHW -> TFLite OHWI
-    bias, scales = _bias(matched, cout), _weight_scales(matched, cout, axis=1)
-    for mode in ("VALID", "SAME"):
-        layer = TransposeConv2D(filters=filters, bias=bias, filter_scales=scales, output_shape=tuple(output_shape),
-                                stride=stride, padding=mode, **quant)
-        try:
-            layer.check_input(tuple(input_shape))     # TFLite ties the input size to the output size per mode
-        except ParameterError:
-            continue
-        pads = []
-        for axis, (size, k, s) in enumerate(zip(output_shape[1:3], (kh, kw), stride)):
-            lead = transpose_conv_padding(size, k, s, mode)
-            full = (input_shape[1 + axis] - 1) * s + k     # the uncropped scatter
-            pads.append((lead, full - size - lead))
-        if padding == [pads[0][0], pads[1][0], pads[0][1], pads[1][1]]:
-            return layer
-    raise UnsupportedLayer(f"padding {padding} is neither TFLite SAME nor VALID for input {list(input_shape)} and "
-                           f"output {list(output_shape)}")
-
-
 def layer_from_match(op, matched):
     """(driver layer, input shape, output shape) from a matched chain (name -> Relax expr), or UnsupportedLayer."""
     x, quantize = matched["x"], matched["quantize"]
@@ -343,39 +308,28 @@ def layer_from_match(op, matched):
     weights = _array(matched["w"], "weights")
     if weights.dtype != np.int8:
         raise UnsupportedLayer(f"weights are {weights.dtype}, not int8")
-    if op == "conv2d":
-        attrs = matched["compute"].attrs
-        layouts = (str(attrs.data_layout), str(attrs.kernel_layout), str(attrs.out_layout))
-        if layouts != ("NHWC", "HWIO", "NHWC"):
-            raise UnsupportedLayer(f"convolution layouts {'/'.join(layouts)} (the pattern expects NHWC/HWIO/NHWC)")
-        if int(attrs.groups) != 1:
-            raise UnsupportedLayer(f"grouped convolution (groups={int(attrs.groups)})")
-        if len(input_shape) != 4 or weights.ndim != 4 or input_shape[3] != weights.shape[2]:
-            raise UnsupportedLayer(f"convolution input {list(input_shape)} does not match filter {list(weights.shape)}")
-        kh, kw, _, cout = weights.shape
-        stride = tuple(int(s) for s in attrs.strides)
-        dilation = tuple(int(d) for d in attrs.dilation)
-        padding = _padding_mode(input_shape, output_shape, (kh, kw), stride, dilation,
-                                [int(p) for p in attrs.padding])
-        layer = Conv2D(filters=np.ascontiguousarray(weights.transpose(3, 0, 1, 2)),   # HWIO -> TFLite OHWI
-                       bias=_bias(matched, cout), filter_scales=_weight_scales(matched, cout, axis=3),
-                       stride=stride, dilation=dilation, padding=padding, **quant)
-    elif op == "tconv":
-        layer = _transpose_conv_layer(matched, weights, input_shape, output_shape, quant)
-    else:
-        axes = [int(a) for a in matched["w_t"].attrs.axes] if matched["w_t"].attrs.axes is not None else [1, 0]
-        if weights.ndim != 2 or axes != [1, 0]:
-            raise UnsupportedLayer(f"matmul weights {list(weights.shape)} permuted by {axes} are not a [N, K] "
-                                   "FULLY_CONNECTED filter")
-        n, k = weights.shape
-        if input_shape[-1] != k:
-            raise UnsupportedLayer(f"input rows of {input_shape[-1]} do not match the weights' K={k}")
-        layer = FullyConnected(weights=np.ascontiguousarray(weights), bias=_bias(matched, n),
-                               filter_scales=_weight_scales(matched, n, axis=1), **quant)
-    m, n, _ = layer.gemm_shape(input_shape)
-    if m * n != int(np.prod(output_shape)):
-        raise UnsupportedLayer(f"lowered GEMM {m}x{n} does not produce the importer's output {list(output_shape)}")
+    fields = _Fields(weights=weights, input_shape=input_shape, output_shape=output_shape, quant=quant)
+    layer = get_kind(op).from_relax(matched, fields)
+    produced = layer.output_shape_for(input_shape)
+    if int(np.prod(produced)) != int(np.prod(output_shape)):
+        raise UnsupportedLayer(f"the layer's output {list(produced)} is not the importer's {list(output_shape)}")
     return layer, input_shape, output_shape
+
+
+@dataclass
+class _Fields:
+    """What a kind's ``from_relax`` reads a matched chain with (constants, shapes, quantization)."""
+
+    weights: np.ndarray
+    input_shape: tuple
+    output_shape: tuple
+    quant: dict
+
+    array = staticmethod(lambda expr, what: _array(expr, what))
+    scalar = staticmethod(lambda expr, what: _scalar(expr, what))
+    bias = staticmethod(lambda matched, channels: _bias(matched, channels))
+    weight_scales = staticmethod(lambda matched, channels, axis: _weight_scales(matched, channels, axis))
+    padding_mode = staticmethod(lambda *args: _padding_mode(*args))
 
 
 # --------------------------------------------------------------------------
@@ -387,11 +341,12 @@ class OffloadedLayer:
     """One composite function served by the accelerator."""
 
     symbol: str              # the call_dps_packed symbol (a registered global function)
-    op: str                  # "conv2d" / "fc"
+    op: str                  # its layer kind
     pattern: str
-    layer: object            # driver.layers Conv2D / FullyConnected
+    layer: object            # a driver/kinds layer
     input_shape: tuple
     output_shape: tuple
+    plan: object = None      # the accelerator's plan for it
     origin: int | None = None
     stats: object = None     # LayerStats of the last call
     calls: int = 0
@@ -406,8 +361,7 @@ class OffloadedLayer:
 
     @property
     def macs(self):
-        m, n, k = self.layer.gemm_shape(self.input_shape)
-        return m * n * k
+        return self.layer.macs(self.input_shape)
 
 
 @dataclass
@@ -468,17 +422,15 @@ class PartitionInfo:
     def bind(self, executor):
         """Serve every offloaded symbol through ``executor`` (registers one global function per symbol).
 
-        ``executor`` is a ``sw.execution.executors`` executor (anything with ``run_layer(layer, x)``),
-        or a bare device, which is then driven by this partition's accelerator.
+        ``executor`` is a ``sw.execution.executors`` executor (or an accelerator list's), or a bare
+        device, which is then driven by this partition's accelerator. Each layer runs the plan of the
+        accelerator whose pattern took it.
         """
-        if not hasattr(executor, "run_layer"):
+        if isinstance(executor, Device):
             from ...execution.executors import DeviceExecutor
             executor = DeviceExecutor(self.accelerator, executor)
         self.executor = executor
-        assign = getattr(executor.accelerator, "assign", None)
         for entry in self.offloaded:
-            if assign is not None:         # an --accel list: the layer runs where its pattern came from
-                assign(entry.layer, entry.accelerator)
             tvm_ffi.register_global_func(entry.symbol, self._kernel(entry), override=True)
             _BOUND[entry.symbol] = self
         return self
@@ -498,7 +450,7 @@ class PartitionInfo:
                 data = np.from_dlpack(x)
                 if self.keep_inputs:
                     entry.last_input = data.copy()     # the VM reuses its buffers
-                result, stats = self.executor.run_layer(entry.layer, data)
+                result, stats = self.executor.run(entry.plan, data)
                 np.from_dlpack(out)[...] = result.reshape(tuple(out.shape))
                 entry.stats, entry.last_output = stats, result
                 entry.calls += 1
@@ -569,7 +521,7 @@ def _decide(accelerator_name, op, matched, leak=None):
     try:
         if leak:
             raise UnsupportedLayer(leak)
-        if origin is not None and origin.op != TFLITE_OPS[op]:
+        if origin is not None and origin.op not in get_kind(op).tflite_ops:
             # e.g. a DEPTHWISE_CONV_2D with one input channel, which the importer writes as a
             # plain conv2d: the LiteRT delegate does not offload it, neither do we.
             raise UnsupportedLayer(f"{origin.op} is not offloaded to {accelerator.name}")
@@ -577,7 +529,7 @@ def _decide(accelerator_name, op, matched, leak=None):
         input_shape = _static_shape(x, "input") if x is not None and not isinstance(x, Constant) else None
         layer, input_shape, _ = layer_from_match(op, matched)
         _restore_activation(layer, origin)
-        accelerator.check_layer(layer, input_shape)
+        accelerator.plan(layer, input_shape)
     except (UnsupportedLayer, ParameterError) as error:
         if session is not None:
             session._decline(compute, op, str(error), origin, input_shape, accelerator.name)
@@ -620,7 +572,9 @@ def _codegen(functions, options, constant_names):
         origin = composite.attrs.get(ORIGIN_ATTR) if composite.attrs is not None else None
         if origin is not None:
             _restore_activation(layer, next((o for o in session.origins.values() if o.index == int(origin)), None))
+        member = session.member(name.split(".")[1]) or _default_accelerator(name.split(".")[1])
         session.offloaded.append(OffloadedLayer(symbol, op, name, layer, input_shape, output_shape,
+                                                member.plan(layer, input_shape),
                                                 None if origin is None else int(origin), composite=composite))
     return []
 

@@ -15,15 +15,17 @@ import tvm  # noqa: E402
 from tvm import relax  # noqa: E402
 
 from ....errors import ModelError, ParameterError, UnsupportedLayer  # noqa: E402
-from ..tflite.frontend import GEMM_OPS, to_layer  # noqa: E402
+from ....driver.kinds import tflite_kinds  # noqa: E402
 from ..tflite.model import op_macs, read_model  # noqa: E402
 from ..tflite.runner import LayerRecord  # noqa: E402
-from .partition import TFLITE_OPS, Origin, partition_for_accelkit  # noqa: E402
+from ....driver.device import Device  # noqa: E402
+from .partition import Origin, partition_for_accelkit  # noqa: E402
 
 __all__ = ["TvmModel", "import_tflite", "relax_ops"]
 
 # TFLite operators whose Relax form has a conv2d / matmul at its heart (the
 # candidates a compute call is attributed to).
+#: TFLite operators whose Relax compute call is traced back to them (every kind's, and a few more)
 _COMPUTE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL"}
 _COMPUTE_CALLS = {"relax.nn.conv2d", "relax.matmul", "relax.nn.conv2d_transpose"}
 
@@ -97,7 +99,7 @@ def import_tflite(path, model=None):
     var2val = relax.analysis.get_var2val(mod["main"])
     origins = {}
     for op in model.ops:
-        if op.op not in _COMPUTE_OPS or len(op.outputs) != 1:
+        if (op.op not in _COMPUTE_OPS and op.op not in tflite_kinds()) or len(op.outputs) != 1:
             continue
         name = tflite_frontend.get_tensor_name(converter.subgraph, op.outputs[0])
         if not converter.exp_tab.has_expr(name):
@@ -147,7 +149,7 @@ class TvmModel:
         if device is not None:
             from ...execution.executors import DeviceExecutor
             executor = DeviceExecutor(executor, device)
-        elif executor is not None and not hasattr(executor, "run_layer"):
+        elif isinstance(executor, Device):
             raise ParameterError("offloading needs an executor (accelkit.sw.execution.executors.open_executor), "
                                  "or an accelerator and a device")
         self.path = Path(path)
@@ -207,21 +209,21 @@ class TvmModel:
         name = self.accelerator.name
         declined = {d.origin: d.reason for d in self.info.declined if d.origin is not None}
         offloaded = self.info.by_origin()
-        patterns = {tflite: f"accelkit.{name}.{op}" for op, tflite in TFLITE_OPS.items()}
+        by_op = tflite_kinds()
         tensors = self.model.tensors
         for record, op in zip(self.records, self.model.ops):
             if op.index in offloaded:
                 record.where, record.reason = "accelerator", ""
             elif op.index in declined:
                 record.reason = declined[op.index]
-            elif op.op in GEMM_OPS and GEMM_OPS[op.op] not in self.accelerator.offload_ops:
+            elif op.op in by_op and by_op[op.op].name not in self.accelerator.kinds:
                 record.reason = f"{op.op} is not offloaded to {name}"
-            elif op.op in GEMM_OPS:
+            elif op.op in by_op:
                 # Not matched at all: the TFLite front end usually knows why (a float
                 # layer, asymmetric weights); otherwise the importer's form was unexpected.
                 try:
-                    to_layer(op, tensors)
-                    record.reason = f"the importer's Relax form does not match {patterns.get(op.op, op.op)}"
+                    by_op[op.op].from_tflite(op, tensors)
+                    record.reason = f"the importer's Relax form does not match accelkit.{name}.{by_op[op.op].name}"
                 except UnsupportedLayer as error:
                     record.reason = str(error)
             else:

@@ -8,8 +8,12 @@ from accelkit.errors import SimulationTimeout, DeviceError
 from accelkit.sw.verification.conformance import check_case, edge_cases, sweep
 from accelkit.sw.verification.random_layers import random_gemm
 from tests_params import DEFAULT_PARAMS, ODD_PARAMS, SMALL_PARAMS
+from accelkit.driver.kinds.gemm import Gemm
+from gemm_helpers import estimate_gemm, run_gemm
 
 # Verilator sweep: 3 designs x DMA settings, >= 200 seeded cases in all.
+#: fixed seeds (not hash(name): Python randomises string hashes per process)
+SEEDS = {"default": 101, "small": 202, "odd": 303, "small_fast_dma": 404}
 SWEEP = [
     ("default", DEFAULT_PARAMS, DmaTiming(8, 0), 70, 64, 300),
     ("small", SMALL_PARAMS, DmaTiming(4, 3), 70, 24, None),
@@ -29,7 +33,9 @@ def _assert_results(results):
 @pytest.mark.parametrize("name, params, dma, count, max_dim, max_k", SWEEP, ids=[s[0] for s in SWEEP])
 def test_verilator_sweep_matches_golden_and_cost_model(device_pool, name, params, dma, count, max_dim, max_k):
     accelerator, device = device_pool(params, "verilator", dma)
-    cases = sweep(accelerator, seed=hash(name) % 1000, count=count, max_dim=max_dim, max_k=max_k)
+    cases = [case for index, kind in enumerate(("gemm", "conv2d", "fc"))
+             for case in sweep(accelerator, kind, seed=SEEDS[name] + index, count=count // 3,
+                               limits={"max_dim": max_dim, "max_k": max_k or 2048})]
     _assert_results([check_case(accelerator, device, case) for case in cases])
 
 
@@ -43,16 +49,17 @@ def test_verilator_edge_cases(device_pool, params):
 def test_large_gemm_reaches_high_utilization(device_pool):
     accelerator, device = device_pool(DEFAULT_PARAMS, "verilator", DmaTiming(8, 0))
     gemm = random_gemm(np.random.default_rng(3), 256, 256, 256)
-    out, stats = accelerator.run_gemm(device, gemm)
+    out, stats = run_gemm(accelerator, device, gemm)
     assert np.array_equal(out, gemm.reference())
-    assert stats.cycles == accelerator.estimate_cycles(gemm.shape, device.dma)
+    assert stats.cycles == estimate_gemm(accelerator, gemm, device.dma)
     assert stats.utilization >= 0.85, stats.as_dict()
     assert stats.array_macs == stats.busy_cycles * accelerator.pes
 
 
 def test_amaranth_small_sweep(device_pool):
     accelerator, device = device_pool(SMALL_PARAMS, "amaranth", DmaTiming(4, 3))
-    cases = sweep(accelerator, seed=11, count=6, max_dim=9, max_k=12)
+    cases = sweep(accelerator, "conv2d", seed=11, count=3, limits={"max_dim": 9, "max_k": 12}) + \
+        sweep(accelerator, "gemm", seed=11, count=3, limits={"max_dim": 9, "max_k": 12})
     _assert_results([check_case(accelerator, device, case) for case in cases])
 
 
@@ -65,7 +72,7 @@ def test_same_program_same_cycles_on_every_backend(device_pool):
         accelerator, device = device_pool(SMALL_PARAMS, backend, dma)
         seen[backend] = []
         for gemm in gemms:
-            out, stats = accelerator.run_gemm(device, gemm)
+            out, stats = run_gemm(accelerator, device, gemm)
             assert np.array_equal(out, gemm.reference()), backend
             seen[backend].append((stats.cycles, stats.busy_cycles, stats.in_stall_cycles, stats.out_stall_cycles,
                                   stats.array_macs))
@@ -84,7 +91,7 @@ def test_hung_job_stops_at_cycle_budget_with_status(device_pool):
     # The device stays usable: a fresh instance of the design runs normally afterwards.
     fresh_accelerator, fresh = device_pool(SMALL_PARAMS, "verilator", DmaTiming(4, 1))
     gemm = random_gemm(np.random.default_rng(0), 4, 4, 4)
-    out, _ = fresh_accelerator.run_gemm(fresh, gemm)
+    out, _ = run_gemm(fresh_accelerator, fresh, gemm)
     assert np.array_equal(out, gemm.reference())
 
 
@@ -97,13 +104,15 @@ def test_partial_beats_refused(device_pool):
 def test_unsupported_depth_declined(device_pool):
     accelerator, _ = device_pool(SMALL_PARAMS, "verilator", DmaTiming(4, 0))
     gemm = random_gemm(np.random.default_rng(0), 2, 2, SMALL_PARAMS["k_max"] + 1)
-    supported, reason = accelerator.supports(gemm)
+    layer, a = Gemm.of(gemm)
+    supported, reason = accelerator.supports(layer, a.shape)
     assert not supported and "exceeds k_max=64" in reason
 
 
 def test_cocotb_small_sweep(device_pool):
     accelerator, device = device_pool(SMALL_PARAMS, "cocotb", DmaTiming(4, 3))
-    cases = sweep(accelerator, seed=12, count=4, max_dim=9, max_k=12)
+    cases = sweep(accelerator, "fc", seed=12, count=2, limits={"max_dim": 9, "max_k": 12}) + \
+        sweep(accelerator, "gemm", seed=12, count=2, limits={"max_dim": 9, "max_k": 12})
     _assert_results([check_case(accelerator, device, case) for case in cases])
 
 
@@ -114,10 +123,10 @@ def test_cocotb_on_icarus_matches_verilator(device_pool):
     accelerator = GemmAccelerator(**SMALL_PARAMS)
     gemm = random_gemm(np.random.default_rng(5), 6, 5, 9)
     _, native = device_pool(SMALL_PARAMS, "verilator", DmaTiming(2, 1))
-    expected = accelerator.run_gemm(native, gemm)[1]
+    expected = run_gemm(accelerator, native, gemm)[1]
     with CocotbDevice.from_shell(accelerator.shell(), accelerator.top_name, DmaTiming(2, 1),
                                  simulator="icarus") as device:
-        out, stats = accelerator.run_gemm(device, gemm)
+        out, stats = run_gemm(accelerator, device, gemm)
     assert np.array_equal(out, gemm.reference())
     assert (stats.cycles, stats.in_stall_cycles) == (expected.cycles, expected.in_stall_cycles)
 
@@ -144,7 +153,7 @@ def test_float_requantization_rounds_products_like_a_double(device_pool):
     ties = _double_rounding_ties(12)
     gemm = QuantizedGemm(np.zeros((1, 1), np.int8), np.zeros((1, len(ties)), np.int8), [a for a, _ in ties],
                          [s for _, s in ties], "float")
-    out, _ = accelerator.run_gemm(device, gemm)
+    out, _ = run_gemm(accelerator, device, gemm)
     assert np.array_equal(out, gemm.reference())
     from fractions import Fraction
     from math import floor

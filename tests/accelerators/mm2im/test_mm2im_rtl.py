@@ -7,6 +7,7 @@ from accelkit.accelerators.base import get_accelerator
 from accelkit.accelerators.mm2im import Mm2imAccelerator
 from accelkit.accelerators.mm2im.driver import plan_layer
 from accelkit.driver.device import DmaTiming
+from accelkit.driver.kinds import get_kind
 from accelkit.driver.quant import ACTIVATIONS
 from accelkit.errors import ParameterError, UnsupportedLayer
 from accelkit.sw.execution.devices import open_device
@@ -67,8 +68,8 @@ def test_rtl_bit_exact_and_cycle_exact(tiny, dma):
     device = get(dma)
     failures = []
     for index, (layer, x) in enumerate(_random_cases(12, seed=dma.bytes_per_cycle) + _edge_cases()):
-        out, stats = accelerator.run_layer(device, layer, x)
-        estimated = accelerator.layer_cycles(layer, x.shape, dma)
+        out, stats = accelerator.run(accelerator.plan(layer, x.shape), device, x)
+        estimated = accelerator.estimate(accelerator.plan(layer, x.shape), dma).cycles
         if not np.array_equal(out, layer.reference(x)) or stats.cycles != estimated:
             failures.append((index, stats.cycles, estimated))
     assert not failures
@@ -89,7 +90,7 @@ def test_array_does_only_effective_work(tiny):
     accelerator, get = tiny
     rng = np.random.default_rng(9)
     layer, x = random_tconv(rng, 1, 4, 4, 2, 3, 3, 2, "SAME")   # Cin = rows, Cout = cols: no lane padding
-    _, stats = accelerator.run_layer(get(DmaTiming(4, 0)), layer, x)
+    _, stats = accelerator.run(accelerator.plan(layer, x.shape), get(DmaTiming(4, 0)), x)
     assert stats.array_macs == layer.effective_macs(x.shape) < stats.extra["zero_insertion_macs"]
     assert stats.extra["ineffectual_macs_avoided"] == stats.extra["zero_insertion_macs"] - stats.macs
 
@@ -100,7 +101,7 @@ def test_model_backend_matches_the_rtl(tiny):
     layer, x = _random_cases(1, seed=21)[0]
     with open_executor(accelerator, "model", dma) as executor:
         model_out, model_stats = executor.run_layer(layer, x)
-    rtl_out, rtl_stats = accelerator.run_layer(get(dma), layer, x)
+    rtl_out, rtl_stats = accelerator.run(accelerator.plan(layer, x.shape), get(dma), x)
     assert np.array_equal(model_out, rtl_out) and model_stats.cycles == rtl_stats.cycles
 
 
@@ -113,20 +114,21 @@ def test_parameters_and_unsupported_layers():
     rng = np.random.default_rng(3)
     conv, x = random_conv2d(rng, 1, 4, 4, 2, 2, 3)
     with pytest.raises(UnsupportedLayer, match="does not run conv2d"):
-        accelerator.check_layer(conv, x.shape)
+        accelerator.plan(conv, x.shape)
     wide, x = random_tconv(rng, 1, 2, 20, 2, 2, 3, 2)            # a 40-pixel output row > acc_depth=32
     with pytest.raises(UnsupportedLayer, match="in_depth=16"):
-        accelerator.check_layer(wide, x.shape)
+        accelerator.plan(wide, x.shape)
     with pytest.raises(UnsupportedLayer, match="acc_depth=32"):
-        Mm2imAccelerator(**{**TINY, "in_depth": 64}).check_layer(wide, x.shape)
+        Mm2imAccelerator(**{**TINY, "in_depth": 64}).plan(wide, x.shape)
     deep, x = random_tconv(rng, 1, 2, 2, 40, 2, 3, 2)            # 9 taps x 20 chunks > w_depth=64
     with pytest.raises(UnsupportedLayer, match="w_depth"):
-        accelerator.check_layer(deep, x.shape)
+        accelerator.plan(deep, x.shape)
     layer, x = random_tconv(rng, 1, 3, 3, 2, 2, 3, 2)
     with pytest.raises(UnsupportedLayer, match="needs an input height"):
-        accelerator.check_layer(layer, (1, 4, 3, 2))
-    with pytest.raises(UnsupportedLayer, match="TRANSPOSE_CONV layers only"):
-        accelerator.check_shape(4, 4, 4)
+        accelerator.plan(layer, (1, 4, 3, 2))
+    gemm, a = get_kind("gemm").random(rng, m=4, n=4, k=4)
+    with pytest.raises(UnsupportedLayer, match="mm2im does not run gemm layers .it runs tconv."):
+        accelerator.plan(gemm, a[0].shape)
 
 
 def test_amaranth_simulator_agrees():
@@ -135,6 +137,6 @@ def test_amaranth_simulator_agrees():
     rng = np.random.default_rng(13)
     layer, x = random_tconv(rng, 1, 2, 3, 3, 4, 3, 2, "SAME")
     with open_device(accelerator, "amaranth", DmaTiming(4, 1)) as device:
-        out, stats = accelerator.run_layer(device, layer, x)
+        out, stats = accelerator.run(accelerator.plan(layer, x.shape), device, x)
     assert np.array_equal(out, layer.reference(x))
-    assert stats.cycles == accelerator.layer_cycles(layer, x.shape, DmaTiming(4, 1))
+    assert stats.cycles == accelerator.estimate(accelerator.plan(layer, x.shape), DmaTiming(4, 1)).cycles

@@ -11,6 +11,8 @@ from accelkit.driver.device import DmaTiming
 from accelkit.errors import ParameterError, UnsupportedLayer
 from accelkit.sw.verification.random_layers import random_gemm
 from tests_params import ODD_PARAMS, SMALL_PARAMS
+from accelkit.driver.kinds.gemm import Gemm
+from gemm_helpers import gemm_plan, run_gemm
 
 
 def grid_weights(rng, shape, terms):
@@ -88,9 +90,10 @@ def test_rtl_matches_golden_and_cost_model(device_pool, name, params, dma, terms
         k = int(rng.integers(1, 40)) if case % 3 else k
         channels = rng.choice(n, min(uniform, n), replace=False) if uniform else ()
         gemm = pot_gemm(rng, m, n, k, terms, channels)
-        out, stats = accelerator.run_gemm(device, gemm)
+        out, stats = run_gemm(accelerator, device, gemm)
         assert np.array_equal(out, gemm.reference()), (name, case, gemm.shape)
-        estimate = accelerator.estimate(gemm, device.dma)
+        plan, _ = gemm_plan(accelerator, gemm)
+        estimate = accelerator.estimate(plan, device.dma)
         assert stats.cycles == estimate.cycles, (name, case, gemm.shape, stats.cycles, estimate.cycles)
         assert stats.bytes_in == estimate.bytes_in and stats.macs == gemm.macs
 
@@ -102,15 +105,16 @@ def test_pot_weights_move_fewer_bytes_than_int8(device_pool):
     pot, pot_device = device_pool(dict(SMALL_PARAMS, terms=1, mult_cols=0), "verilator", DmaTiming(4, 3),
                                   PotAccelerator)
     gemm_accel = GemmAccelerator(**SMALL_PARAMS)
-    _, pot_stats = pot.run_gemm(pot_device, gemm)
-    int8_stats = gemm_accel.estimate(gemm, DmaTiming(4, 3))
+    _, pot_stats = run_gemm(pot, pot_device, gemm)
+    int8_stats = gemm_accel.estimate(gemm_plan(gemm_accel, gemm)[0], DmaTiming(4, 3))
     assert pot_stats.extra["weight_bytes"] * 2 == int8_stats.extra["weight_bytes"]
 
 
 def test_off_grid_layer_is_declined_with_reason():
     rng = np.random.default_rng(0)
     gemm = random_gemm(rng, 4, 4, 16)
-    ok, reason = PotAccelerator(**SMALL_PARAMS).supports(gemm)
+    layer, a = Gemm.of(gemm)
+    ok, reason = PotAccelerator(**SMALL_PARAMS).supports(layer, a.shape)
     assert not ok and "off the 1-term power-of-two grid" in reason
 
 

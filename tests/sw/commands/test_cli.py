@@ -39,9 +39,10 @@ def test_layer_writes_json_with_provenance(tmp_path, argv):
 
 
 def test_layer_mismatch_prints_reproducer(monkeypatch, capsys, tmp_path):
-    from accelkit.accelerators.gemm import GemmAccelerator
-    # A deliberately wrong golden model must be reported, with a reproducer.
-    monkeypatch.setattr(GemmAccelerator, "golden", lambda self, gemm: gemm.reference() ^ np.int8(1))
+    from accelkit.driver.kinds.gemm import Gemm
+    # A reference that disagrees with the hardware must be reported, with a reproducer.
+    real = Gemm.reference
+    monkeypatch.setattr(Gemm, "reference", lambda self, x: real(self, x) ^ np.int8(1))
     path = tmp_path / "r.json"
     assert cli.main(["layer", "gemm", "--m", "3", "--n", "3", "--k", "3", "--params", SMALL, "--seed", "9",
                      "--json", str(path)]) == 1

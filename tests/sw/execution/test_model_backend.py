@@ -9,6 +9,7 @@ from accelkit.accelerators.gemm import GemmAccelerator
 from accelkit.driver.device import DmaTiming
 from accelkit.sw.commands import main as cli
 from accelkit.sw.verification.fidelity import TOLERANCE, compare_records
+from gemm_helpers import estimate_gemm, run_gemm
 
 
 def _run(tmp_path, backend, *extra):
@@ -33,22 +34,32 @@ def test_model_backend_for_single_layers(capsys):
     assert "yes" in capsys.readouterr().out
 
 
-def test_cost_model_within_tolerance_on_mobilenet(mobilenet_rtl_run):
+def _mobilenet_on_model_backend(tmp_path):
+    path = tmp_path / "model.json"
+    assert cli.main(["run", "mobilenet_v2", "--backend", "model", "--json", str(path)]) == 0
+    return json.loads(path.read_text())["layers"]
+
+
+def test_cost_model_within_tolerance_on_mobilenet(mobilenet_rtl_run, tmp_path):
     _, record = mobilenet_rtl_run
-    rows = compare_records(GemmAccelerator(), record["layers"], DmaTiming(8, 0))
+    rows = compare_records(record["layers"], _mobilenet_on_model_backend(tmp_path))
     assert len(rows) == 36
     assert max(abs(row["error"]) for row in rows) <= TOLERANCE
     assert all(row["rtl_cycles"] == row["model_cycles"] for row in rows)   # deterministic design: exact
 
 
-def test_fidelity_check_catches_a_wrong_cost_model(mobilenet_rtl_run, monkeypatch):
+def test_fidelity_check_catches_a_wrong_cost_model(mobilenet_rtl_run, monkeypatch, tmp_path):
     _, record = mobilenet_rtl_run
-    real = GemmAccelerator.estimate_cycles
-    # A cost model that forgets the readout of the last tile (rows + cols + 1 cycles per layer) and
-    # underestimates the A block load by 3%: small, plausible mistakes.
-    monkeypatch.setattr(GemmAccelerator, "estimate_cycles",
-                        lambda self, shape, dma: int(real(self, shape, dma) * 0.97) - 17)
-    rows = compare_records(GemmAccelerator(), record["layers"], DmaTiming(8, 0))
+    real = GemmAccelerator.estimate
+
+    def wrong(self, plan, dma):
+        # A cost model that forgets the readout of the last tile (rows + cols + 1 cycles per layer) and
+        # underestimates the A block load by 3%: small, plausible mistakes.
+        stats = real(self, plan, dma)
+        stats.cycles = int(stats.cycles * 0.97) - 17
+        return stats
+    monkeypatch.setattr(GemmAccelerator, "estimate", wrong)
+    rows = compare_records(record["layers"], _mobilenet_on_model_backend(tmp_path))
     assert max(abs(row["error"]) for row in rows) > TOLERANCE
 
 
@@ -58,5 +69,5 @@ def test_cost_model_follows_dma_bandwidth(device_pool, bandwidth):
     from tests_params import DEFAULT_PARAMS
     accelerator, device = device_pool(DEFAULT_PARAMS, "verilator", DmaTiming(bandwidth, 4))
     gemm = random_gemm(np.random.default_rng(bandwidth), 100, 70, 300)
-    _, stats = accelerator.run_gemm(device, gemm)
-    assert stats.cycles == accelerator.estimate_cycles(gemm.shape, device.dma)
+    _, stats = run_gemm(accelerator, device, gemm)
+    assert stats.cycles == estimate_gemm(accelerator, gemm, device.dma)

@@ -43,5 +43,5 @@ def test_unsupported_quantization_is_declined_with_a_reason(digits, change, mess
 
 
 def test_other_ops_are_declined(digits):
-    with pytest.raises(UnsupportedLayer, match="RESHAPE is not a GEMM-shaped layer"):
+    with pytest.raises(UnsupportedLayer, match="RESHAPE has no accelkit layer kind"):
         to_layer(digits.ops[3], digits.tensors)

@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("ai_edge_litert")
 
-from accelkit.driver.layers import TransposeConv2D, transpose_conv_padding   # noqa: E402
+from accelkit.driver.kinds.tconv import TransposeConv2D, transpose_conv_padding   # noqa: E402
 from accelkit.driver.quant import ACTIVATIONS, FLOAT, requantize                # noqa: E402
 from accelkit.errors import ParameterError                                       # noqa: E402
 from accelkit.sw.verification.random_layers import random_tconv                               # noqa: E402

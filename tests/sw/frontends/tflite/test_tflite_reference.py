@@ -80,16 +80,17 @@ def test_fc_golden_matches_builtin_ref():
 def test_rtl_matches_builtin_ref(device_pool):
     accelerator, device = device_pool(SMALL_PARAMS, "verilator", DmaTiming(8, 0))
     for layer, x in _conv_cases(10, seed=3):
-        out, _ = accelerator.run_layer(device, layer, x)
+        out, _ = accelerator.run(accelerator.plan(layer, x.shape), device, x)
         assert np.array_equal(out, _conv_reference(layer, x))
     for layer, x in _fc_cases(10, seed=4):
-        out, _ = accelerator.run_layer(device, layer, x)
+        out, _ = accelerator.run(accelerator.plan(layer, x.shape), device, x)
         assert np.array_equal(out, _fc_reference(layer, x))
 
 
 def test_tie_cases_follow_each_kernel():
     """Accumulators on exact halves, where the two requantization modes disagree."""
-    from accelkit.driver.layers import Conv2D, FullyConnected
+    from accelkit.driver.kinds.conv2d import Conv2D
+    from accelkit.driver.kinds.fc import FullyConnected
     # CONV_2D: 1x1 kernel, one tap: acc = (x - zp) * w; scale 0.375 makes 281 -> 105.375.
     conv = Conv2D(filters=np.array([[[[1]]]], np.int8), bias=np.array([281 - 100], np.int32), input_scale=0.375,
                   input_zero_point=0, filter_scales=np.array([0.0625]), output_scale=0.0625, output_zero_point=-2)

@@ -25,7 +25,7 @@ from accelkit.sw.execution.executors import DeviceExecutor, ModelExecutor  # noq
 from accelkit.sw.reports.model_report import print_report, totals       # noqa: E402
 from accelkit.sw.frontends.tflite.frontend import to_layer                # noqa: E402
 from accelkit.sw.frontends.tflite.runner import DelegatedModel            # noqa: E402
-from accelkit.sw.frontends.tvm.partition import get_patterns_with_prefix, partition_for_accelkit  # noqa: E402
+from accelkit.sw.frontends.tvm.partition import get_patterns_with_prefix, partition_for_accelkit, relax_kinds  # noqa: E402
 from accelkit.sw.frontends.tvm.runner import TvmModel, import_tflite, relax_ops  # noqa: E402
 from accelkit.sw.zoo import ZOO                                 # noqa: E402
 
@@ -46,7 +46,7 @@ def digits_data():
 
 def test_patterns_are_registered_per_accelerator_op():
     names = {str(p.name) for p in get_patterns_with_prefix("accelkit.gemm.")}
-    assert names == {f"accelkit.gemm.{op}" for op in GemmAccelerator.offload_ops}
+    assert names == {f"accelkit.gemm.{op}" for op in GemmAccelerator.kinds if op in relax_kinds()}
 
 
 def test_importer_emits_the_quantized_chains_the_patterns_expect():
@@ -130,7 +130,7 @@ def test_digits_on_rtl_matches_litert_delegate(device_pool, digits_data):
 
 
 def test_declined_layers_stay_on_the_cpu_with_the_accelerators_reason():
-    """k_max=16: the check function (Accelerator.check_layer) declines K > 16; TVM keeps those on the CPU."""
+    """k_max=16: the check function (Accelerator.plan) declines K > 16; TVM keeps those on the CPU."""
     mod, origins, _ = import_tflite(DIGITS)
     partitioned, info = partition_for_accelkit(mod, "gemm", {"k_max": 16, "a_depth": 16}, origins=origins)
     ops = relax_ops(partitioned)
@@ -204,7 +204,7 @@ def test_wrong_input_is_a_model_error():
 
 
 class _FailingExecutor(ModelExecutor):
-    def run_layer(self, layer, x, cycle_budget=None):
+    def run(self, plan, *inputs, cycle_budget=None):
         raise SimulationTimeout("no done within 10 cycles", budget=10)
 
 
