@@ -19,7 +19,7 @@ demo: setup
 	$(BIN)/accelkit run digits_cnn --input zoo:digits_test_x --labels zoo:digits_test_y --compare ref --json results/digits.json
 
 test: setup
-	$(BIN)/python -m pytest -q
+	ACCELKIT_REQUIRE=tvm $(BIN)/python -m pytest -q
 
 bench: setup
 	$(BIN)/accelkit bench sim-speed --json results/sim-speed.json

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("ai_edge_litert")
 
 from accelkit.errors import ParameterError                          # noqa: E402
 from accelkit.sw.commands import main as cli                                          # noqa: E402

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-pytest.importorskip("ai_edge_litert")
 
 from accelkit.driver.kinds.tconv import TransposeConv2D, transpose_conv_padding   # noqa: E402
 from accelkit.driver.quant import ACTIVATIONS, FLOAT, requantize                # noqa: E402

@@ -6,7 +6,6 @@ The models are written without TensorFlow (tests/support/tflite_single_op.py).
 import numpy as np
 import pytest
 
-pytest.importorskip("ai_edge_litert")
 
 from accelkit.driver.device import DmaTiming                       # noqa: E402
 from accelkit.driver.quant import ACTIVATIONS                     # noqa: E402

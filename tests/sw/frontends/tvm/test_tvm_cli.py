@@ -4,14 +4,10 @@ import json
 
 import pytest
 
-from accelkit.errors import ToolchainError
 from accelkit.sw.commands import main as cli
-from accelkit.sw.frontends.tvm import require_tvm
+from optional import need_tvm
 
-try:
-    require_tvm()
-except ToolchainError as error:
-    pytest.skip(str(error), allow_module_level=True)
+need_tvm()
 
 
 

@@ -10,13 +10,10 @@ reference kernels by one LSB per layer (more after several layers).
 import numpy as np
 import pytest
 
-from accelkit.errors import ModelError, SimulationTimeout, ToolchainError
-from accelkit.sw.frontends.tvm import require_tvm
+from accelkit.errors import ModelError, SimulationTimeout
+from optional import need_tvm
 
-try:
-    require_tvm()
-except ToolchainError as error:
-    pytest.skip(str(error), allow_module_level=True)
+need_tvm()
 
 from accelkit.accelerators.gemm import GemmAccelerator          # noqa: E402
 from accelkit.driver.device import DmaTiming                    # noqa: E402

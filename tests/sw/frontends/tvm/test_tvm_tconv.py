@@ -4,12 +4,9 @@ import numpy as np
 import pytest
 
 from accelkit.errors import ModelError, ToolchainError
-from accelkit.sw.frontends.tvm import require_tvm
+from optional import need_tvm
 
-try:
-    require_tvm()
-except ToolchainError as error:
-    pytest.skip(str(error), allow_module_level=True)
+need_tvm()
 
 from accelkit.accelerators.gemm import GemmAccelerator          # noqa: E402
 from accelkit.accelerators.mm2im import Mm2imAccelerator        # noqa: E402
