@@ -36,6 +36,12 @@ def build_parser():
     _common(model)
     run_cmd.add_arguments(model)
 
+    from . import diff as diff_cmd
+    difference = commands.add_parser("diff", help="compare every layer of a model across LiteRT, TVM, the fast "
+                                     "model and RTL, and localize where outputs diverge")
+    _common(difference)
+    diff_cmd.add_arguments(difference)
+
     quantize = commands.add_parser("quantize", help="move CONV_2D/FC weights onto a power-of-two grid")
     quantize.add_argument("model", help="an int8 .tflite file or a bundled model name")
     quantize.add_argument("--method", choices=("pot", "apot", "msq"), required=True)
@@ -85,6 +91,9 @@ def main(argv=None):
         if args.command == "run":
             from . import run as run_cmd
             return run_cmd.run(args)
+        if args.command == "diff":
+            from . import diff as diff_cmd
+            return diff_cmd.run(args)
         if args.command == "quantize":
             from ..quantization.pot import quantize_main
             return quantize_main(args)

@@ -67,7 +67,7 @@ class DelegatedModel:
     declined one, runs on LiteRT's CPU kernels, and :attr:`records` says why.
     """
 
-    def __init__(self, path, executor, cpu_kernels="ref"):
+    def __init__(self, path, executor, cpu_kernels="ref", preserve_all_tensors=False):
         self.path = path
         self.model = read_model(path)
         self.executor = executor
@@ -94,7 +94,7 @@ class DelegatedModel:
             self.records.append(record)
         self.delegate = PythonDelegate(lambda index, code: index in self.layers, self._execute,
                                        model=self.model)
-        self.interpreter = make_interpreter(path, cpu_kernels, [self.delegate])
+        self.interpreter = make_interpreter(path, cpu_kernels, [self.delegate], preserve_all_tensors)
         self.input_detail = self.interpreter.get_input_details()[0]
         self.output_details = self.interpreter.get_output_details()
 
@@ -125,6 +125,24 @@ class DelegatedModel:
         self.layer_seconds += time.perf_counter() - started
         for index in partition.outputs:
             write_tensor(index, values[index])
+
+    def layer_outputs(self):
+        """Every operator's output tensors after the last invoke: {tensor index: array}.
+
+        Offloaded layers' outputs come from the accelerator (tensors inside a delegated
+        partition are never allocated by LiteRT); the CPU ops' need ``preserve_all_tensors``.
+        """
+        values = {}
+        for op in self.model.ops:
+            if op.index in self.outputs_by_node:
+                values[op.outputs[0]] = self.outputs_by_node[op.index]
+                continue
+            for tensor in op.outputs:
+                try:
+                    values[tensor] = self.interpreter.get_tensor(tensor)
+                except ValueError:      # not preserved (intermediate of a partition, or not kept)
+                    pass
+        return values
 
     def invoke(self, sample):
         """Run one sample (the model's input shape); returns the list of output arrays."""

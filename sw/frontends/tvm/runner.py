@@ -68,13 +68,17 @@ def _import_error(path, model, error):
                       f"{type(error).__name__}: {text}")
 
 
-def import_tflite(path, model=None):
-    """``(IRModule, origins, TfliteModel)`` for a .tflite file.
+def import_tflite(path, model=None, capture=False):
+    """``(IRModule, origins, TfliteModel)`` for a .tflite file (and, with ``capture``, the captured tensors).
 
     ``origins`` maps each conv2d / matmul call of ``main`` to the TFLite
     operator (:class:`~.partition.Origin`) it was imported from, so that the
     per-layer report can use TFLite's operator indices as the LiteRT path does.
     Anything the importer refuses becomes :class:`ModelError`.
+
+    With ``capture``, ``main`` returns ``(outputs, (t_0, t_1, ...))``: the values of every TFLite
+    operator's output tensor the importer's expression table names, and a fourth value lists
+    those tensor indices in that order (operators whose tensor it does not name are missing).
     """
     import tflite
     from tvm.relax.frontend.tflite import from_tflite, tflite_frontend
@@ -111,7 +115,53 @@ def import_tflite(path, model=None):
                                        tuple(model.tensors[op.outputs[0]].shape))
             else:
                 origins[call] = Origin(op.index, op.op)
-    return mod, origins, model
+    if not capture:
+        return mod, origins, model
+    calls = {}
+    for op in model.ops:
+        for tensor in op.outputs:
+            name = tflite_frontend.get_tensor_name(converter.subgraph, tensor)
+            if converter.exp_tab.has_expr(name):
+                calls[tensor] = converter.exp_tab.get_expr(name)
+    mod, origins, captured = _capture(mod, origins, calls)
+    return mod, origins, model, captured
+
+
+def _bindings(function):
+    return [binding for block in function.body.blocks for binding in block.bindings]
+
+
+def _capture(mod, origins, calls):
+    """``main`` rewritten to also return the values bound to ``calls`` (tensor index -> importer expression).
+
+    Dataflow variables are invisible outside their block, so the function goes through
+    ToNonDataflow, gains the extra results, and back through ConvertToDataflow. Both passes
+    keep the bindings in order, so the origins (keyed by compute call) follow by position.
+    """
+    function = mod["main"]
+    before = _bindings(function)
+    position = {}
+    for tensor, call in calls.items():
+        found = next((i for i, b in enumerate(before) if b.value.same_as(call)), None)
+        if found is not None:
+            position[tensor] = found
+    flat = relax.transform.ToNonDataflow()(mod)["main"]
+    bound = _bindings(flat)
+    captured = sorted(position)
+    values = [bound[position[tensor]].var for tensor in captured]
+    result = relax.Tuple([flat.body.body, relax.Tuple(values)])
+    ret_ty = relax.TupleType([flat.body.body.ty, relax.TupleType([v.ty for v in values])])
+    rewritten = relax.Function(flat.params, relax.SeqExpr(flat.body.blocks, result), ret_ty, attrs=flat.attrs)
+    out = relax.transform.ConvertToDataflow()(tvm.IRModule({"main": rewritten}))
+    after = _bindings(out["main"])
+    if len(after) != len(before):
+        raise ModelError(f"capturing the layer outputs changed the number of bindings ({len(before)} -> {len(after)})")
+    rekeyed = {}
+    for call, origin in origins.items():
+        found = next((i for i, b in enumerate(before) if b.value.same_as(call)), None)
+        if found is not None:
+            rekeyed[after[found].value] = origin
+    return out, rekeyed, captured
 
 
 def relax_ops(mod):
@@ -145,7 +195,7 @@ class TvmModel:
     offloaded layers, simulation included).
     """
 
-    def __init__(self, path, executor=None, device=None, target="llvm", keep_inputs=False):
+    def __init__(self, path, executor=None, device=None, target="llvm", keep_inputs=False, capture=False):
         if device is not None:
             from ...execution.executors import DeviceExecutor
             executor = DeviceExecutor(executor, device)
@@ -158,7 +208,11 @@ class TvmModel:
         self.info = None
         self.outputs_by_node = {}
         started = time.perf_counter()
-        self.mod, self.origins, self.model = import_tflite(self.path)
+        imported = import_tflite(self.path, capture=capture)
+        self.mod, self.origins, self.model = imported[:3]
+        #: with ``capture``: the TFLite tensor indices whose values :attr:`captured` holds after each invoke
+        self.captured_tensors = imported[3] if capture else []
+        self.captured = {}
         self.import_seconds = time.perf_counter() - started
         tensors = self.model.tensors
         self.records = [LayerRecord(op.index, op.op, [list(tensors[i].shape) for i in op.inputs if i >= 0],
@@ -261,6 +315,9 @@ class TvmModel:
             if error is not None:
                 raise error from None     # the offloaded layer's own exception (e.g. SimulationTimeout)
             raise
+        if self.captured_tensors:
+            result, values = result
+            self.captured = {tensor: value.numpy() for tensor, value in zip(self.captured_tensors, values)}
         outputs = [result] if isinstance(result, tvm.runtime.Tensor) else list(result)
         self._collect()
         return [o.numpy() for o in outputs]
