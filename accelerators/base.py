@@ -133,6 +133,10 @@ class Accelerator(ABC):
     plan_cache_size = 4096
     #: a small design of this accelerator, quick to build: what conformance checks and examples use
     small_params = {}
+    #: faults this design can be given on purpose (name -> what goes wrong), for mutation testing;
+    #: never part of ``space``, so no search or command line picks one
+    faults_available = {}
+    faults = frozenset()
 
     def __init__(self, **params):
         self.params = self.space.resolve(params)
@@ -161,6 +165,16 @@ class Accelerator(ABC):
 
     def register_map(self):
         return self.core_class.register_map()
+
+    def with_faults(self, *names):
+        """A copy of this design with the named faults injected (see ``faults_available``)."""
+        unknown = sorted(set(names) - set(self.faults_available))
+        if unknown:
+            raise ParameterError(f"{self.name} has no fault {', '.join(unknown)}; it has "
+                                 f"{', '.join(self.faults_available) or 'none'}")
+        faulty = type(self)(**self.params)
+        faulty.faults = frozenset(names)
+        return faulty
 
     # the plan contract
     def signature(self, layer, *input_shapes) -> str:

@@ -7,7 +7,7 @@ from ...errors import ParameterError, UnsupportedLayer
 from ..base import Accelerator, Param, ParamSpace
 from .gateware import GemmCore
 from .pe import PEArray, WeightLayout
-from . import cost, driver
+from . import cost, driver, faults
 
 __all__ = ["GemmAccelerator", "GemmCore"]
 
@@ -31,6 +31,7 @@ class GemmAccelerator(Accelerator):
     )
 
     small_params = {"rows": 4, "cols": 4, "data_width": 32, "k_max": 64, "a_depth": 256}
+    faults_available = faults.FAULTS
 
     def core(self):
         return GemmCore(**self.params)
@@ -107,7 +108,7 @@ class GemmAccelerator(Accelerator):
 
     @staticmethod
     def _unarrange(out, gemm, placed, plan):
-        if placed is gemm:
+        if "placement" not in plan.schedule:
             return out
         placement = np.asarray(plan.schedule["placement"])
         used = placement >= 0
@@ -122,14 +123,22 @@ class GemmAccelerator(Accelerator):
 
     def run(self, plan, device, x, cycle_budget=None):
         gemm, placed, out_shape = self._lowered(plan, x)
+        if self.faults:
+            placed = faults.faulty_gemm(placed, self.faults, plan.layer)
+            device = faults.FaultyDevice(device) if "dma_beat_dropped" in self.faults else device
         out, stats = driver.run_gemm(self, device, placed, cycle_budget, op=plan.kind, shape=self._described(plan),
                                      jobs=[tuple(job) for job in plan.schedule["jobs"]])
+        if self.faults:
+            out = faults.faulty_output(out, self.faults, self.params["cols"])
         stats.macs = plan.macs
         return self._unarrange(out, gemm, placed, plan).reshape(out_shape), stats
 
     def estimate(self, plan, dma):
         m, _, k = plan.schedule["gemm"]
+        jobs = [tuple(job) for job in plan.schedule["jobs"]]
         stats = driver.estimate_gemm(self, (m, plan.schedule["array_columns"], k), dma, plan.kind,
-                                     self._described(plan), jobs=[tuple(job) for job in plan.schedule["jobs"]])
+                                     self._described(plan), jobs=jobs)
         stats.macs = plan.macs
+        if "cost_term_removed" in self.faults:
+            stats.cycles -= len(jobs) * (self.params["rows"] + self.params["cols"])
         return stats

@@ -1,6 +1,7 @@
 """`accelkit bench NAME`: benchmarks that print measured figures (never asserted by tests)."""
 
 from ..benchmarks.mm2im_tconv import tconv_bench
+from ..benchmarks.mutation import mutate_bench
 from ..benchmarks.potacc_shift_pe import potacc_bench
 from ..benchmarks.scalesim import scalesim_bench
 from ..benchmarks.simulation import fidelity_bench, model_bench, sim_speed, utilization_bench
@@ -26,7 +27,7 @@ def add_arguments(parser):
 
 BENCHMARKS = {"sim-speed": sim_speed, "model": model_bench, "utilization": utilization_bench,
               "fidelity": fidelity_bench, "scalesim": scalesim_bench, "potacc": potacc_bench,
-              "tconv": tconv_bench}
+              "tconv": tconv_bench, "mutate": mutate_bench}
 
 
 
