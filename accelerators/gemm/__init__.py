@@ -96,7 +96,8 @@ class GemmAccelerator(Accelerator):
         scale = np.full(placement.size, 0.5)
         scale[used] = gemm.scale[placement[used]]
         return QuantizedGemm(a=gemm.a, b=b, bias=bias, scale=scale, rounding=gemm.rounding,
-                             output_zero_point=gemm.output_zero_point, act_min=gemm.act_min, act_max=gemm.act_max)
+                             output_zero_point=gemm.output_zero_point, act_min=gemm.act_min, act_max=gemm.act_max,
+                             row_offset=gemm.row_offset)
 
     def _lowered(self, plan, x):
         gemm, out_shape = plan.layer.lower(x)
