@@ -220,6 +220,37 @@ class DepthwiseConv2DKind(LayerKind):
                                dilation=tuple(op.options.get("dilation", (1, 1))), padding=padding,
                                multiplier=cout // cin, **quant)
 
+    def relax_compute(self, p):
+        # TVM 0.27 imports a per-channel DEPTHWISE_CONV_2D as dequantize(w, axis=3) on the TFLite
+        # [1, KH, KW, C*M] weights, a reshape to HWOI [KH, KW, C*M, 1] (HWIO [KH, KW, 1, M] for one
+        # input channel) and a grouped conv2d with groups = C.
+        p.parts["w_dq"] = p.dequantize(p.parts["w"], p.parts["w_scale"], p.parts["w_zp"])
+        p.parts["w_shaped"] = p.is_op("relax.reshape")(p.parts["w_dq"], p.wildcard())
+        return p.is_op("relax.nn.conv2d")(p.parts["x_dq"], p.parts["w_shaped"])
+
+    def from_relax(self, matched, f):
+        attrs = matched["compute"].attrs
+        weights, input_shape, output_shape = f.weights, f.input_shape, f.output_shape
+        if weights.ndim != 4 or weights.shape[0] != 1 or len(input_shape) != 4:
+            raise UnsupportedLayer(f"weights {list(weights.shape)} and input {list(input_shape)} are not TFLite "
+                                   "depthwise [1, KH, KW, C*M] / NHWC")
+        channels, groups = input_shape[3], int(attrs.groups)
+        if groups != channels or weights.shape[3] % channels:
+            raise UnsupportedLayer(f"not a depthwise convolution ({groups} groups, {channels} input channels, "
+                                   f"{weights.shape[3]} output channels)")
+        layouts = (str(attrs.data_layout), str(attrs.kernel_layout), str(attrs.out_layout))
+        expected = ("NHWC", "HWIO" if channels == 1 else "HWOI", "NHWC")
+        if layouts != expected:
+            raise UnsupportedLayer(f"depthwise layouts {'/'.join(layouts)} (the pattern expects {'/'.join(expected)})")
+        _, kh, kw, cout = weights.shape
+        stride = tuple(int(s) for s in attrs.strides)
+        dilation = tuple(int(d) for d in attrs.dilation)
+        padding = f.padding_mode(input_shape, output_shape, (kh, kw), stride, dilation,
+                                 [int(v) for v in attrs.padding])
+        return DepthwiseConv2D(filters=np.ascontiguousarray(weights, np.int8), bias=f.bias(matched, cout),
+                               filter_scales=f.weight_scales(matched, cout, axis=3), stride=stride,
+                               dilation=dilation, padding=padding, multiplier=cout // channels, **f.quant)
+
     def random(self, rng, batch=1, height=12, width=12, channels=16, multiplier=1, kernel=3, stride=1, dilation=1,
                padding="SAME", activation="NONE", zero_points="random", narrow=False):
         """A seeded random layer and an int8 input for it: ``(layer, (x,))``.
