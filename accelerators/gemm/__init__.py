@@ -189,14 +189,15 @@ class GemmAccelerator(Accelerator):
         block-diagonal B of g*multiplier columns; larger groups fill more array
         columns but multiply their K (only one in g products is useful), so the
         compute is about the same and the choice is between per-GEMM overheads
-        and column tiles: 1 (one GEMM per channel) and the largest group one
-        column tile holds are compared, within k_max.
+        and column tiles: powers of two from 1 (one GEMM per channel) up to the
+        largest group one column tile holds (within k_max) are compared.
         """
         kh, kw = layer.kernel
         cols, k_max = self.params["cols"], self.params["k_max"]
         if kh * kw > k_max:
             raise UnsupportedLayer(f"a {kh}x{kw} kernel needs K={kh * kw}, above k_max={k_max}")
-        candidates = {1, max(1, min(cols // layer.multiplier, k_max // (kh * kw), layer.in_channels))}
+        largest = max(1, min(cols // layer.multiplier, k_max // (kh * kw), layer.in_channels))
+        candidates = {largest} | {1 << e for e in range(largest.bit_length()) if 1 << e <= largest}
         best = None
         for group in sorted(candidates):
             groups = layer.groups(group)
