@@ -19,11 +19,14 @@ __all__ = ["QuantizedGemm", "LayerStats", "im2col", "conv_output_size", "same_pa
 
 @dataclass
 class QuantizedGemm:
-    """out[M, N] = requantize(a[M, K] @ b[K, N] + bias[N]), per output column.
+    """out[M, N] = requantize(a[M, K] @ b[K, N] + bias[N] + row_offset * sum_k a[M, k]), per output column.
 
     ``scale`` holds each column's real multiplier (double). With ``rounding ==
     "double"`` it is applied as TFLite's fixed-point multiplier/shift pair (CONV_2D),
     with ``"float"`` in double precision (FULLY_CONNECTED); see ``driver.quant``.
+    ``row_offset`` (TFLite's ``-zero_point`` of B, -127..128) gives each output row
+    the term a product of two zero-point-shifted activations needs, (a - za)(b - zb),
+    which a per-column bias cannot hold: -zb * rowsum(a[m]).
     """
 
     a: np.ndarray            # int8 [M, K]
@@ -34,6 +37,7 @@ class QuantizedGemm:
     output_zero_point: int = 0
     act_min: int = -128
     act_max: int = 127
+    row_offset: int = 0
 
     def __post_init__(self):
         if self.a.ndim != 2 or self.b.ndim != 2 or self.a.shape[1] != self.b.shape[0]:
@@ -50,6 +54,9 @@ class QuantizedGemm:
             raise ParameterError(f"activation range {self.act_min}..{self.act_max} is not within int8")
         if not -128 <= self.output_zero_point <= 127:
             raise ParameterError(f"output zero point {self.output_zero_point} is not int8")
+        if not -127 <= self.row_offset <= 128:
+            raise ParameterError(f"row offset {self.row_offset} is not the negation of an int8 zero point "
+                                 "(-127..128)")
 
     @property
     def shape(self):
@@ -65,6 +72,8 @@ class QuantizedGemm:
         # float64 BLAS is exact here: |a*b| <= 2^14, so sums stay far below 2^53 for any K this
         # package accepts, and it is much faster than numpy's integer matmul.
         acc = (self.a.astype(np.float64) @ self.b.astype(np.float64)).astype(np.int64)
+        if self.row_offset:
+            acc += self.row_offset * self.a.astype(np.int64).sum(axis=1, keepdims=True)
         return requantize(acc, self.bias, self.output_zero_point, self.act_min, self.act_max,
                           rounding=self.rounding, multiplier=self.multiplier, shift=self.shift, scale=self.scale)
 

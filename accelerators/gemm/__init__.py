@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from ...driver.layers import QuantizedGemm
+from ...driver.device import DmaTiming
+from ...driver.layers import LayerStats, QuantizedGemm
 from ...errors import ParameterError, UnsupportedLayer
 from ..base import Accelerator, Param, ParamSpace
 from .gateware import GemmCore
@@ -50,7 +51,9 @@ class GemmAccelerator(Accelerator):
         return self.params["rows"] * self.params["cols"]
 
     # the plan contract
-    kinds = ("gemm", "conv2d", "fc")
+    kinds = ("gemm", "conv2d", "fc", "depthwise_conv2d", "batch_matmul")
+    #: kinds that lower to several GEMMs (see :meth:`_multi_plan`), the rest to one
+    multi_gemm_kinds = ("depthwise_conv2d", "batch_matmul")
 
     def check_shape(self, m, n, k):
         """Raise :class:`UnsupportedLayer` when this design cannot run an (M, N, K) GEMM."""
@@ -63,7 +66,10 @@ class GemmAccelerator(Accelerator):
         """Array column slot of each output channel (``-1``: unused), or None for channel i on column i."""
         return None
 
-    def make_plan(self, layer, input_shape):
+    def make_plan(self, layer, *input_shapes):
+        if layer.op in self.multi_gemm_kinds:
+            return self._multi_plan(layer, input_shapes)
+        (input_shape,) = input_shapes
         m, n, k = layer.gemm_shape(input_shape)
         self.check_shape(m, n, k)
         placement = self.place_columns(layer.gemm_weights())
@@ -97,7 +103,8 @@ class GemmAccelerator(Accelerator):
         scale = np.full(placement.size, 0.5)
         scale[used] = gemm.scale[placement[used]]
         return QuantizedGemm(a=gemm.a, b=b, bias=bias, scale=scale, rounding=gemm.rounding,
-                             output_zero_point=gemm.output_zero_point, act_min=gemm.act_min, act_max=gemm.act_max)
+                             output_zero_point=gemm.output_zero_point, act_min=gemm.act_min, act_max=gemm.act_max,
+                             row_offset=gemm.row_offset)
 
     def _lowered(self, plan, x):
         gemm, out_shape = plan.layer.lower(x)
@@ -116,12 +123,22 @@ class GemmAccelerator(Accelerator):
         result[:, placement[used]] = out[:, used]
         return result
 
-    def golden(self, plan, x):
-        """What the array computes: the lowered (and placed) GEMM's TFLite-exact result, in layer order."""
+    def golden(self, plan, *inputs):
+        """What the array computes: the lowered (and placed) GEMMs' TFLite-exact results, in layer order."""
+        if plan.kind in self.multi_gemm_kinds:
+            return self._multi_assemble(plan, [gemm.reference() for gemm in self._multi_lowered(plan, inputs)[0]])
+        (x,) = inputs
         gemm, placed, out_shape = self._lowered(plan, x)
         return self._unarrange(placed.reference(), gemm, placed, plan).reshape(out_shape)
 
-    def run(self, plan, device, x, cycle_budget=None):
+    def run(self, plan, device, *inputs, cycle_budget=None):
+        if plan.kind in self.multi_gemm_kinds:
+            gemms, _ = self._multi_lowered(plan, inputs)
+            results = [driver.run_gemm(self, device, gemm, cycle_budget, op=plan.kind, jobs=[tuple(j) for j in jobs])
+                       for gemm, jobs in zip(gemms, plan.schedule["jobs"])]
+            out = self._multi_assemble(plan, [out for out, _ in results])
+            return out, self._multi_stats(plan, [stats for _, stats in results])
+        (x,) = inputs
         gemm, placed, out_shape = self._lowered(plan, x)
         if self.faults:
             placed = faults.faulty_gemm(placed, self.faults, plan.layer)
@@ -134,6 +151,10 @@ class GemmAccelerator(Accelerator):
         return self._unarrange(out, gemm, placed, plan).reshape(out_shape), stats
 
     def estimate(self, plan, dma):
+        if plan.kind in self.multi_gemm_kinds:
+            return self._multi_stats(plan, [driver.estimate_gemm(self, tuple(shape), dma, plan.kind,
+                                                                 jobs=[tuple(j) for j in jobs])
+                                            for shape, jobs in zip(plan.schedule["gemms"], plan.schedule["jobs"])])
         m, _, k = plan.schedule["gemm"]
         jobs = [tuple(job) for job in plan.schedule["jobs"]]
         stats = driver.estimate_gemm(self, (m, plan.schedule["array_columns"], k), dma, plan.kind,
@@ -142,3 +163,101 @@ class GemmAccelerator(Accelerator):
         if "cost_term_removed" in self.faults:
             stats.cycles -= len(jobs) * (self.params["rows"] + self.params["cols"])
         return stats
+
+    # -- kinds that lower to several GEMMs: depthwise_conv2d (one per channel group), batch_matmul (one per
+    # batch element)
+
+    #: the DMA timing a plan's choices are compared at (the default channels)
+    planning_dma = DmaTiming(8, 0)
+
+    def _gemm_cycles(self, shapes):
+        return sum(cost.gemm_cycles(self.params, tuple(shape), self.planning_dma) for shape in shapes)
+
+    def _multi_plan(self, layer, input_shapes):
+        rows, a_depth = self.params["rows"], self.params["a_depth"]
+        try:
+            if layer.op == "depthwise_conv2d":
+                (input_shape,) = input_shapes
+                schedule = self._depthwise_schedule(layer, input_shape)
+            else:
+                batch, m, n, k = layer.shapes(*input_shapes)
+                self.check_shape(m, n, k)
+                count = int(np.prod(batch, dtype=np.int64))
+                schedule = {"lowering": "one GEMM per batch element, per-row zero-point term in the core",
+                            "gemms": [[m, n, k]] * count}
+        except ParameterError as error:
+            raise UnsupportedLayer(str(error)) from None
+        schedule["jobs"] = [[list(job) for job in cost.plan_jobs(m, k, rows, a_depth)]
+                            for m, _, k in schedule["gemms"]]
+        return self.new_plan(layer, input_shapes, schedule)
+
+    def _depthwise_schedule(self, layer, input_shape):
+        """Channel groups of the depthwise lowering: the group size whose GEMMs the cost model finds quickest.
+
+        A group of g input channels is one GEMM with K = KH*KW*g and a
+        block-diagonal B of g*multiplier columns; larger groups fill more array
+        columns but multiply their K (only one in g products is useful), so the
+        compute is about the same and the choice is between per-GEMM overheads
+        and column tiles: powers of two from 1 (one GEMM per channel) up to the
+        largest group one column tile holds (within k_max) are compared.
+        """
+        kh, kw = layer.kernel
+        cols, k_max = self.params["cols"], self.params["k_max"]
+        if kh * kw > k_max:
+            raise UnsupportedLayer(f"a {kh}x{kw} kernel needs K={kh * kw}, above k_max={k_max}")
+        largest = max(1, min(cols // layer.multiplier, k_max // (kh * kw), layer.in_channels))
+        candidates = {largest} | {1 << e for e in range(largest.bit_length()) if 1 << e <= largest}
+        best = None
+        for group in sorted(candidates):
+            groups = layer.groups(group)
+            shapes = [list(layer.group_gemm_shape(input_shape, count)) for _, count in groups]
+            cycles = self._gemm_cycles(shapes)
+            if best is None or cycles < best[0]:
+                best = (cycles, group, groups, shapes)
+        _, group, groups, shapes = best
+        return {"lowering": "channel groups as GEMMs with block-diagonal weights", "group_channels": group,
+                "groups": [list(g) for g in groups], "gemms": shapes}
+
+    def _multi_lowered(self, plan, inputs):
+        layer = plan.layer
+        if plan.kind == "depthwise_conv2d":
+            (x,) = inputs
+            placed, shape = layer.lower(x, plan.schedule["group_channels"])
+            gemms = [gemm for _, gemm in placed]
+        else:
+            gemms, shape = layer.lower(*inputs)
+        got = [list(gemm.shape) for gemm in gemms]
+        if got != plan.schedule["gemms"]:
+            raise ParameterError(f"inputs of shapes {[list(x.shape) for x in inputs]} give GEMMs {got[:4]}..., "
+                                 f"but the plan was made for {plan.schedule['gemms'][:4]}...")
+        return gemms, shape
+
+    def _multi_assemble(self, plan, outputs):
+        """The layer's output from its GEMMs' [M, N] results."""
+        shape = plan.output_shape
+        if plan.kind == "batch_matmul":
+            return np.stack(outputs).reshape(shape)
+        out = np.empty((int(np.prod(shape[:-1])), shape[-1]), dtype=np.int8)
+        at = 0
+        for result in outputs:
+            out[:, at:at + result.shape[1]] = result
+            at += result.shape[1]
+        return out.reshape(shape)
+
+    def _multi_stats(self, plan, parts):
+        """One LayerStats for the GEMMs of a plan: counters summed, MACs the layer's useful ones."""
+        total = LayerStats(op=plan.kind, shape={"input": [list(s) for s in plan.input_shapes],
+                                                "output": list(plan.output_shape), "gemms": len(parts),
+                                                "m": plan.schedule["gemms"][0][0], "n": plan.schedule["gemms"][0][1],
+                                                "k": plan.schedule["gemms"][0][2]},
+                           macs=plan.macs, cycles=0, pes=self.pes, bytes_in=0, bytes_out=0, jobs=0,
+                           extra={"weight_bytes": 0})
+        for part in parts:
+            for name in ("cycles", "bytes_in", "bytes_out", "jobs", "busy_cycles", "in_stall_cycles",
+                         "out_stall_cycles", "array_macs"):
+                setattr(total, name, getattr(total, name) + getattr(part, name))
+            total.extra["weight_bytes"] += part.extra.get("weight_bytes", 0)
+            if part.extra.get("estimated"):
+                total.extra["estimated"] = True
+        total.extra["gemm_macs"] = sum(m * n * k for m, n, k in plan.schedule["gemms"])
+        return total

@@ -52,6 +52,8 @@ GEMM_CONFIG_REGISTERS = (
     Register("ACT_MIN", CONFIG_BASE + 0x10, "rw", 8, signed=True, doc="lower clamp of the int8 output"),
     Register("ACT_MAX", CONFIG_BASE + 0x14, "rw", 8, signed=True, doc="upper clamp of the int8 output"),
     Register("REQUANT_MODE", CONFIG_BASE + 0x18, "rw", 1, doc="0: double rounding (CONV_2D), 1: float (FC)"),
+    Register("ROW_OFFSET", CONFIG_BASE + 0x1C, "rw", 9, signed=True,
+             doc="times the sum of each output row's A operands, added before requantization (-B zero point)"),
 )
 
 #: Parameter words per column tile: bias, multiplier low, multiplier high, shifts.
@@ -257,6 +259,35 @@ class GemmCore(CoreBase):
             m.d.sync += enter_row.eq(enter_row + 1)
             with m.If(enter_row == R - 1):
                 m.d.sync += entering.eq(0)
+        # ---- per-row zero-point term ----
+        # A product of two zero-point-shifted activations, sum_k (a - za)(b - zb),
+        # needs -zb * sum_k a[m, k] per output row, which no per-column bias holds.
+        # Each array row sums its A operands as they leave the A buffer (all rows
+        # of a step at once, before the skew) and keeps the tile's total; as the
+        # tile's rows enter the requantizer, one registered multiplier forms
+        # ROW_OFFSET x the next row's total, one row per cycle, a cycle ahead.
+        # The totals stay put until the tile's rows have all entered: the next
+        # tile's last step waits for the readout (``pending``).
+        sum_shape = signed(9 + (self.k_max - 1).bit_length())
+        row_totals = []
+        for i in range(R):
+            running = Signal(sum_shape, name=f"row_sum{i}", reset_less=True)
+            total = Signal(sum_shape, name=f"row_total{i}", reset_less=True)
+            step_sum = Signal(sum_shape, name=f"row_step_sum{i}")
+            m.d.comb += step_sum.eq(Mux(s1_first, 0, running) + a_rd.data[8 * i:8 * i + 8].as_signed())
+            with m.If(s1_valid):
+                m.d.sync += running.eq(step_sum)
+                with m.If(s1_last):
+                    m.d.sync += total.eq(step_sum)
+            # With one column, row 0 enters the cycle after its last step's operands
+            # arrive: it takes the sum being latched.
+            row_totals.append(step_sum if (i == 0 and C == 1) else total)
+        row_term = Signal(signed(32), name="row_term", reset_less=True)
+        next_row = Signal(range(R + 1))
+        m.d.comb += next_row.eq(Mux(entry_token, 0, enter_row + 1))
+        with m.If(entry_token | entering):
+            m.d.sync += row_term.eq(_select(row_totals, next_row[:max(1, (R - 1).bit_length())]) * cfg.row_offset)
+
         enables, tag = {}, Cat(enter_row, entering)
         for boundary in requant_stages(R):
             enables[boundary] = tag[-1]
@@ -310,7 +341,7 @@ class GemmCore(CoreBase):
         out_bytes = []
         for j in range(C):
             entry = _select([results[i][j] for i in range(R)], enter_row)
-            scaled = requantizer(m, stage, f"post{j}", entry + field(0, j).as_signed(), cfg.requant_mode,
+            scaled = requantizer(m, stage, f"post{j}", entry + (field(0, j).as_signed() + row_term), cfg.requant_mode,
                                  Cat(field(1, j), field(2, j, 22)), field(3, j, 16), cfg.output_zero_point)
             out_bytes.append(Mux(scaled < cfg.act_min, cfg.act_min, Mux(scaled > cfg.act_max, cfg.act_max, scaled))[:8])
         m.submodules.row_buffer = row_buffer = Memory(shape=unsigned(8 * C), depth=R, init=[])

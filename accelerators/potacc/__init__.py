@@ -81,6 +81,8 @@ class PotAccelerator(GemmAccelerator):
             (lambda p: p["mult_cols"] <= p["cols"], "mult_cols ({mult_cols}) cannot exceed cols ({cols})"),),
     )
 
+    # Depthwise and BATCH_MATMUL weights are not on a power-of-two grid (BATCH_MATMUL's are activations).
+    kinds = ("gemm", "conv2d", "fc")
     small_params = {**GemmAccelerator.small_params, "terms": 2, "mult_cols": 1}
     plan_depends_on_weights = True     # which column each channel goes to depends on its weights
 

@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 ZOO = Path(__file__).resolve().parent
-MODEL_NAMES = ("digits_cnn", "mobilenet_v2", "resnet_tiny", "transpose_mlp", "dcgan_tiny")
+MODEL_NAMES = ("digits_cnn", "mobilenet_v2", "resnet_tiny", "transpose_mlp", "dcgan_tiny", "efficientnet_tiny",
+               "transformer_block")
 BASE_SEED = 20240601
 RELU6_INPUT_MEAN = 2.0
 
@@ -475,12 +476,205 @@ def make_dcgan_tiny(tf, out_dir, data_dir, log):
     return path
 
 
+# -- efficientnet_tiny --------------------------------------------------------
+
+#: (expansion, output channels, kernel, stride, repeats, depth multiplier) per stage.  The first
+#: stage expands by a depthwise depth multiplier of 2 instead of a 1x1 convolution, so the zoo holds a
+#: DEPTHWISE_CONV_2D with a depth multiplier above 1.
+EFFICIENTNET_STAGES = ((1, 16, 3, 1, 1, 2), (4, 24, 3, 2, 2, 1), (4, 40, 5, 2, 2, 1), (4, 64, 3, 2, 1, 1),
+                       (6, 80, 5, 1, 1, 1))
+EFFICIENTNET_SIZE = 96
+EFFICIENTNET_CLASSES = 100
+
+
+def build_efficientnet_tiny(tf, batch_size=None):
+    """An EfficientNet-style network: MBConv blocks (1x1 expand, depthwise, squeeze-and-excitation,
+    1x1 project, residual) with swish, 96x96 input, 100 classes with softmax."""
+    L = tf.keras.layers
+    act = "swish"
+
+    def bn_act(x, name):
+        x = L.BatchNormalization(name=f"{name}_bn")(x)
+        return L.Activation(act, name=f"{name}_act")(x)
+
+    def mbconv(x, expand, filters, kernel, stride, multiplier, name):
+        inputs, channels = x, x.shape[-1]
+        if expand != 1:
+            x = L.Conv2D(channels * expand, 1, use_bias=False, name=f"{name}_expand")(x)
+            x = bn_act(x, f"{name}_expand")
+        x = L.DepthwiseConv2D(kernel, strides=stride, padding="same", depth_multiplier=multiplier,
+                              use_bias=False, name=f"{name}_dw")(x)
+        x = bn_act(x, f"{name}_dw")
+        # squeeze-and-excitation: per-channel gates from the pooled features
+        width = x.shape[-1]
+        se = L.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")(x)
+        se = L.Conv2D(max(4, channels // 4), 1, activation=act, name=f"{name}_se_reduce")(se)
+        se = L.Conv2D(width, 1, activation="sigmoid", name=f"{name}_se_expand")(se)
+        x = L.Multiply(name=f"{name}_se")([x, se])
+        x = L.Conv2D(filters, 1, use_bias=False, name=f"{name}_project")(x)
+        x = L.BatchNormalization(name=f"{name}_project_bn")(x)
+        if stride == 1 and channels == filters:
+            x = L.Add(name=f"{name}_add")([inputs, x])
+        return x
+
+    x_in = tf.keras.Input((EFFICIENTNET_SIZE, EFFICIENTNET_SIZE, 3), batch_size=batch_size, name="image")
+    x = L.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem")(x_in)
+    x = bn_act(x, "stem")
+    for s, (expand, filters, kernel, stride, repeats, multiplier) in enumerate(EFFICIENTNET_STAGES):
+        for r in range(repeats):
+            x = mbconv(x, expand, filters, kernel, stride if r == 0 else 1, multiplier, f"block{s}{r}")
+    x = L.Conv2D(256, 1, use_bias=False, name="top")(x)
+    x = bn_act(x, "top")
+    x = L.GlobalAveragePooling2D(name="pool")(x)
+    out = L.Dense(EFFICIENTNET_CLASSES, activation="softmax", name="head")(x)
+    return tf.keras.Model(x_in, out, name="efficientnet_tiny")
+
+
+def _spread_head(tf, model, images, spread):
+    """Centre the classifier's logits on the images' mean feature and scale them to ``spread`` (std).
+
+    Random classifier weights leave the softmax almost flat; see make_mobilenet.
+    Returns the gain applied.
+    """
+    import numpy as np
+
+    head = model.layers[-1]
+    features = tf.keras.Model(model.input, head.input).predict([images], batch_size=16, verbose=0)
+    w, _ = head.get_weights()
+    mu = features.mean(axis=0)
+    gain = spread / ((features - mu) @ w).std()
+    w = (w * gain).astype(np.float32)
+    head.set_weights([w, (-mu @ w).astype(np.float32)])
+    return float(gain)
+
+
+def _check_both_kernels(name, path, test_inputs, float_outputs, log):
+    """Runs ``test_inputs`` (float) through LiteRT default and BUILTIN_REF; logs and checks the outputs."""
+    import numpy as np
+
+    info = run_litert(path, reference=False, random=1)
+    scale, zp = info["input"]["quantization"]
+    q = np.clip(np.round(test_inputs / scale) + zp, -128, 127).astype(np.int8)
+    tmp = Path(tempfile.mkstemp(suffix=".npy")[1])
+    np.save(tmp, q)
+    top1 = {}
+    try:
+        for ref in (False, True):
+            r = run_litert(path, reference=ref, x=tmp)
+            kind = "ref" if ref else "default"
+            agree = float(np.mean(np.array(r["argmax"]) == float_outputs.reshape(len(q), -1).argmax(1)))
+            log[name][kind] = {k: r[k] for k in (
+                "seconds_per_run", "out_min", "out_max", "out_distinct", "distinct_rows")}
+            log[name][kind]["argmax_agrees_with_float"] = agree
+            print(f"{name}: LiteRT {kind}: {r['seconds_per_run'] * 1e3:.1f} ms/run, int8 output min "
+                  f"{r['out_min']} max {r['out_max']}, {r['out_distinct']} distinct values, "
+                  f"{r['distinct_rows']}/{len(q)} distinct outputs, argmax agrees with float on {agree:.0%}")
+            if r["out_max"] == r["out_min"] or r["distinct_rows"] < 2:
+                raise RuntimeError(f"{name} int8 output is constant")
+            top1[kind] = np.array(r["argmax"])
+        log[name]["argmax_default_vs_ref"] = float(np.mean(top1["default"] == top1["ref"]))
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def make_efficientnet_tiny(tf, out_dir, data_dir, log):
+    rng = _seed(tf, "efficientnet_tiny")
+    model = build_efficientnet_tiny(tf)
+    # As for MobileNetV2: shift every BatchNorm that feeds an activation so its
+    # units sit mostly in swish's near-linear part, then recalibrate the
+    # moving statistics on seeded images (random init would let activations
+    # vanish and make LiteRT's BUILTIN_REF SOFTMAX abort).
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization) and "project" not in layer.name:
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([gamma, beta + RELU6_INPUT_MEAN, mean, var])
+    size = EFFICIENTNET_SIZE
+    n_bn = recalibrate_batchnorm(tf, model, _smooth_images(tf, rng, 32, size, 3))
+    gain = _spread_head(tf, model, _smooth_images(tf, rng, 64, size, 3), 4.0)
+    log["efficientnet_tiny"] = {"batchnorm_layers_recalibrated": n_bn, "head_gain": gain}
+    print(f"efficientnet_tiny: {n_bn} BatchNorms recalibrated, head gain {gain:.2f}")
+
+    rep = _smooth_images(tf, rng, 64, size, 3)
+    path = out_dir / "efficientnet_tiny.tflite"
+    path.write_bytes(_convert_int8(tf, _batch1_copy(lambda b: build_efficientnet_tiny(tf, b), model), rep))
+    test = _smooth_images(tf, rng, 8, size, 3)
+    _check_both_kernels("efficientnet_tiny", path, test, model.predict([test], verbose=0), log)
+    return path
+
+
+# -- transformer_block --------------------------------------------------------
+
+TRANSFORMER_TOKENS, TRANSFORMER_WIDTH, TRANSFORMER_HEADS, TRANSFORMER_MLP = 16, 64, 4, 128
+
+
+def build_transformer_block(tf, batch_size=None):
+    """One pre-norm transformer encoder block on [16, 64] token embeddings: layer norm, 4-head
+    self-attention (both products of two activations written with tf.matmul so that they become
+    BATCH_MATMUL), residual, layer norm, GELU MLP, residual."""
+    L = tf.keras.layers
+    t, d, h = TRANSFORMER_TOKENS, TRANSFORMER_WIDTH, TRANSFORMER_HEADS
+    kw = dict(bias_initializer=tf.keras.initializers.RandomNormal(stddev=0.05))
+
+    class Attention(L.Layer):
+        def call(self, q, k, v):
+            def heads(x):   # [B, T, D] -> [B, H, T, D/H]
+                return tf.transpose(tf.reshape(x, (-1, t, h, d // h)), (0, 2, 1, 3))
+            q, k, v = heads(q), heads(k), heads(v)
+            scores = tf.matmul(q, k, transpose_b=True) * ((d // h) ** -0.5)
+            a = tf.matmul(tf.nn.softmax(scores, axis=-1), v)
+            return tf.reshape(tf.transpose(a, (0, 2, 1, 3)), (-1, t, d))
+
+    class LayerNorm(L.Layer):
+        # Keras' LayerNormalization computes -mean * rsqrt(var) on the way, which the converter can
+        # only emit as a float NEG between DEQUANTIZE and QUANTIZE; written with a subtraction and
+        # products, every operator stays int8.
+        def build(self, input_shape):
+            self.gamma = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="gamma")
+            self.beta = self.add_weight(shape=(input_shape[-1],), initializer="zeros", name="beta")
+
+        def call(self, x):
+            centred = x - tf.reduce_mean(x, axis=-1, keepdims=True)
+            variance = tf.reduce_mean(centred * centred, axis=-1, keepdims=True)
+            return centred * tf.math.rsqrt(variance + 1e-5) * self.gamma + self.beta
+
+    x_in = tf.keras.Input((t, d), batch_size=batch_size, name="tokens")
+    y = LayerNorm(name="ln1")(x_in)
+    q = L.Dense(d, name="q", **kw)(y)
+    k = L.Dense(d, name="k", **kw)(y)
+    v = L.Dense(d, name="v", **kw)(y)
+    a = Attention(name="attention")(q, k, v)
+    a = L.Dense(d, name="attention_out", **kw)(a)
+    x = L.Add(name="residual1")([x_in, a])
+    y = LayerNorm(name="ln2")(x)
+    y = L.Dense(TRANSFORMER_MLP, activation="gelu", name="mlp_up", **kw)(y)
+    y = L.Dense(d, name="mlp_down", **kw)(y)
+    out = L.Add(name="residual2")([x, y])
+    return tf.keras.Model(x_in, out, name="transformer_block")
+
+
+def make_transformer_block(tf, out_dir, data_dir, log):
+    import numpy as np
+
+    rng = _seed(tf, "transformer_block")
+    model = build_transformer_block(tf)
+    shape = (TRANSFORMER_TOKENS, TRANSFORMER_WIDTH)
+    rep = rng.normal(0.0, 1.0, size=(64, *shape)).astype(np.float32)
+    path = out_dir / "transformer_block.tflite"
+    path.write_bytes(_convert_int8(tf, _batch1_copy(lambda b: build_transformer_block(tf, b), model), rep))
+    test = rng.normal(0.0, 1.0, size=(8, *shape)).astype(np.float32)
+    log["transformer_block"] = {}
+    _check_both_kernels("transformer_block", path, test, model.predict([test], verbose=0), log)
+    return path
+
+
 MAKERS = {
     "digits_cnn": make_digits,
     "mobilenet_v2": make_mobilenet,
     "resnet_tiny": make_resnet_tiny,
     "transpose_mlp": make_transpose_mlp,
     "dcgan_tiny": make_dcgan_tiny,
+    "efficientnet_tiny": make_efficientnet_tiny,
+    "transformer_block": make_transformer_block,
 }
 
 

@@ -69,7 +69,7 @@ def build_model(*, tensors, opcode, op_version, options_type, build_options, inp
 
     ``inputs`` are tensor indices for the operator (-1 = omitted optional
     input); the graph input is ``graph_input`` (default: the operator's first
-    input) and the graph outputs are ``outputs``.
+    input; a list for several) and the graph outputs are ``outputs``.
     """
     builder = flatbuffers.Builder(4096)
 
@@ -127,8 +127,8 @@ def build_model(*, tensors, opcode, op_version, options_type, build_options, inp
     operator_off = tflite.OperatorEnd(builder)
 
     sg_tensors_off = _offsets_vector(builder, tflite.SubGraphStartTensorsVector, tensor_offsets)
-    graph_input = inputs[0] if graph_input is None else graph_input
-    sg_inputs_off = builder.CreateNumpyVector(np.asarray([graph_input], dtype=np.int32))
+    graph_inputs = [inputs[0]] if graph_input is None else np.atleast_1d(graph_input).tolist()
+    sg_inputs_off = builder.CreateNumpyVector(np.asarray(graph_inputs, dtype=np.int32))
     sg_outputs_off = builder.CreateNumpyVector(np.asarray(outputs, dtype=np.int32))
     sg_ops_off = _offsets_vector(builder, tflite.SubGraphStartOperatorsVector, [operator_off])
     sg_name_off = builder.CreateString("main")
@@ -163,8 +163,8 @@ def build_model(*, tensors, opcode, op_version, options_type, build_options, inp
     return bytes(builder.Output())
 
 
-def run_reference(model_bytes, input_int8) -> np.ndarray:
-    """Run a single-input model on LiteRT's reference kernels; return a copy of the output."""
+def run_reference(model_bytes, *inputs_int8) -> np.ndarray:
+    """Run a model on LiteRT's reference kernels with one int8 array per graph input; return a copy of the output."""
     # Imported lazily so that building models does not require the runtime.
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -174,15 +174,17 @@ def run_reference(model_bytes, input_int8) -> np.ndarray:
         num_threads=1,
     )
     interpreter.allocate_tensors()
-    (inp,) = interpreter.get_input_details()
+    details = interpreter.get_input_details()
     (out,) = interpreter.get_output_details()
-
-    x = np.asarray(input_int8)
-    if x.dtype != np.int8:
-        raise TypeError(f"input must be an int8 array, got {x.dtype}")
-    expected = tuple(int(d) for d in inp["shape"])
-    if x.shape != expected:
-        raise ValueError(f"input shape {x.shape} does not match model input {expected}")
-    interpreter.set_tensor(inp["index"], np.ascontiguousarray(x))
+    if len(inputs_int8) != len(details):
+        raise ValueError(f"the model has {len(details)} input(s), {len(inputs_int8)} given")
+    for inp, x in zip(details, inputs_int8):
+        x = np.asarray(x)
+        if x.dtype != np.int8:
+            raise TypeError(f"input must be an int8 array, got {x.dtype}")
+        expected = tuple(int(d) for d in inp["shape"])
+        if x.shape != expected:
+            raise ValueError(f"input shape {x.shape} does not match model input {expected}")
+        interpreter.set_tensor(inp["index"], np.ascontiguousarray(x))
     interpreter.invoke()
     return np.array(interpreter.get_tensor(out["index"]), copy=True)

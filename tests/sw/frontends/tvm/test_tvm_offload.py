@@ -286,7 +286,17 @@ def _single_op_cases():
                                      bias_int32=rng.integers(-500, 500, 7, dtype=np.int32) if bias else None,
                                      input_scale=0.03, input_zero_point=5, weight_scales=scales, output_scale=0.2,
                                      output_zero_point=-6, **options)
+    def depthwise(channels=4, **shape):
+        from accelkit.driver.kinds.depthwise_conv2d import KIND
+        from accelkit.sw.frontends.tflite.kind_models import depthwise_conv2d_model
+        layer, (x,) = KIND.random(rng, height=9, width=8, channels=channels, **shape)
+        return depthwise_conv2d_model(layer, x.shape)
+
     return {
+        "depthwise SAME": (depthwise(), "accelerator"),
+        "depthwise multiplier 2 VALID stride 2": (depthwise(multiplier=2, padding="VALID", stride=2), "accelerator"),
+        "depthwise one channel multiplier 3 dilation 2 RELU6": (
+            depthwise(channels=1, multiplier=3, dilation=2, activation="RELU6"), "accelerator"),
         "conv SAME": (conv(), "accelerator"),
         "conv VALID stride 2": (conv(padding="VALID", stride=(2, 2)), "accelerator"),
         "conv SAME stride 2x1 dilation 2": (conv(stride=(2, 1), dilation=(2, 2)), "accelerator"),
