@@ -149,9 +149,9 @@ def test_mobilenet_v2_every_offloaded_layer_and_output_bit_exact(mobilenet_rtl_r
     code, record = mobilenet_rtl_run
     assert code == 0
     offloaded = [layer for layer in record["layers"] if layer["where"] == "accelerator"]
-    assert {layer["op"] for layer in offloaded} == {"CONV_2D", "FULLY_CONNECTED"}
-    assert len(offloaded) == 36 and all(layer["bit_exact"] for layer in offloaded)
+    assert {layer["op"] for layer in offloaded} == {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
+    assert len(offloaded) == 53 and all(layer["bit_exact"] for layer in offloaded)
     assert record["compare"]["output_bit_exact"]
     depthwise = [layer for layer in record["layers"] if layer["op"] == "DEPTHWISE_CONV_2D"]
-    assert depthwise and all(layer["where"] == "cpu" for layer in depthwise)
-    assert record["totals"]["share_of_macs_offloaded"] > 0.9
+    assert len(depthwise) == 17 and all(layer["where"] == "accelerator" for layer in depthwise)
+    assert record["totals"]["share_of_macs_offloaded"] == 1.0
