@@ -10,8 +10,9 @@ def test_gemm_resources_count_one_multiplier_per_pe():
     estimate = accelerator_resources(GemmAccelerator(**TINY))
     # Multipliers before mapping: one per PE, two per column for requantization
     # (32x32 shared by both rounding modes, 32x21 for the float mantissa's high
-    # part), one for the A block size (M_TILES x K).
-    assert estimate.mul_cells_before_mapping == 2 * 3 + 3 * 2 + 1
-    # Each int8 PE product maps to one DSP48E1, each column's requantizer to eight.
-    assert estimate.dsp == 2 * 3 + 3 * 8
+    # part), one for the A block size (M_TILES x K), one for the per-row zero-point term
+    # (ROW_OFFSET x a row's operand sum).
+    assert estimate.mul_cells_before_mapping == 2 * 3 + 3 * 2 + 1 + 1
+    # Each int8 PE product maps to one DSP48E1, each column's requantizer to eight, the row term to one.
+    assert estimate.dsp == 2 * 3 + 3 * 8 + 1
     assert estimate.lut > 0 and estimate.ff > 0
