@@ -27,6 +27,8 @@ EXAMPLE = REPO / "examples" / "vecmac"
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory):
     """A folder holding the installed example package (its code and its dist-info with the entry point)."""
+    assert "vecmac" not in registry(), ("accelkit-vecmac is installed in this environment (pip uninstall "
+                                        "accelkit-vecmac): this test checks that the example stays out of it")
     root = tmp_path_factory.mktemp("vecmac")
     # Built from a copy: setuptools writes build/ and *.egg-info next to the sources it builds.
     source = root / "source"
