@@ -23,9 +23,16 @@ import numpy as np
 from ..errors import DeviceError, SimulationTimeout
 from ..hw.registers import RegisterMap
 
-__all__ = ["DmaTiming", "Counters", "Device", "COUNTER_NAMES"]
+__all__ = ["DmaTiming", "Counters", "Device", "COUNTER_NAMES", "MAX_DMA_BYTES_PER_CYCLE", "MAX_DMA_LATENCY"]
 
 COUNTER_NAMES = ("CYCLES", "BUSY_CYCLES", "IN_STALL_CYCLES", "OUT_STALL_CYCLES")
+
+#: Widest DMA channel modelled (bytes per cycle): far beyond any AXI port, and every
+#: stream beat is narrower, so a wider channel changes no cycle count.
+MAX_DMA_BYTES_PER_CYCLE = 4096
+#: Longest DMA latency modelled (cycles): well past any memory system's, and short
+#: enough that a run's cycle budget stays within what a simulation can finish.
+MAX_DMA_LATENCY = 65536
 
 
 @dataclass(frozen=True)
@@ -36,10 +43,13 @@ class DmaTiming:
     latency: int = 0
 
     def __post_init__(self):
-        if not isinstance(self.bytes_per_cycle, int) or self.bytes_per_cycle < 1:
-            raise DeviceError(f"DMA bytes_per_cycle must be a positive integer, not {self.bytes_per_cycle!r}")
-        if not isinstance(self.latency, int) or self.latency < 0:
-            raise DeviceError(f"DMA latency must be a non-negative integer, not {self.latency!r}")
+        if (isinstance(self.bytes_per_cycle, bool) or not isinstance(self.bytes_per_cycle, int)
+                or not 1 <= self.bytes_per_cycle <= MAX_DMA_BYTES_PER_CYCLE):
+            raise DeviceError(f"DMA bytes_per_cycle must be an integer in 1..{MAX_DMA_BYTES_PER_CYCLE}, "
+                              f"not {self.bytes_per_cycle!r}")
+        if (isinstance(self.latency, bool) or not isinstance(self.latency, int)
+                or not 0 <= self.latency <= MAX_DMA_LATENCY):
+            raise DeviceError(f"DMA latency must be an integer in 0..{MAX_DMA_LATENCY} cycles, not {self.latency!r}")
 
     def send_cycle(self, beat: int, beat_bytes: int) -> int:
         """First cycle after arming in which memory-to-stream beat ``beat`` can be presented."""

@@ -123,6 +123,17 @@ def build_native(verilog_text, top_name, trace_kind=None, progress=None) -> Path
     return cached_build("verilator", key, build, progress) / "libaccelkit.so"
 
 
+_INT_MAX = (1 << 31) - 1
+_INT64_MAX = (1 << 63) - 1
+
+
+def _c_int(value, what):
+    """``value`` checked to fit the harness's C ``int`` (ctypes would silently wrap it)."""
+    if not 0 <= value <= _INT_MAX:
+        raise DeviceError(f"{what} must be in 0..{_INT_MAX} for the native simulator, not {value}")
+    return value
+
+
 class _Library:
     def __init__(self, path):
         lib = ctypes.CDLL(str(path))
@@ -160,7 +171,8 @@ class VerilatorDevice(Device):
         path = str(trace).encode() if trace else b""
         single_eval = (Path(library).parent / SINGLE_EVAL_MARK).exists()
         self._handle = self._lib.ak_open(path, self.beat_bytes, register_map["CTRL"].offset, int(single_eval))
-        self._lib.ak_set_dma(self._handle, self.dma.bytes_per_cycle, self.dma.latency)
+        self._lib.ak_set_dma(self._handle, _c_int(self.dma.bytes_per_cycle, "DMA bytes per cycle"),
+                             _c_int(self.dma.latency, "DMA latency"))
 
     @classmethod
     def from_shell(cls, shell, top_name, dma=None, trace=None, design_key=None, progress=None):
@@ -192,6 +204,9 @@ class VerilatorDevice(Device):
         return buffer
 
     def _run(self, cycle_budget):
+        # ak_run counts in int64 and returns -1 on timeout: a budget must fit that range
+        if not 0 < cycle_budget <= _INT64_MAX:
+            raise DeviceError(f"cycle budget must be in 1..{_INT64_MAX}, not {cycle_budget}")
         cycles = self._lib.ak_run(self._live(), cycle_budget)
         if cycles < 0:
             return False, cycle_budget

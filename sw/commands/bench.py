@@ -6,23 +6,24 @@ from ..benchmarks.potacc_shift_pe import potacc_bench
 from ..benchmarks.scalesim import scalesim_bench
 from ..benchmarks.simulation import fidelity_bench, model_bench, sim_speed, utilization_bench
 from ..reports.output import write_json
+from . import arguments
 
 __all__ = ["add_arguments", "run", "BENCHMARKS"]
 
 
 def add_arguments(parser):
     parser.add_argument("name", choices=sorted(BENCHMARKS), help="benchmark to run")
-    parser.add_argument("--size", type=int, default=64, help="sim-speed: M=N=K of the shared GEMM (default 64)")
-    parser.add_argument("--repeat", type=int, default=5,
+    parser.add_argument("--size", type=arguments.size("GEMM size"), default=64, help="sim-speed: M=N=K of the shared GEMM (default 64)")
+    parser.add_argument("--repeat", type=arguments.positive_int("repeat count", 1000), default=5,
                         help="sim-speed: timed runs of the GEMM on the native and cocotb routes, median taken "
                         "(default 5; Amaranth runs once)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=arguments.seed, default=0)
     parser.add_argument("--models", default=None,
                         help="utilization, scalesim (default mobilenet_v2), potacc (default digits_cnn): "
                         "comma-separated zoo models")
-    parser.add_argument("--samples", type=int, default=None, help="potacc: inputs per model (default: all)")
-    parser.add_argument("--count", type=int, default=260, help="tconv: configurations in the sweep (default 260)")
-    parser.add_argument("--rtl", type=int, default=0, metavar="N", help="tconv: also run N of them on Verilator")
+    parser.add_argument("--samples", type=arguments.positive_int("sample count", 1 << 30), default=None, help="potacc: inputs per model (default: all)")
+    parser.add_argument("--count", type=arguments.positive_int("configuration count", 1 << 20), default=260, help="tconv: configurations in the sweep (default 260)")
+    parser.add_argument("--rtl", type=arguments.non_negative_int("RTL run count", 1 << 20), default=0, metavar="N", help="tconv: also run N of them on Verilator")
 
 
 BENCHMARKS = {"sim-speed": sim_speed, "model": model_bench, "utilization": utilization_bench,

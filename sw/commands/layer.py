@@ -15,6 +15,7 @@ from ...driver.kinds import kinds
 from ...errors import ParameterError
 from ..execution.executors import open_executor
 from ..reports.output import console, progress_printer, provenance, table, write_json
+from . import arguments
 
 __all__ = ["add_arguments", "run"]
 
@@ -34,10 +35,11 @@ def add_arguments(parser):
         if option.choices:
             shapes.add_argument(flag, dest=name, choices=option.choices, type=str.upper, default=None, help=help_text)
         else:
-            shapes.add_argument(flag, dest=name, type=int, default=None, help=help_text)
-    parser.add_argument("--seed", type=int, default=0)
+            shapes.add_argument(flag, dest=name, type=arguments.layer_size(option.minimum), default=None,
+                                help=help_text)
+    parser.add_argument("--seed", type=arguments.seed, default=0)
     parser.add_argument("--trace", metavar="WAVE.fst", help="write a waveform (.fst or .vcd)")
-    parser.add_argument("--cycle-budget", type=int, help="cycles before a job is declared hung "
+    parser.add_argument("--cycle-budget", type=arguments.cycle_budget, help="cycles before a job is declared hung "
                         "(default: 4x the cost model's estimate)")
 
 

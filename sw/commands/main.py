@@ -5,6 +5,7 @@ import sys
 
 from ...errors import AccelkitError
 from ..execution.executors import BACKENDS
+from . import arguments
 
 __all__ = ["main"]
 
@@ -13,8 +14,8 @@ def _common(parser):
     parser.add_argument("--accel", default="gemm", help="registered accelerator (see `accelkit accelerators`)")
     parser.add_argument("--params", default="", help="accelerator parameters, e.g. rows=8,cols=8")
     parser.add_argument("--backend", choices=BACKENDS, default="verilator", help="simulator, or `model` for the golden and cost models (default: verilator)")
-    parser.add_argument("--dma-bytes", type=int, default=8, help="DMA bytes per cycle (default 8)")
-    parser.add_argument("--dma-latency", type=int, default=0, help="DMA latency in cycles (default 0)")
+    parser.add_argument("--dma-bytes", type=arguments.dma_bytes, default=8, help="DMA bytes per cycle (default 8)")
+    parser.add_argument("--dma-latency", type=arguments.dma_latency, default=0, help="DMA latency in cycles (default 0)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
 
 
@@ -80,36 +81,72 @@ def _list_accelerators(args):
     return 0
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+#: Exit codes: a clean error (bad input, failed tool) and a defect of accelkit itself.
+ERROR_EXIT = 2
+INTERNAL_ERROR_EXIT = 70        # EX_SOFTWARE of sysexits.h
+
+
+def _dispatch(args):
+    if args.command == "accelerators":
+        return _list_accelerators(args)
+    if args.command == "layer":
+        from . import layer as layer_cmd
+        return layer_cmd.run(args)
+    if args.command == "run":
+        from . import run as run_cmd
+        return run_cmd.run(args)
+    if args.command == "diff":
+        from . import diff as diff_cmd
+        return diff_cmd.run(args)
+    if args.command == "quantize":
+        from ..quantization.pot import quantize_main
+        return quantize_main(args)
+    if args.command == "resources":
+        from . import resources as resources_cmd
+        return resources_cmd.run(args)
+    if args.command == "bench":
+        from . import bench
+        return bench.run(args)
+    return 0
+
+
+def _command(args):
+    arguments.check_command(args)
+    if args.command == "run":
+        # checks the model, and runs it in a child process if a LiteRT kernel may abort on it
+        from ..frontends.tflite.guard import run_contained
+        return run_contained(lambda checked: _handled(_dispatch, checked), args)
+    return _dispatch(args)
+
+
+def _handled(function, args):
+    """``function(args)`` with every failure turned into a message and an exit code."""
     try:
-        if args.command == "accelerators":
-            return _list_accelerators(args)
-        if args.command == "layer":
-            from . import layer as layer_cmd
-            return layer_cmd.run(args)
-        if args.command == "run":
-            from . import run as run_cmd
-            return run_cmd.run(args)
-        if args.command == "diff":
-            from . import diff as diff_cmd
-            return diff_cmd.run(args)
-        if args.command == "quantize":
-            from ..quantization.pot import quantize_main
-            return quantize_main(args)
-        if args.command == "resources":
-            from . import resources as resources_cmd
-            return resources_cmd.run(args)
-        if args.command == "bench":
-            from . import bench
-            return bench.run(args)
+        return function(args)
     except AccelkitError as error:
         print(f"accelkit: error: {error}", file=sys.stderr)
-        return 2
+        return ERROR_EXIT
     except KeyboardInterrupt:
         print("accelkit: interrupted", file=sys.stderr)
         return 130
-    return 0
+    except MemoryError:
+        print("accelkit: error: out of memory (the sizes asked for do not fit this machine; try smaller ones)",
+              file=sys.stderr)
+        return ERROR_EXIT
+    except BrokenPipeError:         # `accelkit ... | head`: the reader left; nothing to report
+        return ERROR_EXIT
+    except Exception:               # noqa: BLE001 - a defect of accelkit, reported as such
+        import traceback
+        traceback.print_exc()
+        print("accelkit: internal error (a bug in accelkit, not in your input): please file an issue with the "
+              "accelkit maintainers, giving the command line, the accelkit version and the "
+              "traceback above", file=sys.stderr)
+        return INTERNAL_ERROR_EXIT
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return _handled(_command, args)
 
 
 if __name__ == "__main__":

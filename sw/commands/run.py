@@ -10,7 +10,8 @@ from ...driver.device import DmaTiming
 from ...errors import ModelError
 from ..frontends.inputs import load_inputs
 from ..reports.model_report import print_report, save_plot, totals
-from ..reports.output import console, progress_printer, provenance, write_json
+from ..reports.output import console, progress_printer, provenance, save_arrays, write_json
+from . import arguments
 
 __all__ = ["add_arguments", "run"]
 
@@ -27,9 +28,9 @@ def add_arguments(parser):
                         help="LiteRT kernels for what stays on the CPU (ref: reference kernels, bit-exact)")
     parser.add_argument("--compare", choices=("ref",), help="also run LiteRT's reference kernels and compare "
                         "every offloaded layer and the output")
-    parser.add_argument("--clock-mhz", type=float, default=100.0, help="target clock for time estimates")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random input (without --input)")
-    parser.add_argument("--limit", type=int, help="run only the first N samples of --input")
+    parser.add_argument("--clock-mhz", type=arguments.clock_mhz, default=100.0, help="target clock for time estimates")
+    parser.add_argument("--seed", type=arguments.seed, default=0, help="seed of the random input (without --input)")
+    parser.add_argument("--limit", type=arguments.sample_limit, help="run only the first N samples of --input")
 
 
 def _batched(outputs):
@@ -150,10 +151,7 @@ def run(args):
         console.print(f"accuracy on {len(batch)} labelled samples: {accuracy:.2%} with {accelerator.name} offload, "
                       f"{cpu_accuracy:.2%} on the CPU (LiteRT reference kernels)", highlight=False)
     if args.output:
-        if len(final) == 1:
-            np.save(args.output, final[0])
-        else:
-            np.savez(args.output, *final)
+        save_arrays(args.output, final)
     if args.json:
         write_json(args.json, provenance("run", accelerator, args.backend, dma, args.seed, **result))
         plot = Path(args.json).with_suffix(".png")

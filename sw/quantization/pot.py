@@ -34,6 +34,7 @@ import numpy as np
 from ...accelerators.gemm.pe import shift_fields
 from ...accelerators.potacc import METHODS
 from ...errors import ModelError, ParameterError
+from ..reports.output import replacing, write_bytes
 
 __all__ = ["METHODS", "pot_levels", "project", "encode", "quantize_model", "quantize_main"]
 
@@ -147,10 +148,11 @@ def quantize_model(source, destination, method, progress=None):
             progress(f"{kind} #{index}: {channels - int(uniform_rows.sum())}/{channels} channels on the {method} grid")
     if not reports:
         raise ModelError(f"{source} has no int8 CONV_2D or FULLY_CONNECTED layer to quantize")
-    Path(destination).write_bytes(bytes(data))
+    write_bytes(destination, data)
     side = {"method": method, "source": Path(source).name, "grid_levels": levels.tolist(),
             "layers": [r.as_dict() for r in reports], "encodings": encodings}
-    Path(f"{destination}.pot.json").write_text(json.dumps(side, indent=1) + "\n")
+    with replacing(f"{destination}.pot.json") as handle:
+        handle.write((json.dumps(side, indent=1) + "\n").encode())
     return side
 
 

@@ -56,6 +56,9 @@ def save_plot(path, records, title):
     axis.set_ylabel("accelerator cycles")
     axis.set_title(title, fontsize=9)
     figure.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    from .output import replacing
+    try:
+        with replacing(path) as handle:
+            figure.savefig(handle, dpi=120, format="png")
+    finally:
+        plt.close(figure)
