@@ -31,8 +31,10 @@ def convert_verilog(shell, top_name, design_key=None, progress=None) -> str:
     if design_key:
         path = cache_root() / "verilog" / f"{design_key}.v"
         if path.exists():
-            _mark_used(shell)
-            return path.read_text()
+            text = path.read_text(errors="replace")
+            if text.rstrip().endswith("endmodule"):     # else cut short: converted again below
+                _mark_used(shell)
+                return text
     if progress:
         progress(f"converting {top_name} to Verilog")
     text = verilog.convert(shell, name=top_name, emit_src=False)

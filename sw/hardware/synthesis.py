@@ -21,6 +21,7 @@ suite or a notebook does not pay for synthesis again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import importlib.resources
@@ -219,6 +220,8 @@ def _load_cached(entry: Path) -> ResourceEstimate | None:
             data = json.load(f)
         if data.get("format") != _CACHE_FORMAT:
             return None
+        if "checksum" in data and data["checksum"] != _checksum(data["estimate"]):
+            return None         # altered or damaged after it was written: a miss, rebuilt and overwritten
         return ResourceEstimate.from_dict(data["estimate"])
     except FileNotFoundError:
         return None
@@ -227,8 +230,18 @@ def _load_cached(entry: Path) -> ResourceEstimate | None:
         return None
 
 
+def _checksum(estimate) -> str:
+    return hashlib.sha256(json.dumps(estimate, sort_keys=True).encode()).hexdigest()
+
+
 def _store(entry: Path, data: dict) -> None:
     entry.parent.mkdir(parents=True, exist_ok=True)
+    data = {**data, "checksum": _checksum(data["estimate"])}
+    # temporary files of writers killed between write and rename (a write takes milliseconds)
+    for stale in entry.parent.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > 3600:
+                stale.unlink()
     # Writing beside the target and renaming makes the update atomic, so a
     # concurrent reader sees either no file or a complete one, and two writers
     # racing on the same key just replace each other's identical result.
