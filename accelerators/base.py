@@ -95,10 +95,17 @@ def parse_params(text: str | None) -> dict:
         name, sep, value = item.partition("=")
         if not sep:
             raise ParameterError(f"parameter {item!r} is not of the form name=value")
+        name = name.strip()
+        if not name:
+            raise ParameterError(f"parameter {item!r} has no name (expected name=value)")
         try:
-            result[name.strip()] = int(value, 0)
+            number = int(value, 0)
         except ValueError:
-            raise ParameterError(f"parameter {name.strip()} must be an integer, not {value.strip()!r}") from None
+            raise ParameterError(f"parameter {name} must be an integer, not {value.strip()!r}") from None
+        if name in result:
+            raise ParameterError(f"parameter {name} is given twice ({name}={result[name]} and {name}={number}); "
+                                 "give each parameter once")
+        result[name] = number
     return result
 
 
@@ -270,4 +277,13 @@ def get_accelerator(name: str, params: dict | None = None) -> Accelerator:
         raise ParameterError(f"no accelerator named {name!r}; registered: {', '.join(sorted(available)) or 'none'}")
     if isinstance(cls, str):
         raise ParameterError(f"accelerator {name!r} is {cls}")
-    return cls(**(params or {}))
+    own = {}
+    for key, value in (params or {}).items():
+        target, dot, param = key.partition(".")
+        if dot and target != name:
+            raise ParameterError(f"parameter {key} names accelerator {target!r}, but the accelerator is {name!r}")
+        plain = param if dot else key
+        if plain in own:
+            raise ParameterError(f"parameter {plain} of {name} is given twice (as {plain} and {name}.{plain})")
+        own[plain] = value
+    return cls(**own)

@@ -154,6 +154,27 @@ def per_channel_scales(scales, channels, what):
     return scales
 
 
+def check_pair(value, what, layer):
+    """Raise ParameterError unless ``value`` is a (height, width) pair of positive integers (stride, dilation)."""
+    try:
+        pair = tuple(value)
+    except TypeError:
+        pair = None
+    if pair is None or len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1
+                                             for v in pair):
+        raise ParameterError(f"{layer} {what} must be two positive integers, not {value!r}")
+
+
+def check_quantization(layer, input_scale, output_scale, filter_scales):
+    """Raise ParameterError unless the scales are finite, input/output positive, filters non-negative."""
+    for what, scale in (("input scale", input_scale), ("output scale", output_scale)):
+        if not np.isfinite(scale) or scale <= 0:
+            raise ParameterError(f"{layer} {what} must be positive and finite, not {scale}")
+    scales = np.asarray(filter_scales, dtype=np.float64)
+    if scales.size == 0 or not np.all(np.isfinite(scales)) or np.any(scales < 0):
+        raise ParameterError(f"{layer} filter scales must be finite and non-negative, not {scales.tolist()[:8]}")
+
+
 def lower_to_gemm(a, b, layer):
     """The QuantizedGemm of patches ``a`` [M, K] and weights ``b`` [K, N] with ``layer``'s quantization.
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import ParameterError, UnsupportedLayer
-from ..layers import conv_output_size, im2col, lower_to_gemm
+from ..layers import check_pair, check_quantization, conv_output_size, im2col, lower_to_gemm
 from ..quant import ACTIVATIONS, DOUBLE
 from .base import LayerKind, LoweredToGemm, ShapeOption
 from .fields import activation_quant, constant_bias, random_quantization, symmetric_weights
@@ -35,6 +35,16 @@ class Conv2D(LoweredToGemm):
 
     op = "conv2d"
     rounding = DOUBLE
+
+    def __post_init__(self):
+        if np.ndim(self.filters) != 4 or min(np.shape(self.filters)) < 1:
+            raise ParameterError(f"CONV_2D filters must be (Cout, KH, KW, Cin) with every size at least 1, "
+                                 f"not {np.shape(self.filters)}")
+        check_pair(self.stride, "stride", "CONV_2D")
+        check_pair(self.dilation, "dilation", "CONV_2D")
+        if self.padding not in ("SAME", "VALID"):
+            raise ParameterError(f"CONV_2D padding must be 'SAME' or 'VALID', not {self.padding!r}")
+        check_quantization("CONV_2D", self.input_scale, self.output_scale, self.filter_scales)
 
     def gemm_shape(self, input_shape):
         """(M, N, K) of the lowered GEMM for an NHWC input shape, without any data."""

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import ParameterError, UnsupportedLayer
-from ..layers import lower_to_gemm
+from ..layers import check_quantization, lower_to_gemm
 from ..quant import ACTIVATIONS, FLOAT
 from .base import LayerKind, LoweredToGemm, ShapeOption
 from .fields import activation_quant, constant_bias, random_quantization, symmetric_weights
@@ -32,6 +32,12 @@ class FullyConnected(LoweredToGemm):
 
     op = "fc"
     rounding = FLOAT
+
+    def __post_init__(self):
+        if np.ndim(self.weights) != 2 or min(np.shape(self.weights)) < 1:
+            raise ParameterError(f"FULLY_CONNECTED weights must be [N, K] with N and K at least 1, "
+                                 f"not {np.shape(self.weights)}")
+        check_quantization("FULLY_CONNECTED", self.input_scale, self.output_scale, self.filter_scales)
 
     def gemm_shape(self, input_shape):
         n, k = self.weights.shape

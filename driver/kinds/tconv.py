@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import ParameterError, UnsupportedLayer
-from ..layers import per_channel_scales
+from ..layers import check_quantization, per_channel_scales
 from ..quant import ACTIVATIONS, DOUBLE, activation_range, effective_scale, quantize_multiplier, requantize
 from .base import Layer, LayerKind, ShapeOption
 from .conv2d import Conv2D
@@ -62,8 +62,9 @@ class TransposeConv2D(Layer):
     rounding = DOUBLE
 
     def __post_init__(self):
-        if self.filters.ndim != 4:
-            raise ParameterError(f"TRANSPOSE_CONV filters must be (Cout, KH, KW, Cin), not {self.filters.shape}")
+        if self.filters.ndim != 4 or min(self.filters.shape) < 1:
+            raise ParameterError(f"TRANSPOSE_CONV filters must be (Cout, KH, KW, Cin) with every size at least 1, "
+                                 f"not {self.filters.shape}")
         if self.output_shape is None or len(self.output_shape) != 4:
             raise ParameterError(f"TRANSPOSE_CONV output shape must be NHWC, not {self.output_shape!r}")
         self.output_shape = tuple(int(v) for v in self.output_shape)
@@ -73,6 +74,9 @@ class TransposeConv2D(Layer):
         self.stride = tuple(int(s) for s in self.stride)
         if len(self.stride) != 2 or min(self.stride) < 1:
             raise ParameterError(f"TRANSPOSE_CONV stride must be two positive integers, not {self.stride!r}")
+        if self.padding not in ("SAME", "VALID"):
+            raise ParameterError(f"TRANSPOSE_CONV padding must be 'SAME' or 'VALID', not {self.padding!r}")
+        check_quantization("TRANSPOSE_CONV", self.input_scale, self.output_scale, self.filter_scales)
 
     def output_shape_for(self, input_shape):
         return tuple(self.output_shape)

@@ -7,8 +7,7 @@ import numpy as np
 
 from ...accelerators.base import parse_params
 from ...driver.device import DmaTiming
-from ...errors import ModelError
-from ..frontends.inputs import load_inputs
+from ..frontends.inputs import check_labels, load_inputs, load_labels
 from ..reports.model_report import print_report, save_plot, totals
 from ..reports.output import console, progress_printer, provenance, save_arrays, write_json
 from . import arguments
@@ -42,7 +41,7 @@ def _batched(outputs):
 
 def run(args):
     from ..frontends.tflite.runner import DelegatedModel, make_interpreter
-    from ..zoo import resolve_array, resolve_model
+    from ..zoo import resolve_model
     path = resolve_model(args.model)
     from ..execution.accelerator_lists import open_claiming_executor, resolve_accelerators
     params = parse_params(args.params)
@@ -50,7 +49,7 @@ def run(args):
     accelerators = resolve_accelerators(args.accel, params, model_path=path, progress=progress)
     dma = DmaTiming(args.dma_bytes, args.dma_latency)
     clock = args.clock_mhz * 1e6
-    labels = np.load(resolve_array(args.labels)) if args.labels else None
+    labels = load_labels(args.labels) if args.labels else None
     with open_claiming_executor(accelerators, args.backend, dma, progress=progress) as executor:
         accelerator = executor.accelerator
         if args.frontend == "tvm":
@@ -65,8 +64,7 @@ def run(args):
         else:
             model = DelegatedModel(path, executor, args.cpu_kernels)
         batch = load_inputs(args.input, model.input_detail, args.seed, args.limit)
-        if labels is not None and len(labels) < len(batch):
-            raise ModelError(f"{len(labels)} labels for {len(batch)} inputs")
+        labels = check_labels(labels, len(batch), args.limit is not None, args.labels)
         if not model.offloaded:
             console.print(f"[bold]no layer of {path.name} can run on {accelerator.name}[/bold] "
                           f"({', '.join(sorted({r.reason for r in model.records}))}): it runs fully on the CPU")
