@@ -235,8 +235,14 @@ def mutate_model(data, rng, fields=None):
     if kind < 0.75 and fields:
         count = 1 if rng.random() < 0.8 else 2
         out, names, category = data, [], None
+        by_category = {}
+        for field in fields:
+            by_category.setdefault(field.category, []).append(field)
+        categories = sorted(by_category)
         for _ in range(count):
-            field = fields[rng.integers(len(fields))]
+            # a category first, then a field in it: the few strides must not drown among the scales
+            group = by_category[categories[rng.integers(len(categories))]]
+            field = group[rng.integers(len(group))]
             original = field_value(data, field)
             value = _hostile_value(rng, original, field.fmt)
             out = set_field(out, field, value)
@@ -314,6 +320,8 @@ def _child(case, out_path, err_path):
         sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
         os.environ.update(case.env)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        import faulthandler
+        faulthandler.disable()          # a test runner's handler would dump the parent's stack on a signal
         from ..commands.main import main
         try:
             code = main([str(a) for a in case.argv])

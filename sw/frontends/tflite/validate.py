@@ -34,7 +34,14 @@ _MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "TRANSPOSE_CONV": 3, "FULLY
                "BATCH_MATMUL": 2, "ADD": 2, "MUL": 2, "SUB": 2, "RESHAPE": 1, "SOFTMAX": 1, "MEAN": 2,
                "TANH": 1, "LOGISTIC": 1, "AVERAGE_POOL_2D": 1, "MAX_POOL_2D": 1, "CONCATENATION": 1,
                "PAD": 2, "QUANTIZE": 1, "DEQUANTIZE": 1}
-_RANKED = {"CONV_2D": 4, "DEPTHWISE_CONV_2D": 4, "TRANSPOSE_CONV": 4}
+# Ranks each operand of the ops accelkit lowers must have: {op: {input position: accepted ranks}}.
+_OPERAND_RANKS = {
+    "CONV_2D": {0: (4,), 1: (4,), 2: (1,)},
+    "DEPTHWISE_CONV_2D": {0: (4,), 1: (4,), 2: (1,)},
+    "TRANSPOSE_CONV": {0: (1,), 1: (4,), 2: (4,), 3: (1,)},
+    "FULLY_CONNECTED": {1: (2,), 2: (1,)},
+    "BATCH_MATMUL": {0: (2, 3, 4, 5), 1: (2, 3, 4, 5)},
+}
 # LiteRT's reference int8 SOFTMAX divides by the sum of exponentials in gemmlowp
 # fixed point with 12 integer bits; once that sum reaches 512 (roughly 512 classes
 # within one input step of the largest) the shift exceeds 31 and the kernel
@@ -101,16 +108,17 @@ def _check_op(op, tensors, where):
         raise ModelError(f"{label} has inputs {list(op.inputs)}; it needs at least {_MIN_INPUTS.get(op.op, 1)}")
     if not op.outputs:
         raise ModelError(f"{label} has no output")
-    rank = _RANKED.get(op.op)
-    if rank is not None:
-        data, weights = (op.inputs[2], op.inputs[1]) if op.op == "TRANSPOSE_CONV" else (op.inputs[0], op.inputs[1])
-        for role, index in (("input", data), ("filter", weights)):
-            if index >= 0 and len(tensors[index].shape) != rank:
-                raise ModelError(f"{label}: {role} tensor {index} has shape {list(tensors[index].shape)}; "
-                                 f"a rank-{rank} shape is accepted")
-            if index >= 0 and 0 in tensors[index].shape:
-                raise ModelError(f"{label}: {role} tensor {index} has shape {list(tensors[index].shape)}; "
-                                 "every dimension must be at least 1")
+    for position, ranks in _OPERAND_RANKS.get(op.op, {}).items():
+        index = op.inputs[position] if position < len(op.inputs) else -1
+        if index < 0:
+            continue
+        shape = tensors[index].shape
+        if len(shape) not in ranks:
+            raise ModelError(f"{label}: input {position} (tensor {index}) has shape {list(shape)}; a rank "
+                             f"{' or '.join(map(str, ranks))} shape is accepted")
+        if 0 in shape:
+            raise ModelError(f"{label}: input {position} (tensor {index}) has shape {list(shape)}; every "
+                             "dimension must be at least 1")
     for index in present:
         if tensors[index].dtype is None:
             raise ModelError(f"{label}: input tensor {index} has type {tensors[index].type_name}, which "
