@@ -21,6 +21,7 @@ LiteRT (and TVM when needed), so a case costs its own work, not start-up.
 """
 
 import dataclasses
+import functools
 import inspect
 import json
 import math
@@ -49,6 +50,7 @@ _FORMATS = {"Int8": "<b", "Uint8": "<B", "Int16": "<h", "Uint16": "<H", "Int32":
             "Int64": "<q", "Uint64": "<Q", "Float32": "<f", "Float64": "<d", "Bool": "<?"}
 
 
+@functools.lru_cache(maxsize=None)
 def _accessor(cls, method):
     """(vtable slot, element format, is_vector) of a generated accessor, read from its source."""
     source = inspect.getsource(getattr(cls, method))

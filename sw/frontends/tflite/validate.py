@@ -49,6 +49,56 @@ _OPERAND_RANKS = {
 SOFTMAX_ABORT_DEPTH = 512
 
 
+_QUANTIZED_TYPES = (np.dtype(np.int8), np.dtype(np.uint8))
+
+
+def _conv_output(size, kernel, stride, dilation, padding):
+    window = (kernel - 1) * dilation + 1
+    return (size + stride - 1) // stride if padding == "SAME" else max((size - window) // stride + 1, 0)
+
+
+def _expected_output_shape(op, tensors):
+    """The output shape TFLite computes for the ops accelkit offloads, or None where it is not checked."""
+    shapes = [tensors[i].shape if i >= 0 else None for i in op.inputs]
+    options = op.options
+    if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        (n, h, w, c), filters = shapes[0], shapes[1]
+        (sh, sw), (dh, dw) = options["stride"], options.get("dilation", (1, 1))
+        out_channels = filters[0] if op.op == "CONV_2D" else filters[3]
+        return (n, _conv_output(h, filters[1], sh, dh, options["padding"]),
+                _conv_output(w, filters[2], sw, dw, options["padding"]), out_channels)
+    if op.op == "FULLY_CONNECTED":
+        units, depth = shapes[1]
+        elements = math.prod(shapes[0])
+        if elements % depth:
+            return f"an input of {elements} elements, a multiple of the weights' depth {depth}"
+        if options.get("keep_num_dims"):
+            return (*shapes[0][:-1], units)
+        return (elements // depth, units)
+    return None
+
+
+def _check_dataflow(model, where):
+    """Every tensor an operator reads is a model input, a constant or some operator's output."""
+    available = set(model.inputs)
+    for op in model.ops:
+        available.update(op.outputs)
+    for op in model.ops:
+        for index in op.inputs:
+            if index >= 0 and index not in available and not model.tensors[index].is_constant \
+                    and not model.tensors[index].is_variable:
+                raise ModelError(f"{where}: operator {op.index} ({op.op}) reads tensor {index} "
+                                 f"({model.tensors[index].name!r}), which no operator produces, is not a model "
+                                 "input and holds no data")
+        expected = _expected_output_shape(op, model.tensors)
+        if expected is None:
+            continue
+        declared = model.tensors[op.outputs[0]].shape
+        if isinstance(expected, str) or tuple(declared) != tuple(expected):
+            raise ModelError(f"{where}: operator {op.index} ({op.op}) declares output shape {list(declared)}, "
+                             f"but its inputs give {expected if isinstance(expected, str) else list(expected)}")
+
+
 def _tensor_bytes(tensor):
     itemsize = tensor.dtype.itemsize if tensor.dtype is not None else 1
     return math.prod(tensor.shape) * itemsize
@@ -61,6 +111,9 @@ def _check_tensor(tensor, where):
         raise ModelError(f"{label} has shape {list(tensor.shape)}: {size:,} bytes, more than the "
                          f"{MAX_TENSOR_BYTES:,} a tensor may hold")
     if tensor.scales is None:
+        if tensor.dtype in _QUANTIZED_TYPES:
+            raise ModelError(f"{label} is {tensor.type_name} without quantization parameters; "
+                             f"{tensor.type_name} tensors need a scale and a zero point")
         return
     scales = tensor.scales
     if not np.all(np.isfinite(scales)) or np.any(scales < 0):
@@ -145,6 +198,7 @@ def check_model(model):
                              "every dimension must be at least 1")
     for op in model.ops:
         _check_op(op, model.tensors, where)
+    _check_dataflow(model, where)
     return model
 
 
