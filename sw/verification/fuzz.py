@@ -308,6 +308,19 @@ def classify(code, signalled, timed_out, stderr):
     return "clean error"
 
 
+def _program():
+    """The installed ``accelkit`` program's entry function.
+
+    Found through its console-script entry point, as a shell finds the program:
+    the fuzzer drives the command line from outside and imports no command module.
+    """
+    from importlib.metadata import entry_points
+    found = [entry for entry in entry_points(group="console_scripts", name="accelkit")]
+    if not found:
+        raise RuntimeError("the accelkit program is not installed (pip install -e .)")
+    return found[0].load()
+
+
 def _child(case, out_path, err_path):
     """Body of a forked child: run ``accelkit`` with output to files, exit with its code."""
     code = 70
@@ -324,9 +337,8 @@ def _child(case, out_path, err_path):
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         import faulthandler
         faulthandler.disable()          # a test runner's handler would dump the parent's stack on a signal
-        from ..commands.main import main
         try:
-            code = main([str(a) for a in case.argv])
+            code = _program()([str(a) for a in case.argv])
         except SystemExit as exit_:          # argparse's usage errors
             code = exit_.code if isinstance(exit_.code, int) else 2
     except BaseException:                    # noqa: BLE001 - reported through stderr like any escape
@@ -630,7 +642,8 @@ def fuzz(models=200, cli=100, seed=0, workers=2, tvm=True, progress=None, keep=N
 
 def _preload(tvm):
     """Import what every child needs once, in the parent, so forked children start warm."""
-    from ..commands import bench, layer, main, run   # noqa: F401
+    entry = _program()
+    sys.modules[entry.__module__].build_parser()     # imports every command module
     from ..frontends.tflite import delegate, runner   # noqa: F401
     from ai_edge_litert import interpreter            # noqa: F401
     import matplotlib
