@@ -7,6 +7,7 @@ import numpy as np
 
 from ...accelerators.base import parse_params
 from ...driver.device import DmaTiming
+from ...errors import ModelError
 from ..frontends.inputs import check_labels, load_inputs, load_labels
 from ..reports.model_report import print_report, save_plot, totals
 from ..reports.output import console, progress_printer, provenance, save_arrays, write_json
@@ -81,7 +82,10 @@ def run(args):
                 ref_started = time.perf_counter()
                 reference.set_tensor(reference.get_input_details()[0]["index"],
                                      sample.reshape(model.input_detail["shape"]))
-                reference.invoke()
+                try:
+                    reference.invoke()
+                except RuntimeError as error:
+                    raise ModelError(f"LiteRT's reference kernels could not run the model: {error}") from None
                 ref_outputs.append([reference.get_tensor(d["index"]) for d in reference.get_output_details()])
                 reference_seconds += time.perf_counter() - ref_started
                 if args.compare:

@@ -495,8 +495,9 @@ def _path_value(rng, files, folder, suffix):
 
 # Designs the CLI campaign may run on a simulator: the tests' small GEMM (built by the suite).
 _SMALL_GEMM = "rows=4,cols=4,data_width=32,k_max=64,a_depth=256"
-_PARAM_SETS = ("", "rows=8,rows=4", "rows=0", "rows=3", "cols=abc", "gemm.rows=4", "mm2im.rows=4", "nope=1",
-               "rows", "rows=8,,cols=8", "rows=1e3", "rows=0x8", "k_max=-1", "rows=99999999999999999999")
+_BAD_PARAMS = ("rows=8,rows=4", "rows=0", "cols=abc", "nope=1", "rows", "rows=1e3", "k_max=-1",
+               "rows=99999999999999999999", "=4", "gemm.rows=4,rows=8", "rows=-0x8")
+_PARAM_SETS = ("", "", "rows=3", "gemm.rows=4", "mm2im.rows=4", "rows=8,,cols=8", "rows=0x8", *_BAD_PARAMS)
 
 
 def cli_cases(count, seed, folder):
@@ -575,7 +576,7 @@ def cli_cases(count, seed, folder):
             # a valid design would start Yosys: always include one value that must be refused first
             poison = int(rng.integers(2))
             argv += ["--accel", pick(("gemm", "nope", "mm2im")),
-                     "--params", pick(_PARAM_SETS[1:]) if poison == 0 else _SMALL_GEMM]
+                     "--params", pick(_BAD_PARAMS) if poison == 0 else _SMALL_GEMM]
             argv += ["--json", _path_value(rng, files, folder, ".json") if poison == 0 else
                      pick((str(files["dir"]), str(files["under_file"]), str(files["proc"]), ""))]
         else:

@@ -29,12 +29,25 @@ CASES = [
     ("dma-latency-1e9", f"{GEMM8} --dma-latency 1000000000", "clean error", r"not 1,000,000,000"),
     ("dma-latency-1e9-amaranth", f"{GEMM8} --dma-latency 1000000000 --backend amaranth", "clean error",
      r"not 1,000,000,000"),
-    ("softmax-abort", "run {tmp}/softmax_flat.tflite", "clean error", r"killed by SIGABRT.*SOFTMAX"),
-    ("softmax-abort-compare", "run {tmp}/softmax_flat.tflite --compare ref", "clean error", r"killed by SIGABRT"),
-    ("softmax-abort-model", "run {tmp}/softmax_flat.tflite --backend model", "clean error", r"killed by SIGABRT"),
-    ("softmax-abort-tvm", "run {tmp}/softmax_flat.tflite --backend model --frontend tvm --compare ref",
-     "clean error", r"killed by SIGABRT"),
-    ("softmax-optimized", "run {tmp}/softmax_flat.tflite --backend model --cpu-kernels optimized", "success", ""),
+    # a flat 1000-way input: the sum of exponentials overflows the reference kernel's division (it aborts)
+    ("softmax-flat", "run {tmp}/softmax.tflite --input {tmp}/flat.npy", "clean error", r"killed by SIGABRT.*SOFTMAX"),
+    ("softmax-flat-compare", "run {tmp}/softmax.tflite --input {tmp}/flat.npy --compare ref", "clean error",
+     r"killed by SIGABRT"),
+    ("softmax-flat-model", "run {tmp}/softmax.tflite --input {tmp}/flat.npy --backend model", "clean error",
+     r"killed by SIGABRT"),
+    ("softmax-flat-tvm", "run {tmp}/softmax.tflite --input {tmp}/flat.npy --backend model --frontend tvm "
+     "--compare ref", "clean error", r"killed by SIGABRT"),
+    ("softmax-flat-optimized", "run {tmp}/softmax.tflite --input {tmp}/flat.npy --backend model "
+     "--cpu-kernels optimized", "success", ""),
+    ("softmax-peaked", "run {tmp}/softmax.tflite --input {tmp}/peaked.npy --backend model --compare ref",
+     "success", ""),
+    # a softmax input scale near 1e-9: the reference kernel's Prepare aborts whatever the input
+    ("softmax-tiny-scale", "run {tmp}/softmax_tiny.tflite", "clean error",
+     r"operator 0 \(SOFTMAX\) has beta x input scale = 1e-09, at most 2\^-26"),
+    ("softmax-tiny-scale-tvm", "run {tmp}/softmax_tiny.tflite --backend model --frontend tvm --compare ref",
+     "clean error", r"at most 2\^-26"),
+    ("softmax-tiny-scale-optimized", "run {tmp}/softmax_tiny.tflite --backend model --cpu-kernels optimized",
+     "success", ""),
     # silently wrong
     ("labels-5-for-3", f"{DIGITS} --input {{tmp}}/x3.npy --labels {{tmp}}/labels5.npy", "clean error",
      r"5 labels for 3 input sample"),
@@ -124,7 +137,12 @@ def make_files(folder):
     np.save(folder / "labels_float.npy", np.linspace(0, 2, 3))
     np.save(folder / "labels_4d.npy", np.zeros((3, 1, 1, 1), np.int64))
     np.save(folder / "nan.npy", np.full((1, 4), np.nan, np.float32))
-    (folder / "softmax_flat.tflite").write_bytes(softmax_model(1e-9, 1000))
+    (folder / "softmax.tflite").write_bytes(softmax_model(0.1, 1000))
+    (folder / "softmax_tiny.tflite").write_bytes(softmax_model(1e-9, 1000))
+    np.save(folder / "flat.npy", np.zeros((1, 1000), np.int8))
+    peaked = np.zeros((1, 1000), np.int8)
+    peaked[0, 7] = 100
+    np.save(folder / "peaked.npy", peaked)
     (folder / "float_fc.tflite").write_bytes(float_fully_connected_model(weights=np.eye(3, 4), bias=np.zeros(3)))
     digits = resolve_model("digits_cnn").read_bytes()
     fields = {f.name: f for f in model_fields(digits)}

@@ -17,7 +17,7 @@ import signal
 import sys
 
 from ....errors import ModelError
-from .validate import SOFTMAX_ABORT_DEPTH, read_checked_model, softmax_abort_risk
+from .validate import SOFTMAX_ABORT_DEPTH, read_checked_model, softmax_abort_risk, softmax_scaling_aborts
 
 __all__ = ["run_contained", "run_in_child"]
 
@@ -31,6 +31,13 @@ def run_contained(dispatch, args):
     from ...zoo import resolve_model
     path = resolve_model(args.model)
     model = read_checked_model(path)       # LiteRT and TVM never see a model that fails these checks
+    if _uses_reference_kernels(args):
+        for op, product in softmax_scaling_aborts(model):
+            raise ModelError(
+                f"{path.name}: operator {op.index} (SOFTMAX) has beta x input scale = {product:.3g}, at most 2^-26; "
+                "LiteRT's reference SOFTMAX kernel cannot scale that and aborts the process. Use --cpu-kernels "
+                "optimized (without --compare ref or --labels, which need the reference kernels), or fix the "
+                "model's softmax input scale")
     risky = softmax_abort_risk(model) if _uses_reference_kernels(args) else []
     if not risky:
         return dispatch(args)

@@ -149,11 +149,12 @@ class DelegatedModel:
         self.interpreter.set_tensor(self.input_detail["index"], sample)
         try:
             self.interpreter.invoke()
-        except RuntimeError:
+        except RuntimeError as error:
             if self.delegate.last_error is not None:
                 error, self.delegate.last_error = self.delegate.last_error, None
                 raise error
-            raise
+            # not accelkit's delegate: one of LiteRT's own kernels refused the model
+            raise ModelError(f"LiteRT could not run the model: {error}") from None
         return [self.interpreter.get_tensor(d["index"]) for d in self.output_details]
 
 

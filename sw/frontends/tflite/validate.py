@@ -17,7 +17,8 @@ from tflite.utils import BUILTIN_OPCODE2NAME
 from ....errors import ModelError
 from .model import read_model
 
-__all__ = ["MAX_TENSOR_BYTES", "check_model", "read_checked_model", "softmax_abort_risk"]
+__all__ = ["MAX_TENSOR_BYTES", "SOFTMAX_ABORT_DEPTH", "check_model", "read_checked_model", "softmax_abort_risk",
+           "softmax_scaling_aborts"]
 
 #: Largest tensor accepted (bytes): LiteRT's arena and TVM's buffers are sized in 32-bit
 #: arithmetic in places, and nothing this project runs comes near it.
@@ -205,6 +206,25 @@ def check_model(model):
 def read_checked_model(source):
     """:func:`read_model` followed by :func:`check_model`."""
     return check_model(read_model(source))
+
+
+def softmax_scaling_aborts(model):
+    """SOFTMAX operators whose scaling LiteRT's reference kernel refuses with an abort, as (op, product).
+
+    Its Prepare asserts beta x input scale x 2^26 > 1 (PreprocessSoftmaxScaling with 5
+    integer bits for the scaled difference); a smaller product kills the process.
+    """
+    found = []
+    for op in model.ops:
+        if op.op != "SOFTMAX" or not op.inputs:
+            continue
+        tensor = model.tensors[op.inputs[0]]
+        if tensor.dtype not in _QUANTIZED_TYPES or tensor.scales is None:
+            continue
+        product = float(op.options.get("beta", 1.0)) * float(tensor.scales[0])
+        if not product * (1 << 26) > 1:
+            found.append((op, product))
+    return found
 
 
 def softmax_abort_risk(model):
