@@ -101,6 +101,12 @@ def check_output_path(path, what="output"):
         raise ParameterError(f"{what} path {str(path)!r} names no file")
     if path.is_dir():
         raise ParameterError(f"{what} path {str(path)!r} is a directory; name a file")
+    existing = path.parent
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ParameterError(f"{what} path {str(path)!r} cannot be written: {str(existing)!r} is a file, "
+                             "not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".check"):
