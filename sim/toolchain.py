@@ -64,6 +64,8 @@ def cache_root() -> Path:
 
 def _unusable(root: Path):
     """Why ``root`` cannot serve as the cache, or None."""
+    if root.exists() and not root.is_dir():
+        return "it is a file, not a folder"
     try:
         root.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=root, prefix=".probe."):
