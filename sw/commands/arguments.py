@@ -183,7 +183,7 @@ def check_command(args):
 
     Raises ParameterError.
     """
-    check_output_paths(args, "json", "output")
+    check_output_paths(args, "json", "output", "plot")
     if args.command == "run" and getattr(args, "json", None):
         # the per-layer cycle plot goes beside the JSON
         check_output_path(Path(args.json).with_suffix(".png"), "--json's plot")

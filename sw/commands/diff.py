@@ -7,8 +7,9 @@ import numpy as np
 from ...driver.device import DmaTiming
 from ...errors import ParameterError
 from ..execution.accelerator_lists import resolve_accelerators
-from ..frontends.inputs import load_inputs
+from ..frontends.inputs import check_labels, load_inputs, load_labels
 from ..reports.output import console, progress_printer, provenance, table, write_json
+from . import arguments
 from ..verification.differential import PATHS, differential
 
 __all__ = ["add_arguments", "run"]
@@ -21,8 +22,8 @@ def add_arguments(parser):
                         "default tflite-ref,tvm,model)")
     parser.add_argument("--input", metavar="X.npy", help="inputs (a batch along a leading axis), or zoo:NAME")
     parser.add_argument("--labels", metavar="Y.npy", help="integer labels: report accuracy and label changes")
-    parser.add_argument("--limit", type=int, help="only the first N samples of --input")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random input (without --input)")
+    parser.add_argument("--limit", type=arguments.sample_limit, help="only the first N samples of --input")
+    parser.add_argument("--seed", type=arguments.seed, default=0, help="seed of the random input (without --input)")
     parser.add_argument("--plot", metavar="HEATMAP.png", help="per-layer heatmap of the largest difference")
 
 
@@ -38,7 +39,7 @@ def _paths(text):
 
 def run(args):
     from ..frontends.tflite.runner import make_interpreter
-    from ..zoo import resolve_array, resolve_model
+    from ..zoo import resolve_model
     paths = _paths(args.between)
     path = resolve_model(args.model)
     progress = progress_printer()
@@ -47,7 +48,8 @@ def run(args):
     detail = make_interpreter(path, "ref").get_input_details()[0]
     batch = load_inputs(args.input, detail, args.seed, args.limit)
     samples = [sample.reshape(detail["shape"]) for sample in batch]
-    labels = np.load(resolve_array(args.labels), allow_pickle=False) if args.labels else None
+    labels = check_labels(load_labels(args.labels), len(batch), args.limit is not None, args.labels) \
+        if args.labels else None
     report = differential(path, paths, accelerators, dma, samples, labels, progress)
     _print(report)
     if args.plot:

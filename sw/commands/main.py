@@ -112,7 +112,7 @@ def _dispatch(args):
 
 def _command(args):
     arguments.check_command(args)
-    if args.command == "run":
+    if args.command in ("run", "diff"):
         # checks the model, and runs it in a child process if a LiteRT kernel may abort on it
         from ..frontends.tflite.guard import run_contained
         return run_contained(lambda checked: _handled(_dispatch, checked), args)

@@ -507,8 +507,8 @@ def cli_cases(count, seed, folder):
     cases = []
     pick = lambda options: options[rng.integers(len(options))]      # noqa: E731
     for i in range(count):
-        command = pick(("layer", "layer", "layer", "run", "run", "run", "accelerators", "quantize", "resources",
-                        "bench"))
+        command = pick(("layer", "layer", "layer", "run", "run", "run", "diff", "accelerators", "quantize",
+                        "resources", "bench"))
         argv, category = [command], command
         if command == "accelerators":
             if rng.random() < 0.8:
@@ -568,6 +568,22 @@ def cli_cases(count, seed, folder):
                 if rng.random() < 0.25:
                     argv += [flag, _path_value(rng, files, folder, suffix)]
             category = "run"
+        elif command == "diff":
+            argv += [pick(("digits_cnn", "digits_cnn", "transpose_mlp", str(files["text"]), "no_such_model")),
+                     "--between", pick(("tflite-ref,model", "model,tflite-ref", "tflite-ref,tflite-ref", "nope", "",
+                                        "tflite-ref"))]
+            for flag, valid in (("--limit", 2), ("--seed", 1), ("--dma-bytes", 8)):
+                if rng.random() < 0.25:
+                    argv += [flag, _integer_value(rng, valid)]
+            if rng.random() < 0.3:
+                argv += ["--input", pick(("zoo:digits_test_x", str(files["digits_x3"]), str(files["digits_empty"]),
+                                          str(files["text"]), str(files["pickle"])))]
+            if rng.random() < 0.2:
+                argv += ["--labels", pick(("zoo:digits_test_y", str(files["labels_long"]), str(files["labels_4d"]),
+                                           str(files["text"])))]
+            for flag, suffix in (("--plot", ".png"), ("--json", ".json")):
+                if rng.random() < 0.25:
+                    argv += [flag, _path_value(rng, files, folder, suffix)]
         elif command == "quantize":
             argv += [pick(("digits_cnn", "digits_cnn", "dcgan_tiny", str(files["text"]), "nope")),
                      "--method", pick(("pot", "apot", "msq", "int3")),
@@ -580,8 +596,8 @@ def cli_cases(count, seed, folder):
             argv += ["--json", _path_value(rng, files, folder, ".json") if poison == 0 else
                      pick((str(files["dir"]), str(files["under_file"]), str(files["proc"]), ""))]
         else:
-            name = pick(("sim-speed", "model", "utilization", "fidelity", "scalesim", "potacc", "tconv", "fuzz",
-                         "nope"))
+            name = pick(("sim-speed", "model", "utilization", "fidelity", "scalesim", "potacc", "tconv", "mutate",
+                         "fuzz", "nope"))
             argv += [name]
             # benchmarks are long: every set carries one refused value, so they stop before any work
             poison = pick((["--size", pick(("0", "-1", "abc", str(2 ** 40)))],

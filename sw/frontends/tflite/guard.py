@@ -23,7 +23,9 @@ __all__ = ["run_contained", "run_in_child"]
 
 
 def _uses_reference_kernels(args):
-    return args.cpu_kernels == "ref" or bool(args.compare) or bool(args.labels)
+    # `accelkit diff` has no --cpu-kernels: its LiteRT paths include the reference kernels
+    return (getattr(args, "cpu_kernels", "ref") == "ref" or bool(getattr(args, "compare", None))
+            or bool(getattr(args, "labels", None)))
 
 
 def run_contained(dispatch, args):
