@@ -1,0 +1,539 @@
+"""flexarray's mapping compiler: layers to folds, folds to the configuration and beat stream the core follows.
+
+Every layer becomes a (possibly sparse) GEMM ``out[m, n] = requantize(sum_k
+src[index[m, k]] * W[k, n])``: ``index`` points into a flat source vector (the
+input, with the padding value at position 0 for convolutions), so the compiler
+sees which operands of a step are the same input value and sends it once
+(MAERI's sliding-window reuse within a step, SIGMA's multicast to every
+multiplier whose ``k`` matches).
+
+A :class:`Mapping` tiles the layer:
+
+* ``rows`` output pixels per step (GEMM: ``T_M`` rows; convolution: a box of
+  ``T_Y' x T_X'`` output pixels, ``box``), ``channels`` output channels per
+  fold (``T_N`` / ``T_K``; depthwise: ``T_G`` channels);
+* a k-chunk per fold: GEMM ``T_K`` consecutive k; convolution a ``T_R x T_S x
+  T_C`` box of the filter (``chunk``); depthwise ``T_R x T_S``;
+* ``sparse``: only the non-zero weights get a multiplier (SIGMA's flow), and
+  k-chunks grow until the non-zeros fill the multipliers.
+
+A virtual neuron (VN) is (pixel of the step, channel): its multipliers hold the
+chunk's weights of that channel and sum into output lane ``pixel * channels +
+channel``. A *fold* is one stationary configuration (weights, distribution and
+reduction mapping) and the steps streamed through it; a *tile* is a channel
+group and a run of at most ``acc_depth`` steps: its folds (one per k-chunk)
+accumulate into the buffer, then it is read out through the requantizers with
+its lanes' per-channel parameters.
+
+The compiled :class:`Program` is the plan's schedule in executable form: its
+command skeleton (what the cycle model needs) depends only on the layer's
+shapes and weights, and its beat stream adds the input data.
+"""
+
+import struct
+from dataclasses import dataclass, field, asdict
+
+import numpy as np
+
+from ...driver.layers import QuantizedGemm, conv_output_size, im2col, _gemm, _per_channel_scales
+from ...driver.quant import DOUBLE, float_scale_fields
+from ...errors import ParameterError, UnsupportedLayer
+from ...hw.shell import word_beats
+from .gateware import (MAP_BYTES_PER_LANE, MAP_BYTES_PER_MULTIPLIER, PARAM_BYTES_PER_LANE, Opcode)
+
+__all__ = ["Design", "Mapping", "Structure", "Command", "Program", "structure_of", "operands_of", "compile_program",
+           "check_mapping", "pack_stream", "unpack_output", "requant_words", "DepthwiseConv2D"]
+
+
+@dataclass(frozen=True)
+class Design:
+    """The parameters of a flexarray design the compiler needs."""
+
+    multipliers: int
+    dn_bw: int
+    rn_bw: int
+    acc_depth: int
+
+    @classmethod
+    def from_params(cls, params):
+        return cls(params["multipliers"], params["dn_bw"], params["rn_bw"], params["acc_depth"])
+
+    @property
+    def beat_bytes(self):
+        return self.dn_bw
+
+    def beats(self, nbytes):
+        return word_beats(nbytes, 8 * self.dn_bw)
+
+    @property
+    def map_beats(self):
+        return self.beats(MAP_BYTES_PER_MULTIPLIER * self.multipliers + MAP_BYTES_PER_LANE * self.rn_bw)
+
+    @property
+    def weight_beats(self):
+        return self.beats(self.multipliers)
+
+    @property
+    def param_beats(self):
+        return self.beats(PARAM_BYTES_PER_LANE * self.rn_bw)
+
+    @property
+    def out_beats(self):
+        return self.beats(self.rn_bw)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """How a layer is tiled onto the array (see the module docstring); a plain, JSON-able value."""
+
+    rows: int = 1
+    channels: int = 1
+    chunk: tuple = (1,)          # GEMM: (T_K,); convolution: (T_R, T_S, T_C); depthwise: (T_R, T_S)
+    box: tuple = None            # convolution / depthwise: (T_Y', T_X'), rows == T_Y' * T_X'
+    sparse: bool = False
+
+    def as_dict(self):
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(rows=d["rows"], channels=d["channels"], chunk=tuple(d["chunk"]),
+                   box=None if d.get("box") is None else tuple(d["box"]), sparse=bool(d.get("sparse", False)))
+
+
+@dataclass
+class DepthwiseConv2D:
+    """A TFLite int8 DEPTHWISE_CONV_2D: NHWC input, (1, KH, KW, C * multiplier) filter, per-channel weights.
+
+    Requantized like CONV_2D (double rounding); lowered here to a block-diagonal GEMM over im2col patches.
+    """
+
+    filters: np.ndarray
+    bias: np.ndarray
+    input_scale: float
+    input_zero_point: int
+    filter_scales: np.ndarray
+    output_scale: float
+    output_zero_point: int
+    stride: tuple = (1, 1)
+    dilation: tuple = (1, 1)
+    padding: str = "SAME"
+    activation: str = "NONE"
+    depth_multiplier: int = 1
+
+    op = "depthwise_conv2d"
+    rounding = DOUBLE
+
+    def weight_matrix(self, in_channels):
+        _, kh, kw, cout = self.filters.shape
+        if cout != in_channels * self.depth_multiplier:
+            raise ParameterError(f"DEPTHWISE_CONV_2D filter {self.filters.shape} does not match {in_channels} input "
+                                 f"channels x depth multiplier {self.depth_multiplier}")
+        w = np.zeros((kh * kw * in_channels, cout), dtype=np.int8)
+        taps = np.arange(kh * kw)[:, None] * in_channels
+        outs = np.arange(cout)
+        w[(taps + outs // self.depth_multiplier).reshape(-1), np.tile(outs, kh * kw)] = \
+            self.filters[0].reshape(kh * kw, cout).reshape(-1)
+        return w
+
+    def lower(self, x):
+        _, kh, kw, cout = self.filters.shape
+        patches, (n, oh, ow) = im2col(x, (kh, kw), self.stride, self.dilation, self.padding, self.input_zero_point)
+        return _gemm(patches, self.weight_matrix(x.shape[3]), self), (n, oh, ow, cout)
+
+    def reference(self, x):
+        gemm, shape = self.lower(x)
+        return gemm.reference().reshape(shape)
+
+
+@dataclass
+class Structure:
+    """A layer as the compiler sees it before any input data: operand indices, weights, output geometry."""
+
+    kind: str                    # "gemm", "conv" (CONV_2D, FULLY_CONNECTED via gemm) or "depthwise"
+    index: np.ndarray            # int64 [M, K] into the source vector
+    weights: np.ndarray          # int8 [K, N]
+    out_shape: tuple
+    geometry: tuple = None       # (batch, OH, OW) for convolutions
+    kernel: tuple = None         # (KH, KW, C) for convolutions
+    depth_multiplier: int = 1
+
+    @property
+    def m(self):
+        return self.index.shape[0]
+
+    @property
+    def k(self):
+        return self.index.shape[1]
+
+    @property
+    def n(self):
+        return self.weights.shape[1]
+
+
+def _conv_index(input_shape, kernel_hw, stride, dilation, padding):
+    """im2col of an image of source positions (0 is the padding value, the input starts at 1)."""
+    n, h, w, c = input_shape
+    positions = np.arange(1, n * h * w * c + 1, dtype=np.int64).reshape(n, h, w, c)
+    index, _ = im2col(positions, kernel_hw, stride, dilation, padding, 0)
+    return index
+
+
+def structure_of(layer, input_shape):
+    """The :class:`Structure` of a QuantizedGemm, Conv2D, FullyConnected or DepthwiseConv2D on ``input_shape``."""
+    if isinstance(layer, QuantizedGemm):
+        m, n, k = layer.shape
+        return Structure("gemm", np.arange(m * k, dtype=np.int64).reshape(m, k), layer.b, (m, n))
+    op = getattr(layer, "op", None)
+    if op == "fc":
+        m, n, k = layer.gemm_shape(input_shape)
+        return Structure("gemm", np.arange(m * k, dtype=np.int64).reshape(m, k), np.ascontiguousarray(layer.weights.T),
+                         (m, n))
+    if op in ("conv2d", "depthwise_conv2d"):
+        if len(input_shape) != 4:
+            raise UnsupportedLayer(f"{op} input must be NHWC, not {tuple(input_shape)}")
+        cout, kh, kw = layer.filters.shape[0], layer.filters.shape[1], layer.filters.shape[2]
+        batch, h, w, cin = input_shape
+        oh = conv_output_size(h, kh, layer.stride[0], layer.dilation[0], layer.padding)
+        ow = conv_output_size(w, kw, layer.stride[1], layer.dilation[1], layer.padding)
+        if oh <= 0 or ow <= 0:
+            raise UnsupportedLayer(f"{op} of a {h}x{w} input with a {kh}x{kw} kernel has no output")
+        index = _conv_index(input_shape, (kh, kw), layer.stride, layer.dilation, layer.padding)
+        if op == "conv2d":
+            if layer.filters.shape[3] != cin:
+                raise UnsupportedLayer(f"CONV_2D input shape {tuple(input_shape)} does not match filter "
+                                       f"{layer.filters.shape}")
+            weights = np.ascontiguousarray(layer.filters.reshape(cout, kh * kw * cin).T)
+            return Structure("conv", index, weights, (batch, oh, ow, cout), (batch, oh, ow), (kh, kw, cin))
+        cout = layer.filters.shape[3]
+        try:
+            weights = layer.weight_matrix(cin)
+        except ParameterError as error:
+            raise UnsupportedLayer(str(error)) from None
+        return Structure("depthwise", index, weights, (batch, oh, ow, cout), (batch, oh, ow), (kh, kw, cin),
+                         layer.depth_multiplier)
+    raise UnsupportedLayer(f"flexarray runs gemm, fc, conv2d and depthwise_conv2d layers, not {op or type(layer).__name__}")
+
+
+def operands_of(layer, x=None):
+    """(QuantizedGemm with the layer's requantization, source vector int8) for running ``layer`` on ``x``."""
+    if isinstance(layer, QuantizedGemm):
+        return layer, layer.a.reshape(-1)
+    gemm, _ = layer.lower(x)
+    if layer.op in ("conv2d", "depthwise_conv2d"):
+        source = np.concatenate([np.array([layer.input_zero_point], np.int8), x.reshape(-1).astype(np.int8)])
+    else:
+        source = gemm.a.reshape(-1)
+    return gemm, source
+
+
+# ---- mappings ----
+
+def _chunks(structure, mapping):
+    """Per k-chunk, a function channel -> the chunk's k indices (before dropping zero weights)."""
+    k = structure.k
+    if structure.kind == "gemm":
+        (size,) = mapping.chunk
+        return [(lambda n, lo=lo: np.arange(lo, min(lo + size, k))) for lo in range(0, k, size)]
+    kh, kw, c = structure.kernel
+    if structure.kind == "conv":
+        tr, ts, tc = mapping.chunk
+        out = []
+        for r0 in range(0, kh, tr):
+            for s0 in range(0, kw, ts):
+                for c0 in range(0, c, tc):
+                    r, s, cc = np.meshgrid(np.arange(r0, min(r0 + tr, kh)), np.arange(s0, min(s0 + ts, kw)),
+                                           np.arange(c0, min(c0 + tc, c)), indexing="ij")
+                    ks = ((r * kw + s) * c + cc).reshape(-1)
+                    out.append(lambda n, ks=ks: ks)
+        return out
+    tr, ts = mapping.chunk
+    dm = structure.depth_multiplier
+    out = []
+    for r0 in range(0, kh, tr):
+        for s0 in range(0, kw, ts):
+            r, s = np.meshgrid(np.arange(r0, min(r0 + tr, kh)), np.arange(s0, min(s0 + ts, kw)), indexing="ij")
+            taps = (r * kw + s).reshape(-1) * c
+            out.append(lambda n, taps=taps: taps + n // dm)
+    return out
+
+
+def check_mapping(design, structure, mapping):
+    """Raise :class:`UnsupportedLayer` with the reason when ``mapping`` is illegal for this layer on ``design``."""
+    expected = {"gemm": 1, "conv": 3, "depthwise": 2}[structure.kind]
+    if len(mapping.chunk) != expected or min(mapping.chunk) < 1:
+        raise UnsupportedLayer(f"a {structure.kind} mapping takes a chunk of {expected} positive sizes, "
+                               f"not {mapping.chunk}")
+    if mapping.rows < 1 or mapping.channels < 1:
+        raise UnsupportedLayer(f"rows and channels per fold must be positive, not {mapping.rows} and {mapping.channels}")
+    if structure.kind != "gemm":
+        if mapping.box is None or len(mapping.box) != 2 or mapping.box[0] * mapping.box[1] != mapping.rows:
+            raise UnsupportedLayer(f"a convolution mapping needs a box (T_Y', T_X') of {mapping.rows} pixels, "
+                                   f"not {mapping.box}")
+        _, oh, ow = structure.geometry
+        if oh % mapping.box[0] or ow % mapping.box[1]:
+            raise UnsupportedLayer(f"the pixel box {mapping.box} must divide the {oh}x{ow} output")
+    vns = mapping.rows * mapping.channels
+    if vns > design.rn_bw:
+        raise UnsupportedLayer(f"{mapping.rows} pixels x {mapping.channels} channels = {vns} virtual neurons per step "
+                               f"exceed rn_bw={design.rn_bw} output lanes")
+    if not mapping.sparse:
+        size = int(np.prod(mapping.chunk))
+        if vns * size > design.multipliers:
+            raise UnsupportedLayer(f"{vns} virtual neurons of {size} multipliers need {vns * size} multipliers, "
+                                   f"more than the {design.multipliers} of this design")
+    if mapping.chunk[0] > structure.k and structure.kind == "gemm":
+        raise UnsupportedLayer(f"k-chunk {mapping.chunk[0]} exceeds K={structure.k}")
+
+
+def _pixel_steps(structure, mapping):
+    """int64 [S, rows]: the output pixels (rows of the GEMM) of each step; -1 where a last step is short."""
+    m = structure.m
+    if structure.kind == "gemm":
+        steps = -(-m // mapping.rows)
+        pixels = np.arange(steps * mapping.rows, dtype=np.int64)
+        pixels[pixels >= m] = -1
+        return pixels.reshape(steps, mapping.rows)
+    batch, oh, ow = structure.geometry
+    ty, tx = mapping.box
+    b, by, bx, dy, dx = np.meshgrid(np.arange(batch), np.arange(oh // ty), np.arange(ow // tx), np.arange(ty),
+                                    np.arange(tx), indexing="ij")
+    pixels = (b * oh + by * ty + dy) * ow + bx * tx + dx
+    return pixels.reshape(-1, ty * tx)
+
+
+@dataclass
+class Command:
+    """One command of the stream: ``op`` (an :class:`Opcode` name), payload beats, and for STEPS/READOUT a count."""
+
+    op: str
+    beats: int
+    count: int = 0
+    per_step: int = 0
+    last: bool = False
+    first: bool = False
+
+
+@dataclass
+class Fold:
+    map_bytes: bytes
+    weights: np.ndarray          # int8 [N]
+    value_index: np.ndarray      # int64 [S, slots] into the source, negative = 0
+    per_step: int
+    used: int
+    first: bool
+
+
+@dataclass
+class Tile:
+    params_lanes: np.ndarray     # int64 [lanes] channel of each lane, -1 unused
+    folds: list
+    out_index: np.ndarray        # int64 [S, lanes] into the flat output, -1 ignored
+
+
+@dataclass
+class Program:
+    """A compiled layer: tiles of folds, and the command skeleton the cycle model walks."""
+
+    tiles: list
+    commands: list
+    macs_issued: int             # multiplies the array issues (used multipliers x steps)
+    config_bytes: int            # MAP + WEIGHTS + PARAMS bytes (the configuration overhead)
+    data_bytes: int              # STEPS payload bytes
+    out_shape: tuple
+    out_size: int
+
+
+def _sparse_chunks(structure, mapping, design, group):
+    """k ranges for a channel group so that each fold's non-zeros fit the multipliers (sparse mappings)."""
+    nonzero = structure.weights[:, group] != 0
+    per_k = nonzero.sum(axis=1) * mapping.rows
+    chunks, lo, total = [], 0, 0
+    for k in range(structure.k):
+        if per_k[k] > design.multipliers:
+            raise UnsupportedLayer(f"{mapping.rows} pixels x {int(per_k[k]) // mapping.rows} non-zero weights at k={k} "
+                                   f"exceed the {design.multipliers} multipliers")
+        if total + per_k[k] > design.multipliers:
+            chunks.append(np.arange(lo, k))
+            lo, total = k, 0
+        total += per_k[k]
+    chunks.append(np.arange(lo, structure.k))
+    return [(lambda n, ks=ks: ks) for ks in chunks]
+
+
+def _fold(design, structure, mapping, group, ks_of, pixels, first):
+    """One stationary configuration for channels ``group`` and k-chunk ``ks_of`` over steps ``pixels``."""
+    n_mult, bw = design.multipliers, design.dn_bw
+    positions_p, positions_k, weights, spans = [], [], [], []
+    for p in range(mapping.rows):
+        for channel in group:
+            ks = ks_of(channel)
+            if mapping.sparse:
+                ks = ks[structure.weights[ks, channel] != 0]
+            start = len(positions_k)
+            positions_p += [p] * len(ks)
+            positions_k += list(ks)
+            weights += list(structure.weights[ks, channel])
+            spans.append((start, len(positions_k) - 1))
+    used = len(positions_k)
+    if used > n_mult:
+        raise UnsupportedLayer(f"a fold needs {used} multipliers, more than the {n_mult} of this design")
+    positions_p = np.array(positions_p, dtype=np.int64)
+    positions_k = np.array(positions_k, dtype=np.int64)
+    steps = pixels.shape[0]
+    if used:
+        pix = pixels[:, positions_p]
+        index = np.where(pix >= 0, structure.index[np.maximum(pix, 0), positions_k[None, :]],
+                         -(1 + positions_p * structure.k + positions_k)[None, :])
+        columns, first_of, slot_of = np.unique(index, axis=1, return_index=True, return_inverse=True)
+        slot_of = slot_of.reshape(-1)
+        value_index = columns
+    else:
+        slot_of = np.zeros(0, np.int64)
+        value_index = np.full((steps, 1), -1, np.int64)
+    slots = value_index.shape[1]
+    per_step = max(1, -(-slots // bw))
+    if per_step > 255:
+        raise UnsupportedLayer(f"a step needs {per_step} beats, more than 255")
+
+    config = np.zeros(MAP_BYTES_PER_MULTIPLIER * n_mult + MAP_BYTES_PER_LANE * design.rn_bw, dtype=np.uint8)
+    mult = config[:MAP_BYTES_PER_MULTIPLIER * n_mult].reshape(n_mult, MAP_BYTES_PER_MULTIPLIER)
+    mult[:, 0] = 0x80                      # every multiplier ends a VN unless it is inside one
+    mult[:used, 0] = (slot_of % bw)
+    mult[:used, 1] = slot_of // bw
+    lanes = config[MAP_BYTES_PER_MULTIPLIER * n_mult:].reshape(design.rn_bw, MAP_BYTES_PER_LANE)
+    for lane, (a, b) in enumerate(spans):
+        if b < a:
+            continue                         # an empty VN (no non-zero weight in this chunk): its lane adds 0
+        mult[b, 0] |= 0x80
+        mult[a:b + 1, 2] = lane | 0x80
+        level = (a ^ b).bit_length()
+        lanes[lane] = (a >> level, level | 0x80)
+    for a, b in spans:
+        if b > a:
+            mult[a:b, 0] &= 0x7F
+    w = np.zeros(n_mult, dtype=np.int8)
+    w[:used] = weights
+    return Fold(config.tobytes(), w, value_index, per_step, used, first)
+
+
+def compile_program(design, structure, mapping):
+    """Tiles, folds and the command skeleton of ``structure`` under ``mapping`` (checked first)."""
+    check_mapping(design, structure, mapping)
+    pixels = _pixel_steps(structure, mapping)
+    steps_total = pixels.shape[0]
+    n = structure.n
+    tiles, commands = [], []
+    macs = config_bytes = data_bytes = 0
+    current_map = None
+    beat = design.beat_bytes
+    for c0 in range(0, n, mapping.channels):
+        group = list(range(c0, min(c0 + mapping.channels, n)))
+        chunks = _sparse_chunks(structure, mapping, design, group) if mapping.sparse else _chunks(structure, mapping)
+        for s0 in range(0, steps_total, design.acc_depth):
+            step_pixels = pixels[s0:s0 + design.acc_depth]
+            lanes = np.full(design.rn_bw, -1, np.int64)
+            out_index = np.full((step_pixels.shape[0], design.rn_bw), -1, np.int64)
+            for p in range(mapping.rows):
+                for ci, channel in enumerate(group):
+                    lane = p * len(group) + ci
+                    lanes[lane] = channel
+                    out_index[:, lane] = np.where(step_pixels[:, p] >= 0, step_pixels[:, p] * n + channel, -1)
+            commands.append(Command("PARAMS", design.param_beats))
+            folds = []
+            for index, ks_of in enumerate(chunks):
+                fold = _fold(design, structure, mapping, group, ks_of, step_pixels, index == 0)
+                if fold.map_bytes != current_map:
+                    commands.append(Command("MAP", design.map_beats))
+                    current_map = fold.map_bytes
+                    config_bytes += design.map_beats * beat
+                commands.append(Command("WEIGHTS", design.weight_beats))
+                commands.append(Command("STEPS", step_pixels.shape[0] * fold.per_step, step_pixels.shape[0],
+                                        fold.per_step, first=fold.first))
+                macs += fold.used * step_pixels.shape[0]
+                data_bytes += step_pixels.shape[0] * fold.per_step * beat
+                config_bytes += design.weight_beats * beat
+                folds.append(fold)
+            config_bytes += design.param_beats * beat
+            commands.append(Command("READOUT", 0, step_pixels.shape[0]))
+            tiles.append(Tile(lanes, folds, out_index))
+    commands[-1].last = True
+    return Program(tiles, commands, macs, config_bytes, data_bytes, structure.out_shape,
+                   int(np.prod(structure.out_shape)))
+
+
+# ---- the beat stream ----
+
+def requant_words(gemm):
+    """Per-channel (bias, multiplier low, multiplier high, shifts) as the requantizer takes them (int64 [4, N])."""
+    if gemm.rounding == DOUBLE:
+        shifts = np.maximum(gemm.shift, 0) | (np.maximum(-gemm.shift, 0) << 8)
+        return np.stack([gemm.bias, gemm.multiplier, np.zeros_like(gemm.multiplier), shifts])
+    mantissa, exponent = float_scale_fields(gemm.scale)
+    return np.stack([gemm.bias, mantissa & 0xFFFF_FFFF, mantissa >> 32, exponent])
+
+
+def _header(design, opcode, count=0, per_step=0, first=False, last=False):
+    word = opcode | (int(first) << 3) | (int(last) << 4) | (count << 8) | (per_step << 24)
+    out = np.zeros(design.beat_bytes, np.uint8)
+    out[:4] = np.frombuffer(struct.pack("<I", word), np.uint8)
+    return out
+
+
+def _padded(design, data):
+    data = np.asarray(data, dtype=np.uint8).reshape(-1)
+    out = np.zeros(design.beats(data.size) * design.beat_bytes, np.uint8)
+    out[:data.size] = data
+    return out
+
+
+def pack_stream(design, program, gemm, source):
+    """The whole input stream of ``program`` (uint8), with the data of ``source`` and the layer's parameters."""
+    words = requant_words(gemm)
+    parts = []
+    current_map = None
+    commands = iter(program.commands)
+    for tile in program.tiles:
+        cmd = next(commands)
+        assert cmd.op == "PARAMS"
+        lane_words = np.zeros((design.rn_bw, 4), dtype=np.int64)
+        used = tile.params_lanes >= 0
+        lane_words[used] = words[:, tile.params_lanes[used]].T
+        parts += [_header(design, Opcode.PARAMS), _padded(design, (lane_words & 0xFFFF_FFFF).astype("<u4").view(np.uint8))]
+        for fold in tile.folds:
+            cmd = next(commands)
+            if cmd.op == "MAP":
+                parts += [_header(design, Opcode.MAP), _padded(design, np.frombuffer(fold.map_bytes, np.uint8))]
+                current_map = fold.map_bytes
+                cmd = next(commands)
+            assert cmd.op == "WEIGHTS" and fold.map_bytes == current_map
+            parts += [_header(design, Opcode.WEIGHTS), _padded(design, fold.weights.view(np.uint8))]
+            cmd = next(commands)
+            steps = fold.value_index.shape[0]
+            values = np.zeros((steps, fold.per_step * design.beat_bytes), np.int8)
+            index = fold.value_index
+            values[:, :index.shape[1]] = np.where(index >= 0, source[np.maximum(index, 0)], 0)
+            parts += [_header(design, Opcode.STEPS, steps, fold.per_step, first=fold.first),
+                      values.view(np.uint8).reshape(-1)]
+        cmd = next(commands)
+        assert cmd.op == "READOUT"
+        parts.append(_header(design, Opcode.READOUT, cmd.count, last=cmd.last))
+    return np.concatenate(parts)
+
+
+def output_bytes(design, program):
+    return sum(c.count for c in program.commands if c.op == "READOUT") * design.out_beats * design.beat_bytes
+
+
+def unpack_output(design, program, raw):
+    """The flat int8 output of ``program`` from the received stream."""
+    out = np.zeros(program.out_size, np.int8)
+    at = 0
+    word = design.out_beats * design.beat_bytes
+    for tile in program.tiles:
+        steps = tile.out_index.shape[0]
+        block = raw[at:at + steps * word].reshape(steps, word)[:, :design.rn_bw].view(np.int8)
+        at += steps * word
+        keep = tile.out_index >= 0
+        out[tile.out_index[keep]] = block[keep]
+    return out.reshape(program.out_shape)
