@@ -1,12 +1,16 @@
 """The flexarray accelerator plug-in: MAERI/SIGMA-style flexible dataflow with a mapping compiler."""
 
-from ...errors import UnsupportedLayer
-from ...driver.quant import ACTIVATIONS
+import numpy as np
+
+from ...driver.kinds import digest, kinds as registered_kinds
 from ..base import Accelerator, Param, ParamSpace
 from .gateware import FlexArrayCore, REDUCTION_NETWORKS
 from . import compiler, cost, driver, search
 
 __all__ = ["FlexArrayAccelerator", "FlexArrayCore"]
+
+#: weights at least this sparse make the signature include their non-zero pattern (sparse mappings depend on it)
+SPARSE_SIGNATURE = 0.25
 
 
 class FlexArrayAccelerator(Accelerator):
@@ -30,7 +34,8 @@ class FlexArrayAccelerator(Accelerator):
         constraints=((lambda p: p["rn_bw"] <= p["multipliers"], "rn_bw ({rn_bw}) must not exceed multipliers "
                       "({multipliers})"),),
     )
-    offload_ops = ("conv2d", "fc", "depthwise_conv2d")
+    small_params = {"multipliers": 8, "dn_bw": 4, "rn_bw": 4, "acc_depth": 16}
+    kinds = ("gemm", "conv2d", "fc") + (("depthwise_conv2d",) if "depthwise_conv2d" in registered_kinds() else ())
 
     def core(self):
         p = self.params
@@ -45,64 +50,43 @@ class FlexArrayAccelerator(Accelerator):
     def pes(self):
         return self.params["multipliers"]
 
-    # ---- the plan-based contract ----
-    def plan(self, layer, input_shape, mapping=None):
-        """The layer's plan: ``mapping`` if given (checked), else the one the cycle model finds best."""
-        if getattr(layer, "activation", "NONE") not in ACTIVATIONS:
-            raise UnsupportedLayer(f"fused activation {layer.activation} is not supported")
-        if mapping is None:
-            return search.best_plan(self, layer, tuple(input_shape))
-        return driver.make_plan(self, layer, input_shape, mapping)
+    def signature(self, layer, *input_shapes):
+        """The kind's signature, plus the weights' non-zero pattern when they are sparse enough to map sparsely."""
+        signature = super().signature(layer, *input_shapes)
+        weights = compiler.structure_of(layer, input_shapes[0]).weights
+        if np.mean(weights == 0) >= SPARSE_SIGNATURE:
+            signature += "#nz" + digest(np.packbits(weights != 0))
+        return signature
 
-    def run(self, plan, device, x=None, cycle_budget=None):
+    def make_plan(self, layer, input_shape, mapping=None):
+        """A plan with ``mapping`` (checked), or with the mapping the cycle model finds best (``search``)."""
+        structure = compiler.structure_of(layer, input_shape)
+        if mapping is None:
+            mapping = search.best_mapping(self.design, structure, self.params)
+        program = compiler.compile_program(self.design, structure, mapping)
+        return self.new_plan(layer, (input_shape,), driver.schedule_of(mapping, program),
+                             output_shape=structure.out_shape)
+
+    def plan_with(self, layer, input_shape, mapping):
+        """A plan with a given ``compiler.Mapping`` (bypassing the search and the plan cache)."""
+        return self.make_plan(layer, tuple(input_shape), mapping)
+
+    def run(self, plan, device, x, cycle_budget=None):
         return driver.run_plan(self, plan, device, x, cycle_budget)
 
-    def golden_plan(self, plan, x=None):
-        return driver.golden(plan, x)
+    def golden(self, plan, x):
+        """What the array computes: the layer lowered to its (possibly block-diagonal) GEMM, TFLite-exact."""
+        gemm, _ = compiler.operands_of(plan.layer, x)
+        return gemm.reference().reshape(plan.output_shape)
 
-    def estimate_plan(self, plan, dma):
+    def estimate(self, plan, dma):
         return driver.estimate(self, plan, dma)
 
-    # ---- the current (GEMM-shaped) contract, through plans ----
-    def check_shape(self, m, n, k):
-        if min(m, n, k) < 1:
-            raise UnsupportedLayer(f"empty GEMM {m}x{n}x{k}")
-
-    def check(self, gemm):
-        self.plan(gemm, gemm.a.shape)
-
-    def check_layer(self, layer, input_shape):
-        if layer.op not in self.offload_ops:
-            raise UnsupportedLayer(f"{self.name} does not run {layer.op} layers")
-        self.plan(layer, input_shape)
-
-    def golden(self, gemm):
-        return gemm.reference()
-
-    def estimate_cycles(self, gemm_shape, dma):
-        from ...driver.layers import QuantizedGemm
-        import numpy as np
-        m, n, k = gemm_shape
-        gemm = QuantizedGemm(np.zeros((m, k), np.int8), np.ones((k, n), np.int8), 0, 1.0)
-        return self.estimate_plan(self.plan(gemm, (m, k)), dma).cycles
-
-    def estimate_stats(self, gemm_shape, dma, op="gemm", shape=None):
-        from ...driver.layers import QuantizedGemm
-        import numpy as np
-        m, n, k = gemm_shape
-        gemm = QuantizedGemm(np.zeros((m, k), np.int8), np.ones((k, n), np.int8), 0, 1.0)
-        return self.estimate_plan(self.plan(gemm, (m, k)), dma)
-
-    def estimate(self, gemm, dma, op="gemm", shape=None):
-        return self.estimate_plan(self.plan(gemm, gemm.a.shape), dma)
-
-    def run_gemm(self, device, gemm, cycle_budget=None, op="gemm", shape=None):
-        return self.run(self.plan(gemm, gemm.a.shape), device, None, cycle_budget)
-
-    def run_layer(self, device, layer, x, cycle_budget=None):
-        return self.run(self.plan(layer, x.shape), device, x, cycle_budget)
-
-    def model_layer(self, layer, x, dma):
-        """Golden output and cost-model LayerStats, without simulating (the `model` backend)."""
-        plan = self.plan(layer, x.shape)
-        return self.golden_plan(plan, x), self.estimate_plan(plan, dma)
+    def random_layer(self, kind, rng, **shape):
+        """The kind's random layer; a third of them with 50-90% of the weights zeroed (sparse mappings)."""
+        layer, inputs = super().random_layer(kind, rng, **shape)
+        if rng.random() < 1 / 3:
+            weights = compiler.weights_field(layer)
+            keep = rng.random(getattr(layer, weights).shape) >= rng.choice([0.5, 0.7, 0.9])
+            setattr(layer, weights, (getattr(layer, weights) * keep).astype(np.int8))
+        return layer, inputs

@@ -35,14 +35,14 @@ from dataclasses import dataclass, field, asdict
 
 import numpy as np
 
-from ...driver.layers import QuantizedGemm, conv_output_size, im2col, _gemm, _per_channel_scales
+from ...driver.layers import conv_output_size, im2col, lower_to_gemm
 from ...driver.quant import DOUBLE, float_scale_fields
 from ...errors import ParameterError, UnsupportedLayer
 from ...hw.shell import word_beats
 from .gateware import (MAP_BYTES_PER_LANE, MAP_BYTES_PER_MULTIPLIER, PARAM_BYTES_PER_LANE, Opcode)
 
 __all__ = ["Design", "Mapping", "Structure", "Command", "Program", "structure_of", "operands_of", "compile_program",
-           "check_mapping", "pack_stream", "unpack_output", "requant_words", "DepthwiseConv2D"]
+           "check_mapping", "weights_field", "pack_stream", "unpack_output", "requant_words"]
 
 
 @dataclass(frozen=True)
@@ -102,51 +102,6 @@ class Mapping:
 
 
 @dataclass
-class DepthwiseConv2D:
-    """A TFLite int8 DEPTHWISE_CONV_2D: NHWC input, (1, KH, KW, C * multiplier) filter, per-channel weights.
-
-    Requantized like CONV_2D (double rounding); lowered here to a block-diagonal GEMM over im2col patches.
-    """
-
-    filters: np.ndarray
-    bias: np.ndarray
-    input_scale: float
-    input_zero_point: int
-    filter_scales: np.ndarray
-    output_scale: float
-    output_zero_point: int
-    stride: tuple = (1, 1)
-    dilation: tuple = (1, 1)
-    padding: str = "SAME"
-    activation: str = "NONE"
-    depth_multiplier: int = 1
-
-    op = "depthwise_conv2d"
-    rounding = DOUBLE
-
-    def weight_matrix(self, in_channels):
-        _, kh, kw, cout = self.filters.shape
-        if cout != in_channels * self.depth_multiplier:
-            raise ParameterError(f"DEPTHWISE_CONV_2D filter {self.filters.shape} does not match {in_channels} input "
-                                 f"channels x depth multiplier {self.depth_multiplier}")
-        w = np.zeros((kh * kw * in_channels, cout), dtype=np.int8)
-        taps = np.arange(kh * kw)[:, None] * in_channels
-        outs = np.arange(cout)
-        w[(taps + outs // self.depth_multiplier).reshape(-1), np.tile(outs, kh * kw)] = \
-            self.filters[0].reshape(kh * kw, cout).reshape(-1)
-        return w
-
-    def lower(self, x):
-        _, kh, kw, cout = self.filters.shape
-        patches, (n, oh, ow) = im2col(x, (kh, kw), self.stride, self.dilation, self.padding, self.input_zero_point)
-        return _gemm(patches, self.weight_matrix(x.shape[3]), self), (n, oh, ow, cout)
-
-    def reference(self, x):
-        gemm, shape = self.lower(x)
-        return gemm.reference().reshape(shape)
-
-
-@dataclass
 class Structure:
     """A layer as the compiler sees it before any input data: operand indices, weights, output geometry."""
 
@@ -180,11 +135,13 @@ def _conv_index(input_shape, kernel_hw, stride, dilation, padding):
 
 
 def structure_of(layer, input_shape):
-    """The :class:`Structure` of a QuantizedGemm, Conv2D, FullyConnected or DepthwiseConv2D on ``input_shape``."""
-    if isinstance(layer, QuantizedGemm):
-        m, n, k = layer.shape
-        return Structure("gemm", np.arange(m * k, dtype=np.int64).reshape(m, k), layer.b, (m, n))
+    """The :class:`Structure` of a gemm, fc, conv2d or depthwise_conv2d layer on ``input_shape``."""
     op = getattr(layer, "op", None)
+    if op == "gemm":
+        if len(input_shape) != 2 or input_shape[1] != layer.b.shape[0]:
+            raise UnsupportedLayer(f"GEMM input {tuple(input_shape)} does not chain with weights {layer.b.shape}")
+        m, k = input_shape
+        return Structure("gemm", np.arange(m * k, dtype=np.int64).reshape(m, k), layer.b, (m, layer.b.shape[1]))
     if op == "fc":
         m, n, k = layer.gemm_shape(input_shape)
         return Structure("gemm", np.arange(m * k, dtype=np.int64).reshape(m, k), np.ascontiguousarray(layer.weights.T),
@@ -207,7 +164,7 @@ def structure_of(layer, input_shape):
             return Structure("conv", index, weights, (batch, oh, ow, cout), (batch, oh, ow), (kh, kw, cin))
         cout = layer.filters.shape[3]
         try:
-            weights = layer.weight_matrix(cin)
+            weights = layer.gemm_weights(cin)
         except ParameterError as error:
             raise UnsupportedLayer(str(error)) from None
         return Structure("depthwise", index, weights, (batch, oh, ow, cout), (batch, oh, ow), (kh, kw, cin),
@@ -215,10 +172,13 @@ def structure_of(layer, input_shape):
     raise UnsupportedLayer(f"flexarray runs gemm, fc, conv2d and depthwise_conv2d layers, not {op or type(layer).__name__}")
 
 
-def operands_of(layer, x=None):
+def weights_field(layer):
+    """The name of the layer's int8 weight array (what sparsity is drawn on)."""
+    return {"gemm": "b", "fc": "weights"}.get(layer.op, "filters")
+
+
+def operands_of(layer, x):
     """(QuantizedGemm with the layer's requantization, source vector int8) for running ``layer`` on ``x``."""
-    if isinstance(layer, QuantizedGemm):
-        return layer, layer.a.reshape(-1)
     gemm, _ = layer.lower(x)
     if layer.op in ("conv2d", "depthwise_conv2d"):
         source = np.concatenate([np.array([layer.input_zero_point], np.int8), x.reshape(-1).astype(np.int8)])
@@ -361,64 +321,98 @@ def _sparse_chunks(structure, mapping, design, group):
     return [(lambda n, ks=ks: ks) for ks in chunks]
 
 
-def _fold(design, structure, mapping, group, ks_of, pixels, first):
-    """One stationary configuration for channels ``group`` and k-chunk ``ks_of`` over steps ``pixels``."""
-    n_mult, bw = design.multipliers, design.dn_bw
-    positions_p, positions_k, weights, spans = [], [], [], []
+def _unique_columns(index):
+    """(representative columns [S, U], slot of every column): columns equal in every step share a slot."""
+    rows = np.ascontiguousarray(index.T)
+    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
+    _, first, slot_of = np.unique(keys, return_index=True, return_inverse=True)
+    return index[:, first], slot_of.reshape(-1)
+
+
+def _placement(structure, mapping, group, ks_of):
+    """Multiplier positions of a fold, VN by VN: pixel, k and channel of each, and each VN's (first, last)."""
+    pixel, ks, channels, spans = [], [], [], []
+    start = 0
     for p in range(mapping.rows):
         for channel in group:
-            ks = ks_of(channel)
+            chunk = ks_of(channel)
             if mapping.sparse:
-                ks = ks[structure.weights[ks, channel] != 0]
-            start = len(positions_k)
-            positions_p += [p] * len(ks)
-            positions_k += list(ks)
-            weights += list(structure.weights[ks, channel])
-            spans.append((start, len(positions_k) - 1))
-    used = len(positions_k)
+                chunk = chunk[structure.weights[chunk, channel] != 0]
+            pixel.append(np.full(len(chunk), p, np.int64))
+            ks.append(np.asarray(chunk, np.int64))
+            channels.append(np.full(len(chunk), channel, np.int64))
+            spans.append((start, start + len(chunk) - 1))
+            start += len(chunk)
+    cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64)   # noqa: E731
+    return cat(pixel), cat(ks), cat(channels), spans
+
+
+def _layout(design, structure, positions_p, positions_k, spans, pixels):
+    """(value index [S, slots], beats per step, map bytes) of a fold's placement over steps ``pixels``."""
+    n_mult, bw = design.multipliers, design.dn_bw
+    used = positions_k.size
     if used > n_mult:
         raise UnsupportedLayer(f"a fold needs {used} multipliers, more than the {n_mult} of this design")
-    positions_p = np.array(positions_p, dtype=np.int64)
-    positions_k = np.array(positions_k, dtype=np.int64)
-    steps = pixels.shape[0]
-    if used:
+    if used and structure.kind == "gemm":
+        # A GEMM operand is (row, k): the step's distinct values are its rows times the fold's distinct k.
+        distinct = np.unique(positions_k)
+        slot_of = positions_p * distinct.size + np.searchsorted(distinct, positions_k)
+        rows = np.repeat(np.arange(pixels.shape[1]), distinct.size)
+        ks = np.tile(distinct, pixels.shape[1])
+        pix = pixels[:, rows]
+        value_index = np.where(pix >= 0, pix * structure.k + ks[None, :], -(1 + rows * structure.k + ks)[None, :])
+    elif used:
         pix = pixels[:, positions_p]
         index = np.where(pix >= 0, structure.index[np.maximum(pix, 0), positions_k[None, :]],
                          -(1 + positions_p * structure.k + positions_k)[None, :])
-        columns, first_of, slot_of = np.unique(index, axis=1, return_index=True, return_inverse=True)
-        slot_of = slot_of.reshape(-1)
-        value_index = columns
+        value_index, slot_of = _unique_columns(index)
     else:
         slot_of = np.zeros(0, np.int64)
-        value_index = np.full((steps, 1), -1, np.int64)
-    slots = value_index.shape[1]
-    per_step = max(1, -(-slots // bw))
+        value_index = np.full((pixels.shape[0], 1), -1, np.int64)
+    per_step = max(1, -(-value_index.shape[1] // bw))
     if per_step > 255:
         raise UnsupportedLayer(f"a step needs {per_step} beats, more than 255")
 
     config = np.zeros(MAP_BYTES_PER_MULTIPLIER * n_mult + MAP_BYTES_PER_LANE * design.rn_bw, dtype=np.uint8)
     mult = config[:MAP_BYTES_PER_MULTIPLIER * n_mult].reshape(n_mult, MAP_BYTES_PER_MULTIPLIER)
-    mult[:, 0] = 0x80                      # every multiplier ends a VN unless it is inside one
-    mult[:used, 0] = (slot_of % bw)
+    mult[:, 0] = 0x80                      # a multiplier outside every VN ends its own (unused) one
+    mult[:used, 0] = slot_of % bw
     mult[:used, 1] = slot_of // bw
     lanes = config[MAP_BYTES_PER_MULTIPLIER * n_mult:].reshape(design.rn_bw, MAP_BYTES_PER_LANE)
     for lane, (a, b) in enumerate(spans):
         if b < a:
             continue                         # an empty VN (no non-zero weight in this chunk): its lane adds 0
-        mult[b, 0] |= 0x80
+        mult[b, 0] |= 0x80                   # the VN ends at its last multiplier
         mult[a:b + 1, 2] = lane | 0x80
-        level = (a ^ b).bit_length()
+        level = (a ^ b).bit_length()         # the sum is whole at the lowest common ancestor of a and b
         lanes[lane] = (a >> level, level | 0x80)
-    for a, b in spans:
-        if b > a:
-            mult[a:b, 0] &= 0x7F
-    w = np.zeros(n_mult, dtype=np.int8)
-    w[:used] = weights
-    return Fold(config.tobytes(), w, value_index, per_step, used, first)
+    return value_index, per_step, config.tobytes()
 
 
-def compile_program(design, structure, mapping):
-    """Tiles, folds and the command skeleton of ``structure`` under ``mapping`` (checked first)."""
+def _fold(design, structure, mapping, group, ks_of, pixels, first, layouts, key):
+    """One stationary configuration for channels ``group`` and k-chunk ``ks_of`` over steps ``pixels``.
+
+    ``layouts`` caches the placement-dependent part under ``key`` (None: do not cache): in a dense
+    mapping it depends on the group's size, not on which channels it holds.
+    """
+    positions_p, positions_k, channels, spans = _placement(structure, mapping, group, ks_of)
+    layout = layouts.get(key) if key is not None else None
+    if layout is None:
+        layout = _layout(design, structure, positions_p, positions_k, spans, pixels)
+        if key is not None:
+            layouts[key] = layout
+    value_index, per_step, map_bytes = layout
+    w = np.zeros(design.multipliers, dtype=np.int8)
+    w[:positions_k.size] = structure.weights[positions_k, channels]
+    return Fold(map_bytes, w, value_index, per_step, positions_k.size, first)
+
+
+def compile_program(design, structure, mapping, skeleton=False):
+    """Tiles, folds and the command skeleton of ``structure`` under ``mapping`` (checked first).
+
+    With ``skeleton``, folds that share a cached layout are not built (no weights, no tiles): enough
+    for the cycle model, which is what the mapping search needs.
+    """
     check_mapping(design, structure, mapping)
     pixels = _pixel_steps(structure, mapping)
     steps_total = pixels.shape[0]
@@ -427,6 +421,8 @@ def compile_program(design, structure, mapping):
     macs = config_bytes = data_bytes = 0
     current_map = None
     beat = design.beat_bytes
+    layouts = {}
+    shared = not mapping.sparse and structure.kind != "depthwise"
     for c0 in range(0, n, mapping.channels):
         group = list(range(c0, min(c0 + mapping.channels, n)))
         chunks = _sparse_chunks(structure, mapping, design, group) if mapping.sparse else _chunks(structure, mapping)
@@ -442,7 +438,14 @@ def compile_program(design, structure, mapping):
             commands.append(Command("PARAMS", design.param_beats))
             folds = []
             for index, ks_of in enumerate(chunks):
-                fold = _fold(design, structure, mapping, group, ks_of, step_pixels, index == 0)
+                key = (len(group), index, s0) if shared else None
+                if skeleton and key in layouts:
+                    value_index, per_step, map_bytes = layouts[key]
+                    fold = Fold(map_bytes, None, None, per_step, layouts[key + ("used",)], index == 0)
+                else:
+                    fold = _fold(design, structure, mapping, group, ks_of, step_pixels, index == 0, layouts, key)
+                    if key is not None:
+                        layouts[key + ("used",)] = fold.used
                 if fold.map_bytes != current_map:
                     commands.append(Command("MAP", design.map_beats))
                     current_map = fold.map_bytes

@@ -1,14 +1,14 @@
 """Seeded random layers in flexarray's domain (the contract's ``random_layer``): GEMM, FULLY_CONNECTED,
 CONV_2D, DEPTHWISE_CONV_2D and weight-sparse GEMM, small enough for RTL."""
 
-import dataclasses
-
 import numpy as np
 
+from ...driver.kinds import get_kind
 from ...driver.quant import ACTIVATIONS
 from ...errors import ParameterError
+from ...driver.kinds.fields import random_quantization
 from ...sw.verification import random_layers as shared
-from .compiler import DepthwiseConv2D
+from ...driver.kinds.depthwise_conv2d import DepthwiseConv2D
 
 __all__ = ["KINDS", "random_layer", "random_depthwise"]
 
@@ -19,7 +19,7 @@ def random_depthwise(rng, batch, height, width, channels, kernel, stride=1, dila
                      depth_multiplier=1, activation="NONE"):
     """A random int8 DEPTHWISE_CONV_2D and its input."""
     cout = channels * depth_multiplier
-    q = shared._quantization(rng, cout, kernel * kernel, "random", False)
+    q = random_quantization(rng, cout, kernel * kernel)
     layer = DepthwiseConv2D(filters=rng.integers(-127, 128, (1, kernel, kernel, cout), dtype=np.int8),
                             stride=(stride, stride), dilation=(dilation, dilation), padding=padding,
                             activation=activation, depth_multiplier=depth_multiplier, **q)
@@ -27,17 +27,17 @@ def random_depthwise(rng, batch, height, width, channels, kernel, stride=1, dila
 
 
 def random_layer(kind, rng, max_dim=12):
-    """(layer, input) of ``kind`` (see ``KINDS``); the input is None for GEMMs (their operand is inside)."""
+    """(layer, input) of ``kind`` (see ``KINDS``), small enough for an RTL simulation."""
     activation = str(rng.choice(ACTIVATIONS))
     if kind in ("gemm", "sparse_gemm"):
-        m, n, k = (int(v) for v in rng.integers(1, max_dim + 1, 3))
+        m, n = (int(v) for v in rng.integers(1, max_dim + 1, 2))
         k = int(rng.integers(1, 4 * max_dim))
-        gemm = shared.random_gemm(rng, m, n, k, activation, narrow=bool(rng.random() < 0.2))
+        layer, (x,) = get_kind("gemm").random(rng, m=m, n=n, k=k, activation=activation,
+                                              narrow=bool(rng.random() < 0.2))
         if kind == "sparse_gemm":
             density = float(rng.choice([0.1, 0.3, 0.5]))
-            b = gemm.b * (rng.random(gemm.b.shape) < density)
-            gemm = dataclasses.replace(gemm, b=b.astype(np.int8))
-        return gemm, None
+            layer.b = (layer.b * (rng.random(layer.b.shape) < density)).astype(np.int8)
+        return layer, x
     if kind == "fc":
         return shared.random_fc(rng, int(rng.integers(1, 4)), int(rng.integers(1, 4 * max_dim)),
                                 int(rng.integers(1, max_dim + 1)), activation)

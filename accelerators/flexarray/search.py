@@ -12,12 +12,9 @@ import numpy as np
 
 from ...driver.device import DmaTiming
 from ...errors import UnsupportedLayer
-from . import compiler, cost, driver
+from . import compiler, cost
 
-__all__ = ["candidates", "best_plan", "CACHE"]
-
-#: chosen mappings by (design parameters, layer signature); another layer of the same shapes reuses them
-CACHE = {}
+__all__ = ["candidates", "best_mapping"]
 
 #: the DMA timing mappings are chosen for (the project's default)
 SEARCH_DMA = DmaTiming(8, 0)
@@ -87,18 +84,38 @@ def candidates(design, structure, sparse_too):
     return out
 
 
-def best_plan(accelerator, layer, input_shape, dma=SEARCH_DMA):
-    """The plan with the fewest model cycles over :func:`candidates`; cached by layer signature."""
-    design = accelerator.design
-    key = (tuple(sorted(accelerator.params.items())), driver.signature(layer, input_shape))
-    if key in CACHE:
-        return driver.make_plan(accelerator, layer, input_shape, CACHE[key])
-    structure = compiler.structure_of(layer, input_shape)
+def _lower_bound(design, structure, mapping):
+    """Cycles no program of ``mapping`` can beat: one per step of every fold (dense), or of every group."""
+    compiler.check_mapping(design, structure, mapping)
+    steps = -(-structure.m // mapping.rows)
+    groups = -(-structure.n // mapping.channels)
+    if mapping.sparse:
+        return groups * steps
+    # a step brings at least one pixel's operands (distinct inputs); each fold loads its weights
+    per_step = -(-int(np.prod(mapping.chunk)) // design.dn_bw)
+    folds = groups * len(compiler._chunks(structure, mapping))
+    return folds * (steps * per_step + design.weight_beats + 2)
+
+
+def best_mapping(design, structure, params=None, dma=SEARCH_DMA):
+    """The mapping with the fewest model cycles over :func:`candidates` (ties: fewer configuration bytes).
+
+    Raises :class:`UnsupportedLayer` with a reason when no candidate is legal.
+    """
     sparse_too = structure.kind != "depthwise" and np.mean(structure.weights == 0) >= 0.25
     best, reasons = None, []
+    bounded = []
     for mapping in candidates(design, structure, sparse_too):
         try:
-            program = compiler.compile_program(design, structure, mapping)
+            bounded.append((_lower_bound(design, structure, mapping), mapping))
+        except UnsupportedLayer as error:
+            reasons.append(str(error))
+    bounded.sort(key=lambda item: item[0])
+    for bound, mapping in bounded:
+        if best is not None and bound >= best[0][0]:
+            break                       # every step of every fold takes a cycle: none of the rest can win
+        try:
+            program = compiler.compile_program(design, structure, mapping, skeleton=True)
         except UnsupportedLayer as error:
             reasons.append(str(error))
             continue
@@ -107,5 +124,4 @@ def best_plan(accelerator, layer, input_shape, dma=SEARCH_DMA):
             best = (score, mapping)
     if best is None:
         raise UnsupportedLayer(f"no legal flexarray mapping: {reasons[0] if reasons else 'no candidates'}")
-    CACHE[key] = best[1]
-    return driver.make_plan(accelerator, layer, input_shape, best[1])
+    return best[1]
