@@ -64,8 +64,10 @@ class FlexArrayAccelerator(Accelerator):
         if mapping is None:
             mapping = search.best_mapping(self.design, structure, self.params)
         program = compiler.compile_program(self.design, structure, mapping)
-        return self.new_plan(layer, (input_shape,), driver.schedule_of(mapping, program),
+        plan = self.new_plan(layer, (input_shape,), driver.schedule_of(mapping, program),
                              output_shape=structure.out_shape)
+        driver.remember_program(self, plan, program)
+        return plan
 
     def plan_with(self, layer, input_shape, mapping):
         """A plan with a given ``compiler.Mapping`` (bypassing the search and the plan cache)."""

@@ -112,6 +112,8 @@ class Structure:
     geometry: tuple = None       # (batch, OH, OW) for convolutions
     kernel: tuple = None         # (KH, KW, C) for convolutions
     depth_multiplier: int = 1
+    stride: tuple = (1, 1)
+    dilation: tuple = (1, 1)
 
     @property
     def m(self):
@@ -161,14 +163,15 @@ def structure_of(layer, input_shape):
                 raise UnsupportedLayer(f"CONV_2D input shape {tuple(input_shape)} does not match filter "
                                        f"{layer.filters.shape}")
             weights = np.ascontiguousarray(layer.filters.reshape(cout, kh * kw * cin).T)
-            return Structure("conv", index, weights, (batch, oh, ow, cout), (batch, oh, ow), (kh, kw, cin))
+            return Structure("conv", index, weights, (batch, oh, ow, cout), (batch, oh, ow), (kh, kw, cin), 1,
+                             tuple(layer.stride), tuple(layer.dilation))
         cout = layer.filters.shape[3]
         try:
             weights = layer.gemm_weights(cin)
         except ParameterError as error:
             raise UnsupportedLayer(str(error)) from None
         return Structure("depthwise", index, weights, (batch, oh, ow, cout), (batch, oh, ow), (kh, kw, cin),
-                         layer.depth_multiplier)
+                         layer.depth_multiplier, tuple(layer.stride), tuple(layer.dilation))
     raise UnsupportedLayer(f"flexarray runs gemm, fc, conv2d and depthwise_conv2d layers, not {op or type(layer).__name__}")
 
 
@@ -275,6 +278,16 @@ class Command:
 
 
 @dataclass
+class Run:
+    """The input beats from one READOUT to the next one's header (inclusive), all taken one per cycle;
+    the last step fires on the beat before the header. Then ``words`` words are read out."""
+
+    beats: int
+    words: int
+    last: bool = False
+
+
+@dataclass
 class Fold:
     map_bytes: bytes
     weights: np.ndarray          # int8 [N]
@@ -297,6 +310,7 @@ class Program:
 
     tiles: list
     commands: list
+    runs: list                   # what the cycle model walks
     macs_issued: int             # multiplies the array issues (used multipliers x steps)
     config_bytes: int            # MAP + WEIGHTS + PARAMS bytes (the configuration overhead)
     data_bytes: int              # STEPS payload bytes
@@ -407,29 +421,61 @@ def _fold(design, structure, mapping, group, ks_of, pixels, first, layouts, key)
     return Fold(map_bytes, w, value_index, per_step, positions_k.size, first)
 
 
-def compile_program(design, structure, mapping, skeleton=False):
-    """Tiles, folds and the command skeleton of ``structure`` under ``mapping`` (checked first).
+def _fold_summaries(design, structure, mapping, group, chunks, step_pixels, layouts, shared, s0):
+    """Per k-chunk (map bytes, beats per step, multipliers used) of a tile, cached where layouts are shared."""
+    key = (len(group), s0)
+    if shared and ("summary",) + key in layouts:
+        return layouts[("summary",) + key]
+    summary = []
+    for index, ks_of in enumerate(chunks):
+        fold = _fold(design, structure, mapping, group, ks_of, step_pixels, index == 0, layouts,
+                     (len(group), index, s0) if shared else None)
+        summary.append((fold.map_bytes, fold.per_step, fold.used))
+    if shared:
+        layouts[("summary",) + key] = summary
+    return summary
 
-    With ``skeleton``, folds that share a cached layout are not built (no weights, no tiles): enough
-    for the cycle model, which is what the mapping search needs.
+
+def compile_program(design, structure, mapping, skeleton=False):
+    """Tiles, folds, commands and input runs of ``structure`` under ``mapping`` (checked first).
+
+    With ``skeleton`` only the runs and totals are made (no weights, no commands), in time independent
+    of the number of folds where a dense mapping's folds share one layout: what the cycle model and
+    so the mapping search need.
     """
     check_mapping(design, structure, mapping)
     pixels = _pixel_steps(structure, mapping)
     steps_total = pixels.shape[0]
     n = structure.n
-    tiles, commands = [], []
+    tiles, commands, runs = [], [], []
     macs = config_bytes = data_bytes = 0
     current_map = None
     beat = design.beat_bytes
     layouts = {}
     shared = not mapping.sparse and structure.kind != "depthwise"
+    dense_chunks = None if mapping.sparse else _chunks(structure, mapping)
     for c0 in range(0, n, mapping.channels):
         group = list(range(c0, min(c0 + mapping.channels, n)))
-        chunks = _sparse_chunks(structure, mapping, design, group) if mapping.sparse else _chunks(structure, mapping)
+        chunks = _sparse_chunks(structure, mapping, design, group) if mapping.sparse else dense_chunks
         for s0 in range(0, steps_total, design.acc_depth):
             step_pixels = pixels[s0:s0 + design.acc_depth]
+            steps = step_pixels.shape[0]
+            beats = 1 + design.param_beats
+            config_bytes += design.param_beats * beat
+            if skeleton:
+                summary = _fold_summaries(design, structure, mapping, group, chunks, step_pixels, layouts, shared, s0)
+                maps = sum(1 for i, (map_bytes, _, _) in enumerate(summary)
+                           if map_bytes != (summary[i - 1][0] if i else current_map))
+                current_map = summary[-1][0]
+                per_step_total = sum(per_step for _, per_step, _ in summary)
+                beats += maps * (1 + design.map_beats) + len(summary) * (2 + design.weight_beats) + steps * per_step_total
+                macs += steps * sum(used for _, _, used in summary)
+                config_bytes += (maps * design.map_beats + len(summary) * design.weight_beats) * beat
+                data_bytes += steps * per_step_total * beat
+                runs.append(Run(beats + 1, steps))
+                continue
             lanes = np.full(design.rn_bw, -1, np.int64)
-            out_index = np.full((step_pixels.shape[0], design.rn_bw), -1, np.int64)
+            out_index = np.full((steps, design.rn_bw), -1, np.int64)
             for p in range(mapping.rows):
                 for ci, channel in enumerate(group):
                     lane = p * len(group) + ci
@@ -439,29 +485,26 @@ def compile_program(design, structure, mapping, skeleton=False):
             folds = []
             for index, ks_of in enumerate(chunks):
                 key = (len(group), index, s0) if shared else None
-                if skeleton and key in layouts:
-                    value_index, per_step, map_bytes = layouts[key]
-                    fold = Fold(map_bytes, None, None, per_step, layouts[key + ("used",)], index == 0)
-                else:
-                    fold = _fold(design, structure, mapping, group, ks_of, step_pixels, index == 0, layouts, key)
-                    if key is not None:
-                        layouts[key + ("used",)] = fold.used
+                fold = _fold(design, structure, mapping, group, ks_of, step_pixels, index == 0, layouts, key)
                 if fold.map_bytes != current_map:
                     commands.append(Command("MAP", design.map_beats))
                     current_map = fold.map_bytes
                     config_bytes += design.map_beats * beat
+                    beats += 1 + design.map_beats
                 commands.append(Command("WEIGHTS", design.weight_beats))
-                commands.append(Command("STEPS", step_pixels.shape[0] * fold.per_step, step_pixels.shape[0],
-                                        fold.per_step, first=fold.first))
-                macs += fold.used * step_pixels.shape[0]
-                data_bytes += step_pixels.shape[0] * fold.per_step * beat
+                commands.append(Command("STEPS", steps * fold.per_step, steps, fold.per_step, first=fold.first))
+                beats += 2 + design.weight_beats + steps * fold.per_step
+                macs += fold.used * steps
+                data_bytes += steps * fold.per_step * beat
                 config_bytes += design.weight_beats * beat
                 folds.append(fold)
-            config_bytes += design.param_beats * beat
-            commands.append(Command("READOUT", 0, step_pixels.shape[0]))
+            commands.append(Command("READOUT", 0, steps))
+            runs.append(Run(beats + 1, steps))
             tiles.append(Tile(lanes, folds, out_index))
-    commands[-1].last = True
-    return Program(tiles, commands, macs, config_bytes, data_bytes, structure.out_shape,
+    runs[-1].last = True
+    if commands:
+        commands[-1].last = True
+    return Program(tiles, commands, runs, macs, config_bytes, data_bytes, structure.out_shape,
                    int(np.prod(structure.out_shape)))
 
 
@@ -525,7 +568,7 @@ def pack_stream(design, program, gemm, source):
 
 
 def output_bytes(design, program):
-    return sum(c.count for c in program.commands if c.op == "READOUT") * design.out_beats * design.beat_bytes
+    return sum(run.words for run in program.runs) * design.out_beats * design.beat_bytes
 
 
 def unpack_output(design, program, raw):

@@ -2,7 +2,8 @@
 
 The decoder takes input beats one per cycle whenever it is in a loading state
 (header, MAP/WEIGHTS/PARAMS payload, STEPS), so between two READOUTs the input
-is one run of beats (``beats_done`` gives the cycle of any beat in it). A step
+is one run of beats (``beats_done`` gives the cycle of any beat in it): the
+model walks runs (one per tile, ``compiler.Run``), not folds. A step
 fires with its last beat; its sums are written ``write_delay`` cycles later. A
 READOUT waits for the last write, issues one accumulation word per cycle, each
 reaching the output FIFO ``readout_delay`` cycles after its read; the sender
@@ -27,20 +28,14 @@ def program_cycles(design, program, dma):
     out_word = design.out_beats
     ready = 0                 # first cycle the decoder takes the next beat
     in_beat = out_beat = 0
-    last_fire = -(1 << 40)
     last_sent = -1            # cycle the last output beat so far left
     end = 0
-    for command in program.commands:
-        header = beats_done(in_beat, 1, ready, beat, bpc, latency)
-        in_beat += 1
-        if command.op != "READOUT":
-            done = beats_done(in_beat, command.beats, header + 1, beat, bpc, latency)
-            in_beat += command.beats
-            ready = done + 1
-            if command.op == "STEPS":
-                last_fire = done
-            continue
-        words = command.count
+    for run in program.runs:
+        # the last step fires with the beat before the READOUT header
+        last_fire = beats_done(in_beat, run.beats - 1, ready, beat, bpc, latency)
+        header = max(last_fire + 1, latency + (in_beat + run.beats - 1) * beat // bpc)
+        in_beat += run.beats
+        words = run.words
         first_read = max(header + 1, last_fire + write + 1)
         arrive = first_read + delay          # the FIFO offers word w from cycle arrive + w
         start = max(arrive + 1, last_sent + 1)

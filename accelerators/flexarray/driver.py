@@ -14,26 +14,35 @@ from ...driver.layers import LayerStats
 from ...driver.quant import DOUBLE
 from . import compiler, cost
 
-__all__ = ["program_of", "run_plan", "estimate", "schedule_of"]
+__all__ = ["program_of", "remember_program", "run_plan", "estimate", "schedule_of"]
 
 _PROGRAMS = OrderedDict()
 _PROGRAM_CACHE = 64
 
 
+def _key(accelerator, plan):
+    return (id(plan.layer), json.dumps(sorted(accelerator.params.items())), json.dumps(plan.schedule["mapping"]),
+            plan.input_shape)
+
+
+def remember_program(accelerator, plan, program):
+    """Keep ``program`` as the compiled form of ``plan`` (the plan maker compiled it already)."""
+    _PROGRAMS[_key(accelerator, plan)] = (plan.layer, program)
+    if len(_PROGRAMS) > _PROGRAM_CACHE:
+        _PROGRAMS.popitem(last=False)
+
+
 def program_of(accelerator, plan):
     """The compiled program of ``plan`` on ``accelerator`` (cached per layer object and mapping)."""
     mapping = compiler.Mapping.from_dict(plan.schedule["mapping"])
-    key = (id(plan.layer), json.dumps(sorted(accelerator.params.items())), json.dumps(plan.schedule["mapping"]),
-           plan.input_shape)
+    key = _key(accelerator, plan)
     hit = _PROGRAMS.get(key)
     if hit is not None and hit[0] is plan.layer:
         _PROGRAMS.move_to_end(key)
         return hit[1]
     structure = compiler.structure_of(plan.layer, plan.input_shape)
     program = compiler.compile_program(accelerator.design, structure, mapping)
-    _PROGRAMS[key] = (plan.layer, program)
-    if len(_PROGRAMS) > _PROGRAM_CACHE:
-        _PROGRAMS.popitem(last=False)
+    remember_program(accelerator, plan, program)
     return program
 
 
@@ -47,11 +56,11 @@ def schedule_of(mapping, program):
 
 def _stats(accelerator, plan, program, cycles, counters=None):
     design = accelerator.design
-    busy = sum(c.count for c in program.commands if c.op == "STEPS")
+    busy = sum(c.count for c in program.commands if c.op == "STEPS")   # steps issued (full programs)
     return LayerStats(
         op=plan.kind, shape={"input": list(plan.input_shape), "output": list(plan.output_shape)}, macs=plan.macs,
         cycles=cycles, pes=accelerator.pes,
-        bytes_in=sum(1 + c.beats for c in program.commands) * design.beat_bytes,
+        bytes_in=sum(run.beats for run in program.runs) * design.beat_bytes,
         bytes_out=compiler.output_bytes(design, program), jobs=1,
         busy_cycles=counters.busy_cycles if counters else busy,
         in_stall_cycles=counters.in_stall_cycles if counters else 0,

@@ -1,11 +1,11 @@
 """Mapping search: each layer's mapping chosen by the cycle model, cached by layer signature.
 
 The candidates are the legal tilings from a small set of tile sizes per
-dimension (every pixel box that divides the output, power-of-two and balanced
+dimension (pixel boxes that divide the output, power-of-two and balanced
 channel and k-chunk counts, and the sparse variants when the weights have
-zeros); each is compiled and costed in closed form, and the cheapest wins
-(ties: fewer configuration bytes). The space per layer is tens of mappings, so
-it is searched exhaustively.
+zeros): tens per layer, all ranked by a fast estimate of the cycle model
+(``quick_cycles``, no compiling); the best few are compiled and costed by the
+exact model, and the cheapest wins (ties: fewer configuration bytes).
 """
 
 import numpy as np
@@ -13,11 +13,14 @@ import numpy as np
 from ...driver.device import DmaTiming
 from ...errors import UnsupportedLayer
 from . import compiler, cost
+from .gateware import readout_delay, write_delay
 
 __all__ = ["candidates", "best_mapping"]
 
 #: the DMA timing mappings are chosen for (the project's default)
 SEARCH_DMA = DmaTiming(8, 0)
+#: how many of the best-ranked candidates are compiled and costed exactly
+EXACT = 2
 
 
 def _balanced(total, most):
@@ -84,17 +87,60 @@ def candidates(design, structure, sparse_too):
     return out
 
 
-def _lower_bound(design, structure, mapping):
-    """Cycles no program of ``mapping`` can beat: one per step of every fold (dense), or of every group."""
+def _distinct_per_step(structure, mapping, ks):
+    """Distinct operands one step brings for k-chunk ``ks`` (the same for every channel of a dense fold)."""
+    if structure.kind == "gemm":
+        return mapping.rows * len(ks)
+    # an interior box: input coordinates (y, x, c) of every (pixel, k); distinct ones are sent once
+    kh, kw, c = structure.kernel
+    stride = structure.stride
+    dilation = structure.dilation
+    ty, tx = mapping.box
+    dy, dx = np.meshgrid(np.arange(ty), np.arange(tx), indexing="ij")
+    r, rest = np.divmod(np.asarray(ks), kw * c)
+    s_, ch = np.divmod(rest, c)
+    y = dy.reshape(-1, 1) * stride[0] + r[None, :] * dilation[0]
+    x = dx.reshape(-1, 1) * stride[1] + s_[None, :] * dilation[1]
+    return len(set(zip(y.reshape(-1).tolist(), x.reshape(-1).tolist(), np.broadcast_to(ch, y.shape).reshape(-1).tolist())))
+
+
+def quick_cycles(design, structure, mapping, dma=SEARCH_DMA):
+    """A fast estimate of the cycle model (no compiling): what the search ranks candidates by.
+
+    It adds up, per tile, its parameter, map, weight, step and readout beats as if no phase overlapped
+    another, with input beats no faster than the DMA delivers them. The few best are then compiled and
+    costed exactly.
+    """
     compiler.check_mapping(design, structure, mapping)
+    slow = max(1.0, design.beat_bytes / dma.bytes_per_cycle)
     steps = -(-structure.m // mapping.rows)
-    groups = -(-structure.n // mapping.channels)
-    if mapping.sparse:
-        return groups * steps
-    # a step brings at least one pixel's operands (distinct inputs); each fold loads its weights
-    per_step = -(-int(np.prod(mapping.chunk)) // design.dn_bw)
-    folds = groups * len(compiler._chunks(structure, mapping))
-    return folds * (steps * per_step + design.weight_beats + 2)
+    tiles_per_group = -(-steps // design.acc_depth)
+    groups = [list(range(c0, min(c0 + mapping.channels, structure.n)))
+              for c0 in range(0, structure.n, mapping.channels)]
+    if not mapping.sparse:
+        # a dense fold's operands do not depend on which channels it holds: cost one group, count them all
+        chunks = compiler._chunks(structure, mapping)
+        per_step = [-(-_distinct_per_step(structure, mapping, ks_of(0)) // design.dn_bw) for ks_of in chunks]
+        maps = 1 if len(set(per_step)) == 1 else len(chunks)
+        shapes = [(per_step, maps, len(groups))]
+    else:
+        shapes = []
+        for group in groups:
+            chunks = compiler._sparse_chunks(structure, mapping, design, group)
+            per_step = []
+            for ks_of in chunks:
+                ks = ks_of(group[0])
+                live = ks[np.any(structure.weights[np.ix_(ks, group)] != 0, axis=1)]
+                per_step.append(max(1, -(-_distinct_per_step(structure, mapping, live) // design.dn_bw)))
+            shapes.append((per_step, len(chunks), 1))
+    total = 0.0
+    for per_step, maps, count in shapes:
+        fold_beats = sum(steps * b for b in per_step) + len(per_step) * (design.weight_beats + 2)
+        tile_beats = design.param_beats + 2 + maps * (design.map_beats + 1)
+        readout = steps * design.out_beats + tiles_per_group * (
+            write_delay(design.multipliers) + readout_delay() + 2)
+        total += count * ((fold_beats + tiles_per_group * tile_beats) * slow + readout)
+    return total
 
 
 def best_mapping(design, structure, params=None, dma=SEARCH_DMA):
@@ -104,16 +150,14 @@ def best_mapping(design, structure, params=None, dma=SEARCH_DMA):
     """
     sparse_too = structure.kind != "depthwise" and np.mean(structure.weights == 0) >= 0.25
     best, reasons = None, []
-    bounded = []
+    ranked = []
     for mapping in candidates(design, structure, sparse_too):
         try:
-            bounded.append((_lower_bound(design, structure, mapping), mapping))
+            ranked.append((quick_cycles(design, structure, mapping, dma), mapping))
         except UnsupportedLayer as error:
             reasons.append(str(error))
-    bounded.sort(key=lambda item: item[0])
-    for bound, mapping in bounded:
-        if best is not None and bound >= best[0][0]:
-            break                       # every step of every fold takes a cycle: none of the rest can win
+    ranked.sort(key=lambda item: item[0])
+    for _, mapping in ranked[:EXACT]:
         try:
             program = compiler.compile_program(design, structure, mapping, skeleton=True)
         except UnsupportedLayer as error:
