@@ -421,18 +421,23 @@ def _fold(design, structure, mapping, group, ks_of, pixels, first, layouts, key)
     return Fold(map_bytes, w, value_index, per_step, positions_k.size, first)
 
 
-def _fold_summaries(design, structure, mapping, group, chunks, step_pixels, layouts, shared, s0):
-    """Per k-chunk (map bytes, beats per step, multipliers used) of a tile, cached where layouts are shared."""
-    key = (len(group), s0)
-    if shared and ("summary",) + key in layouts:
-        return layouts[("summary",) + key]
-    summary = []
+def _fold_summary(design, structure, mapping, group, chunks, step_pixels, layouts, shared, s0):
+    """A tile's folds in brief: (first map, last map, map changes after the first fold, beats per step summed
+    over folds, multipliers used summed over folds, folds); cached where layouts are shared."""
+    key = ("summary", len(group), s0)
+    if shared and key in layouts:
+        return layouts[key]
+    maps, per_step, used = [], 0, 0
     for index, ks_of in enumerate(chunks):
         fold = _fold(design, structure, mapping, group, ks_of, step_pixels, index == 0, layouts,
                      (len(group), index, s0) if shared else None)
-        summary.append((fold.map_bytes, fold.per_step, fold.used))
+        maps.append(fold.map_bytes)
+        per_step += fold.per_step
+        used += fold.used
+    changes = sum(1 for i in range(1, len(maps)) if maps[i] != maps[i - 1])
+    summary = (maps[0], maps[-1], changes, per_step, used, len(maps))
     if shared:
-        layouts[("summary",) + key] = summary
+        layouts[key] = summary
     return summary
 
 
@@ -463,14 +468,13 @@ def compile_program(design, structure, mapping, skeleton=False):
             beats = 1 + design.param_beats
             config_bytes += design.param_beats * beat
             if skeleton:
-                summary = _fold_summaries(design, structure, mapping, group, chunks, step_pixels, layouts, shared, s0)
-                maps = sum(1 for i, (map_bytes, _, _) in enumerate(summary)
-                           if map_bytes != (summary[i - 1][0] if i else current_map))
-                current_map = summary[-1][0]
-                per_step_total = sum(per_step for _, per_step, _ in summary)
-                beats += maps * (1 + design.map_beats) + len(summary) * (2 + design.weight_beats) + steps * per_step_total
-                macs += steps * sum(used for _, _, used in summary)
-                config_bytes += (maps * design.map_beats + len(summary) * design.weight_beats) * beat
+                first_map, last_map, changes, per_step_total, used_total, folds = _fold_summary(
+                    design, structure, mapping, group, chunks, step_pixels, layouts, shared, s0)
+                maps = changes + (first_map != current_map)
+                current_map = last_map
+                beats += maps * (1 + design.map_beats) + folds * (2 + design.weight_beats) + steps * per_step_total
+                macs += steps * used_total
+                config_bytes += (maps * design.map_beats + folds * design.weight_beats) * beat
                 data_bytes += steps * per_step_total * beat
                 runs.append(Run(beats + 1, steps))
                 continue
