@@ -340,7 +340,11 @@ def _unique_columns(index):
     rows = np.ascontiguousarray(index.T)
     keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
     _, first, slot_of = np.unique(keys, return_index=True, return_inverse=True)
-    return index[:, first], slot_of.reshape(-1)
+    # slots numbered by first use, so the map depends only on which operands are equal, not on their values
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return index[:, first[order]], rank[slot_of.reshape(-1)]
 
 
 def _placement(structure, mapping, group, ks_of):
@@ -457,7 +461,10 @@ def compile_program(design, structure, mapping, skeleton=False):
     current_map = None
     beat = design.beat_bytes
     layouts = {}
-    shared = not mapping.sparse and structure.kind != "depthwise"
+    # Dense folds of equal size share their operand layout (convolutions: it does not depend on the
+    # channels). Depthwise folds share its shape (slots, map), not its indices: only skeletons reuse it.
+    shared = not mapping.sparse and (structure.kind != "depthwise" or (
+        skeleton and mapping.channels % structure.depth_multiplier == 0))
     dense_chunks = None if mapping.sparse else _chunks(structure, mapping)
     for c0 in range(0, n, mapping.channels):
         group = list(range(c0, min(c0 + mapping.channels, n)))

@@ -91,17 +91,24 @@ def _distinct_per_step(structure, mapping, ks):
     """Distinct operands one step brings for k-chunk ``ks`` (the same for every channel of a dense fold)."""
     if structure.kind == "gemm":
         return mapping.rows * len(ks)
-    # an interior box: input coordinates (y, x, c) of every (pixel, k); distinct ones are sent once
     kh, kw, c = structure.kernel
-    stride = structure.stride
-    dilation = structure.dilation
-    ty, tx = mapping.box
-    dy, dx = np.meshgrid(np.arange(ty), np.arange(tx), indexing="ij")
     r, rest = np.divmod(np.asarray(ks), kw * c)
-    s_, ch = np.divmod(rest, c)
-    y = dy.reshape(-1, 1) * stride[0] + r[None, :] * dilation[0]
-    x = dx.reshape(-1, 1) * stride[1] + s_[None, :] * dilation[1]
-    return len(set(zip(y.reshape(-1).tolist(), x.reshape(-1).tolist(), np.broadcast_to(ch, y.shape).reshape(-1).tolist())))
+    s, channel = np.divmod(rest, c)
+    # the count is the same for a chunk moved across the filter: key it by the chunk's relative taps
+    relative = (r - r.min(initial=0), s - s.min(initial=0), channel - channel.min(initial=0))
+    key = (mapping.box, structure.stride, structure.dilation, np.stack(relative).tobytes(), len(ks))
+    if key not in _DISTINCT:
+        # an interior box: input coordinates (y, x, c) of every (pixel, k); distinct ones are sent once
+        ty, tx = mapping.box
+        dy, dx = np.meshgrid(np.arange(ty), np.arange(tx), indexing="ij")
+        y = dy.reshape(-1, 1) * structure.stride[0] + relative[0][None, :] * structure.dilation[0]
+        x = dx.reshape(-1, 1) * structure.stride[1] + relative[1][None, :] * structure.dilation[1]
+        ch = np.broadcast_to(relative[2], y.shape)
+        _DISTINCT[key] = len(np.unique(np.stack([y.reshape(-1), x.reshape(-1), ch.reshape(-1)]), axis=1).T)
+    return _DISTINCT[key]
+
+
+_DISTINCT = {}
 
 
 def quick_cycles(design, structure, mapping, dma=SEARCH_DMA):
