@@ -196,8 +196,12 @@ def _chunks(structure, mapping):
     """Per k-chunk, a function channel -> the chunk's k indices (before dropping zero weights)."""
     k = structure.k
     if structure.kind == "gemm":
+        # The last chunk is padded with distinct k < 0 (weight 0, operand 0) to the others' size, so every fold
+        # has the same map and the map is loaded once, not again for a short last chunk.
         (size,) = mapping.chunk
-        return [(lambda n, lo=lo: np.arange(lo, min(lo + size, k))) for lo in range(0, k, size)]
+        return [(lambda n, lo=lo: np.where(np.arange(lo, lo + size) < k, np.arange(lo, lo + size),
+                                           k - 1 - np.arange(lo, lo + size)))
+                for lo in range(0, k, size)]
     kh, kw, c = structure.kernel
     if structure.kind == "conv":
         tr, ts, tc = mapping.chunk
@@ -373,12 +377,17 @@ def _layout(design, structure, positions_p, positions_k, spans, pixels):
         raise UnsupportedLayer(f"a fold needs {used} multipliers, more than the {n_mult} of this design")
     if used and structure.kind == "gemm":
         # A GEMM operand is (row, k): the step's distinct values are its rows times the fold's distinct k.
-        distinct = np.unique(positions_k)
-        slot_of = positions_p * distinct.size + np.searchsorted(distinct, positions_k)
+        # ... numbered by first use, as ``_unique_columns`` does
+        distinct, first, inverse = np.unique(positions_k, return_index=True, return_inverse=True)
+        order = np.argsort(first)
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        distinct = distinct[order]
+        slot_of = positions_p * distinct.size + rank[inverse.reshape(-1)]
         rows = np.repeat(np.arange(pixels.shape[1]), distinct.size)
         ks = np.tile(distinct, pixels.shape[1])
         pix = pixels[:, rows]
-        value_index = np.where(pix >= 0, pix * structure.k + ks[None, :], -(1 + rows * structure.k + ks)[None, :])
+        value_index = np.where((pix >= 0) & (ks >= 0)[None, :], pix * structure.k + ks[None, :], -1)
     elif used:
         pix = pixels[:, positions_p]
         index = np.where(pix >= 0, structure.index[np.maximum(pix, 0), positions_k[None, :]],
@@ -421,7 +430,7 @@ def _fold(design, structure, mapping, group, ks_of, pixels, first, layouts, key)
             layouts[key] = layout
     value_index, per_step, map_bytes = layout
     w = np.zeros(design.multipliers, dtype=np.int8)
-    w[:positions_k.size] = structure.weights[positions_k, channels]
+    w[:positions_k.size] = np.where(positions_k >= 0, structure.weights[positions_k, channels], 0)
     return Fold(map_bytes, w, value_index, per_step, positions_k.size, first)
 
 
