@@ -165,14 +165,24 @@ def structure_of(layer, input_shape):
             weights = np.ascontiguousarray(layer.filters.reshape(cout, kh * kw * cin).T)
             return Structure("conv", index, weights, (batch, oh, ow, cout), (batch, oh, ow), (kh, kw, cin), 1,
                              tuple(layer.stride), tuple(layer.dilation))
-        cout = layer.filters.shape[3]
-        try:
-            weights = layer.gemm_weights(cin)
-        except ParameterError as error:
-            raise UnsupportedLayer(str(error)) from None
-        return Structure("depthwise", index, weights, (batch, oh, ow, cout), (batch, oh, ow), (kh, kw, cin),
-                         layer.depth_multiplier, tuple(layer.stride), tuple(layer.dilation))
+        if cin != layer.in_channels:
+            raise UnsupportedLayer(f"DEPTHWISE_CONV_2D input shape {tuple(input_shape)} does not match "
+                                   f"{layer.in_channels} input channels")
+        return Structure("depthwise", index, _depthwise_weights(layer), (batch, oh, ow, layer.out_channels),
+                         (batch, oh, ow), (kh, kw, cin), layer.multiplier, tuple(layer.stride),
+                         tuple(layer.dilation))
     raise UnsupportedLayer(f"flexarray runs gemm, fc, conv2d and depthwise_conv2d layers, not {op or type(layer).__name__}")
+
+
+def _depthwise_weights(layer):
+    """A depthwise filter as one block-diagonal GEMM B [KH*KW*C, C*multiplier] in im2col's (kh, kw, c) order."""
+    (kh, kw), c, m = layer.kernel, layer.in_channels, layer.multiplier
+    taps = kh * kw
+    b = np.zeros((taps, c, c, m), np.int8)
+    w = layer.filters.reshape(taps, c, m)
+    for ci in range(c):
+        b[:, ci, ci, :] = w[:, ci, :]
+    return b.reshape(taps * c, c * m)
 
 
 def weights_field(layer):
@@ -182,7 +192,11 @@ def weights_field(layer):
 
 def operands_of(layer, x):
     """(QuantizedGemm with the layer's requantization, source vector int8) for running ``layer`` on ``x``."""
-    gemm, _ = layer.lower(x)
+    if layer.op == "depthwise_conv2d":
+        # one group of every channel: the block-diagonal GEMM whose columns are the output channels in order
+        ((_, gemm),), _ = layer.lower(x, layer.in_channels)
+    else:
+        gemm, _ = layer.lower(x)
     if layer.op in ("conv2d", "depthwise_conv2d"):
         source = np.concatenate([np.array([layer.input_zero_point], np.int8), x.reshape(-1).astype(np.int8)])
     else:

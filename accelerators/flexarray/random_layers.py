@@ -22,7 +22,7 @@ def random_depthwise(rng, batch, height, width, channels, kernel, stride=1, dila
     q = random_quantization(rng, cout, kernel * kernel)
     layer = DepthwiseConv2D(filters=rng.integers(-127, 128, (1, kernel, kernel, cout), dtype=np.int8),
                             stride=(stride, stride), dilation=(dilation, dilation), padding=padding,
-                            activation=activation, depth_multiplier=depth_multiplier, **q)
+                            activation=activation, multiplier=depth_multiplier, **q)
     return layer, rng.integers(-128, 128, (batch, height, width, channels), dtype=np.int8)
 
 
