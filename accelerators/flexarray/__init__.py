@@ -62,7 +62,7 @@ class FlexArrayAccelerator(Accelerator):
         """A plan with ``mapping`` (checked), or with the mapping the cycle model finds best (``search``)."""
         structure = compiler.structure_of(layer, input_shape)
         if mapping is None:
-            mapping = search.best_mapping(self.design, structure, self.params)
+            mapping = search.best_mapping(self.design, structure)
         program = compiler.compile_program(self.design, structure, mapping)
         plan = self.new_plan(layer, (input_shape,), driver.schedule_of(mapping, program),
                              output_shape=structure.out_shape)

@@ -150,7 +150,7 @@ def quick_cycles(design, structure, mapping, dma=SEARCH_DMA):
     return total
 
 
-def best_mapping(design, structure, params=None, dma=SEARCH_DMA):
+def best_mapping(design, structure, dma=SEARCH_DMA):
     """The mapping with the fewest model cycles over :func:`candidates` (ties: fewer configuration bytes).
 
     Raises :class:`UnsupportedLayer` with a reason when no candidate is legal.
