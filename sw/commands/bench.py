@@ -1,5 +1,6 @@
 """`accelkit bench NAME`: benchmarks that print measured figures (never asserted by tests)."""
 
+from ..benchmarks.flexarray import flexarray_bench
 from ..benchmarks.fuzz import fuzz_bench
 from ..benchmarks.mm2im_tconv import tconv_bench
 from ..benchmarks.mutation import mutate_bench
@@ -24,7 +25,9 @@ def add_arguments(parser):
                         "comma-separated zoo models")
     parser.add_argument("--samples", type=arguments.positive_int("sample count", 1 << 30), default=None, help="potacc: inputs per model (default: all)")
     parser.add_argument("--count", type=arguments.positive_int("configuration count", 1 << 20), default=260, help="tconv: configurations in the sweep (default 260)")
-    parser.add_argument("--rtl", type=arguments.non_negative_int("RTL run count", 1 << 20), default=0, metavar="N", help="tconv: also run N of them on Verilator")
+    parser.add_argument("--rtl", type=arguments.non_negative_int("RTL run count", 1 << 20), default=0, metavar="N",
+                        help="tconv: also run N of them on Verilator; flexarray: any N > 0 also runs the irregular "
+                        "shapes on the small designs' RTL")
     parser.add_argument("--mutants", type=arguments.non_negative_int("mutant count", 1 << 20), default=2000,
                         help="fuzz: mutated model files (default 2000)")
     parser.add_argument("--cli-sets", type=arguments.non_negative_int("command-line count", 1 << 20), default=500,
@@ -37,7 +40,7 @@ def add_arguments(parser):
 
 BENCHMARKS = {"sim-speed": sim_speed, "model": model_bench, "utilization": utilization_bench,
               "fidelity": fidelity_bench, "scalesim": scalesim_bench, "potacc": potacc_bench,
-              "tconv": tconv_bench, "mutate": mutate_bench, "fuzz": fuzz_bench}
+              "tconv": tconv_bench, "mutate": mutate_bench, "fuzz": fuzz_bench, "flexarray": flexarray_bench}
 
 
 

@@ -1,0 +1,94 @@
+"""The flexarray accelerator plug-in: MAERI/SIGMA-style flexible dataflow with a mapping compiler."""
+
+import numpy as np
+
+from ...driver.kinds import digest, kinds as registered_kinds
+from ..base import Accelerator, Param, ParamSpace
+from .gateware import FlexArrayCore, REDUCTION_NETWORKS
+from . import compiler, cost, driver, search
+
+__all__ = ["FlexArrayAccelerator", "FlexArrayCore"]
+
+#: weights at least this sparse make the signature include their non-zero pattern (sparse mappings depend on it)
+SPARSE_SIGNATURE = 0.25
+
+
+class FlexArrayAccelerator(Accelerator):
+    """N int8 multiplier switches, a crossbar distribution network, a forwarding adder network (or the
+    segmented-sum reference), an accumulation buffer and TFLite requantization; mappings from a compiler."""
+
+    name = "flexarray"
+    core_class = FlexArrayCore
+    description = ("int8 MAERI/SIGMA-style flexible array: virtual neurons of any size, dense and bitmap-sparse "
+                   "mappings chosen per layer by a cycle model")
+    space = ParamSpace(
+        params=(
+            Param("multipliers", 64, 4, 128, "multiplier switches (N)", power_of_two=True),
+            Param("dn_bw", 8, 4, 128, "distribution bandwidth: int8 values per cycle (the stream is 8*dn_bw bits)",
+                  power_of_two=True),
+            Param("rn_bw", 8, 1, 128, "reduction output lanes: VN sums collected per step"),
+            Param("rn", 0, 0, len(REDUCTION_NETWORKS) - 1,
+                  "reduction network: " + ", ".join(f"{i} {name}" for i, name in enumerate(REDUCTION_NETWORKS))),
+            Param("acc_depth", 512, 2, 1 << 16, "accumulation buffer words (steps per tile)", power_of_two=True),
+        ),
+        constraints=((lambda p: p["rn_bw"] <= p["multipliers"], "rn_bw ({rn_bw}) must not exceed multipliers "
+                      "({multipliers})"),),
+    )
+    small_params = {"multipliers": 8, "dn_bw": 4, "rn_bw": 4, "acc_depth": 16}
+    kinds = ("gemm", "conv2d", "fc") + (("depthwise_conv2d",) if "depthwise_conv2d" in registered_kinds() else ())
+
+    def core(self):
+        p = self.params
+        return FlexArrayCore(multipliers=p["multipliers"], dn_bw=p["dn_bw"], rn_bw=p["rn_bw"],
+                             rn=REDUCTION_NETWORKS[p["rn"]], acc_depth=p["acc_depth"])
+
+    @property
+    def design(self):
+        return compiler.Design.from_params(self.params)
+
+    @property
+    def pes(self):
+        return self.params["multipliers"]
+
+    def signature(self, layer, *input_shapes):
+        """The kind's signature, plus the weights' non-zero pattern when they are sparse enough to map sparsely."""
+        signature = super().signature(layer, *input_shapes)
+        weights = compiler.structure_of(layer, input_shapes[0]).weights
+        if np.mean(weights == 0) >= SPARSE_SIGNATURE:
+            signature += "#nz" + digest(np.packbits(weights != 0))
+        return signature
+
+    def make_plan(self, layer, input_shape, mapping=None):
+        """A plan with ``mapping`` (checked), or with the mapping the cycle model finds best (``search``)."""
+        structure = compiler.structure_of(layer, input_shape)
+        if mapping is None:
+            mapping = search.best_mapping(self.design, structure)
+        program = compiler.compile_program(self.design, structure, mapping)
+        plan = self.new_plan(layer, (input_shape,), driver.schedule_of(mapping, program),
+                             output_shape=structure.out_shape)
+        driver.remember_program(self, plan, program)
+        return plan
+
+    def plan_with(self, layer, input_shape, mapping):
+        """A plan with a given ``compiler.Mapping`` (bypassing the search and the plan cache)."""
+        return self.make_plan(layer, tuple(input_shape), mapping)
+
+    def run(self, plan, device, x, cycle_budget=None):
+        return driver.run_plan(self, plan, device, x, cycle_budget)
+
+    def golden(self, plan, x):
+        """What the array computes: the layer lowered to its (possibly block-diagonal) GEMM, TFLite-exact."""
+        gemm, _ = compiler.operands_of(plan.layer, x)
+        return gemm.reference().reshape(plan.output_shape)
+
+    def estimate(self, plan, dma):
+        return driver.estimate(self, plan, dma)
+
+    def random_layer(self, kind, rng, **shape):
+        """The kind's random layer; a third of them with 50-90% of the weights zeroed (sparse mappings)."""
+        layer, inputs = super().random_layer(kind, rng, **shape)
+        if rng.random() < 1 / 3:
+            weights = compiler.weights_field(layer)
+            keep = rng.random(getattr(layer, weights).shape) >= rng.choice([0.5, 0.7, 0.9])
+            setattr(layer, weights, (getattr(layer, weights) * keep).astype(np.int8))
+        return layer, inputs

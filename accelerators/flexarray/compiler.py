@@ -1,0 +1,619 @@
+"""flexarray's mapping compiler: layers to folds, folds to the configuration and beat stream the core follows.
+
+Every layer becomes a (possibly sparse) GEMM ``out[m, n] = requantize(sum_k
+src[index[m, k]] * W[k, n])``: ``index`` points into a flat source vector (the
+input, with the padding value at position 0 for convolutions), so the compiler
+sees which operands of a step are the same input value and sends it once
+(MAERI's sliding-window reuse within a step, SIGMA's multicast to every
+multiplier whose ``k`` matches).
+
+A :class:`Mapping` tiles the layer:
+
+* ``rows`` output pixels per step (GEMM: ``T_M`` rows; convolution: a box of
+  ``T_Y' x T_X'`` output pixels, ``box``), ``channels`` output channels per
+  fold (``T_N`` / ``T_K``; depthwise: ``T_G`` channels);
+* a k-chunk per fold: GEMM ``T_K`` consecutive k; convolution a ``T_R x T_S x
+  T_C`` box of the filter (``chunk``); depthwise ``T_R x T_S``;
+* ``sparse``: only the non-zero weights get a multiplier (SIGMA's flow), and
+  k-chunks grow until the non-zeros fill the multipliers.
+
+A virtual neuron (VN) is (pixel of the step, channel): its multipliers hold the
+chunk's weights of that channel and sum into output lane ``pixel * channels +
+channel``. A *fold* is one stationary configuration (weights, distribution and
+reduction mapping) and the steps streamed through it; a *tile* is a channel
+group and a run of at most ``acc_depth`` steps: its folds (one per k-chunk)
+accumulate into the buffer, then it is read out through the requantizers with
+its lanes' per-channel parameters.
+
+The compiled :class:`Program` is the plan's schedule in executable form: its
+command skeleton (what the cycle model needs) depends only on the layer's
+shapes and weights, and its beat stream adds the input data.
+"""
+
+import struct
+from dataclasses import dataclass, field, asdict
+
+import numpy as np
+
+from ...driver.layers import conv_output_size, im2col, lower_to_gemm
+from ...driver.quant import DOUBLE, float_scale_fields
+from ...errors import ParameterError, UnsupportedLayer
+from ...hw.shell import word_beats
+from .gateware import (MAP_BYTES_PER_LANE, MAP_BYTES_PER_MULTIPLIER, PARAM_BYTES_PER_LANE, Opcode)
+
+__all__ = ["Design", "Mapping", "Structure", "Command", "Program", "structure_of", "operands_of", "compile_program",
+           "check_mapping", "weights_field", "pack_stream", "unpack_output", "requant_words"]
+
+
+@dataclass(frozen=True)
+class Design:
+    """The parameters of a flexarray design the compiler needs."""
+
+    multipliers: int
+    dn_bw: int
+    rn_bw: int
+    acc_depth: int
+
+    @classmethod
+    def from_params(cls, params):
+        return cls(params["multipliers"], params["dn_bw"], params["rn_bw"], params["acc_depth"])
+
+    @property
+    def beat_bytes(self):
+        return self.dn_bw
+
+    def beats(self, nbytes):
+        return word_beats(nbytes, 8 * self.dn_bw)
+
+    @property
+    def map_beats(self):
+        return self.beats(MAP_BYTES_PER_MULTIPLIER * self.multipliers + MAP_BYTES_PER_LANE * self.rn_bw)
+
+    @property
+    def weight_beats(self):
+        return self.beats(self.multipliers)
+
+    @property
+    def param_beats(self):
+        return self.beats(PARAM_BYTES_PER_LANE * self.rn_bw)
+
+    @property
+    def out_beats(self):
+        return self.beats(self.rn_bw)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """How a layer is tiled onto the array (see the module docstring); a plain, JSON-able value."""
+
+    rows: int = 1
+    channels: int = 1
+    chunk: tuple = (1,)          # GEMM: (T_K,); convolution: (T_R, T_S, T_C); depthwise: (T_R, T_S)
+    box: tuple = None            # convolution / depthwise: (T_Y', T_X'), rows == T_Y' * T_X'
+    sparse: bool = False
+
+    def as_dict(self):
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(rows=d["rows"], channels=d["channels"], chunk=tuple(d["chunk"]),
+                   box=None if d.get("box") is None else tuple(d["box"]), sparse=bool(d.get("sparse", False)))
+
+
+@dataclass
+class Structure:
+    """A layer as the compiler sees it before any input data: operand indices, weights, output geometry."""
+
+    kind: str                    # "gemm", "conv" (CONV_2D, FULLY_CONNECTED via gemm) or "depthwise"
+    index: np.ndarray            # int64 [M, K] into the source vector
+    weights: np.ndarray          # int8 [K, N]
+    out_shape: tuple
+    geometry: tuple = None       # (batch, OH, OW) for convolutions
+    kernel: tuple = None         # (KH, KW, C) for convolutions
+    depth_multiplier: int = 1
+    stride: tuple = (1, 1)
+    dilation: tuple = (1, 1)
+
+    @property
+    def m(self):
+        return self.index.shape[0]
+
+    @property
+    def k(self):
+        return self.index.shape[1]
+
+    @property
+    def n(self):
+        return self.weights.shape[1]
+
+
+def _conv_index(input_shape, kernel_hw, stride, dilation, padding):
+    """im2col of an image of source positions (0 is the padding value, the input starts at 1)."""
+    n, h, w, c = input_shape
+    positions = np.arange(1, n * h * w * c + 1, dtype=np.int64).reshape(n, h, w, c)
+    index, _ = im2col(positions, kernel_hw, stride, dilation, padding, 0)
+    return index
+
+
+def structure_of(layer, input_shape):
+    """The :class:`Structure` of a gemm, fc, conv2d or depthwise_conv2d layer on ``input_shape``."""
+    op = getattr(layer, "op", None)
+    if op == "gemm":
+        if len(input_shape) != 2 or input_shape[1] != layer.b.shape[0]:
+            raise UnsupportedLayer(f"GEMM input {tuple(input_shape)} does not chain with weights {layer.b.shape}")
+        m, k = input_shape
+        return Structure("gemm", np.arange(m * k, dtype=np.int64).reshape(m, k), layer.b, (m, layer.b.shape[1]))
+    if op == "fc":
+        m, n, k = layer.gemm_shape(input_shape)
+        return Structure("gemm", np.arange(m * k, dtype=np.int64).reshape(m, k), np.ascontiguousarray(layer.weights.T),
+                         (m, n))
+    if op in ("conv2d", "depthwise_conv2d"):
+        if len(input_shape) != 4:
+            raise UnsupportedLayer(f"{op} input must be NHWC, not {tuple(input_shape)}")
+        cout, kh, kw = layer.filters.shape[0], layer.filters.shape[1], layer.filters.shape[2]
+        batch, h, w, cin = input_shape
+        oh = conv_output_size(h, kh, layer.stride[0], layer.dilation[0], layer.padding)
+        ow = conv_output_size(w, kw, layer.stride[1], layer.dilation[1], layer.padding)
+        if oh <= 0 or ow <= 0:
+            raise UnsupportedLayer(f"{op} of a {h}x{w} input with a {kh}x{kw} kernel has no output")
+        index = _conv_index(input_shape, (kh, kw), layer.stride, layer.dilation, layer.padding)
+        if op == "conv2d":
+            if layer.filters.shape[3] != cin:
+                raise UnsupportedLayer(f"CONV_2D input shape {tuple(input_shape)} does not match filter "
+                                       f"{layer.filters.shape}")
+            weights = np.ascontiguousarray(layer.filters.reshape(cout, kh * kw * cin).T)
+            return Structure("conv", index, weights, (batch, oh, ow, cout), (batch, oh, ow), (kh, kw, cin), 1,
+                             tuple(layer.stride), tuple(layer.dilation))
+        if cin != layer.in_channels:
+            raise UnsupportedLayer(f"DEPTHWISE_CONV_2D input shape {tuple(input_shape)} does not match "
+                                   f"{layer.in_channels} input channels")
+        return Structure("depthwise", index, _depthwise_weights(layer), (batch, oh, ow, layer.out_channels),
+                         (batch, oh, ow), (kh, kw, cin), layer.multiplier, tuple(layer.stride),
+                         tuple(layer.dilation))
+    raise UnsupportedLayer(f"flexarray runs gemm, fc, conv2d and depthwise_conv2d layers, not {op or type(layer).__name__}")
+
+
+def _depthwise_weights(layer):
+    """A depthwise filter as one block-diagonal GEMM B [KH*KW*C, C*multiplier] in im2col's (kh, kw, c) order."""
+    (kh, kw), c, m = layer.kernel, layer.in_channels, layer.multiplier
+    taps = kh * kw
+    b = np.zeros((taps, c, c, m), np.int8)
+    w = layer.filters.reshape(taps, c, m)
+    for ci in range(c):
+        b[:, ci, ci, :] = w[:, ci, :]
+    return b.reshape(taps * c, c * m)
+
+
+def weights_field(layer):
+    """The name of the layer's int8 weight array (what sparsity is drawn on)."""
+    return {"gemm": "b", "fc": "weights"}.get(layer.op, "filters")
+
+
+def operands_of(layer, x):
+    """(QuantizedGemm with the layer's requantization, source vector int8) for running ``layer`` on ``x``."""
+    if layer.op == "depthwise_conv2d":
+        # one group of every channel: the block-diagonal GEMM whose columns are the output channels in order
+        ((_, gemm),), _ = layer.lower(x, layer.in_channels)
+    else:
+        gemm, _ = layer.lower(x)
+    if layer.op in ("conv2d", "depthwise_conv2d"):
+        source = np.concatenate([np.array([layer.input_zero_point], np.int8), x.reshape(-1).astype(np.int8)])
+    else:
+        source = gemm.a.reshape(-1)
+    return gemm, source
+
+
+# ---- mappings ----
+
+def _chunks(structure, mapping):
+    """Per k-chunk, a function channel -> the chunk's k indices (before dropping zero weights)."""
+    k = structure.k
+    if structure.kind == "gemm":
+        # The last chunk is padded with distinct k < 0 (weight 0, operand 0) to the others' size, so every fold
+        # has the same map and the map is loaded once, not again for a short last chunk.
+        (size,) = mapping.chunk
+        return [(lambda n, lo=lo: np.where(np.arange(lo, lo + size) < k, np.arange(lo, lo + size),
+                                           k - 1 - np.arange(lo, lo + size)))
+                for lo in range(0, k, size)]
+    kh, kw, c = structure.kernel
+    if structure.kind == "conv":
+        tr, ts, tc = mapping.chunk
+        out = []
+        for r0 in range(0, kh, tr):
+            for s0 in range(0, kw, ts):
+                for c0 in range(0, c, tc):
+                    r, s, cc = np.meshgrid(np.arange(r0, min(r0 + tr, kh)), np.arange(s0, min(s0 + ts, kw)),
+                                           np.arange(c0, min(c0 + tc, c)), indexing="ij")
+                    ks = ((r * kw + s) * c + cc).reshape(-1)
+                    out.append(lambda n, ks=ks: ks)
+        return out
+    tr, ts = mapping.chunk
+    dm = structure.depth_multiplier
+    out = []
+    for r0 in range(0, kh, tr):
+        for s0 in range(0, kw, ts):
+            r, s = np.meshgrid(np.arange(r0, min(r0 + tr, kh)), np.arange(s0, min(s0 + ts, kw)), indexing="ij")
+            taps = (r * kw + s).reshape(-1) * c
+            out.append(lambda n, taps=taps: taps + n // dm)
+    return out
+
+
+def check_mapping(design, structure, mapping):
+    """Raise :class:`UnsupportedLayer` with the reason when ``mapping`` is illegal for this layer on ``design``."""
+    expected = {"gemm": 1, "conv": 3, "depthwise": 2}[structure.kind]
+    if len(mapping.chunk) != expected or min(mapping.chunk) < 1:
+        raise UnsupportedLayer(f"a {structure.kind} mapping takes a chunk of {expected} positive sizes, "
+                               f"not {mapping.chunk}")
+    if mapping.rows < 1 or mapping.channels < 1:
+        raise UnsupportedLayer(f"rows and channels per fold must be positive, not {mapping.rows} and {mapping.channels}")
+    if structure.kind != "gemm":
+        if mapping.box is None or len(mapping.box) != 2 or mapping.box[0] * mapping.box[1] != mapping.rows:
+            raise UnsupportedLayer(f"a convolution mapping needs a box (T_Y', T_X') of {mapping.rows} pixels, "
+                                   f"not {mapping.box}")
+        _, oh, ow = structure.geometry
+        if oh % mapping.box[0] or ow % mapping.box[1]:
+            raise UnsupportedLayer(f"the pixel box {mapping.box} must divide the {oh}x{ow} output")
+    vns = mapping.rows * mapping.channels
+    if vns > design.rn_bw:
+        raise UnsupportedLayer(f"{mapping.rows} pixels x {mapping.channels} channels = {vns} virtual neurons per step "
+                               f"exceed rn_bw={design.rn_bw} output lanes")
+    if not mapping.sparse:
+        size = int(np.prod(mapping.chunk))
+        if vns * size > design.multipliers:
+            raise UnsupportedLayer(f"{vns} virtual neurons of {size} multipliers need {vns * size} multipliers, "
+                                   f"more than the {design.multipliers} of this design")
+    if mapping.chunk[0] > structure.k and structure.kind == "gemm":
+        raise UnsupportedLayer(f"k-chunk {mapping.chunk[0]} exceeds K={structure.k}")
+
+
+def _pixel_steps(structure, mapping):
+    """int64 [S, rows]: the output pixels (rows of the GEMM) of each step; -1 where a last step is short."""
+    m = structure.m
+    if structure.kind == "gemm":
+        steps = -(-m // mapping.rows)
+        pixels = np.arange(steps * mapping.rows, dtype=np.int64)
+        pixels[pixels >= m] = -1
+        return pixels.reshape(steps, mapping.rows)
+    batch, oh, ow = structure.geometry
+    ty, tx = mapping.box
+    b, by, bx, dy, dx = np.meshgrid(np.arange(batch), np.arange(oh // ty), np.arange(ow // tx), np.arange(ty),
+                                    np.arange(tx), indexing="ij")
+    pixels = (b * oh + by * ty + dy) * ow + bx * tx + dx
+    return pixels.reshape(-1, ty * tx)
+
+
+@dataclass
+class Command:
+    """One command of the stream: ``op`` (an :class:`Opcode` name), payload beats, and for STEPS/READOUT a count."""
+
+    op: str
+    beats: int
+    count: int = 0
+    per_step: int = 0
+    last: bool = False
+    first: bool = False
+
+
+@dataclass
+class Run:
+    """The input beats from one READOUT to the next one's header (inclusive), all taken one per cycle;
+    the last step fires on the beat before the header. Then ``words`` words are read out."""
+
+    beats: int
+    words: int
+    last: bool = False
+
+
+@dataclass
+class Fold:
+    map_bytes: bytes
+    weights: np.ndarray          # int8 [N]
+    value_index: np.ndarray      # int64 [S, slots] into the source, negative = 0
+    per_step: int
+    used: int
+    first: bool
+
+
+@dataclass
+class Tile:
+    params_lanes: np.ndarray     # int64 [lanes] channel of each lane, -1 unused
+    folds: list
+    out_index: np.ndarray        # int64 [S, lanes] into the flat output, -1 ignored
+
+
+@dataclass
+class Program:
+    """A compiled layer: tiles of folds, and the command skeleton the cycle model walks."""
+
+    tiles: list
+    commands: list
+    runs: list                   # what the cycle model walks
+    macs_issued: int             # multiplies the array issues (used multipliers x steps)
+    config_bytes: int            # MAP + WEIGHTS + PARAMS bytes (the configuration overhead)
+    data_bytes: int              # STEPS payload bytes
+    out_shape: tuple
+    out_size: int
+
+
+def _sparse_chunks(structure, mapping, design, group):
+    """k ranges for a channel group so that each fold's non-zeros fit the multipliers (sparse mappings)."""
+    nonzero = structure.weights[:, group] != 0
+    per_k = nonzero.sum(axis=1) * mapping.rows
+    chunks, lo, total = [], 0, 0
+    for k in range(structure.k):
+        if per_k[k] > design.multipliers:
+            raise UnsupportedLayer(f"{mapping.rows} pixels x {int(per_k[k]) // mapping.rows} non-zero weights at k={k} "
+                                   f"exceed the {design.multipliers} multipliers")
+        if total + per_k[k] > design.multipliers:
+            chunks.append(np.arange(lo, k))
+            lo, total = k, 0
+        total += per_k[k]
+    chunks.append(np.arange(lo, structure.k))
+    return [(lambda n, ks=ks: ks) for ks in chunks]
+
+
+def _unique_columns(index):
+    """(representative columns [S, U], slot of every column): columns equal in every step share a slot."""
+    rows = np.ascontiguousarray(index.T)
+    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
+    _, first, slot_of = np.unique(keys, return_index=True, return_inverse=True)
+    # slots numbered by first use, so the map depends only on which operands are equal, not on their values
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return index[:, first[order]], rank[slot_of.reshape(-1)]
+
+
+def _placement(structure, mapping, group, ks_of):
+    """Multiplier positions of a fold, VN by VN: pixel, k and channel of each, and each VN's (first, last)."""
+    pixel, ks, channels, spans = [], [], [], []
+    start = 0
+    for p in range(mapping.rows):
+        for channel in group:
+            chunk = ks_of(channel)
+            if mapping.sparse:
+                chunk = chunk[structure.weights[chunk, channel] != 0]
+            pixel.append(np.full(len(chunk), p, np.int64))
+            ks.append(np.asarray(chunk, np.int64))
+            channels.append(np.full(len(chunk), channel, np.int64))
+            spans.append((start, start + len(chunk) - 1))
+            start += len(chunk)
+    cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64)   # noqa: E731
+    return cat(pixel), cat(ks), cat(channels), spans
+
+
+def _layout(design, structure, positions_p, positions_k, spans, pixels):
+    """(value index [S, slots], beats per step, map bytes) of a fold's placement over steps ``pixels``."""
+    n_mult, bw = design.multipliers, design.dn_bw
+    used = positions_k.size
+    if used > n_mult:
+        raise UnsupportedLayer(f"a fold needs {used} multipliers, more than the {n_mult} of this design")
+    if used and structure.kind == "gemm":
+        # A GEMM operand is (row, k): the step's distinct values are its rows times the fold's distinct k.
+        # ... numbered by first use, as ``_unique_columns`` does
+        distinct, first, inverse = np.unique(positions_k, return_index=True, return_inverse=True)
+        order = np.argsort(first)
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        distinct = distinct[order]
+        slot_of = positions_p * distinct.size + rank[inverse.reshape(-1)]
+        rows = np.repeat(np.arange(pixels.shape[1]), distinct.size)
+        ks = np.tile(distinct, pixels.shape[1])
+        pix = pixels[:, rows]
+        value_index = np.where((pix >= 0) & (ks >= 0)[None, :], pix * structure.k + ks[None, :], -1)
+    elif used:
+        pix = pixels[:, positions_p]
+        index = np.where(pix >= 0, structure.index[np.maximum(pix, 0), positions_k[None, :]],
+                         -(1 + positions_p * structure.k + positions_k)[None, :])
+        value_index, slot_of = _unique_columns(index)
+    else:
+        slot_of = np.zeros(0, np.int64)
+        value_index = np.full((pixels.shape[0], 1), -1, np.int64)
+    per_step = max(1, -(-value_index.shape[1] // bw))
+    if per_step > 255:
+        raise UnsupportedLayer(f"a step needs {per_step} beats, more than 255")
+
+    config = np.zeros(MAP_BYTES_PER_MULTIPLIER * n_mult + MAP_BYTES_PER_LANE * design.rn_bw, dtype=np.uint8)
+    mult = config[:MAP_BYTES_PER_MULTIPLIER * n_mult].reshape(n_mult, MAP_BYTES_PER_MULTIPLIER)
+    mult[:, 0] = 0x80                      # a multiplier outside every VN ends its own (unused) one
+    mult[:used, 0] = slot_of % bw
+    mult[:used, 1] = slot_of // bw
+    lanes = config[MAP_BYTES_PER_MULTIPLIER * n_mult:].reshape(design.rn_bw, MAP_BYTES_PER_LANE)
+    for lane, (a, b) in enumerate(spans):
+        if b < a:
+            continue                         # an empty VN (no non-zero weight in this chunk): its lane adds 0
+        mult[b, 0] |= 0x80                   # the VN ends at its last multiplier
+        mult[a:b + 1, 2] = lane | 0x80
+        level = (a ^ b).bit_length()         # the sum is whole at the lowest common ancestor of a and b
+        lanes[lane] = (a >> level, level | 0x80)
+    return value_index, per_step, config.tobytes()
+
+
+def _fold(design, structure, mapping, group, ks_of, pixels, first, layouts, key):
+    """One stationary configuration for channels ``group`` and k-chunk ``ks_of`` over steps ``pixels``.
+
+    ``layouts`` caches the placement-dependent part under ``key`` (None: do not cache): in a dense
+    mapping it depends on the group's size, not on which channels it holds.
+    """
+    positions_p, positions_k, channels, spans = _placement(structure, mapping, group, ks_of)
+    layout = layouts.get(key) if key is not None else None
+    if layout is None:
+        layout = _layout(design, structure, positions_p, positions_k, spans, pixels)
+        if key is not None:
+            layouts[key] = layout
+    value_index, per_step, map_bytes = layout
+    w = np.zeros(design.multipliers, dtype=np.int8)
+    w[:positions_k.size] = np.where(positions_k >= 0, structure.weights[positions_k, channels], 0)
+    return Fold(map_bytes, w, value_index, per_step, positions_k.size, first)
+
+
+def _fold_summary(design, structure, mapping, group, chunks, step_pixels, layouts, shared, s0):
+    """A tile's folds in brief: (first map, last map, map changes after the first fold, beats per step summed
+    over folds, multipliers used summed over folds, folds); cached where layouts are shared."""
+    key = ("summary", len(group), s0)
+    if shared and key in layouts:
+        return layouts[key]
+    maps, per_step, used = [], 0, 0
+    for index, ks_of in enumerate(chunks):
+        fold = _fold(design, structure, mapping, group, ks_of, step_pixels, index == 0, layouts,
+                     (len(group), index, s0) if shared else None)
+        maps.append(fold.map_bytes)
+        per_step += fold.per_step
+        used += fold.used
+    changes = sum(1 for i in range(1, len(maps)) if maps[i] != maps[i - 1])
+    summary = (maps[0], maps[-1], changes, per_step, used, len(maps))
+    if shared:
+        layouts[key] = summary
+    return summary
+
+
+def compile_program(design, structure, mapping, skeleton=False):
+    """Tiles, folds, commands and input runs of ``structure`` under ``mapping`` (checked first).
+
+    With ``skeleton`` only the runs and totals are made (no weights, no commands), in time independent
+    of the number of folds where a dense mapping's folds share one layout: what the cycle model and
+    so the mapping search need.
+    """
+    check_mapping(design, structure, mapping)
+    pixels = _pixel_steps(structure, mapping)
+    steps_total = pixels.shape[0]
+    n = structure.n
+    tiles, commands, runs = [], [], []
+    macs = config_bytes = data_bytes = 0
+    current_map = None
+    beat = design.beat_bytes
+    layouts = {}
+    # Dense folds of equal size share their operand layout (convolutions: it does not depend on the
+    # channels). Depthwise folds share its shape (slots, map), not its indices: only skeletons reuse it.
+    shared = not mapping.sparse and (structure.kind != "depthwise" or (
+        skeleton and mapping.channels % structure.depth_multiplier == 0))
+    dense_chunks = None if mapping.sparse else _chunks(structure, mapping)
+    for c0 in range(0, n, mapping.channels):
+        group = list(range(c0, min(c0 + mapping.channels, n)))
+        chunks = _sparse_chunks(structure, mapping, design, group) if mapping.sparse else dense_chunks
+        for s0 in range(0, steps_total, design.acc_depth):
+            step_pixels = pixels[s0:s0 + design.acc_depth]
+            steps = step_pixels.shape[0]
+            beats = 1 + design.param_beats
+            config_bytes += design.param_beats * beat
+            if skeleton:
+                first_map, last_map, changes, per_step_total, used_total, folds = _fold_summary(
+                    design, structure, mapping, group, chunks, step_pixels, layouts, shared, s0)
+                maps = changes + (first_map != current_map)
+                current_map = last_map
+                beats += maps * (1 + design.map_beats) + folds * (2 + design.weight_beats) + steps * per_step_total
+                macs += steps * used_total
+                config_bytes += (maps * design.map_beats + folds * design.weight_beats) * beat
+                data_bytes += steps * per_step_total * beat
+                runs.append(Run(beats + 1, steps))
+                continue
+            lanes = np.full(design.rn_bw, -1, np.int64)
+            out_index = np.full((steps, design.rn_bw), -1, np.int64)
+            for p in range(mapping.rows):
+                for ci, channel in enumerate(group):
+                    lane = p * len(group) + ci
+                    lanes[lane] = channel
+                    out_index[:, lane] = np.where(step_pixels[:, p] >= 0, step_pixels[:, p] * n + channel, -1)
+            commands.append(Command("PARAMS", design.param_beats))
+            folds = []
+            for index, ks_of in enumerate(chunks):
+                key = (len(group), index, s0) if shared else None
+                fold = _fold(design, structure, mapping, group, ks_of, step_pixels, index == 0, layouts, key)
+                if fold.map_bytes != current_map:
+                    commands.append(Command("MAP", design.map_beats))
+                    current_map = fold.map_bytes
+                    config_bytes += design.map_beats * beat
+                    beats += 1 + design.map_beats
+                commands.append(Command("WEIGHTS", design.weight_beats))
+                commands.append(Command("STEPS", steps * fold.per_step, steps, fold.per_step, first=fold.first))
+                beats += 2 + design.weight_beats + steps * fold.per_step
+                macs += fold.used * steps
+                data_bytes += steps * fold.per_step * beat
+                config_bytes += design.weight_beats * beat
+                folds.append(fold)
+            commands.append(Command("READOUT", 0, steps))
+            runs.append(Run(beats + 1, steps))
+            tiles.append(Tile(lanes, folds, out_index))
+    runs[-1].last = True
+    if commands:
+        commands[-1].last = True
+    return Program(tiles, commands, runs, macs, config_bytes, data_bytes, structure.out_shape,
+                   int(np.prod(structure.out_shape)))
+
+
+# ---- the beat stream ----
+
+def requant_words(gemm):
+    """Per-channel (bias, multiplier low, multiplier high, shifts) as the requantizer takes them (int64 [4, N])."""
+    if gemm.rounding == DOUBLE:
+        shifts = np.maximum(gemm.shift, 0) | (np.maximum(-gemm.shift, 0) << 8)
+        return np.stack([gemm.bias, gemm.multiplier, np.zeros_like(gemm.multiplier), shifts])
+    mantissa, exponent = float_scale_fields(gemm.scale)
+    return np.stack([gemm.bias, mantissa & 0xFFFF_FFFF, mantissa >> 32, exponent])
+
+
+def _header(design, opcode, count=0, per_step=0, first=False, last=False):
+    word = opcode | (int(first) << 3) | (int(last) << 4) | (count << 8) | (per_step << 24)
+    out = np.zeros(design.beat_bytes, np.uint8)
+    out[:4] = np.frombuffer(struct.pack("<I", word), np.uint8)
+    return out
+
+
+def _padded(design, data):
+    data = np.asarray(data, dtype=np.uint8).reshape(-1)
+    out = np.zeros(design.beats(data.size) * design.beat_bytes, np.uint8)
+    out[:data.size] = data
+    return out
+
+
+def pack_stream(design, program, gemm, source):
+    """The whole input stream of ``program`` (uint8), with the data of ``source`` and the layer's parameters."""
+    words = requant_words(gemm)
+    parts = []
+    current_map = None
+    commands = iter(program.commands)
+    for tile in program.tiles:
+        cmd = next(commands)
+        assert cmd.op == "PARAMS"
+        lane_words = np.zeros((design.rn_bw, 4), dtype=np.int64)
+        used = tile.params_lanes >= 0
+        lane_words[used] = words[:, tile.params_lanes[used]].T
+        parts += [_header(design, Opcode.PARAMS), _padded(design, (lane_words & 0xFFFF_FFFF).astype("<u4").view(np.uint8))]
+        for fold in tile.folds:
+            cmd = next(commands)
+            if cmd.op == "MAP":
+                parts += [_header(design, Opcode.MAP), _padded(design, np.frombuffer(fold.map_bytes, np.uint8))]
+                current_map = fold.map_bytes
+                cmd = next(commands)
+            assert cmd.op == "WEIGHTS" and fold.map_bytes == current_map
+            parts += [_header(design, Opcode.WEIGHTS), _padded(design, fold.weights.view(np.uint8))]
+            cmd = next(commands)
+            steps = fold.value_index.shape[0]
+            values = np.zeros((steps, fold.per_step * design.beat_bytes), np.int8)
+            index = fold.value_index
+            values[:, :index.shape[1]] = np.where(index >= 0, source[np.maximum(index, 0)], 0)
+            parts += [_header(design, Opcode.STEPS, steps, fold.per_step, first=fold.first),
+                      values.view(np.uint8).reshape(-1)]
+        cmd = next(commands)
+        assert cmd.op == "READOUT"
+        parts.append(_header(design, Opcode.READOUT, cmd.count, last=cmd.last))
+    return np.concatenate(parts)
+
+
+def output_bytes(design, program):
+    return sum(run.words for run in program.runs) * design.out_beats * design.beat_bytes
+
+
+def unpack_output(design, program, raw):
+    """The flat int8 output of ``program`` from the received stream."""
+    out = np.zeros(program.out_size, np.int8)
+    at = 0
+    word = design.out_beats * design.beat_bytes
+    for tile in program.tiles:
+        steps = tile.out_index.shape[0]
+        block = raw[at:at + steps * word].reshape(steps, word)[:, :design.rn_bw].view(np.int8)
+        at += steps * word
+        keep = tile.out_index >= 0
+        out[tile.out_index[keep]] = block[keep]
+    return out.reshape(program.out_shape)

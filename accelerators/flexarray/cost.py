@@ -1,0 +1,56 @@
+"""Closed-form cycle model of the flexarray core, walked command by command.
+
+The decoder takes input beats one per cycle whenever it is in a loading state
+(header, MAP/WEIGHTS/PARAMS payload, STEPS), so between two READOUTs the input
+is one run of beats (``beats_done`` gives the cycle of any beat in it): the
+model walks runs (one per tile, ``compiler.Run``), not folds. A step
+fires with its last beat; its sums are written ``write_delay`` cycles later. A
+READOUT waits for the last write, issues one accumulation word per cycle, each
+reaching the output FIFO ``readout_delay`` cycles after its read; the sender
+takes a word when the previous one has left, and the decoder moves on after
+the last word is taken. The output FIFO's credit never slows the readout below
+the output stream's pace (its depth exceeds the read-to-FIFO delay), so no
+term for it appears. Cycle indices count from the start write; the job takes
+(last output beat + 1) cycles, what the CYCLES counter reports.
+"""
+
+from ...driver.device import beats_done
+from .gateware import readout_delay, write_delay
+
+__all__ = ["program_cycles", "cycle_bound"]
+
+
+def program_cycles(design, program, dma):
+    """Cycles of one job running ``program`` (a ``compiler.Program``) on ``design`` at DMA timing ``dma``."""
+    beat, bpc, latency = design.beat_bytes, dma.bytes_per_cycle, dma.latency
+    write = write_delay(design.multipliers)
+    delay = readout_delay()
+    out_word = design.out_beats
+    ready = 0                 # first cycle the decoder takes the next beat
+    in_beat = out_beat = 0
+    last_sent = -1            # cycle the last output beat so far left
+    end = 0
+    for run in program.runs:
+        # the last step fires with the beat before the READOUT header
+        last_fire = beats_done(in_beat, run.beats - 1, ready, beat, bpc, latency)
+        header = max(last_fire + 1, latency + (in_beat + run.beats - 1) * beat // bpc)
+        in_beat += run.beats
+        words = run.words
+        first_read = max(header + 1, last_fire + write + 1)
+        arrive = first_read + delay          # the FIFO offers word w from cycle arrive + w
+        start = max(arrive + 1, last_sent + 1)
+        if words > 1:
+            before_last = beats_done(out_beat, (words - 1) * out_word, start, beat, bpc, 0)
+            taken = max(arrive + words - 1, before_last)
+        else:
+            taken = max(arrive, last_sent)
+        last_sent = beats_done(out_beat, words * out_word, start, beat, bpc, 0)
+        out_beat += words * out_word
+        ready = taken + 1
+        end = last_sent + 1
+    return end
+
+
+def cycle_bound(design, program, dma):
+    """An upper bound of :func:`program_cycles` for a simulation's cycle budget."""
+    return 2 * program_cycles(design, program, dma) + 1000

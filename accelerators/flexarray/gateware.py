@@ -1,0 +1,338 @@
+"""flexarray core: MAERI/SIGMA-style multiplier switches behind a distribution and a reduction network.
+
+``N`` multiplier switches each hold a stationary int8 operand (a weight) and
+capture a streaming int8 operand from the distribution network; a reduction
+network (see ``networks.py``) adds the products of each virtual neuron (VN) and
+delivers up to ``RN_BW`` VN sums per step into an accumulation buffer, which
+adds over folds and is read out through TFLite-exact requantization. The
+hardware follows a configuration computed by the host's mapping compiler
+(``compiler.py``) and loaded once per fold or tile into on-chip registers; no
+control travels with the streaming data beats.
+
+Input stream: commands, each a header beat followed by its payload beats. The
+header's low 32 bits: opcode (bits 0-2), ``first`` (3), ``last`` (4), a count
+(8-23) and the beats per step (24-31, STEPS only).
+
+* MAP (1): ``map_beats`` beats, the mapping, byte ``b`` of the payload at byte
+  ``b`` of the configuration: per multiplier three bytes (distribution lane |
+  VN end << 7; beat of the step it captures in; reference-network lane |
+  used << 7), then per output lane two bytes (collecting node index; tree level
+  | enable << 7).
+* WEIGHTS (2): ``weight_beats`` beats, one int8 stationary operand per multiplier.
+* PARAMS (3): ``param_beats`` beats, per output lane 16 bytes: bias, multiplier
+  low word, multiplier high word, shifts (as the GEMM core's requantizer).
+* STEPS (4): ``count`` steps of ``beats per step`` beats each. A beat carries
+  ``DN_BW`` int8 values; multiplier ``i`` captures lane ``lane_i`` of beat
+  ``slot_i`` of every step (the distribution network: a crossbar, ``DN_BW``
+  values to any multipliers each cycle). After a step's last beat its products
+  enter the reduction network; the sums of step ``s`` are written into
+  accumulation word ``s`` (``first``) or added to it.
+* READOUT (5): once the last step has been written, accumulation words
+  ``0..count-1`` are read in order through ``RN_BW`` requantizers and sent out,
+  ``RN_BW`` int8 per word (zero-padded to whole beats), TLAST on the last beat
+  of a READOUT marked ``last``, which ends the job.
+
+Every multiplier output, every tree level and every memory read is registered.
+"""
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
+
+from ...errors import ParameterError
+from ...hw.registers import CONFIG_BASE, Register
+from ...hw.shell import CoreBase, word_beats
+from ...hw.words import WordSender
+from . import requant
+from .networks import (LANE_WIDTH, PRODUCT_WIDTH, ForwardingAdderNetwork, SegmentedSum, lane_of_layout, latency,
+                       select_layout)
+
+__all__ = ["FlexArrayCore", "FLEX_CONFIG_REGISTERS", "Opcode", "MAP_BYTES_PER_MULTIPLIER", "MAP_BYTES_PER_LANE",
+           "PARAM_BYTES_PER_LANE", "REDUCTION_NETWORKS", "DISTRIBUTION_NETWORKS", "write_delay", "readout_delay",
+           "fifo_depth"]
+
+FLEX_CONFIG_REGISTERS = (
+    Register("OUTPUT_ZERO_POINT", CONFIG_BASE + 0x00, "rw", 8, signed=True, doc="added after requantization"),
+    Register("ACT_MIN", CONFIG_BASE + 0x04, "rw", 8, signed=True, doc="lower clamp of the int8 output"),
+    Register("ACT_MAX", CONFIG_BASE + 0x08, "rw", 8, signed=True, doc="upper clamp of the int8 output"),
+    Register("REQUANT_MODE", CONFIG_BASE + 0x0C, "rw", 1, doc="0: double rounding (CONV_2D), 1: float (FC)"),
+)
+
+MAP_BYTES_PER_MULTIPLIER = 3
+MAP_BYTES_PER_LANE = 2
+PARAM_BYTES_PER_LANE = 16
+REDUCTION_NETWORKS = ("fan", "seq")
+DISTRIBUTION_NETWORKS = ("xbar",)
+
+
+class Opcode:
+    MAP = 1
+    WEIGHTS = 2
+    PARAMS = 3
+    STEPS = 4
+    READOUT = 5
+
+
+def write_delay(n):
+    """Cycles from a step's last beat to the cycle its sums are written into the accumulation buffer.
+
+    Capture (the beat's cycle), product register, the reduction network, the
+    buffer read, the write.
+    """
+    return 1 + 1 + latency(n) + 1
+
+
+def readout_delay():
+    """Cycles from reading a word to the cycle the output FIFO offers it: memory read, requantizer, FIFO."""
+    return 1 + requant.LATENCY + 1
+
+
+def fifo_depth():
+    """Output FIFO depth: enough that its credit never slows the readout below the output stream's pace."""
+    return requant.LATENCY + 4
+
+
+def _popcount(bits):
+    """Ones among ``bits``, as a balanced adder tree."""
+    while len(bits) > 1:
+        bits = [bits[i] + bits[i + 1] if i + 1 < len(bits) else bits[i] for i in range(0, len(bits), 2)]
+    return bits[0]
+
+
+def _check(name, value, allowed):
+    if isinstance(value, bool) or value not in allowed:
+        raise ParameterError(f"{name} must be one of {', '.join(map(str, allowed))}, not {value!r}")
+
+
+class FlexArrayCore(CoreBase):
+    """The flexarray core; wrap it in :class:`~accelkit.hw.shell.AcceleratorShell` to export it.
+
+    Keyword-only parameters: ``multipliers`` (N, a power of two 4..128),
+    ``dn_bw`` (int8 values per beat, 4..128, a power of two; the stream is
+    ``8 * dn_bw`` bits wide), ``rn_bw`` (output lanes, 1..N), ``rn`` (``"fan"`` or
+    ``"seq"``), ``dn`` (``"xbar"``), ``acc_depth`` (accumulation words, a power
+    of two). Raises :class:`ParameterError`.
+    """
+
+    config_registers = FLEX_CONFIG_REGISTERS
+
+    def __init__(self, *, multipliers=16, dn_bw=8, rn_bw=8, rn="fan", dn="xbar", acc_depth=512):
+        _check("multipliers", multipliers, [1 << e for e in range(2, 8)])
+        _check("dn_bw", dn_bw, [1 << e for e in range(2, 8)])
+        _check("rn", rn, REDUCTION_NETWORKS)
+        _check("dn", dn, DISTRIBUTION_NETWORKS)
+        if isinstance(rn_bw, bool) or not isinstance(rn_bw, int) or not 1 <= rn_bw <= multipliers:
+            raise ParameterError(f"rn_bw must be an integer in 1..multipliers ({multipliers}), not {rn_bw!r}")
+        if isinstance(acc_depth, bool) or not isinstance(acc_depth, int) or acc_depth < 2 or acc_depth & (acc_depth - 1) \
+                or acc_depth > 1 << 16:
+            raise ParameterError(f"acc_depth must be a power of two in 2..65536, not {acc_depth!r}")
+        self.n, self.dn_bw, self.rn_bw, self.rn, self.dn, self.acc_depth = multipliers, dn_bw, rn_bw, rn, dn, acc_depth
+        self.info = multipliers | (rn_bw << 8)
+        super().__init__(8 * dn_bw)
+
+    @property
+    def map_bytes(self):
+        return MAP_BYTES_PER_MULTIPLIER * self.n + MAP_BYTES_PER_LANE * self.rn_bw
+
+    def elaborate(self, platform):
+        m = Module()
+        n, lanes, bw, width = self.n, self.rn_bw, self.dn_bw, self.data_width
+        cfg = self.config
+        map_beats = word_beats(self.map_bytes, width)
+        weight_beats = word_beats(n, width)
+        param_beats = word_beats(PARAM_BYTES_PER_LANE * lanes, width)
+        out_beats = word_beats(lanes, width)
+
+        # ---- configuration registers, loaded by shifting beats in (byte 0 ends at bit 0) ----
+        map_reg = Signal(map_beats * width, reset_less=True)
+        weight_reg = Signal(weight_beats * width, reset_less=True)
+        param_reg = Signal(param_beats * width, reset_less=True)
+        beat = self.input.payload.data
+        accepted = self.input.valid & self.input.ready
+
+        def field(reg, byte):
+            return reg[8 * byte:8 * byte + 8]
+
+        dn_lane = [field(map_reg, 3 * i)[:max(1, (bw - 1).bit_length())] for i in range(n)]
+        ends = Cat(field(map_reg, 3 * i)[7] for i in range(n))
+        slot = [field(map_reg, 3 * i + 1) for i in range(n)]
+        lane_of = [field(map_reg, 3 * i + 2) for i in range(n)]
+        used = Cat(field(map_reg, 3 * i + 2)[7] for i in range(n))
+        select = []
+        for j in range(lanes):
+            base = MAP_BYTES_PER_MULTIPLIER * n + MAP_BYTES_PER_LANE * j
+            select.append((field(map_reg, base), field(map_reg, base + 1)))
+        weights = [field(weight_reg, i).as_signed() for i in range(n)]
+        used_count = Signal(range(n + 1))
+        m.d.sync += used_count.eq(_popcount([used[i] for i in range(n)]))
+
+        # ---- decoder ----
+        opcode, first, last = Signal(3), Signal(), Signal()
+        count, per_step = Signal(16), Signal(8)
+        beats_left = Signal(range(max(map_beats, weight_beats, param_beats) + 1))
+        step, step_beat = Signal(16), Signal(8)
+        fire, pop = Signal(), Signal()
+        in_flight = Signal()
+        header = beat[:32]
+
+        # readout state
+        issue_addr, issued, popped = Signal(16), Signal(16), Signal(16)
+        outstanding = Signal(range(fifo_depth() + 1))
+        readout_last = Signal()
+
+        with m.FSM() as fsm:
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.next = "HEADER"
+            with m.State("HEADER"):
+                m.d.comb += self.input.ready.eq(1)
+                with m.If(accepted):
+                    m.d.sync += [opcode.eq(header[:3]), first.eq(header[3]), last.eq(header[4]),
+                                 count.eq(header[8:24]), per_step.eq(header[24:32]), step.eq(0), step_beat.eq(0),
+                                 issue_addr.eq(0), issued.eq(0), popped.eq(0)]
+                    with m.Switch(header[:3]):
+                        with m.Case(Opcode.MAP):
+                            m.d.sync += beats_left.eq(map_beats)
+                            m.next = "LOAD"
+                        with m.Case(Opcode.WEIGHTS):
+                            m.d.sync += beats_left.eq(weight_beats)
+                            m.next = "LOAD"
+                        with m.Case(Opcode.PARAMS):
+                            m.d.sync += beats_left.eq(param_beats)
+                            m.next = "LOAD"
+                        with m.Case(Opcode.STEPS):
+                            m.next = "STEPS"
+                        with m.Case(Opcode.READOUT):
+                            m.next = "READOUT"
+            with m.State("LOAD"):
+                m.d.comb += self.input.ready.eq(1)
+                with m.If(accepted):
+                    m.d.sync += beats_left.eq(beats_left - 1)
+                    with m.Switch(opcode):
+                        with m.Case(Opcode.MAP):
+                            m.d.sync += map_reg.eq(Cat(map_reg[width:], beat))
+                        with m.Case(Opcode.WEIGHTS):
+                            m.d.sync += weight_reg.eq(Cat(weight_reg[width:], beat))
+                        with m.Case(Opcode.PARAMS):
+                            m.d.sync += param_reg.eq(Cat(param_reg[width:], beat))
+                    with m.If(beats_left == 1):
+                        m.next = "HEADER"
+            with m.State("STEPS"):
+                m.d.comb += self.input.ready.eq(1)
+                with m.If(accepted):
+                    m.d.sync += step_beat.eq(step_beat + 1)
+                    with m.If(step_beat + 1 == per_step):
+                        m.d.comb += fire.eq(1)
+                        m.d.sync += [step_beat.eq(0), step.eq(step + 1)]
+                        with m.If(step + 1 == count):
+                            m.next = "HEADER"
+            with m.State("READOUT"):
+                with m.If(pop & (popped + 1 == count)):
+                    with m.If(last):
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "HEADER"
+
+        # ---- multiplier switches: capture (distribution network), then registered products ----
+        lane_values = [beat[8 * l:8 * l + 8].as_signed() for l in range(bw)]
+        lane_array = Array(lane_values)
+        operands = []
+        capture = fsm.ongoing("STEPS") & accepted
+        for i in range(n):
+            operand = Signal(signed(8), name=f"operand{i}", reset_less=True)
+            with m.If(capture & (slot[i] == step_beat)):
+                m.d.sync += operand.eq(lane_array[dn_lane[i]])
+            operands.append(operand)
+
+        products = Signal(data.ArrayLayout(signed(PRODUCT_WIDTH), n), reset_less=True)
+        product_ends = Signal(n, reset_less=True)
+        product_lane_of = Signal(data.ArrayLayout(lane_of_layout(lanes), n), reset_less=True)
+        product_select = Signal(data.ArrayLayout(select_layout(n), lanes), reset_less=True)
+        product_valid = Signal()
+        fired = Signal()          # the cycle after a step's last beat: its operands are all captured
+        m.d.sync += [fired.eq(fire), product_valid.eq(fired)]
+        lane_bits = max(1, (lanes - 1).bit_length())
+        index_bits = max(1, (n - 1).bit_length())
+        with m.If(fired):
+            m.d.sync += product_ends.eq(ends)
+            for i in range(n):
+                m.d.sync += [products[i].eq(operands[i] * weights[i]),
+                             product_lane_of[i].lane.eq(lane_of[i][:lane_bits]),
+                             product_lane_of[i].enable.eq(lane_of[i][7])]
+            for j in range(lanes):
+                index, level = select[j]
+                m.d.sync += [product_select[j].index.eq(index[:index_bits]),
+                             product_select[j].level.eq(level[:len(product_select[j].level)]),
+                             product_select[j].enable.eq(level[7])]
+
+        network_class = ForwardingAdderNetwork if self.rn == "fan" else SegmentedSum
+        m.submodules.reduction = network = network_class(n=n, lanes=lanes)
+        m.d.comb += [network.valid.eq(product_valid), network.products.eq(products), network.ends.eq(product_ends),
+                     network.select.eq(product_select), network.lane_of.eq(product_lane_of)]
+
+        # step tags (accumulation address, first) travel alongside: a delay line from the fire cycle
+        tag_layout = data.StructLayout({"valid": 1, "first": 1, "addr": 16})
+        tags = [Signal(tag_layout, name="tag0")]
+        m.d.comb += [tags[0].valid.eq(fire), tags[0].first.eq(first), tags[0].addr.eq(step)]
+        for k in range(1, write_delay(n) + 1):
+            tag = Signal(tag_layout, name=f"tag{k}")
+            m.d.sync += tag.eq(tags[-1])
+            tags.append(tag)
+        m.d.comb += in_flight.eq(Cat(t.valid for t in tags[1:]).any())
+
+        # ---- accumulation buffer: read at the network's output, add (or not) and write a cycle later ----
+        m.submodules.acc = acc = Memory(shape=unsigned(LANE_WIDTH * lanes), depth=self.acc_depth, init=[])
+        acc_wr, acc_rd = acc.write_port(), acc.read_port(transparent_for=())
+        read_tag, write_tag = tags[write_delay(n) - 1], tags[write_delay(n)]
+        sums = Signal(LANE_WIDTH * lanes, reset_less=True)
+        with m.If(read_tag.valid):
+            m.d.sync += sums.eq(network.sums.as_value())
+        updated = Cat((Mux(write_tag.first, 0, acc_rd.data[LANE_WIDTH * j:LANE_WIDTH * (j + 1)])
+                       + sums[LANE_WIDTH * j:LANE_WIDTH * (j + 1)])[:LANE_WIDTH] for j in range(lanes))
+        m.d.comb += [acc_wr.addr.eq(write_tag.addr), acc_wr.data.eq(updated), acc_wr.en.eq(write_tag.valid)]
+
+        # ---- readout: issue reads (credits keep the FIFO from overflowing), requantize, queue, send ----
+        depth = fifo_depth()
+        issue = Signal()
+        m.d.comb += issue.eq(fsm.ongoing("READOUT") & ~in_flight & (issued != count) & (outstanding < depth))
+        m.d.comb += acc_rd.addr.eq(Mux(issue, issued, read_tag.addr))
+        requant_valid = Signal()
+        m.d.sync += requant_valid.eq(issue)
+        with m.If(issue):
+            m.d.sync += issued.eq(issued + 1)
+
+        out_bytes = []
+        for j in range(lanes):
+            unit = requant.LaneRequantizer()
+            m.submodules[f"requant{j}"] = unit
+
+            def param(kind, bits=32):
+                offset = 8 * (PARAM_BYTES_PER_LANE * j + 4 * kind)
+                return param_reg[offset:offset + bits]
+
+            m.d.comb += [unit.valid.eq(requant_valid), unit.acc.eq(acc_rd.data[LANE_WIDTH * j:LANE_WIDTH * (j + 1)]),
+                         unit.bias.eq(param(0)), unit.multiplier.eq(Cat(param(1), param(2, 22))),
+                         unit.shifts.eq(param(3, 16)), unit.float_mode.eq(cfg.requant_mode),
+                         unit.zero_point.eq(cfg.output_zero_point), unit.act_min.eq(cfg.act_min),
+                         unit.act_max.eq(cfg.act_max)]
+            out_bytes.append(unit.value)
+            ready = unit.out_valid
+
+        m.submodules.out_fifo = fifo = SyncFIFO(width=8 * lanes, depth=depth)
+        m.d.comb += [fifo.w_data.eq(Cat(*out_bytes)), fifo.w_en.eq(ready)]
+        sender = WordSender(self.output, out_beats, width)
+        sender.connect(m, self.done)
+        m.d.comb += [pop.eq(fifo.r_rdy & sender.free), fifo.r_en.eq(pop)]
+        m.d.sync += outstanding.eq(outstanding + issue - pop)
+        with m.If(pop):
+            m.d.sync += [*sender.load(Cat(fifo.r_data, Const(0, out_beats * width - 8 * lanes)),
+                                      last & (popped + 1 == count)), popped.eq(popped + 1)]
+
+        with m.If(self.start):
+            m.d.sync += [*sender.reset(), outstanding.eq(0)]
+
+        m.d.comb += [self.busy.eq(fire), self.macs.eq(Mux(fire, used_count, 0)),
+                     self.input_wait.eq((fsm.ongoing("STEPS") | fsm.ongoing("LOAD") | fsm.ongoing("HEADER"))
+                                        & ~self.input.valid)]
+        return m

@@ -1,0 +1,164 @@
+"""flexarray's reduction networks: where the products of one step become one sum per virtual neuron.
+
+A virtual neuron (VN) is a run of consecutive multipliers whose products add
+up to one output. Both networks take the ``N`` registered products of a step
+with its VN markings and deliver up to ``RN_BW`` VN sums on output lanes,
+``latency(N)`` cycles later, one step per cycle. The markings travel through
+the pipeline with the data, so the mapping may change between two steps.
+
+* :class:`ForwardingAdderNetwork` (``rn=fan``, SIGMA's FAN): a binary tree of
+  ``N - 1`` adders, one register level per tree level. Each leaf carries an
+  ``end`` bit (its VN ends here). A node keeps the sum of the VN part touching
+  its left edge (``prefix``), the part touching its right edge (``suffix``),
+  whether it lies inside one VN (``single``), and its one adder's sum
+  ``suffix(left) + prefix(right)``: where a VN crosses the node's middle, that
+  is the VN's sum as far as the node reaches, and at the lowest common ancestor
+  of the VN's first and last multiplier it is the whole VN. The sum of every
+  VN therefore appears at exactly one node (a leaf for a VN of one), whatever
+  its size or alignment; lane ``j`` picks it up at that node's level, as its
+  ``select`` (level, node, enable) says. This replaces SIGMA's forwarding links
+  between neighbouring adders with the per-node prefix/suffix registers: the
+  same one adder per node, and VNs that straddle subtrees cost nothing extra.
+* :class:`SegmentedSum` (``rn=seq``): the reference, a masked adder tree per
+  lane over all products (``lane_of`` per multiplier); ``RN_BW`` times the
+  adders, registered per level like the FAN, so both have the same latency.
+"""
+
+from amaranth import Array, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["ForwardingAdderNetwork", "SegmentedSum", "latency", "tree_levels", "select_layout", "lane_of_layout",
+           "PRODUCT_WIDTH", "LANE_WIDTH"]
+
+#: An int8 x int8 product fits signed 16 bits (-128 * -128 = 16384).
+PRODUCT_WIDTH = 16
+LANE_WIDTH = 32
+
+
+def tree_levels(n):
+    """Levels of the reduction tree over ``n`` (a power of two) multipliers."""
+    return n.bit_length() - 1
+
+
+def latency(n):
+    """Cycles from products in to VN sums out: one register level per tree level, and the collector."""
+    return tree_levels(n) + 1
+
+
+def select_layout(n):
+    """Where a lane collects its VN: tree level (0 = the leaves), node index at that level, enable."""
+    return data.StructLayout({"index": max(1, (n - 1).bit_length()), "level": 3 if n <= 128 else 4, "enable": 1})
+
+
+def lane_of_layout(lanes):
+    """The lane a multiplier's product goes to in the segmented-sum reference, and whether it counts."""
+    return data.StructLayout({"lane": max(1, (lanes - 1).bit_length()), "enable": 1})
+
+
+def _signature(n, lanes):
+    return {
+        "valid": In(1),
+        "products": In(data.ArrayLayout(signed(PRODUCT_WIDTH), n)),
+        "ends": In(n),
+        "select": In(data.ArrayLayout(select_layout(n), lanes)),
+        "lane_of": In(data.ArrayLayout(lane_of_layout(lanes), n)),
+        "out_valid": Out(1),
+        "sums": Out(data.ArrayLayout(signed(LANE_WIDTH), lanes)),
+    }
+
+
+class ForwardingAdderNetwork(wiring.Component):
+    """SIGMA-style forwarding adder network over ``n`` products into ``lanes`` VN-sum lanes (see module doc).
+
+    ``lane_of`` is ignored (it is the segmented-sum reference's marking).
+    """
+
+    def __init__(self, *, n, lanes):
+        self.n, self.lanes = n, lanes
+        super().__init__(_signature(n, lanes))
+
+    def elaborate(self, platform):
+        m = Module()
+        n, lanes, levels = self.n, self.lanes, tree_levels(self.n)
+
+        # Level 0: the leaves. A leaf is one VN part; it starts a VN when its left neighbour ends one.
+        nodes = []
+        for i in range(n):
+            nodes.append({"prefix": self.products[i], "suffix": self.products[i], "sum": self.products[i],
+                          "single": 1, "end": self.ends[i]})
+        valid, select = self.valid, self.select
+        collected = [Signal(signed(LANE_WIDTH), name=f"lane{j}_l0") for j in range(lanes)]   # zeros
+        for level in range(1, levels + 2):
+            stage_valid = Signal(name=f"valid_l{level}")
+            m.d.sync += stage_valid.eq(valid)
+            stage_select = Signal.like(select, name=f"select_l{level}")
+            m.d.sync += stage_select.eq(select)
+            # lanes pick up the sums completed at the level below
+            below = Array(node["sum"] for node in nodes)
+            picked = []
+            for j in range(lanes):
+                lane = Signal(signed(LANE_WIDTH), name=f"lane{j}_l{level}", reset_less=True)
+                take = select[j].enable & (select[j].level == level - 1)
+                m.d.sync += lane.eq(Mux(take, below[select[j].index], collected[j]))
+                picked.append(lane)
+            collected = picked
+            if level <= levels:
+                width = PRODUCT_WIDTH + level
+                merged = []
+                for i in range(0, len(nodes), 2):
+                    left, right = nodes[i], nodes[i + 1]
+                    crossing = ~left["end"]
+                    total = Signal(signed(width), name=f"sum_l{level}_{i // 2}")
+                    m.d.comb += total.eq(left["suffix"] + right["prefix"])
+                    node = {name: Signal(signed(width), name=f"{name}_l{level}_{i // 2}", reset_less=True)
+                            for name in ("prefix", "suffix", "sum")}
+                    node["single"] = Signal(name=f"single_l{level}_{i // 2}", reset_less=True)
+                    node["end"] = Signal(name=f"end_l{level}_{i // 2}", reset_less=True)
+                    m.d.sync += [
+                        node["sum"].eq(total),
+                        node["prefix"].eq(Mux(left["single"] & crossing, total, left["prefix"])),
+                        node["suffix"].eq(Mux(right["single"] & crossing, total, right["suffix"])),
+                        node["single"].eq(left["single"] & right["single"] & crossing),
+                        node["end"].eq(right["end"]),
+                    ]
+                    merged.append(node)
+                nodes = merged
+            valid, select = stage_valid, stage_select
+        m.d.comb += self.out_valid.eq(valid)
+        for j in range(lanes):
+            m.d.comb += self.sums[j].eq(collected[j])
+        return m
+
+
+class SegmentedSum(wiring.Component):
+    """The reference reduction: per lane, an adder tree over the products marked for it (see module doc)."""
+
+    def __init__(self, *, n, lanes):
+        self.n, self.lanes = n, lanes
+        super().__init__(_signature(n, lanes))
+
+    def elaborate(self, platform):
+        m = Module()
+        n, lanes, levels = self.n, self.lanes, tree_levels(self.n)
+        valid = self.valid
+        terms = [[Mux(self.lane_of[i].enable & (self.lane_of[i].lane == j), self.products[i], 0) for i in range(n)]
+                 for j in range(lanes)]
+        for level in range(1, levels + 2):
+            stage_valid = Signal(name=f"valid_l{level}")
+            m.d.sync += stage_valid.eq(valid)
+            valid = stage_valid
+            width = LANE_WIDTH if level > levels else PRODUCT_WIDTH + level
+            for j in range(lanes):
+                values = terms[j]
+                pairs = [values[i] + values[i + 1] for i in range(0, len(values), 2)] if level <= levels else values
+                held = []
+                for index, value in enumerate(pairs):
+                    register = Signal(signed(width), name=f"seq{j}_l{level}_{index}", reset_less=True)
+                    m.d.sync += register.eq(value)
+                    held.append(register)
+                terms[j] = held
+        m.d.comb += self.out_valid.eq(valid)
+        for j in range(lanes):
+            m.d.comb += self.sums[j].eq(terms[j][0])
+        return m

@@ -1,0 +1,178 @@
+"""Mapping search: each layer's mapping chosen by the cycle model, cached by layer signature.
+
+The candidates are the legal tilings from a small set of tile sizes per
+dimension (pixel boxes that divide the output, power-of-two and balanced
+channel and k-chunk counts, and the sparse variants when the weights have
+zeros): tens per layer, all ranked by a fast estimate of the cycle model
+(``quick_cycles``, no compiling); the best few are compiled and costed by the
+exact model, and the cheapest wins (ties: fewer configuration bytes).
+"""
+
+import numpy as np
+
+from ...driver.device import DmaTiming
+from ...errors import UnsupportedLayer
+from . import compiler, cost
+from .gateware import readout_delay, write_delay
+
+__all__ = ["candidates", "best_mapping"]
+
+#: the DMA timing mappings are chosen for (the project's default)
+SEARCH_DMA = DmaTiming(8, 0)
+#: how many of the best-ranked candidates are compiled and costed exactly
+EXACT = 2
+
+
+def _balanced(total, most):
+    """Chunk sizes that split ``total`` into equal-ish parts of at most ``most``: a few, largest first."""
+    sizes = set()
+    for parts in range(-(-total // most), total + 1):
+        sizes.add(-(-total // parts))
+        if len(sizes) >= 3:
+            break
+    return sorted(sizes, reverse=True)
+
+
+def _powers(limit):
+    out, v = [], 1
+    while v <= limit:
+        out.append(v)
+        v *= 2
+    return out
+
+
+def _divisors(n, limit):
+    return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
+
+
+def candidates(design, structure, sparse_too):
+    """Legal-looking mappings to try for ``structure`` (legality is checked when compiling)."""
+    n_mult, lanes = design.multipliers, design.rn_bw
+    out = []
+    sparse_options = (False, True) if sparse_too else (False,)
+    if structure.kind == "gemm":
+        rows_options = sorted(set(_powers(min(lanes, structure.m)) + ([structure.m] if structure.m <= lanes else [])))
+        for rows in rows_options:
+            for channels in sorted(set(_balanced(structure.n, lanes // rows))):
+                if rows * channels > lanes:
+                    continue
+                most = n_mult // (rows * channels)
+                if most < 1:
+                    continue
+                for chunk in _balanced(structure.k, most)[:2]:
+                    for sparse in sparse_options:
+                        out.append(compiler.Mapping(rows, channels, (chunk,), None, sparse))
+        return out
+    _, oh, ow = structure.geometry
+    kh, kw, c = structure.kernel
+    boxes = [(ty, tx) for ty in _divisors(oh, lanes) for tx in _divisors(ow, lanes) if ty * tx <= lanes]
+    boxes = sorted(boxes, key=lambda b: -b[0] * b[1])[:6] + [(1, 1)]
+    for ty, tx in dict.fromkeys(boxes):
+        rows = ty * tx
+        for channels in sorted(set(_balanced(structure.n, lanes // rows))):
+            most = n_mult // (rows * channels)
+            if most < 1:
+                continue
+            if structure.kind == "conv":
+                chunks = []
+                for tr, ts in ((kh, kw), (1, kw), (1, 1)):
+                    if tr * ts <= most:
+                        for tc in _balanced(c, most // (tr * ts))[:1]:
+                            chunks.append((tr, ts, tc))
+            else:
+                chunks = [(tr, ts) for tr, ts in ((kh, kw), (1, kw), (1, 1)) if tr * ts <= most]
+            for chunk in dict.fromkeys(chunks):
+                for sparse in sparse_options:
+                    out.append(compiler.Mapping(rows, channels, chunk, (ty, tx), sparse))
+    return out
+
+
+def _distinct_per_step(structure, mapping, ks):
+    """Distinct operands one step brings for k-chunk ``ks`` (the same for every channel of a dense fold)."""
+    if structure.kind == "gemm":
+        return mapping.rows * len(ks)
+    kh, kw, c = structure.kernel
+    r, rest = np.divmod(np.asarray(ks), kw * c)
+    s, channel = np.divmod(rest, c)
+    # the count is the same for a chunk moved across the filter: key it by the chunk's relative taps
+    relative = (r - r.min(initial=0), s - s.min(initial=0), channel - channel.min(initial=0))
+    key = (mapping.box, structure.stride, structure.dilation, np.stack(relative).tobytes(), len(ks))
+    if key not in _DISTINCT:
+        # an interior box: input coordinates (y, x, c) of every (pixel, k); distinct ones are sent once
+        ty, tx = mapping.box
+        dy, dx = np.meshgrid(np.arange(ty), np.arange(tx), indexing="ij")
+        y = dy.reshape(-1, 1) * structure.stride[0] + relative[0][None, :] * structure.dilation[0]
+        x = dx.reshape(-1, 1) * structure.stride[1] + relative[1][None, :] * structure.dilation[1]
+        ch = np.broadcast_to(relative[2], y.shape)
+        _DISTINCT[key] = len(np.unique(np.stack([y.reshape(-1), x.reshape(-1), ch.reshape(-1)]), axis=1).T)
+    return _DISTINCT[key]
+
+
+_DISTINCT = {}
+
+
+def quick_cycles(design, structure, mapping, dma=SEARCH_DMA):
+    """A fast estimate of the cycle model (no compiling): what the search ranks candidates by.
+
+    It adds up, per tile, its parameter, map, weight, step and readout beats as if no phase overlapped
+    another, with input beats no faster than the DMA delivers them. The few best are then compiled and
+    costed exactly.
+    """
+    compiler.check_mapping(design, structure, mapping)
+    slow = max(1.0, design.beat_bytes / dma.bytes_per_cycle)
+    steps = -(-structure.m // mapping.rows)
+    tiles_per_group = -(-steps // design.acc_depth)
+    groups = [list(range(c0, min(c0 + mapping.channels, structure.n)))
+              for c0 in range(0, structure.n, mapping.channels)]
+    if not mapping.sparse:
+        # a dense fold's operands do not depend on which channels it holds: cost one group, count them all
+        chunks = compiler._chunks(structure, mapping)
+        per_step = [-(-_distinct_per_step(structure, mapping, ks_of(0)) // design.dn_bw) for ks_of in chunks]
+        maps = 1 if len(set(per_step)) == 1 else len(chunks)
+        shapes = [(per_step, maps, len(groups))]
+    else:
+        shapes = []
+        for group in groups:
+            chunks = compiler._sparse_chunks(structure, mapping, design, group)
+            per_step = []
+            for ks_of in chunks:
+                ks = ks_of(group[0])
+                live = ks[np.any(structure.weights[np.ix_(ks, group)] != 0, axis=1)]
+                per_step.append(max(1, -(-_distinct_per_step(structure, mapping, live) // design.dn_bw)))
+            shapes.append((per_step, len(chunks), 1))
+    total = 0.0
+    for per_step, maps, count in shapes:
+        fold_beats = sum(steps * b for b in per_step) + len(per_step) * (design.weight_beats + 2)
+        tile_beats = design.param_beats + 2 + maps * (design.map_beats + 1)
+        readout = steps * design.out_beats + tiles_per_group * (
+            write_delay(design.multipliers) + readout_delay() + 2)
+        total += count * ((fold_beats + tiles_per_group * tile_beats) * slow + readout)
+    return total
+
+
+def best_mapping(design, structure, dma=SEARCH_DMA):
+    """The mapping with the fewest model cycles over :func:`candidates` (ties: fewer configuration bytes).
+
+    Raises :class:`UnsupportedLayer` with a reason when no candidate is legal.
+    """
+    sparse_too = structure.kind != "depthwise" and np.mean(structure.weights == 0) >= 0.25
+    best, reasons = None, []
+    ranked = []
+    for mapping in candidates(design, structure, sparse_too):
+        try:
+            ranked.append((quick_cycles(design, structure, mapping, dma), mapping))
+        except UnsupportedLayer as error:
+            reasons.append(str(error))
+    ranked.sort(key=lambda item: item[0])
+    for _, mapping in ranked[:EXACT]:
+        try:
+            program = compiler.compile_program(design, structure, mapping, skeleton=True)
+        except UnsupportedLayer as error:
+            reasons.append(str(error))
+            continue
+        score = (cost.program_cycles(design, program, dma), program.config_bytes)
+        if best is None or score < best[0]:
+            best = (score, mapping)
+    if best is None:
+        raise UnsupportedLayer(f"no legal flexarray mapping: {reasons[0] if reasons else 'no candidates'}")
+    return best[1]

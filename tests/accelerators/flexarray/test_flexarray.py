@@ -1,0 +1,95 @@
+"""flexarray on RTL with mappings the search would not pick, its reference network, sparsity, and refusals.
+
+The generated conformance (tests/accelerators/test_conformance.py) runs the searched mappings of every
+kind; here random *legal* mappings exercise the compiler's corners (short last steps, k-chunks off the
+filter, empty virtual neurons, multi-beat steps, re-used maps) on the small design.
+"""
+
+import numpy as np
+import pytest
+
+from accelkit.accelerators.flexarray import FlexArrayAccelerator, FlexArrayCore, compiler, search
+from accelkit.accelerators.flexarray.random_layers import KINDS, random_layer
+from accelkit.driver.device import DmaTiming
+from accelkit.driver.kinds import get_kind
+from accelkit.errors import ParameterError, UnsupportedLayer
+
+SMALL = FlexArrayAccelerator.small_params
+
+
+def _random_plan(accelerator, layer, x, rng):
+    structure = compiler.structure_of(layer, x.shape)
+    options = search.candidates(accelerator.design, structure, sparse_too=bool(np.any(structure.weights == 0)))
+    for index in rng.permutation(len(options)):
+        try:
+            return accelerator.plan_with(layer, x.shape, options[index])
+        except UnsupportedLayer:
+            continue
+    raise AssertionError(f"no legal mapping for {layer.op} on {x.shape}")
+
+
+def _check(accelerator, device, layer, x, plan):
+    out, stats = accelerator.run(plan, device, x)
+    mapping = plan.schedule["mapping"]
+    assert np.array_equal(out, layer.reference(x)), (layer.op, x.shape, mapping)
+    assert stats.cycles == accelerator.estimate(plan, device.dma).cycles, (layer.op, x.shape, mapping)
+    assert stats.array_macs == plan.schedule["macs_issued"], (layer.op, x.shape, mapping)
+
+
+@pytest.mark.parametrize("rn, dma, count", [(0, DmaTiming(4, 0), 16), (0, DmaTiming(2, 3), 8), (1, DmaTiming(8, 1), 10)],
+                         ids=["fan", "fan_slow_dma", "seq"])
+def test_random_legal_mappings_bit_and_cycle_exact(device_pool, rn, dma, count):
+    accelerator, device = device_pool({**SMALL, "rn": rn}, "verilator", dma, FlexArrayAccelerator)
+    rng = np.random.default_rng(100 + rn + dma.bytes_per_cycle)
+    for i in range(count):
+        layer, x = random_layer(KINDS[i % len(KINDS)], rng, max_dim=10)
+        _check(accelerator, device, layer, x, _random_plan(accelerator, layer, x, rng))
+
+
+def test_amaranth_simulator_agrees(device_pool):
+    accelerator, device = device_pool(SMALL, "amaranth", DmaTiming(4, 1), FlexArrayAccelerator)
+    rng = np.random.default_rng(3)
+    for kind, shape in (("gemm", dict(m=3, n=5, k=6)), ("depthwise_conv2d", dict(height=3, width=3, channels=2,
+                                                                                   kernel=2))):
+        layer, (x,) = get_kind(kind).random(rng, **shape)
+        _check(accelerator, device, layer, x, accelerator.plan(layer, x.shape))
+
+
+def test_sparse_gemm_issues_only_the_nonzero_products(device_pool):
+    """SIGMA's flow: multiplies issued equal the non-zero weights times the rows, and sparsity saves cycles."""
+    accelerator, device = device_pool(SMALL, "verilator", DmaTiming(4, 1), FlexArrayAccelerator)
+    rng = np.random.default_rng(9)
+    dense, (x,) = get_kind("gemm").random(rng, m=6, n=8, k=24)
+    sparse, _ = get_kind("gemm").random(rng, m=6, n=8, k=24)
+    sparse.b = (sparse.b * (rng.random(sparse.b.shape) < 0.1)).astype(np.int8)
+    cycles = {}
+    for name, layer in (("dense", dense), ("sparse", sparse)):
+        plan = accelerator.plan(layer, x.shape)
+        out, stats = accelerator.run(plan, device, x)
+        assert np.array_equal(out, layer.reference(x))
+        assert stats.cycles == accelerator.estimate(plan, device.dma).cycles
+        cycles[name] = stats.cycles
+    assert plan.schedule["mapping"]["sparse"]
+    assert stats.array_macs == np.count_nonzero(sparse.b) * x.shape[0]
+    assert cycles["sparse"] < 0.5 * cycles["dense"], cycles
+
+
+def test_illegal_mappings_say_why():
+    accelerator = FlexArrayAccelerator(**SMALL)
+    rng = np.random.default_rng(0)
+    gemm, (x,) = get_kind("gemm").random(rng, m=4, n=4, k=16)
+    with pytest.raises(UnsupportedLayer, match=r"2 pixels x 4 channels = 8 virtual neurons per step exceed rn_bw=4"):
+        accelerator.plan_with(gemm, x.shape, compiler.Mapping(rows=2, channels=4, chunk=(1,)))
+    with pytest.raises(UnsupportedLayer, match=r"4 virtual neurons of 4 multipliers need 16 multipliers, more than "
+                                               r"the 8"):
+        accelerator.plan_with(gemm, x.shape, compiler.Mapping(rows=1, channels=4, chunk=(4,)))
+    conv, (image,) = get_kind("conv2d").random(rng, height=5, width=5, in_channels=2, out_channels=2, kernel=3)
+    with pytest.raises(UnsupportedLayer, match=r"the pixel box \(1, 2\) must divide the 5x5 output"):
+        accelerator.plan_with(conv, image.shape, compiler.Mapping(rows=2, channels=1, chunk=(1, 1, 2), box=(1, 2)))
+
+
+def test_parameters_are_checked():
+    with pytest.raises(ParameterError, match="multipliers must be one of 4, 8, 16, 32, 64, 128, not 6"):
+        FlexArrayCore(multipliers=6)
+    with pytest.raises(ParameterError, match=r"rn_bw \(16\) must not exceed multipliers \(8\)"):
+        FlexArrayAccelerator(multipliers=8, rn_bw=16)
