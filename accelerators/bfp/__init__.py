@@ -18,6 +18,9 @@ adds the blocks in one fixed order (``driver/ggml/dot.py: combine``). Why:
   ``tokens * block / lanes`` cycles per block bind first.
 """
 
+from pathlib import Path
+
+from ...driver.ggml import formats
 from ...errors import UnsupportedLayer
 from ..base import Accelerator, Param, ParamSpace
 from .gateware import BfpCore, HW_FORMATS
@@ -46,6 +49,8 @@ class BfpAccelerator(Accelerator):
     )
     offload_ops = ()
     kinds = ("block_matmul",)
+    #: the gateware's decoders are generated from these declarations (part of the build cache key)
+    design_sources = (str(Path(formats.__file__)),)
 
     def core(self):
         return BfpCore(**self.params)

@@ -18,7 +18,7 @@ from ...errors import ParameterError
 from .codec import Unpacked, encode, unpack
 from .formats import BlockFormat, get_format
 
-__all__ = ["ACTIVATION_QUANTIZERS", "quantize_activations", "block_sums", "combine", "matmul_reference"]
+__all__ = ["ACTIVATION_QUANTIZERS", "quantize_activations", "prepare_weights", "block_sums", "combine", "matmul_reference"]
 
 #: named host quantizers for activations: ggml's reference ``quantize_row_q8_0_ref`` (127/amax via 1/d,
 #: halves away from zero) and the x86 AVX2 ``quantize_row_q8_0`` (127/amax directly, halves to even);
@@ -70,18 +70,36 @@ def _check_pair(wspec, aspec):
         raise ParameterError(f"{wspec.name} weights take {wspec.activation} activations, not {aspec.name}")
 
 
-def block_sums(wspec: BlockFormat, w: Unpacked, a: Unpacked, n_rows, m_rows):
-    """Integer block sums of every (weight row, activation row, block): ``isum``, ``msum`` int64 arrays of shape
-    (n_rows, m_rows, blocks per row). ``w`` holds n_rows rows of blocks, ``a`` m_rows rows."""
+def prepare_weights(wspec: BlockFormat, w: Unpacked, n_rows):
+    """Weights ready for :func:`block_sums`: codes times sub-block scales (and the mins per element) as floats
+    laid out (blocks, rows, block). float32 when every partial sum of a block's dot product is an integer below
+    2^24 (then BLAS sums exactly in any order), float64 otherwise (Q4_K, Q6_K)."""
     blocks = w.q.shape[0] // n_rows
-    sub, subs = wspec.sub_block, wspec.sub_blocks
-    wq = w.q.reshape(n_rows, blocks, subs, sub).astype(np.int64)
-    aq = a.q.reshape(m_rows, blocks, subs, sub).astype(np.int64)
-    per_sub = np.einsum("nbsi,mbsi->nmbs", wq, aq, optimize=True)
-    isum = (per_sub * w.scales.reshape(n_rows, 1, blocks, subs)).sum(axis=3)
-    asum = aq.sum(axis=3)                                              # Q8_K bsums
-    msum = (w.mins.reshape(n_rows, 1, blocks, subs) * asum[None]).sum(axis=3)
-    return isum, msum
+    lo, hi = wspec.quants.value_range()
+    scale_peak = max(abs(v) for v in wspec.scales.value_range()) if wspec.scales else 1
+    min_peak = max(abs(v) for v in wspec.mins.value_range()) if wspec.mins else 0
+    peak = wspec.block * 128 * max(max(abs(lo), abs(hi)) * scale_peak, min_peak)
+    dtype = np.float32 if peak < 1 << 24 else np.float64
+    scaled = w.q.reshape(-1, wspec.sub_blocks, wspec.sub_block) * w.scales[:, :, None]
+    scaled = scaled.astype(dtype).reshape(n_rows, blocks, wspec.block).transpose(1, 0, 2)
+    mins = None
+    if wspec.mins is not None:
+        mins = np.repeat(w.mins, wspec.sub_block, axis=1).astype(dtype)
+        mins = mins.reshape(n_rows, blocks, wspec.block).transpose(1, 0, 2)
+    return scaled, mins
+
+
+def block_sums(wspec: BlockFormat, w: Unpacked, a: Unpacked, n_rows, m_rows, prepared=None):
+    """Integer block sums of every (weight row, activation row, block): ``isum``, ``msum`` int64 arrays of shape
+    (n_rows, m_rows, blocks per row). ``w`` holds n_rows rows of blocks, ``a`` m_rows rows; ``prepared`` is
+    :func:`prepare_weights` of ``w`` (computed here when not given)."""
+    scaled, mins = prepared if prepared is not None else prepare_weights(wspec, w, n_rows)
+    blocks = scaled.shape[0]
+    aq = a.q.reshape(m_rows, blocks, wspec.block).transpose(1, 2, 0).astype(scaled.dtype)
+    isum = np.matmul(scaled, aq).transpose(1, 2, 0).astype(np.int64)
+    if mins is None:
+        return isum, np.zeros_like(isum)
+    return isum, np.matmul(mins, aq).transpose(1, 2, 0).astype(np.int64)
 
 
 def combine(w: Unpacked, a: Unpacked, isum, msum, n_rows, m_rows):

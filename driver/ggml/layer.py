@@ -6,7 +6,7 @@ import numpy as np
 
 from ...errors import ParameterError
 from .codec import as_blocks, unpack
-from .dot import ACTIVATION_QUANTIZERS, block_sums, combine, quantize_activations
+from .dot import ACTIVATION_QUANTIZERS, block_sums, combine, prepare_weights, quantize_activations
 from .formats import get_format
 
 __all__ = ["BlockMatMul"]
@@ -42,7 +42,7 @@ class BlockMatMul:
         if self.weights.ndim != 2 or self.weights.shape[1] != row_bytes:
             raise ParameterError(f"{self.name}: weights of shape {self.weights.shape} are not rows of {row_bytes} "
                                  f"bytes ({self.k // self.spec.block} {self.spec.name} blocks)")
-        self._unpacked = None
+        self._unpacked = self._prepared = None
 
     @property
     def n(self):
@@ -71,7 +71,9 @@ class BlockMatMul:
 
     def sums(self, a):
         """Integer block sums (isum, msum) of quantized activations ``a``, each (n, m, row_blocks) int64."""
-        return block_sums(self.spec, self.unpacked(), a, self.n, a.q.shape[0] // self.row_blocks)
+        if self._prepared is None:
+            self._prepared = prepare_weights(self.spec, self.unpacked(), self.n)
+        return block_sums(self.spec, self.unpacked(), a, self.n, a.q.shape[0] // self.row_blocks, self._prepared)
 
     def finish(self, a, isum, msum):
         """Float32 outputs (m, n) from block sums: the host's fixed-order combine."""

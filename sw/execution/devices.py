@@ -20,11 +20,13 @@ def design_key(accelerator) -> str:
     """Hash of everything the accelerator's Verilog depends on: sources, parameters, Amaranth version."""
     digest = hashlib.sha256()
     package = Path(__import__(type(accelerator).__module__, fromlist=["_"]).__file__).resolve().parent
-    # Plug-ins may build on each other (potacc is the GEMM core with shift PEs): hash them all. Gateware may be
-    # generated from driver declarations too (bfp's decoders come from driver/ggml's format specs).
-    for folder in dict.fromkeys((_HW, _HW.parent / "driver", _ACCELERATORS, package)):
+    # Plug-ins may build on each other (potacc is the GEMM core with shift PEs): hash them all.
+    for folder in dict.fromkeys((_HW, _ACCELERATORS, package)):
         for path in sorted(folder.rglob("*.py")):
             digest.update(path.read_bytes())
+    # Gateware generated from declarations outside hw/ (bfp's decoders come from driver/ggml's format specs).
+    for path in getattr(accelerator, "design_sources", ()):
+        digest.update(Path(path).read_bytes())
     digest.update(repr((type(accelerator).__qualname__, sorted(accelerator.params.items()),
                         amaranth.__version__)).encode())
     return digest.hexdigest()[:32]

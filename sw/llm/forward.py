@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...driver.ggml import quantize_activations, block_sums, combine, unpack
+from ...driver.ggml.layer import BlockMatMul
 from ...errors import ParameterError
 from .gguf_model import LlamaModel
 
@@ -29,21 +29,15 @@ class HostMatMul:
 
     def __init__(self, *, quantizer="ref"):
         self.quantizer = quantizer
-        self._unpacked = {}
-
-    def unpacked(self, weight):
-        if weight.name not in self._unpacked:
-            self._unpacked[weight.name] = unpack(weight.spec, weight.data)
-        return self._unpacked[weight.name]
+        self._layers = {}
 
     def __call__(self, weight, x):
         if weight.spec is None:
             return x @ weight.dense().T
-        n = weight.shape[0]
-        w = self.unpacked(weight)
-        a, _ = quantize_activations(x, weight.spec.activation, self.quantizer)
-        isum, msum = block_sums(weight.spec, w, a, n, x.shape[0])
-        return combine(w, a, isum, msum, n, x.shape[0])
+        if weight.name not in self._layers:
+            self._layers[weight.name] = BlockMatMul(weight.spec.name, weight.data, weight.shape[1],
+                                                    quantizer=self.quantizer, name=weight.name)
+        return self._layers[weight.name].reference(x)
 
 
 def rms_norm(x, weight, eps):

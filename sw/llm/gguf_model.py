@@ -39,7 +39,10 @@ class Weight:
 
     @property
     def kind(self):
-        """``attn_q`` ... ``output`` (the MatMul kind), or the name's last part."""
+        """``attn_q`` ... ``output`` (the MatMul kind; a tied token embedding is used as the output), or the
+        name's last part."""
+        if self.name in ("output.weight", "token_embd.weight"):
+            return "output"
         parts = self.name.split(".")
         return parts[-2] if len(parts) >= 2 else parts[0]
 
