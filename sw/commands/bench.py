@@ -1,5 +1,6 @@
 """`accelkit bench NAME`: benchmarks that print measured figures (never asserted by tests)."""
 
+from ..benchmarks.llm import llm_bench
 from ..benchmarks.mm2im_tconv import tconv_bench
 from ..benchmarks.mutation import mutate_bench
 from ..benchmarks.potacc_shift_pe import potacc_bench
@@ -22,12 +23,16 @@ def add_arguments(parser):
                         "comma-separated zoo models")
     parser.add_argument("--samples", type=int, default=None, help="potacc: inputs per model (default: all)")
     parser.add_argument("--count", type=int, default=260, help="tconv: configurations in the sweep (default 260)")
-    parser.add_argument("--rtl", type=int, default=0, metavar="N", help="tconv: also run N of them on Verilator")
+    parser.add_argument("--rtl", type=int, default=0, metavar="N",
+                        help="tconv: also run N of them on Verilator; llm: also generate N tokens on Verilator")
+    parser.add_argument("--tokens", type=int, default=8, help="llm: tokens generated on the model backend (default 8)")
+    parser.add_argument("--prompt", default="The capital of France is", help="llm: the prompt")
+    parser.add_argument("--clock-mhz", type=float, default=100.0, help="llm: clock for tokens/s (default 100 MHz)")
 
 
 BENCHMARKS = {"sim-speed": sim_speed, "model": model_bench, "utilization": utilization_bench,
               "fidelity": fidelity_bench, "scalesim": scalesim_bench, "potacc": potacc_bench,
-              "tconv": tconv_bench, "mutate": mutate_bench}
+              "tconv": tconv_bench, "mutate": mutate_bench, "llm": llm_bench}
 
 
 
