@@ -21,14 +21,11 @@ adds the blocks in one fixed order (``driver/ggml/dot.py: combine``). Why:
 from pathlib import Path
 
 from ...driver.ggml import formats
-from ...errors import UnsupportedLayer
 from ..base import Accelerator, Param, ParamSpace
 from .gateware import BfpCore, HW_FORMATS
 from . import cost, driver
 
 __all__ = ["BfpAccelerator", "BfpCore", "HW_FORMATS"]
-
-_GEMM = "bfp runs quantized llama.cpp MatMuls (block_matmul), not int8 GEMMs"
 
 
 class BfpAccelerator(Accelerator):
@@ -47,8 +44,8 @@ class BfpAccelerator(Accelerator):
         constraints=((lambda p: p["data_width"] <= 8 * p["lanes"],
                       "data_width ({data_width}) must not exceed the activation word of lanes * 8 bits"),),
     )
-    offload_ops = ()
     kinds = ("block_matmul",)
+    small_params = {"lanes": 16, "data_width": 64, "act_depth": 256}
     #: the gateware's decoders are generated from these declarations (part of the build cache key)
     design_sources = (str(Path(formats.__file__)),)
 
@@ -59,12 +56,10 @@ class BfpAccelerator(Accelerator):
     def pes(self):
         return self.params["lanes"]
 
-    # the accelerator contract
-    def plan(self, layer, input_shape):
-        """A :class:`driver.Plan` for a BlockMatMul on (tokens, K) activations, or :class:`UnsupportedLayer`."""
-        if getattr(layer, "kind", None) != "block_matmul":
-            raise UnsupportedLayer(f"bfp runs block_matmul layers, not {getattr(layer, 'kind', type(layer).__name__)}")
-        return driver.make_plan(self.params, self.name, layer, tuple(input_shape))
+    def make_plan(self, layer, input_shape):
+        """Jobs over token chunks of a BlockMatMul on (tokens, K) activations, or :class:`UnsupportedLayer`."""
+        schedule = driver.make_schedule(self.params, self.name, layer, tuple(input_shape))
+        return self.new_plan(layer, (tuple(input_shape),), schedule)
 
     def run(self, plan, device, x, cycle_budget=None):
         out, stats, _ = driver.run(self.params, plan, device, x, cycle_budget)
@@ -74,23 +69,5 @@ class BfpAccelerator(Accelerator):
         """Like :meth:`run`, plus the raw integer block sums the device returned (for bit-exact checks)."""
         return driver.run(self.params, plan, device, x, cycle_budget)
 
-    def golden(self, plan, x=None):
-        if x is None:
-            raise UnsupportedLayer(_GEMM)
-        return plan.layer.reference(x)
-
-    def estimate(self, plan, dma, op=None, shape=None):
+    def estimate(self, plan, dma):
         return driver.estimate(self.params, plan, dma)
-
-    # the GEMM entry points of the older contract: this design runs no int8 GEMM
-    def check_shape(self, m, n, k):
-        raise UnsupportedLayer(_GEMM)
-
-    def estimate_cycles(self, gemm_shape, dma):
-        raise UnsupportedLayer(_GEMM)
-
-    def estimate_stats(self, gemm_shape, dma, op="gemm", shape=None):
-        raise UnsupportedLayer(_GEMM)
-
-    def run_gemm(self, device, gemm, cycle_budget=None, op="gemm", shape=None):
-        raise UnsupportedLayer(_GEMM)

@@ -1,7 +1,5 @@
 """Host side of the BFP core: plans (jobs over token chunks), stream packing, running, estimating."""
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from ...driver.layers import LayerStats
@@ -9,30 +7,12 @@ from ...errors import UnsupportedLayer
 from . import cost
 from .gateware import HW_FORMATS, RESULT_BYTES, word_beats
 
-__all__ = ["Plan", "make_plan", "pack_job", "run", "estimate", "golden_sums"]
+__all__ = ["make_schedule", "pack_job", "run", "estimate", "golden_sums"]
 
 
-@dataclass
-class Plan:
-    """A plain, serialisable plan of one quantized MatMul on one design (the accelerator contract's Plan)."""
-
-    kind: str
-    accelerator: str
-    signature: str
-    input_shape: tuple
-    output_shape: tuple
-    macs: int
-    schedule: dict
-    layer: object = field(default=None, repr=False, compare=False)
-
-    def as_dict(self):
-        return {"kind": self.kind, "accelerator": self.accelerator, "signature": self.signature,
-                "input_shape": list(self.input_shape), "output_shape": list(self.output_shape),
-                "macs": self.macs, "schedule": self.schedule}
-
-
-def make_plan(params, name, layer, input_shape):
-    """Plan ``layer`` (a :class:`~accelkit.driver.ggml.layer.BlockMatMul`) on ``input_shape`` = (m, k)."""
+def make_schedule(params, name, layer, input_shape):
+    """The schedule of ``layer`` (a :class:`~accelkit.driver.kinds.block_matmul.BlockMatMul`) on ``input_shape``
+    = (m, k): jobs over token chunks whose activations fit the activation memory."""
     spec = layer.spec
     if spec.name not in HW_FORMATS:
         raise UnsupportedLayer(f"{name} takes {', '.join(HW_FORMATS)} weights, not {spec.name}")
@@ -49,12 +29,10 @@ def make_plan(params, name, layer, input_shape):
     per_job = min(params["act_depth"] // row_words, (1 << 16) - 1)
     jobs = [[m0, min(per_job, m - m0)] for m0 in range(0, m, per_job)]
     blocks = layer.n * layer.row_blocks
-    schedule = {"format": spec.name, "format_code": HW_FORMATS.index(spec.name), "quantizer": layer.quantizer,
-                "activation": spec.activation, "row_blocks": layer.row_blocks, "row_words": row_words,
-                "blocks": blocks, "block_bytes": spec.block_bytes, "weight_bytes": blocks * spec.block_bytes,
-                "jobs": jobs}
-    return Plan(kind="block_matmul", accelerator=name, signature=layer.signature(m), input_shape=(m, k),
-                output_shape=(m, layer.n), macs=m * layer.n * k, schedule=schedule, layer=layer)
+    return {"format": spec.name, "format_code": HW_FORMATS.index(spec.name), "quantizer": layer.quantizer,
+            "activation": spec.activation, "row_blocks": layer.row_blocks, "row_words": row_words,
+            "blocks": blocks, "block_bytes": spec.block_bytes, "weight_bytes": blocks * spec.block_bytes,
+            "jobs": jobs}
 
 
 def _stream_bytes(nbytes, beat):
@@ -93,11 +71,11 @@ def golden_sums(plan, a):
     return plan.layer.sums(a)
 
 
-def _stats(plan, cycles, bytes_in, bytes_out, busy, extra, counters=None):
+def _stats(params, plan, cycles, bytes_in, bytes_out, busy, extra, counters=None):
     s = plan.schedule
     return LayerStats(op="block_matmul", shape={"m": plan.input_shape[0], "n": plan.output_shape[1],
                                                 "k": plan.input_shape[1], "format": s["format"]},
-                      macs=plan.macs, cycles=cycles, pes=0, bytes_in=bytes_in, bytes_out=bytes_out,
+                      macs=plan.macs, cycles=cycles, pes=params["lanes"], bytes_in=bytes_in, bytes_out=bytes_out,
                       jobs=len(s["jobs"]), busy_cycles=busy,
                       in_stall_cycles=counters.in_stall_cycles if counters else 0,
                       out_stall_cycles=counters.out_stall_cycles if counters else 0,
@@ -114,7 +92,7 @@ def estimate(params, plan, dma):
                    for _, count in s["jobs"])
     bytes_out = sum(output_bytes(plan, count, params["data_width"]) for _, count in s["jobs"])
     busy = sum(s["blocks"] * count * steps for _, count in s["jobs"])
-    stats = _stats(plan, cycles, bytes_in, bytes_out, busy,
+    stats = _stats(params, plan, cycles, bytes_in, bytes_out, busy,
                    {"estimated": True, "weight_bytes": s["weight_bytes"] * len(s["jobs"])})
     stats.array_macs = busy * params["lanes"]
     return stats
@@ -146,6 +124,6 @@ def run(params, plan, device, x, cycle_budget=None):
         bytes_in += stream.size
         bytes_out += nbytes
     out = layer.finish(a, isum, msum)
-    stats = _stats(plan, total.cycles, bytes_in, bytes_out, total.busy_cycles,
+    stats = _stats(params, plan, total.cycles, bytes_in, bytes_out, total.busy_cycles,
                    {"weight_bytes": s["weight_bytes"] * len(s["jobs"])}, total)
     return out, stats, (isum, msum)

@@ -1,7 +1,7 @@
 """The MatMul hook that sends quantized MatMuls to an accelerator through an executor (any backend).
 
 A weight whose format the accelerator takes becomes a ``BlockMatMul`` layer,
-planned once per (weight, tokens) and run with ``executor.run_plan``; any other
+planned per (weight, tokens) (plans are cached by signature) and run with ``executor.run``; any other
 MatMul (a format the design does not take, a float weight) runs on the host with
 ggml's semantics, and the record says so and why.
 """
@@ -9,7 +9,7 @@ ggml's semantics, and the record says so and why.
 import time
 from dataclasses import dataclass
 
-from ...driver.ggml.layer import BlockMatMul
+from ...driver.kinds.block_matmul import BlockMatMul
 from ...errors import UnsupportedLayer
 from .forward import HostMatMul
 
@@ -45,16 +45,13 @@ class AcceleratorMatMul:
         self.accelerator, self.executor, self.quantizer = accelerator, executor, quantizer
         self.host = HostMatMul(quantizer=quantizer)
         self.records = []
-        self._layers, self._plans, self._declined = {}, {}, {}
+        self._layers, self._declined = {}, {}
 
     def _plan(self, weight, x):
-        key = (weight.name, x.shape[0])
-        if key not in self._plans:
-            if weight.name not in self._layers:
-                self._layers[weight.name] = BlockMatMul(weight.spec.name, weight.data, weight.shape[1],
-                                                        quantizer=self.quantizer, name=weight.name)
-            self._plans[key] = self.accelerator.plan(self._layers[weight.name], x.shape)
-        return self._plans[key]
+        if weight.name not in self._layers:
+            self._layers[weight.name] = BlockMatMul(weight.spec.name, weight.data, weight.shape[1],
+                                                    quantizer=self.quantizer, name=weight.name)
+        return self.executor.plan(self._layers[weight.name], x.shape)
 
     def __call__(self, weight, x):
         started = time.perf_counter()
@@ -74,7 +71,7 @@ class AcceleratorMatMul:
             record.reason = reason
             out = self.host(weight, x)
         else:
-            out, stats = self.executor.run_plan(plan, x)
+            out, stats = self.executor.run(plan, x)
             record.where = self.accelerator.name
             record.cycles, record.bytes_in, record.bytes_out = stats.cycles, stats.bytes_in, stats.bytes_out
             record.weight_bytes = stats.extra.get("weight_bytes", 0)

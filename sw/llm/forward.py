@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...driver.ggml.layer import BlockMatMul
+from ...driver.kinds.block_matmul import BlockMatMul
 from ...errors import ParameterError
 from .gguf_model import LlamaModel
 

@@ -7,7 +7,8 @@ from accelkit.accelerators.bfp import BfpAccelerator, HW_FORMATS
 from accelkit.accelerators.bfp.driver import golden_sums, pack_job
 from accelkit.driver.device import DmaTiming
 from accelkit.driver.ggml import dequantize, get_format, random_blocks
-from accelkit.driver.ggml.layer import BlockMatMul
+from accelkit.driver.kinds import get_kind
+from accelkit.driver.kinds.block_matmul import BlockMatMul
 from accelkit.errors import ParameterError, UnsupportedLayer
 from accelkit.sw.execution.executors import open_executor
 
@@ -57,7 +58,7 @@ def test_model_backend_is_the_golden_and_the_cost_model():
     x = rng.standard_normal((2, 256)).astype(np.float32)
     plan = accelerator.plan(layer, x.shape)
     with open_executor(accelerator, "model", DmaTiming()) as executor:
-        out, stats = executor.run_plan(plan, x)
+        out, stats = executor.run(plan, x)
     np.testing.assert_array_equal(out, layer.reference(x))
     assert stats.cycles == accelerator.estimate(plan, DmaTiming()).cycles > 0
 
@@ -100,8 +101,9 @@ def test_unsupported_layers_and_parameters_are_clear():
         accelerator.plan(_layer(rng, "Q6_K", 1, 256), (1, 256))
     with pytest.raises(UnsupportedLayer, match="more than act_depth=256"):
         accelerator.plan(_layer(rng, "Q4_0", 1, 8192), (1, 8192))
-    with pytest.raises(UnsupportedLayer, match="bfp runs block_matmul layers"):
-        accelerator.plan(object(), (1, 32))
+    gemm, (x,) = get_kind("gemm").random(rng, m=2, n=3, k=4)
+    with pytest.raises(UnsupportedLayer, match=r"bfp does not run gemm layers \(it runs block_matmul\)"):
+        accelerator.plan(gemm, x.shape)
     with pytest.raises(ParameterError, match="lanes must be"):
         BfpAccelerator(lanes=8)
     with pytest.raises(ParameterError, match="K=48 is not a multiple of the Q4_0 block of 32"):

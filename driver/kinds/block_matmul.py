@@ -1,19 +1,26 @@
-"""The quantized MatMul as a layer: packed weight rows of one block format times float activations."""
+"""block_matmul: a llama.cpp-quantized MatMul, packed weight rows of one block format times float activations.
+
+Its reference is ggml's semantics (``driver/ggml``): activations quantized on the
+host by a named quantizer to the weight format's partner (Q8_0 or Q8_K), exact
+integer block sums, then one fixed-order float combine. No TFLite operator is
+this kind: such layers come from GGUF models (``sw/llm``) and random draws.
+"""
 
 from dataclasses import dataclass
 
 import numpy as np
 
 from ...errors import ParameterError
-from .codec import as_blocks, unpack
-from .dot import ACTIVATION_QUANTIZERS, block_sums, combine, prepare_weights, quantize_activations
-from .formats import get_format
+from ..ggml import WEIGHT_FORMATS, get_format, random_blocks
+from ..ggml.codec import as_blocks, unpack
+from ..ggml.dot import ACTIVATION_QUANTIZERS, block_sums, combine, prepare_weights, quantize_activations
+from .base import Layer, LayerKind, ShapeOption
 
-__all__ = ["BlockMatMul"]
+__all__ = ["BlockMatMul", "KIND"]
 
 
 @dataclass(eq=False)
-class BlockMatMul:
+class BlockMatMul(Layer):
     """``y = x @ W.T`` with ``W`` stored as ``weights`` (n rows of packed ``fmt`` blocks, uint8) and the float32
     activations ``x`` (m, k) quantized on the host by ``quantizer`` to the format's activation partner.
 
@@ -25,7 +32,8 @@ class BlockMatMul:
     k: int
     quantizer: str = "ref"
     name: str = "matmul"
-    kind = "block_matmul"
+
+    op = "block_matmul"
 
     def __post_init__(self):
         self.spec = get_format(self.fmt)
@@ -84,5 +92,40 @@ class BlockMatMul:
         isum, msum = self.sums(a)
         return self.finish(a, isum, msum)
 
-    def signature(self, m):
-        return f"block_matmul:{self.spec.name}:n{self.n}:k{self.k}:m{m}:{self.quantizer}"
+    def macs(self, input_shape):
+        return int(input_shape[0]) * self.n * self.k
+
+    def output_shape_for(self, input_shape):
+        return (int(input_shape[0]), self.n)
+
+
+class BlockMatMulKind(LayerKind):
+    name = "block_matmul"
+    description = "llama.cpp block-quantized MatMul (Q8_0, Q4_0, Q2_K, Q3_K, ...) with host-quantized activations"
+    layer_class = BlockMatMul
+    shape_options = (ShapeOption("format", "Q4_0", "weight block format", choices=WEIGHT_FORMATS),
+                     ShapeOption("m", 1, "tokens (activation rows)"), ShapeOption("n", 64, "weight rows"),
+                     ShapeOption("k", 256, "columns (a multiple of the format's block)"),
+                     ShapeOption("quantizer", "ref", "activation quantizer", choices=ACTIVATION_QUANTIZERS))
+
+    def random(self, rng, format="Q4_0", m=1, n=64, k=256, quantizer="ref", **_):
+        """Random codes, scales and super-scales in ``format`` (other generators' options are ignored)."""
+        spec = get_format(format)
+        weights = random_blocks(spec, rng, n * (k // spec.block)).reshape(n, -1) if k % spec.block == 0 else \
+            np.zeros((n, 0), np.uint8)
+        layer = BlockMatMul(spec.name, weights, k, quantizer=quantizer)
+        return layer, ((rng.standard_normal((m, k)) * rng.uniform(0.1, 10)).astype(np.float32),)
+
+    def random_shape(self, rng, limits):
+        fmt = str(rng.choice(WEIGHT_FORMATS))
+        block = get_format(fmt).block
+        blocks = max(1, limits.get("max_k", 512) // block)
+        return dict(format=fmt, m=int(rng.integers(1, 5)), n=int(rng.integers(1, limits.get("max_dim", 40) + 1)),
+                    k=block * int(rng.integers(1, blocks + 1)), quantizer=str(rng.choice(ACTIVATION_QUANTIZERS)))
+
+    def signature(self, layer, *input_shapes):
+        shapes = ";".join("x".join(str(int(d)) for d in shape) for shape in input_shapes)
+        return f"{self.name}[{shapes}]{layer.spec.name} n={layer.n} k={layer.k} quantizer={layer.quantizer}"
+
+
+KIND = BlockMatMulKind()
