@@ -14,9 +14,8 @@ def test_accelerators_lists_gemm_with_parameters(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "gemm" in out and "k_max" in out
     record = json.loads((tmp_path / "a.json").read_text())
-    assert record["accelerators"][0]["name"] == "gemm"
-    assert {p["name"] for p in record["accelerators"][0]["params"]} == {"rows", "cols", "data_width", "k_max",
-                                                                       "a_depth"}
+    gemm = next(a for a in record["accelerators"] if a["name"] == "gemm")
+    assert {p["name"] for p in gemm["params"]} == {"rows", "cols", "data_width", "k_max", "a_depth"}
 
 
 @pytest.mark.parametrize("argv", [
