@@ -34,7 +34,7 @@ def test_parse_params_and_unknown_accelerator():
     assert parse_params("rows=8, cols=0x10") == {"rows": 8, "cols": 16}
     with pytest.raises(ParameterError, match="not of the form name=value"):
         parse_params("rows")
-    with pytest.raises(ParameterError, match="no accelerator named 'nope'; registered: gemm"):
+    with pytest.raises(ParameterError, match="no accelerator named 'nope'; registered: bfp, gemm"):
         get_accelerator("nope")
 
 
