@@ -41,7 +41,7 @@ class HostMatMul:
 
 
 def rms_norm(x, weight, eps):
-    # ggml sums the squares in double, then scales by a float32 1/sqrt
+    """``x / sqrt(mean(x^2) + eps) * weight`` along the last axis (ggml: squares summed in double, float32 scale)."""
     mean = (x.astype(np.float64) ** 2).mean(axis=-1, keepdims=True)
     return (x * (np.float32(1) / np.sqrt(np.float32(mean + eps)))).astype(np.float32) * weight
 
