@@ -2,6 +2,7 @@
 
 from ..benchmarks.flexarray import flexarray_bench
 from ..benchmarks.fuzz import fuzz_bench
+from ..benchmarks.llm import llm_bench
 from ..benchmarks.mm2im_tconv import tconv_bench
 from ..benchmarks.mutation import mutate_bench
 from ..benchmarks.potacc_shift_pe import potacc_bench
@@ -27,7 +28,7 @@ def add_arguments(parser):
     parser.add_argument("--count", type=arguments.positive_int("configuration count", 1 << 20), default=260, help="tconv: configurations in the sweep (default 260)")
     parser.add_argument("--rtl", type=arguments.non_negative_int("RTL run count", 1 << 20), default=0, metavar="N",
                         help="tconv: also run N of them on Verilator; flexarray: any N > 0 also runs the irregular "
-                        "shapes on the small designs' RTL")
+                        "shapes on the small designs' RTL; llm: also generate N tokens on Verilator")
     parser.add_argument("--mutants", type=arguments.non_negative_int("mutant count", 1 << 20), default=2000,
                         help="fuzz: mutated model files (default 2000)")
     parser.add_argument("--cli-sets", type=arguments.non_negative_int("command-line count", 1 << 20), default=500,
@@ -36,11 +37,17 @@ def add_arguments(parser):
                         help="fuzz: cases run at once (default 2)")
     parser.add_argument("--no-tvm", action="store_true", help="fuzz: mutated models on the LiteRT front end only")
     parser.add_argument("--keep", metavar="DIR", help="fuzz: keep the mutated models in DIR")
+    parser.add_argument("--tokens", type=arguments.positive_int("token count", 1 << 16), default=8,
+                        help="llm: tokens generated on the model backend (default 8)")
+    parser.add_argument("--prompt", default="The capital of France is", help="llm: the prompt")
+    parser.add_argument("--clock-mhz", type=arguments.clock_mhz, default=100.0,
+                        help="llm: clock for tokens/s (default 100 MHz)")
 
 
 BENCHMARKS = {"sim-speed": sim_speed, "model": model_bench, "utilization": utilization_bench,
               "fidelity": fidelity_bench, "scalesim": scalesim_bench, "potacc": potacc_bench,
-              "tconv": tconv_bench, "mutate": mutate_bench, "fuzz": fuzz_bench, "flexarray": flexarray_bench}
+              "tconv": tconv_bench, "mutate": mutate_bench, "fuzz": fuzz_bench, "flexarray": flexarray_bench,
+              "llm": llm_bench}
 
 
 

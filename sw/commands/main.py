@@ -54,6 +54,11 @@ def build_parser():
     resources.add_argument("--params", default="")
     resources.add_argument("--json", metavar="PATH")
 
+    from . import llm as llm_cmd
+    llm = commands.add_parser("llm", help="generate text with a llama GGUF, quantized MatMuls on the accelerator")
+    _common(llm)
+    llm_cmd.add_arguments(llm)
+
     benchmark = commands.add_parser("bench", help="run a benchmark")
     _common(benchmark)
     bench.add_arguments(benchmark)
@@ -104,6 +109,9 @@ def _dispatch(args):
     if args.command == "resources":
         from . import resources as resources_cmd
         return resources_cmd.run(args)
+    if args.command == "llm":
+        from . import llm as llm_cmd
+        return llm_cmd.run(args)
     if args.command == "bench":
         from . import bench
         return bench.run(args)

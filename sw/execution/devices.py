@@ -24,6 +24,9 @@ def design_key(accelerator) -> str:
     for folder in dict.fromkeys((_HW, _ACCELERATORS, package)):
         for path in sorted(folder.rglob("*.py")):
             digest.update(path.read_bytes())
+    # Gateware generated from declarations outside hw/ (bfp's decoders come from driver/ggml's format specs).
+    for path in getattr(accelerator, "design_sources", ()):
+        digest.update(Path(path).read_bytes())
     digest.update(repr((type(accelerator).__qualname__, sorted(accelerator.params.items()),
                         amaranth.__version__)).encode())
     return digest.hexdigest()[:32]
