@@ -53,6 +53,10 @@ def build_parser():
     resources.add_argument("--params", default="")
     resources.add_argument("--json", metavar="PATH")
 
+    from . import export as export_cmd
+    export = commands.add_parser("export", help="a Vivado project for a PYNQ board (Verilog, TCL, build script)")
+    export_cmd.add_arguments(export)
+
     benchmark = commands.add_parser("bench", help="run a benchmark")
     _common(benchmark)
     bench.add_arguments(benchmark)
@@ -100,6 +104,9 @@ def main(argv=None):
         if args.command == "resources":
             from . import resources as resources_cmd
             return resources_cmd.run(args)
+        if args.command == "export":
+            from . import export as export_cmd
+            return export_cmd.run(args)
         if args.command == "bench":
             from . import bench
             return bench.run(args)
