@@ -3,10 +3,12 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
+# PYNQ's host classes need numpy < 2: they get their own environment (scripts/pynq-requirements.txt).
+PYNQ_VENV ?= .venv-pynq
 
 .PHONY: setup demo test bench clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(PYNQ_VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml scripts/install-system-deps
 	./scripts/install-system-deps
@@ -15,11 +17,18 @@ $(VENV)/.installed: pyproject.toml scripts/install-system-deps
 	$(BIN)/python -m pip install -q -e ".[test,tvm]"
 	touch $@
 
+$(PYNQ_VENV)/.installed: pyproject.toml scripts/pynq-requirements.txt
+	$(PYTHON) -m venv $(PYNQ_VENV)
+	$(PYNQ_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PYNQ_VENV)/bin/python -m pip install -q -r scripts/pynq-requirements.txt
+	$(PYNQ_VENV)/bin/python -m pip install -q --no-deps -e .
+	touch $@
+
 demo: setup
 	$(BIN)/accelkit run digits_cnn --input zoo:digits_test_x --labels zoo:digits_test_y --compare ref --json results/digits.json
 
 test: setup
-	ACCELKIT_REQUIRE=tvm $(BIN)/python -m pytest -q
+	ACCELKIT_REQUIRE=tvm,pynq $(BIN)/python -m pytest -q
 
 bench: setup
 	$(BIN)/accelkit bench sim-speed --json results/sim-speed.json
@@ -28,4 +37,4 @@ bench: setup
 	$(BIN)/accelkit bench fidelity --json results/fidelity.json
 
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) $(PYNQ_VENV) results .pytest_cache

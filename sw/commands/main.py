@@ -59,6 +59,10 @@ def build_parser():
     _common(llm)
     llm_cmd.add_arguments(llm)
 
+    from . import export as export_cmd
+    export = commands.add_parser("export", help="a Vivado project for a PYNQ board (Verilog, TCL, build script)")
+    export_cmd.add_arguments(export)
+
     benchmark = commands.add_parser("bench", help="run a benchmark")
     _common(benchmark)
     bench.add_arguments(benchmark)
@@ -112,6 +116,9 @@ def _dispatch(args):
     if args.command == "llm":
         from . import llm as llm_cmd
         return llm_cmd.run(args)
+    if args.command == "export":
+        from . import export as export_cmd
+        return export_cmd.run(args)
     if args.command == "bench":
         from . import bench
         return bench.run(args)
