@@ -16,6 +16,7 @@ from ...accelerators.base import get_accelerator, parse_params
 from ...driver.device import DmaTiming
 from ...errors import ParameterError
 from ..execution.executors import open_executor
+from . import arguments
 from ..llm.accelerated import AcceleratorMatMul
 from ..llm.forward import Llama, Sampler
 from ..llm.gguf_model import load_llama
