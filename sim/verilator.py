@@ -193,9 +193,9 @@ class VerilatorDevice(Device):
 
     def _run(self, cycle_budget):
         cycles = self._lib.ak_run(self._live(), cycle_budget)
+        self._keep.clear()     # the harness has dropped the job's DMA queues either way
         if cycles < 0:
             return False, cycle_budget
-        self._keep.clear()
         return True, cycles
 
     @property

@@ -189,7 +189,8 @@ def run_layer(accelerator, device, layer, x, jobs, cycle_budget=None):
     for job in jobs:
         stream = pack_job(layer, x, job, p, words)
         nbytes = output_bytes(job, ow, p)
-        device.configure(**job_registers(layer, job, p, act_min, act_max))
+        device.configure(**job_registers(layer, job, p, act_min, act_max),
+                         IN_BEATS=input_bytes(layer, job, p) // (p["data_width"] // 8))
         device.dma_send(stream)
         received = device.dma_receive(nbytes)
         budget = cycle_budget or 4 * accelerator.job_cycles(layer, job, device.dma) + 1000
