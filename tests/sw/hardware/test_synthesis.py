@@ -8,10 +8,11 @@ TINY = dict(rows=2, cols=3, data_width=16, k_max=16, a_depth=16)
 
 def test_gemm_resources_count_one_multiplier_per_pe():
     estimate = accelerator_resources(GemmAccelerator(**TINY))
-    # Multipliers before mapping: one per PE, two per column for requantization
-    # (32x32 shared by both rounding modes, 32x21 for the float mantissa's high
-    # part), one for the A block size (M_TILES x K).
-    assert estimate.mul_cells_before_mapping == 2 * 3 + 3 * 2 + 1
+    # Multipliers before mapping: one per PE, eight per column for requantization
+    # (the 32x32 product shared by both rounding modes and the 32x21 one for the
+    # float mantissa's high part, each as four 16-bit partial products), one for
+    # the A block size (M_TILES x K).
+    assert estimate.mul_cells_before_mapping == 2 * 3 + 3 * 8 + 1
     # Each int8 PE product maps to one DSP48E1, each column's requantizer to eight.
     assert estimate.dsp == 2 * 3 + 3 * 8
     assert estimate.lut > 0 and estimate.ff > 0
