@@ -41,6 +41,7 @@ from .pe import PEArray, WeightLayout
 from ...errors import ParameterError
 from ...hw.registers import Register, CONFIG_BASE
 from ...hw.shell import CoreBase, word_beats
+from ...hw import pipeline
 from ...hw.words import WordGatherer, WordSender
 from ...hw.requantize import Requantizer, LATENCY as REQUANT_LATENCY
 
@@ -213,11 +214,7 @@ class GemmCore(CoreBase):
         b_word = b_rd.data if per_row == 1 else b_rd.data.word_select(s1_word, layout.word_bits)
 
         def delayed(value, cycles, name):
-            for i in range(cycles):
-                stage = Signal.like(value, name=f"{name}_d{i}")
-                m.d.sync += stage.eq(value)
-                value = stage
-            return value
+            return pipeline.delayed(m, value, cycles, name)
 
         m.submodules.pe_array = array = PEArray(R, layout)
         for i in range(R):
