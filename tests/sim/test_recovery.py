@@ -9,7 +9,8 @@ from accelkit.accelerators.gemm.pe import WeightLayout
 from accelkit.driver.device import DmaTiming
 from accelkit.errors import DeviceError, SimulationTimeout
 from accelkit.hw.registers import STATUS_BUSY, STATUS_INPUT_LONG, STATUS_INPUT_SHORT
-from accelkit.sw.random_layers import random_gemm
+from accelkit.sw.verification.random_layers import random_gemm
+from gemm_helpers import estimate_gemm, run_gemm
 
 TINY = dict(rows=2, cols=2, data_width=32, k_max=16, a_depth=64)
 BACKENDS = ["verilator", "amaranth", "cocotb"]
@@ -17,9 +18,9 @@ BACKENDS = ["verilator", "amaranth", "cocotb"]
 
 def _check_next_job(accelerator, device, seed):
     gemm = random_gemm(np.random.default_rng(seed), 3, 3, 5)
-    out, stats = accelerator.run_gemm(device, gemm)
+    out, stats = run_gemm(accelerator, device, gemm)
     assert np.array_equal(out, gemm.reference())
-    assert stats.cycles == accelerator.estimate_cycles(gemm.shape, device.dma)
+    assert stats.cycles == estimate_gemm(accelerator, gemm, device.dma)
 
 
 def _program(accelerator, device, gemm):
@@ -44,7 +45,7 @@ def test_timed_out_job_is_aborted_and_the_same_device_runs_the_next(device_pool,
     gemm = random_gemm(np.random.default_rng(1), 4, 4, 9)
     # A budget far below the job's length: the job hangs mid-stream with data still queued.
     with pytest.raises(SimulationTimeout, match=r"budget of 12 cycles.*aborted.*STATUS=0x1") as info:
-        accelerator.run_gemm(device, gemm, cycle_budget=12)
+        run_gemm(accelerator, device, gemm, cycle_budget=12)
     assert info.value.status["STATUS"] & STATUS_BUSY
     assert not device.read("STATUS") & STATUS_BUSY       # the abort left the shell idle
     _check_next_job(accelerator, device, 2)
