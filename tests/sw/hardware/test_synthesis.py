@@ -16,3 +16,8 @@ def test_gemm_resources_count_one_multiplier_per_pe():
     # Each int8 PE product maps to one DSP48E1, each column's requantizer to eight.
     assert estimate.dsp == 2 * 3 + 3 * 8
     assert estimate.lut > 0 and estimate.ff > 0
+    # The row buffer (rows x 8*cols bits, read asynchronously) is LUT RAM: counted apart, four LUTs per RAM32M.
+    assert estimate.cells.get("RAM32M", 0) > 0
+    assert estimate.lut_ram == 4 * estimate.cells["RAM32M"] + sum(
+        n for name, n in estimate.cells.items() if name.startswith("SRL"))
+    assert estimate.lut_total == estimate.lut + estimate.lut_ram
