@@ -11,7 +11,14 @@ write that starts the job, at the clock edge where that write is accepted.
 Counting cycles ``n = 0, 1, ...`` after that edge, memory-to-stream beat ``k``
 may be presented from cycle ``latency + floor(k * beat_bytes / bytes_per_cycle)``
 and stream-to-memory beat ``j`` is accepted from cycle
-``floor(j * beat_bytes / bytes_per_cycle)``.
+``floor(j * beat_bytes / bytes_per_cycle)``. A write of CTRL's abort bit, and a
+job that runs out of its cycle budget, drop whatever the channels still hold.
+
+Job control (the shell's ``ap_ctrl_hs``-style registers): :meth:`Device.start`
+refuses to start over a running job, enables the done interrupt and starts;
+:meth:`Device.wait` acknowledges the interrupt, raises :class:`DeviceError`
+when the shell flagged the input stream, and on a timeout aborts the job so
+that the same device runs the next one.
 """
 
 import time
@@ -21,7 +28,8 @@ from dataclasses import dataclass, asdict
 import numpy as np
 
 from ..errors import DeviceError, SimulationTimeout
-from ..hw.registers import RegisterMap
+from ..hw.registers import (RegisterMap, CTRL_START, CTRL_ABORT, STATUS_BUSY, STATUS_INPUT_SHORT,
+                            STATUS_INPUT_LONG, INTERRUPT_DONE)
 
 __all__ = ["DmaTiming", "Counters", "Device", "COUNTER_NAMES", "MAX_DMA_BYTES_PER_CYCLE", "MAX_DMA_LATENCY"]
 
@@ -101,6 +109,10 @@ class Counters:
         return asdict(self)
 
 
+def _shown(status):
+    return ", ".join(f"{k}={v:#x}" if k in ("STATUS", "ID") else f"{k}={v}" for k, v in status.items())
+
+
 class Device(ABC):
     """Abstract accelerator device.
 
@@ -119,6 +131,7 @@ class Device(ABC):
         self.data_width = data_width
         self.beat_bytes = data_width // 8
         self.dma = dma or DmaTiming()
+        self._interrupt_enabled = False
 
     # -- primitives --
     @abstractmethod
@@ -163,7 +176,20 @@ class Device(ABC):
             self.write(name, value)
 
     def start(self) -> None:
-        self.write("CTRL", 1)
+        """Start the job programmed so far; raises :class:`DeviceError` while a job is still running."""
+        status = self.read("STATUS")
+        if status & STATUS_BUSY:
+            raise DeviceError(f"{self.backend}: cannot start a job while the previous one is running "
+                              f"(STATUS={status:#x}); wait for it or abort it (device.abort())")
+        if not self._interrupt_enabled:
+            self.write("IER", INTERRUPT_DONE)
+            self.write("GIE", 1)
+            self._interrupt_enabled = True
+        self.write("CTRL", CTRL_START)
+
+    def abort(self) -> None:
+        """Abort the running job: the core and its streams are reset, the DMA channels dropped."""
+        self.write("CTRL", CTRL_ABORT)
 
     def status(self) -> dict:
         """All readable registers by name, for error reports."""
@@ -176,11 +202,20 @@ class Device(ABC):
         self.run_seconds += time.perf_counter() - started
         if not finished:
             status = self.status()
-            shown = ", ".join(f"{k}={v:#x}" if k in ("STATUS", "ID") else f"{k}={v}" for k, v in status.items())
+            self.abort()
             raise SimulationTimeout(
                 f"{self.backend}: the accelerator did not raise done within its cycle budget of "
-                f"{cycle_budget} cycles (pass a larger budget if the job is legitimately longer); "
-                f"registers: {shown}", budget=cycle_budget, status=status)
+                f"{cycle_budget} cycles (pass a larger budget if the job is legitimately longer); the job was "
+                f"aborted; registers: {_shown(status)}", budget=cycle_budget, status=status)
+        self.write("ISR", INTERRUPT_DONE)
+        status = self.read("STATUS")
+        if status & (STATUS_INPUT_SHORT | STATUS_INPUT_LONG):
+            expected = self.read("IN_BEATS")
+            what = ("ended (TLAST) before" if status & STATUS_INPUT_SHORT else
+                    "did not end (TLAST) on the last of, or was not wholly taken in")
+            raise DeviceError(f"{self.backend}: the job's input stream {what} the IN_BEATS={expected} beats the "
+                              f"job was programmed for; the shell ended the job and reset the core "
+                              f"(STATUS={status:#x})")
         return cycles
 
     def counters(self) -> Counters:

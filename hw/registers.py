@@ -7,10 +7,22 @@ so an offset is written down exactly once.
 
 from dataclasses import dataclass, field
 
-__all__ = ["Register", "RegisterMap", "SHELL_REGISTERS", "CONFIG_BASE", "ID_MAGIC"]
+__all__ = ["Register", "RegisterMap", "SHELL_REGISTERS", "CONFIG_BASE", "ID_MAGIC", "ACCESS_KINDS", "CTRL_START",
+           "CTRL_ABORT", "STATUS_BUSY", "STATUS_DONE", "STATUS_INPUT_SHORT", "STATUS_INPUT_LONG",
+           "INTERRUPT_DONE"]
 
 #: Value of the ID register: ASCII "AKIT", so a host can tell it found an accelkit shell.
 ID_MAGIC = 0x414B4954
+#: What a register's ``access`` may be.
+ACCESS_KINDS = ("rw", "ro", "wo", "w1c")
+
+#: CTRL bits.
+CTRL_START, CTRL_ABORT = 1 << 0, 1 << 1
+#: STATUS bits: busy, done, and why the last job ended in error (cleared by the next start).
+STATUS_BUSY, STATUS_DONE, STATUS_INPUT_SHORT, STATUS_INPUT_LONG = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+#: Interrupt bits of IER and ISR (``ap_ctrl_hs`` numbering: bit 0 is "done").
+INTERRUPT_DONE = 1 << 0
+
 #: First byte offset of accelerator-specific registers; shell registers sit below.
 CONFIG_BASE = 0x40
 
@@ -20,7 +32,9 @@ class Register:
     """One 32-bit register.
 
     ``access`` is ``"rw"`` (host writes, gateware reads), ``"ro"`` (gateware
-    drives, host reads) or ``"wo"`` (write-only strobe, reads return 0).
+    drives, host reads), ``"wo"`` (write-only strobe, reads return 0) or
+    ``"w1c"`` (gateware sets bits, the host reads them and clears a bit by
+    writing 1 to it, like an interrupt status register).
     ``width`` is the number of meaningful bits; ``signed`` tells the host how to
     interpret a read and how to encode a negative write.
     """
@@ -33,8 +47,9 @@ class Register:
     doc: str = ""
 
     def __post_init__(self):
-        if self.access not in ("rw", "ro", "wo"):
-            raise ValueError(f"register {self.name}: access must be 'rw', 'ro' or 'wo', not {self.access!r}")
+        if self.access not in ACCESS_KINDS:
+            raise ValueError(f"register {self.name}: access must be one of {', '.join(ACCESS_KINDS)}, "
+                             f"not {self.access!r}")
         if self.offset % 4:
             raise ValueError(f"register {self.name}: offset must be a multiple of 4, not {self.offset:#x}")
         if not 1 <= self.width <= 32:
@@ -95,8 +110,13 @@ class RegisterMap:
 
 def _shell_registers():
     regs = [
-        Register("CTRL", 0x00, "wo", 1, doc="write 1 to start a job; the DMA channels are armed by this write"),
-        Register("STATUS", 0x04, "ro", 2, doc="bit 0 busy, bit 1 done (cleared by the next start)"),
+        Register("CTRL", 0x00, "wo", 2,
+                 doc="bit 0: start a job (ignored while busy; the DMA channels are armed by this write); "
+                     "bit 1: abort (soft reset of the core and its streams, the job ends without done)"),
+        Register("STATUS", 0x04, "ro", 4,
+                 doc="bit 0 busy, bit 1 done, bit 2 the input stream ended (TLAST) before IN_BEATS beats, "
+                     "bit 3 it went on past IN_BEATS beats or the core finished without taking them all; "
+                     "bits 1-3 are cleared by the next start"),
         Register("ID", 0x08, "ro", doc="0x414B4954 ('AKIT')"),
         Register("INFO", 0x0C, "ro", doc="bits 0-7 data width in bytes, bits 8-31 accelerator-defined"),
     ]
@@ -109,6 +129,14 @@ def _shell_registers():
         ("MACS_HI", "multiply-accumulates issued to the array (high word)"),
     ]
     regs += [Register(name, 0x10 + 4 * i, "ro", doc=doc) for i, (name, doc) in enumerate(counters)]
+    regs += [
+        Register("IN_BEATS", 0x28, "rw", 32,
+                 doc="beats of the job's input stream, latched at start; TLAST must come on the last of them "
+                     "(0: not checked)"),
+        Register("GIE", 0x2C, "rw", 1, doc="global interrupt enable (ap_ctrl_hs style): irq = GIE & |(IER & ISR)"),
+        Register("IER", 0x30, "rw", 1, doc="interrupt enable, bit 0: done"),
+        Register("ISR", 0x34, "w1c", 1, doc="interrupt status, bit 0: a job ended; write 1 to acknowledge"),
+    ]
     return RegisterMap(tuple(regs))
 
 

@@ -3,14 +3,22 @@
 The exported top has Vivado-inferable ports: an AXI4-Lite slave ``s_axi_*`` for
 registers, an AXI4-Stream slave ``s_axis_*`` fed by a DMA memory-to-stream
 channel, an AXI4-Stream master ``m_axis_*`` drained by a stream-to-memory
-channel, and ``irq`` (high while ``done``).
+channel, and ``irq`` (``ap_ctrl_hs`` style: GIE, IER, ISR).
 
 A core is a :class:`amaranth.lib.wiring.Component` with the signature made by
 :func:`core_signature`; the shell adds the register block and the hardware
 performance counters, so every accelerator reports cycles the same way.
+
+Control recovers from a job that goes wrong: CTRL's abort bit soft-resets the
+core and its streams; configuration registers are latched at start (the host
+may program the next job during this one); IN_BEATS states the job's input
+length and the shell checks TLAST against it, ending the job with an error bit
+in STATUS on a short or long stream and dropping the rest of a long transfer
+instead of passing it to the next job; writes honour WSTRB; the interrupt
+follows Vivado HLS's ``ap_ctrl_hs`` (GIE, IER, ISR with acknowledge).
 """
 
-from amaranth import Module, Signal, Cat, Const
+from amaranth import Module, Signal, Cat, Const, Mux, ResetInserter
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 
@@ -113,46 +121,38 @@ class AcceleratorShell(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.core = core = self.core
-
-        # Streams: the flat AXI4-Stream ports are the core's lib.stream ports.
-        m.d.comb += [
-            core.input.payload.data.eq(self.s_axis_tdata),
-            core.input.payload.last.eq(self.s_axis_tlast),
-            core.input.valid.eq(self.s_axis_tvalid),
-            self.s_axis_tready.eq(core.input.ready),
-            self.m_axis_tdata.eq(core.output.payload.data),
-            self.m_axis_tlast.eq(core.output.payload.last),
-            self.m_axis_tvalid.eq(core.output.valid),
-            core.output.ready.eq(self.m_axis_tready),
-        ]
+        core = self.core
+        # Abort and a stream error reset the core (not its memories) through a
+        # registered pulse, so the reset net starts at one flop.
+        soft_reset = Signal()
+        m.submodules.core = ResetInserter(soft_reset)(core)
+        regs = self.register_map
 
         running = Signal()
         done = Signal()
+        input_short, input_long = Signal(), Signal()
+        interrupt_status = Signal()
         cycles, busy_cycles = Signal(32), Signal(32)
         in_stall, out_stall = Signal(32), Signal(32)
         macs = Signal(64)
+        storage = {reg.name: Signal(reg.width, name=f"reg_{reg.name.lower()}")
+                   for reg in (*(r for r in regs if r.name in ("IN_BEATS", "GIE", "IER")), *core.config_registers)}
         readable = {
-            "STATUS": Cat(running, done), "ID": Const(ID_MAGIC, 32),
+            "STATUS": Cat(running, done, input_short, input_long), "ID": Const(ID_MAGIC, 32),
             "INFO": Const((self.data_width // 8) | (core.info << 8), 32),
             "CYCLES": cycles, "BUSY_CYCLES": busy_cycles,
             "IN_STALL_CYCLES": in_stall, "OUT_STALL_CYCLES": out_stall,
-            "MACS_LO": macs[:32], "MACS_HI": macs[32:],
+            "MACS_LO": macs[:32], "MACS_HI": macs[32:], "ISR": interrupt_status,
+            **storage,
         }
-        writable = {}
-        for reg in core.config_registers:
-            field = getattr(core.config, reg.name.lower())
-            storage = Signal(field.shape(), name=f"reg_{reg.name.lower()}")
-            m.d.comb += field.eq(storage)
-            readable[reg.name] = storage
-            writable[reg.name] = storage
         for reg in core.status_registers:
             readable[reg.name] = getattr(core.status, reg.name.lower())
 
         # AXI4-Lite slave, one transaction of each kind at a time. A write is
         # accepted when address and data are both present, which keeps the
         # "start" edge well defined for the simulators' DMA arming rule.
-        start = Signal()
+        start, abort = Signal(), Signal()
+        acknowledge = Signal()
         write_accept = Signal()
         m.d.comb += [
             write_accept.eq(self.s_axi_awvalid & self.s_axi_wvalid & ~self.s_axi_bvalid),
@@ -165,12 +165,18 @@ class AcceleratorShell(wiring.Component):
             m.d.sync += self.s_axi_bvalid.eq(0)
         with m.If(write_accept):
             m.d.sync += self.s_axi_bvalid.eq(1)
+            low_byte = self.s_axi_wdata[:8] & self.s_axi_wstrb[0].replicate(8)
             with m.Switch(self.s_axi_awaddr):
-                with m.Case(self.register_map["CTRL"].offset):
-                    m.d.comb += start.eq(self.s_axi_wdata[0] & ~running)
-                for name, storage in writable.items():
-                    with m.Case(self.register_map[name].offset):
-                        m.d.sync += storage.eq(self.s_axi_wdata[:len(storage)])
+                with m.Case(regs["CTRL"].offset):
+                    m.d.comb += [start.eq(low_byte[0] & ~running), abort.eq(low_byte[1])]
+                with m.Case(regs["ISR"].offset):
+                    m.d.comb += acknowledge.eq(low_byte[0])
+                for name, bits in storage.items():
+                    with m.Case(regs[name].offset):
+                        # Byte lanes without their WSTRB bit keep their value.
+                        for lane in range(0, len(bits), 8):
+                            with m.If(self.s_axi_wstrb[lane // 8]):
+                                m.d.sync += bits[lane:lane + 8].eq(self.s_axi_wdata[lane:lane + 8])
 
         m.d.comb += self.s_axi_arready.eq(~self.s_axi_rvalid)
         with m.If(self.s_axi_rvalid & self.s_axi_rready):
@@ -179,15 +185,69 @@ class AcceleratorShell(wiring.Component):
             m.d.sync += [self.s_axi_rvalid.eq(1), self.s_axi_rdata.eq(0)]
             with m.Switch(self.s_axi_araddr):
                 for name, value in readable.items():
-                    with m.Case(self.register_map[name].offset):
+                    with m.Case(regs[name].offset):
                         m.d.sync += self.s_axi_rdata.eq(value)
+
+        # Configuration is latched at start, so the host may program the next job
+        # while this one runs; in the start cycle the core sees the written value.
+        for reg in core.config_registers:
+            field = getattr(core.config, reg.name.lower())
+            latched = Signal(reg.width, name=f"job_{reg.name.lower()}")
+            with m.If(start):
+                m.d.sync += latched.eq(storage[reg.name])
+            m.d.comb += field.eq(Mux(start, storage[reg.name], latched))
+
+        # Input stream check: the job takes IN_BEATS beats and TLAST must come on
+        # the last one. Beats past IN_BEATS never reach the core; after an error
+        # the rest of the transfer (up to its TLAST) is drained and dropped, so
+        # it cannot become the next job's data. Flags are registered so that
+        # tready depends on flops only.
+        checked = Signal()                    # IN_BEATS was not 0 at start
+        remaining = Signal(32)                # beats still expected
+        open_ = Signal()                      # remaining != 0
+        final = Signal()                      # remaining == 1: the next beat must carry TLAST
+        draining = Signal()
+        taking = Signal()
+        beat = self.s_axis_tvalid & self.s_axis_tready
+        m.d.comb += [
+            taking.eq(running & (open_ | ~checked) & ~soft_reset),
+            core.input.payload.data.eq(self.s_axis_tdata),
+            core.input.payload.last.eq(self.s_axis_tlast),
+            core.input.valid.eq(self.s_axis_tvalid & taking),
+            self.s_axis_tready.eq((core.input.ready & taking) | draining),
+            self.m_axis_tdata.eq(core.output.payload.data),
+            self.m_axis_tlast.eq(core.output.payload.last),
+            self.m_axis_tvalid.eq(core.output.valid & ~soft_reset),
+            core.output.ready.eq(self.m_axis_tready & ~soft_reset),
+        ]
+        short = Signal()
+        long_ = Signal()
+        left_over = Signal()
+        m.d.comb += [
+            short.eq(beat & taking & checked & self.s_axis_tlast & ~final),
+            long_.eq(beat & taking & checked & ~self.s_axis_tlast & final),
+            left_over.eq(running & core.done & checked & open_),
+        ]
+        with m.If(beat & taking & checked):
+            m.d.sync += [remaining.eq(remaining - 1), open_.eq(~final), final.eq(remaining == 2)]
+        with m.If(draining & beat & self.s_axis_tlast):
+            m.d.sync += draining.eq(0)
 
         # Counters cover the cycles after the start write up to and including
         # the cycle the core raises done.
-        m.d.comb += [core.start.eq(start), self.irq.eq(done)]
+        m.d.comb += [
+            core.start.eq(start),
+            self.irq.eq(storage["GIE"][0] & storage["IER"][0] & interrupt_status),
+        ]
+        m.d.sync += soft_reset.eq(0)
+        with m.If(acknowledge):
+            m.d.sync += interrupt_status.eq(0)
         with m.If(start):
-            m.d.sync += [running.eq(1), done.eq(0), cycles.eq(0), busy_cycles.eq(0),
-                         in_stall.eq(0), out_stall.eq(0), macs.eq(0)]
+            in_beats = storage["IN_BEATS"]
+            m.d.sync += [running.eq(1), done.eq(0), input_short.eq(0), input_long.eq(0), draining.eq(0),
+                         cycles.eq(0), busy_cycles.eq(0), in_stall.eq(0), out_stall.eq(0), macs.eq(0),
+                         checked.eq(in_beats != 0), remaining.eq(in_beats), open_.eq(in_beats != 0),
+                         final.eq(in_beats == 1)]
         with m.Elif(running):
             m.d.sync += [
                 cycles.eq(cycles + 1),
@@ -196,6 +256,13 @@ class AcceleratorShell(wiring.Component):
                 out_stall.eq(out_stall + (core.output.valid & ~core.output.ready)),
                 macs.eq(macs + core.macs),
             ]
-            with m.If(core.done):
-                m.d.sync += [running.eq(0), done.eq(1)]
+            with m.If(short | long_ | left_over):
+                # The job ends in error: done and the interrupt tell the host, the core starts afresh.
+                m.d.sync += [running.eq(0), done.eq(1), interrupt_status.eq(1), soft_reset.eq(1),
+                             input_short.eq(short), input_long.eq(long_ | left_over),
+                             draining.eq(long_ | left_over)]
+            with m.Elif(core.done):
+                m.d.sync += [running.eq(0), done.eq(1), interrupt_status.eq(1)]
+        with m.If(abort):
+            m.d.sync += [running.eq(0), done.eq(0), draining.eq(0), soft_reset.eq(1)]
         return m

@@ -61,11 +61,12 @@ class AmaranthDevice(Device):
         ctx.set(s.s_axis_tlast, last)
         ctx.set(s.m_axis_tready, ready)
         sampled = (valid, ctx.get(s.s_axis_tready), ctx.get(s.m_axis_tvalid), ready, ctx.get(s.m_axis_tdata))
-        arm = (ctx.get(s.s_axi_awvalid) and ctx.get(s.s_axi_awready) and ctx.get(s.s_axi_awaddr) == self._ctrl
-               and ctx.get(s.s_axi_wdata) & 1)
+        ctrl_write = (ctx.get(s.s_axi_awvalid) and ctx.get(s.s_axi_awready)
+                      and ctx.get(s.s_axi_awaddr) == self._ctrl)
+        word = ctx.get(s.s_axi_wdata) if ctrl_write else 0
         interrupt = ctx.get(s.irq)
         await ctx.tick()
-        self.streams.edge(*sampled, arm)
+        self.streams.edge(*sampled, bool(word & 1), bool(word & 2))
         return interrupt
 
     def write_register(self, offset, word):
@@ -117,14 +118,16 @@ class AmaranthDevice(Device):
 
     def _run(self, cycle_budget):
         async def command(ctx):
+            result = False, cycle_budget
             for cycle in range(cycle_budget):
                 if await self._cycle(ctx):
-                    return True, cycle
-            return False, cycle_budget
-        finished, cycles = self._call(command)
-        if finished:
+                    result = True, cycle
+                    break
+            # Inside the command, before the test bench drives its next idle cycle: a
+            # timed-out job's data must not feed the next job.
             self.streams.finish()
-        return finished, cycles
+            return result
+        return self._call(command)
 
     def close(self):
         if self._trace is not None:

@@ -380,8 +380,7 @@ class CocotbDevice(Device):
         # Copied on every return, not only at the end, so a timed-out job shows its partial output.
         for buffer, data in zip(self._pending, received):
             buffer[:] = np.frombuffer(data, dtype=np.uint8)
-        if finished:
-            self._pending.clear()
+        self._pending.clear()     # the test bench has dropped the job's DMA queues either way
         return finished, cycles
 
     @property

@@ -54,8 +54,11 @@ class StreamModel:
         ready = self.armed and j < self.receive_beats and self.cycle >= timing.receive_cycle(j, self.beat_bytes)
         return valid, data, valid and k in self._send_last, ready
 
-    def edge(self, s_valid, s_ready, m_valid, m_ready, m_data, arm):
-        """Account for one clock edge given the handshake signals sampled just before it."""
+    def edge(self, s_valid, s_ready, m_valid, m_ready, m_data, arm, abort=False):
+        """Account for one clock edge given the handshake signals sampled just before it.
+
+        ``arm`` and ``abort`` say a CTRL write with the start or abort bit is accepted at this edge.
+        """
         if s_valid and s_ready:
             self.sent += 1
         if m_valid and m_ready:
@@ -63,7 +66,9 @@ class StreamModel:
             self.received += 1
         if self.armed:
             self.cycle += 1
-        if arm:
+        if abort:
+            self.reset()       # the abort resets the DMA channels with the core
+        elif arm:
             self.armed, self.cycle = True, 0
 
     def _store(self, beat, word):
@@ -76,5 +81,5 @@ class StreamModel:
             offset -= buffer.size
 
     def finish(self):
-        """Forget the transfers of the finished job (the buffers stay with the caller)."""
+        """Forget the transfers of the finished or timed-out job (the buffers stay with the caller)."""
         self.reset()

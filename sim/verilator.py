@@ -210,9 +210,9 @@ class VerilatorDevice(Device):
         if not 0 < cycle_budget <= _INT64_MAX:
             raise DeviceError(f"cycle budget must be in 1..{_INT64_MAX}, not {cycle_budget}")
         cycles = self._lib.ak_run(self._live(), cycle_budget)
+        self._keep.clear()     # the harness has dropped the job's DMA queues either way
         if cycles < 0:
             return False, cycle_budget
-        self._keep.clear()
         return True, cycles
 
     @property

@@ -132,7 +132,8 @@ def run_gemm(accelerator, device, gemm, cycle_budget=None, op="gemm", shape=None
         nbytes = output_bytes(m_tiles, n_tiles, rows, cols, width)
         device.configure(K=k, M_TILES=m_tiles, N_TILES=n_tiles, OUTPUT_ZERO_POINT=gemm.output_zero_point,
                          ACT_MIN=gemm.act_min, ACT_MAX=gemm.act_max, REQUANT_MODE=int(gemm.rounding != DOUBLE),
-                         ROW_OFFSET=gemm.row_offset)
+                         ROW_OFFSET=gemm.row_offset,
+                         IN_BEATS=input_bytes(m_tiles, n_tiles, k, rows, layout) // (width // 8))
         device.dma_send(stream)
         received = device.dma_receive(nbytes)
         budget = cycle_budget or 4 * cycle_bound(p, m_tiles, n_tiles, k, device.dma) + 1000

@@ -16,9 +16,10 @@ B tiles are double-buffered so the next one loads while the current one is
 computed. Each PE adds ``a * b`` into its accumulator; operands move one PE per
 cycle (A to the right, B down) and the first/last flags travel with A, so tiles
 follow each other without draining the array. Post-processing (bias,
-requantization, output zero point, clamp) is a pipeline of up to ``rows - 1``
-stages that takes one row of ``cols`` results per cycle as soon as the row is
-final and fills a buffer of ``rows`` rows, always ahead of the readout.
+requantization, output zero point, clamp) is the shared fixed-latency
+requantizer of ``hw/requantize.py``, one per column: it takes one row of
+``cols`` results per cycle as soon as the row is final and fills a buffer of
+``rows`` rows ahead of the readout.
 
 Requantization has the two modes of LiteRT's reference kernels (see
 ``driver/quant.py``), chosen per job by ``REQUANT_MODE``:
@@ -40,9 +41,11 @@ from .pe import PEArray, WeightLayout
 from ...errors import ParameterError
 from ...hw.registers import Register, CONFIG_BASE
 from ...hw.shell import CoreBase, word_beats
+from ...hw import pipeline
 from ...hw.words import WordGatherer, WordSender
+from ...hw.requantize import Requantizer, LATENCY as REQUANT_LATENCY
 
-__all__ = ["GemmCore", "GEMM_CONFIG_REGISTERS", "PARAM_WORDS", "word_beats", "requantizer", "requant_stages"]
+__all__ = ["GemmCore", "GEMM_CONFIG_REGISTERS", "PARAM_WORDS", "word_beats", "readout_delay"]
 
 GEMM_CONFIG_REGISTERS = (
     Register("K", CONFIG_BASE + 0x00, "rw", 16, doc="reduction depth of the job, 1..k_max"),
@@ -211,11 +214,7 @@ class GemmCore(CoreBase):
         b_word = b_rd.data if per_row == 1 else b_rd.data.word_select(s1_word, layout.word_bits)
 
         def delayed(value, cycles, name):
-            for i in range(cycles):
-                stage = Signal.like(value, name=f"{name}_d{i}")
-                m.d.sync += stage.eq(value)
-                value = stage
-            return value
+            return pipeline.delayed(m, value, cycles, name)
 
         m.submodules.pe_array = array = PEArray(R, layout)
         for i in range(R):
@@ -228,19 +227,18 @@ class GemmCore(CoreBase):
 
         # Row i of a tile's results is final C + 1 + i cycles after its last step
         # issues (the step reaches PE (i, C-1) C + i cycles after stage 1); the
-        # readout may load row 0 R cycles later, once the step has crossed the array.
+        # readout may load row 0 readout_delay(R) + 1 cycles after the rows start to enter.
         entry_token = delayed(issue & step_last, C, "entry_token")
-        ready_token = delayed(entry_token, R, "result_token")
+        ready_token = delayed(entry_token, readout_delay(R), "result_token")
 
         # ---- requantization pipeline ----
-        # Rows enter one per cycle as they become final, pass through up to R - 1
-        # register stages (see ``requantizer``) and are written, requantized, into
-        # a buffer of R rows, R cycles after they enter at the latest: never later
-        # than the readout may load them, so the readout's timing is that of a
-        # combinational requantizer. Nothing in the pipeline waits on the output
-        # stream, and each stage register is written only when a row moves into it,
-        # which lets a simulator skip the arithmetic in cycles without a row. The
-        # next tile's rows enter only after this tile's last row has been loaded.
+        # Rows enter one per cycle as they become final, pass through the shared
+        # fixed-latency requantizer (``hw/requantize.py``) and are written,
+        # requantized, into a buffer of R rows. The readout may load row 0 once
+        # both the step has crossed the array (R cycles after the rows start to
+        # enter) and row 0 has left the pipeline (LATENCY + 1 cycles): the later of
+        # the two. Nothing in the pipeline waits on the output stream; the next
+        # tile's rows enter only after this tile's last row has been loaded.
         reading = Signal()
         read_row = Signal(range(R))
         read_t, read_n = Signal(16), Signal(16)
@@ -248,9 +246,6 @@ class GemmCore(CoreBase):
         sender = WordSender(self.output, n_o, W)
         load = reading & sender.free
 
-        # Each tile's rows enter on consecutive cycles, the first one C + 1 cycles
-        # after the tile's last step issues; a stage holds (valid, row index) and
-        # the row's values, one cycle behind the stage before it.
         entering = Signal()
         enter_row = Signal(range(R))
         with m.If(entry_token):
@@ -288,46 +283,8 @@ class GemmCore(CoreBase):
         with m.If(entry_token | entering):
             m.d.sync += row_term.eq(_select(row_totals, next_row[:max(1, (R - 1).bit_length())]) * cfg.row_offset)
 
-        enables, tag = {}, Cat(enter_row, entering)
-        for boundary in requant_stages(R):
-            enables[boundary] = tag[-1]
-            stage_tag = Signal(len(tag), name=f"requant_tag{boundary}")
-            m.d.sync += stage_tag.eq(tag)
-            tag = stage_tag
+        tag = delayed(Cat(enter_row, entering), REQUANT_LATENCY, "requant_tag")
         row, valid = tag[:-1], tag[-1]
-
-        def stage(boundary, name, *fields):
-            """The values ``fields`` ((value, shape) pairs) as seen after pipeline boundary ``boundary``.
-
-            At a registered boundary they are packed into registers of at most 64
-            bits (wider ones would make Verilator build them outside the enable),
-            written only when a row moves into the stage, and without reset: they
-            matter only while the stage holds a row.
-            """
-            wires = []
-            for index, (value, shape) in enumerate(fields):
-                wire = Signal(shape, name=f"{name}_{boundary}_{index}")
-                m.d.comb += wire.eq(value)
-                wires.append(wire)
-            if boundary not in enables:
-                return wires
-            groups = [[]]
-            for wire in wires:
-                if sum(len(w) for w in groups[-1]) + len(wire) > 64:
-                    groups.append([])
-                groups[-1].append(wire)
-            held = []
-            for index, group in enumerate(groups):
-                packed = Signal(sum(len(w) for w in group), name=f"{name}_s{boundary}_{index}", reset_less=True)
-                with m.If(enables[boundary]):
-                    m.d.sync += packed.eq(Cat(*group))
-                at = 0
-                for wire in group:
-                    part = packed[at:at + len(wire)]
-                    held.append(part.as_signed() if wire.shape().signed else part)
-                    at += len(wire)
-            return held
-
         with m.If(self.start):
             m.d.sync += [reading.eq(0), read_t.eq(0), read_n.eq(0), *sender.reset()]
         with m.Elif(ready_token):
@@ -340,10 +297,20 @@ class GemmCore(CoreBase):
 
         out_bytes = []
         for j in range(C):
-            entry = _select([results[i][j] for i in range(R)], enter_row)
-            scaled = requantizer(m, stage, f"post{j}", entry + (field(0, j).as_signed() + row_term), cfg.requant_mode,
-                                 Cat(field(1, j), field(2, j, 22)), field(3, j, 16), cfg.output_zero_point)
-            out_bytes.append(Mux(scaled < cfg.act_min, cfg.act_min, Mux(scaled > cfg.act_max, cfg.act_max, scaled))[:8])
+            m.submodules[f"requantizer{j}"] = requantizer = Requantizer()
+            m.d.comb += [
+                requantizer.valid.eq(entering),
+                # The row term is valid in the cycle the row enters; the bias is added a stage later.
+                requantizer.acc.eq((_select([results[i][j] for i in range(R)], enter_row) + row_term)[:32]),
+                requantizer.bias.eq(field(0, j)),
+                requantizer.float_mode.eq(cfg.requant_mode),
+                requantizer.multiplier.eq(Cat(field(1, j), field(2, j, 22))),
+                requantizer.shifts.eq(field(3, j, 16)),
+                requantizer.zero_point.eq(cfg.output_zero_point),
+                requantizer.act_min.eq(cfg.act_min),
+                requantizer.act_max.eq(cfg.act_max),
+            ]
+            out_bytes.append(requantizer.value)
         m.submodules.row_buffer = row_buffer = Memory(shape=unsigned(8 * C), depth=R, init=[])
         buffer_wr, buffer_rd = row_buffer.write_port(), row_buffer.read_port(domain="comb")
         m.d.comb += [buffer_wr.addr.eq(row), buffer_wr.data.eq(Cat(*out_bytes)), buffer_wr.en.eq(valid),
@@ -364,15 +331,14 @@ class GemmCore(CoreBase):
         return m
 
 
-#: The requantizer's pipeline boundaries (see ``requantizer``) in the order they
-#: are kept when a core has fewer than six rows (it may have at most rows - 1
-#: stages): the ones after the costliest values used more than once come first.
-BOUNDARY_PRIORITY = (2, 4, 1, 3, 5)
+def readout_delay(rows):
+    """Cycles from a tile's rows starting to enter the requantizer to the readout's start token.
 
-
-def requant_stages(rows):
-    """The pipeline boundaries a core with ``rows`` rows registers, in pipeline order (at most rows - 1)."""
-    return sorted(BOUNDARY_PRIORITY[:rows - 1])
+    The readout loads row 0 the cycle after the token: no earlier than the step
+    has crossed the array (``rows``) and row 0 has come out of the requantizer
+    into the row buffer (``REQUANT_LATENCY + 1``).
+    """
+    return max(rows, REQUANT_LATENCY + 1)
 
 
 def _select(values, index):
@@ -383,90 +349,3 @@ def _select(values, index):
                   for i in range(0, len(values), 2)]
         level += 1
     return values[0]
-
-
-def requantizer(m, stage, name, acc, float_mode, multiplier, shifts, zero_point):
-    """Requantization of one int32 value plus the output zero point, as a pipeline; returns a signed(34) value.
-
-    ``multiplier`` is 54 bits (the 53-bit mantissa in float mode, the 31-bit
-    fixed-point multiplier otherwise); ``shifts`` holds left | right << 8 in
-    double-rounding mode and the exponent E in float mode. Apart from the
-    shared product, every value fits 64 bits, which keeps the verilated model fast.
-
-    ``stage(boundary, name, (value, shape), ...)`` returns the values as seen
-    after pipeline boundary 1..5, registered or not (see GemmCore). Each stage
-    computes its values from the registers of the stage before; what one of
-    them needs more than once is a wire of its own (computed once, not copied
-    into every use).
-    """
-    def wire(suffix, value, shape):
-        signal = Signal(shape, name=f"{name}_{suffix}")
-        m.d.comb += signal.eq(value)
-        return signal
-
-    left, right, exponent = shifts[:5], shifts[8:13], shifts[:7]
-
-    # 1: the accumulator with its bias.
-    acc, = stage(1, name, (acc, signed(32)))
-
-    # 2: float mode works on |acc| normalized to [2^31, 2^32): the product with
-    # the 53-bit mantissa then has 84 or 85 bits, so rounding it to 53 significant
-    # bits (as a double multiply does) drops a fixed 31 or 32 bits. Double
-    # rounding works on acc << left. The length is 0 for acc = 0.
-    magnitude = wire("magnitude", Mux(acc < 0, -acc, acc), 32)
-
-    def bit_length(lo, hi):
-        # a balanced tree: a chain of multiplexers would nest too deeply for Amaranth's simulator
-        if hi - lo == 1:
-            return magnitude[lo], Const(lo + 1, range(33))
-        middle = (lo + hi) // 2
-        any_low, length_low = bit_length(lo, middle)
-        any_high, length_high = bit_length(middle, hi)
-        return any_low | any_high, Mux(any_high, length_high, Mux(any_low, length_low, 0))
-
-    shifted = wire("shifted", (acc << left)[:32].as_signed(), signed(32))
-    magnitude, length, acc_negative, shifted_magnitude, negative = stage(
-        2, name, (magnitude, 32), (bit_length(0, 32)[1], range(33)), (acc[31], 1),
-        (Mux(shifted < 0, -shifted, shifted), 32), (shifted[31], 1))
-
-    # 3: the normalized magnitude (a shift by at most 31: a length of 0 means a
-    # zero magnitude) and the operand of the low product.
-    normalized = wire("normalized", magnitude << (32 - length)[:5], 32)
-    normalized, length, negative, acc_negative, operand = stage(
-        3, name, (normalized, 32), (length, range(33)), (negative, 1), (acc_negative, 1),
-        (Mux(float_mode, normalized, shifted_magnitude), 32))
-
-    # 4: two native-width multipliers (32x32 and 32x21, both unsigned) instead of
-    # one 32x54: the low one serves both modes, and nothing is wider than 64 bits,
-    # which keeps the verilated model fast.
-    low, high_part, length, negative, acc_negative = stage(
-        4, name, (operand * multiplier[:32], 64), (normalized * multiplier[32:53], 53), (length, range(33)),
-        (negative, 1), (acc_negative, 1))
-
-    # 5: double rounding: SaturatingRoundingDoublingHighMul(acc << left, M), then a
-    # rounding divide by 2^right (ties away from zero in the first step, the
-    # gemmlowp threshold rule in the second). The first step is done on the
-    # magnitude: (|p| + 2^30) >> 31 for p >= 0 and -((|p| + 2^30 - 1) >> 31) for
-    # p < 0 is the nudge-and-truncate of the reference, without 65-bit values.
-    high_magnitude = wire("high_magnitude", (low[:63] + Mux(negative, (1 << 30) - 1, 1 << 30)) >> 31, 33)
-    high = wire("high", Mux(negative, -high_magnitude, high_magnitude), signed(34))
-    mask = wire("mask", (Const(1, 32) << right)[:32] - 1, 32)
-    rounded = (high >> right) + ((high[:32] & mask) > ((mask >> 1) + high[33]))
-    # Float: the product normalized x M has 84 or 85 bits; round it to 53 bits
-    # (half to even), then take mantissa * 2^-shift to an integer with halves away
-    # from zero, where shift = E + 32 - length - dropped bits.
-    upper = wire("product_upper", high_part + low[32:], 54)     # product >> 32
-    top = upper[52]
-    kept = wire("kept", Mux(top, upper[:53], Cat(low[31], upper[:52])), 53)
-    guard = Mux(top, low[31], low[30])
-    sticky = Mux(top, low[:31] != 0, low[:30] != 0)
-    rounded, shift, zero, acc_negative, mantissa = stage(
-        5, name, (rounded, signed(34)), (exponent + 32 - length - Mux(top, 32, 31), signed(10)),
-        (length == 0, 1), (acc_negative, 1), (kept + (guard & (sticky | kept[0])), 55))
-
-    # Last: mantissa * 2^-shift as ((mantissa >> (shift - 1)) + 1) >> 1, which
-    # avoids a left shift that would widen; the sign, the mode, the zero point.
-    integer = wire("integer", Mux(shift > 63, 0, ((mantissa >> (shift - 1)[:6]) + 1) >> 1), 55)
-    saturated = wire("saturated", Mux((shift <= 0) | (integer >= (1 << 31)), 1 << 31, Mux(zero, 0, integer)), 33)
-    result = Mux(float_mode, Mux(acc_negative, -saturated.as_signed(), saturated.as_signed()), rounded)
-    return wire("scaled", result[:34].as_signed() + zero_point, signed(34))

@@ -7,18 +7,19 @@
   or the cycle after the previous row's last step, whichever is later, and
   takes (valid ky) x (valid kx summed over the streamed columns) x chunks steps;
   its half is free from the cycle after its last step;
-* col2IM: the last step's sums are written two cycles after it issues; the
-  first pixel is requantized into the output register the cycle after that
-  (with no input row, three cycles after the last weight word), and beats
-  leave one per cycle from the following cycle, paced by the stream-to-memory
-  channel.
+* col2IM and readout: the first pixel enters the output register
+  ``first_output(rows)`` cycles after the last step (the adder tree, the
+  read-modify-write, the readout's read and the requantizer's fixed latency;
+  with no input row, counted from the last weight word), and beats leave one
+  per cycle from the following cycle, paced by the stream-to-memory channel:
+  the readout queue keeps the output register fed.
 
 Times are cycle indices after the start write; a job takes (last output beat
 + 1) cycles, which is what the CYCLES counter reports.
 """
 
 from ...driver.device import beats_done
-from .gateware import PARAM_WORDS, word_beats
+from .gateware import PARAM_WORDS, word_beats, first_output
 
 __all__ = ["beats_done", "job_cycles"]
 
@@ -45,5 +46,5 @@ def job_cycles(params, chunks, taps, row_words, steps_per_row, out_pixels, dma):
         first = max(loaded + 1, last_step + 1)
         last_step = first + steps - 1
         released[half] = last_step + 1
-    first_load = last_step + 3
+    first_load = last_step + first_output(rows)
     return beats_done(0, out_pixels * n_o, first_load + 1, beat, bpc, 0) + 1

@@ -136,7 +136,9 @@ def job_registers(layer, job, params, act_min, act_max):
     return dict(IN_W=job.in_w, IN_ROWS=job.in_rows, CIN_CHUNKS=chunks, KH=kh, KW=kw, STRIDE_H=sh, STRIDE_W=sw,
                 BASE_Y=job.base_y, BASE_X=job.base_x, OUT_H=job.out_h, OUT_W=ow, OUT_PIXELS=job.out_h * ow,
                 W_WORDS=kh * kw * chunks, ROW_WORDS=job.in_w * chunks, INPUT_OFFSET=-int(layer.input_zero_point),
-                OUTPUT_ZERO_POINT=int(layer.output_zero_point), ACT_MIN=act_min, ACT_MAX=act_max)
+                OUTPUT_ZERO_POINT=int(layer.output_zero_point), ACT_MIN=act_min, ACT_MAX=act_max,
+                W_KX_INIT=-job.base_x * chunks, W_KX_STEP=sw * chunks, W_KY_INIT=-job.base_y * kw * chunks,
+                W_KY_STEP=sh * kw * chunks, W_KY_ROW=kw * chunks, ACC_Y_INIT=job.base_y * ow, ACC_Y_STEP=sh * ow)
 
 
 def output_bytes(job, ow, params):
@@ -189,7 +191,8 @@ def run_layer(accelerator, device, layer, x, jobs, cycle_budget=None):
     for job in jobs:
         stream = pack_job(layer, x, job, p, words)
         nbytes = output_bytes(job, ow, p)
-        device.configure(**job_registers(layer, job, p, act_min, act_max))
+        device.configure(**job_registers(layer, job, p, act_min, act_max),
+                         IN_BEATS=input_bytes(layer, job, p) // (p["data_width"] // 8))
         device.dma_send(stream)
         received = device.dma_receive(nbytes)
         budget = cycle_budget or 4 * accelerator.job_cycles(layer, job, device.dma) + 1000

@@ -114,10 +114,10 @@ class TB:
             s_ready = valid and s_ready_h.value == 1
             m_valid = ready and m_valid_h.value == 1
             m_data = m_data_h.value.to_unsigned() if m_valid else 0
-            arm = (awvalid_h.value == 1 and awready_h.value == 1 and awaddr_h.value.to_unsigned() == ctrl
-                   and wdata_h.value.to_unsigned() & 1 == 1)
+            word = (wdata_h.value.to_unsigned() if awvalid_h.value == 1 and awready_h.value == 1
+                    and awaddr_h.value.to_unsigned() == ctrl else 0)
             interrupt = irq_h.value == 1
-            streams.edge(valid, s_ready, m_valid, ready, m_data, arm)
+            streams.edge(valid, s_ready, m_valid, ready, m_data, bool(word & 1), bool(word & 2))
             self.total_cycles += 1
             run = self._run
             if run is None:
@@ -131,6 +131,9 @@ class TB:
                 if run.cycles < run.budget:
                     continue
                 run.result = (False, run.budget, self._received())
+                # A timed-out job's data must not feed the next job.
+                streams.finish()
+                self.receives = []
             self._run = None
             run.done.set()
 

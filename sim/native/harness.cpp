@@ -88,7 +88,7 @@ struct Harness {
     int bytes_per_cycle = 8;
     int latency = 0;
     bool single_eval = false;      // see forget_clock
-    // DMA state, reset after every finished job.
+    // DMA state, reset after every finished, timed-out or aborted job.
     std::vector<uint8_t> send;
     std::vector<char> send_last;   // per beat: ends a transfer (TLAST)
     std::vector<Receive> receives;
@@ -164,8 +164,9 @@ struct Harness {
         const bool send_fire = send_valid && top->s_axis_tready;
         const bool receive_fire = receive_ready && top->m_axis_tvalid;
         if (receive_fire) store(received);
-        const bool arm = top->s_axi_awvalid && top->s_axi_awready && top->s_axi_awaddr == ctrl_address &&
-            (top->s_axi_wdata & 1);
+        const bool ctrl_write = top->s_axi_awvalid && top->s_axi_awready && top->s_axi_awaddr == ctrl_address;
+        const bool arm = ctrl_write && (top->s_axi_wdata & 1);
+        const bool abort = ctrl_write && (top->s_axi_wdata & 2);
         const bool interrupt = top->irq;
         top->clk = 1;
         if (single_eval) forget_clock(top->rootp, 0);
@@ -180,7 +181,9 @@ struct Harness {
             advance(receive_at, receive_rest);
         }
         if (armed) ++dma_cycle;
-        if (arm) {
+        if (abort) {
+            finish_job();   // the abort resets the DMA channels with the core
+        } else if (arm) {
             armed = true;
             dma_cycle = 0;
         }
@@ -306,7 +309,8 @@ void ak_receive(void* handle, uint8_t* data, size_t size) {
     h->receive_beats += size / h->beat_bytes;
 }
 
-// Clock until interrupt; returns the cycles run, or -1 when the budget ran out.
+// Clock until interrupt; returns the cycles run, or -1 when the budget ran out. Either
+// way the DMA channels are emptied: a timed-out job's data must not feed the next job.
 int64_t ak_run(void* handle, uint64_t budget) {
     auto* h = static_cast<Harness*>(handle);
     for (uint64_t n = 0; n < budget; ++n) {
@@ -315,6 +319,7 @@ int64_t ak_run(void* handle, uint64_t budget) {
             return int64_t(n);
         }
     }
+    h->finish_job();
     return -1;
 }
 

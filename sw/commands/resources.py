@@ -32,9 +32,12 @@ def run(args):
     estimate = accelerator_resources(accelerator, progress_printer())
     rows = [[name.upper(), getattr(estimate, name), ZYNQ_7020[name], getattr(estimate, name) / ZYNQ_7020[name]]
             for name in ("lut", "ff", "dsp", "bram36")]
+    # LUTs used as distributed RAM or shift registers come out of the same LUT budget.
+    rows.insert(1, ["LUT as RAM", estimate.lut_ram, ZYNQ_7020["lut"], estimate.lut_ram / ZYNQ_7020["lut"]])
     console.print(table(f"{accelerator!r}, Yosys synth_xilinx (xc7)", ["resource", "used", "Zynq-7020", "share"], rows))
-    fits = all(getattr(estimate, name) <= limit for name, limit in ZYNQ_7020.items())
-    console.print(f"fits a PYNQ-Z1 (Zynq-7020): {'yes' if fits else 'NO'}; "
+    used = {"lut": estimate.lut_total, "ff": estimate.ff, "dsp": estimate.dsp, "bram36": estimate.bram36}
+    fits = all(used[name] <= limit for name, limit in ZYNQ_7020.items())
+    console.print(f"fits a PYNQ-Z1 (Zynq-7020), logic and RAM LUTs together: {'yes' if fits else 'NO'}; "
                   f"$mul cells before mapping: {estimate.mul_cells_before_mapping}")
     if args.json:
         write_json(args.json, provenance("resources", accelerator, resources=estimate.as_dict(),

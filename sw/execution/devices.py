@@ -12,7 +12,7 @@ __all__ = ["BACKENDS", "open_device", "design_key"]
 
 BACKENDS = ("verilator", "amaranth", "cocotb")
 
-_HW = Path(__file__).resolve().parent.parent / "hw"
+_HW = Path(__file__).resolve().parents[2] / "hw"   # the package root is three levels up from here
 _ACCELERATORS = _HW.parent / "accelerators"
 
 

@@ -44,7 +44,7 @@ __all__ = ["ResourceEstimate", "estimate_resources", "yosys_script"]
 
 # Bumped whenever the meaning of a cached entry changes without the script
 # text changing (e.g. a different way of counting cells).
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 
 # Families whose primitive names follow the RAMB36*/RAMB18*/DSP48* pattern the
 # counting below relies on.  Older families use RAMB16/RAMB8 and would be
@@ -58,11 +58,16 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*\Z")
 _DESIGN_FILE = "design.v"
 _GENERIC_STAT = "stat_generic.json"
 _MAPPED_STAT = "stat_mapped.json"
+_DEPTH_FILE = "ltp.txt"
 
 # How much of Yosys' output an error message quotes.
 _TAIL_LINES = 25
 
 _LUT_CELLS = frozenset(f"LUT{n}" for n in range(1, 7))
+# LUTs each distributed-RAM or shift-register primitive occupies.
+_LUT_RAM_CELLS = {"RAM16X1S": 1, "RAM32X1S": 1, "RAM64X1S": 1, "RAM16X1D": 2, "RAM32X1D": 2, "RAM64X1D": 2,
+                  "RAM128X1S": 2, "RAM128X1D": 4, "RAM256X1S": 4, "RAM512X1S": 8, "RAM32M": 4, "RAM64M": 4,
+                  "RAM32M16": 8, "RAM64M8": 8, "SRL16E": 1, "SRLC16E": 1, "SRLC32E": 1}
 # Vivado's "Slice Registers" include latches, so they are counted as FFs too.
 _FF_CELLS = frozenset({"FDRE", "FDSE", "FDCE", "FDPE", "FDRE_1", "FDSE_1",
                        "FDCE_1", "FDPE_1", "LDCE", "LDPE"})
@@ -72,9 +77,13 @@ _FF_CELLS = frozenset({"FDRE", "FDSE", "FDCE", "FDPE", "FDRE_1", "FDSE_1",
 class ResourceEstimate:
     """Post-synthesis resource usage of one design (not placed or routed).
 
-    ``lut`` counts only LUT1..LUT6 cells; LUTs used as distributed RAM or shift
-    registers (RAM32M, RAM64X1D, SRL16E, SRLC32E, ...) appear in ``cells`` only.
-    ``bram36`` is in RAMB36 equivalents, a RAMB18 counting as half of one.
+    ``lut`` counts only LUT1..LUT6 cells (logic); ``lut_ram`` the LUTs used as
+    distributed RAM or shift registers (a RAM32M or RAM64M takes four, a
+    RAM64X1D two, an SRL16E one, ...), which a device's LUT budget must also
+    hold. ``bram36`` is in RAMB36 equivalents, a RAMB18 counting as half of one.
+    ``logic_depth`` is the number of cells (LUTs, carry and wide-mux cells) on
+    the longest combinational path between registers, memories, DSPs and ports,
+    as Yosys' ``ltp`` finds it on the mapped netlist (None if it could not).
     """
 
     family: str
@@ -85,6 +94,13 @@ class ResourceEstimate:
     # Left out of the hash (a dict is unhashable); equality still compares it.
     cells: dict[str, int] = field(hash=False)
     mul_cells_before_mapping: int
+    lut_ram: int = 0
+    logic_depth: int | None = None
+
+    @property
+    def lut_total(self) -> int:
+        """Logic LUTs and LUTs used as memory: what must fit the device's LUTs."""
+        return self.lut + self.lut_ram
 
     def as_dict(self) -> dict:
         return {
@@ -95,6 +111,8 @@ class ResourceEstimate:
             "bram36": self.bram36,
             "cells": dict(self.cells),
             "mul_cells_before_mapping": self.mul_cells_before_mapping,
+            "lut_ram": self.lut_ram,
+            "logic_depth": self.logic_depth,
         }
 
     @classmethod
@@ -107,6 +125,8 @@ class ResourceEstimate:
             bram36=float(data["bram36"]),
             cells={str(k): int(v) for k, v in data["cells"].items()},
             mul_cells_before_mapping=int(data["mul_cells_before_mapping"]),
+            lut_ram=int(data.get("lut_ram", 0)),
+            logic_depth=None if data.get("logic_depth") is None else int(data["logic_depth"]),
         )
 
 
@@ -127,6 +147,8 @@ def yosys_script(top: str, family: str = "xc7") -> str:
         f"tee -q -o {_GENERIC_STAT} stat -json",
         f"{synth} -run map_dsp:",
         f"tee -q -o {_MAPPED_STAT} stat -json",
+        # Only combinational primitives are selected, so paths end at flops, memories and DSPs.
+        f"tee -q -o {_DEPTH_FILE} ltp -noff t:LUT* t:CARRY* t:MUXF*",
         "",
     ])
 
@@ -162,8 +184,8 @@ def estimate_resources(
     else:
         report(f"synthesizing {top} with Yosys")
     started = time.monotonic()
-    generic, mapped = _run_yosys(verilog, top, script)
-    estimate = _summarize(family, generic, mapped)
+    generic, mapped, depth = _run_yosys(verilog, top, script)
+    estimate = _summarize(family, generic, mapped, depth)
     report(f"synthesized {top} in {time.monotonic() - started:.1f} s: "
            f"{estimate.lut} LUT, {estimate.ff} FF, {estimate.dsp} DSP, "
            f"{estimate.bram36:g} BRAM36")
@@ -321,12 +343,22 @@ def _run_yosys(verilog: str, top: str, script: str) -> tuple[dict, dict]:
         try:
             generic = _read_stat(workdir / _GENERIC_STAT)
             mapped = _read_stat(workdir / _MAPPED_STAT)
+            depth = _read_depth(workdir / _DEPTH_FILE)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ToolchainError(
                 f"Yosys finished but its statistics for {top!r} could not be "
                 f"read ({exc}); last lines of its output:\n"
                 f"{_tail(proc.stdout)}") from exc
-    return generic, mapped
+    return generic, mapped, depth
+
+
+def _read_depth(path: Path) -> int | None:
+    """Cells on the longest path from ``ltp``'s report ("... (length=N)"); None without one."""
+    try:
+        found = re.search(r"\(length=(\d+)\)", path.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return None
+    return int(found.group(1)) if found else None
 
 
 def _errors(output: str) -> str:
@@ -361,7 +393,8 @@ def _read_stat(path: Path) -> dict[str, int]:
             if name != "$scopeinfo"}
 
 
-def _summarize(family: str, generic: dict[str, int], mapped: dict[str, int]) -> ResourceEstimate:
+def _summarize(family: str, generic: dict[str, int], mapped: dict[str, int],
+               depth: int | None = None) -> ResourceEstimate:
     def total(predicate) -> int:
         return sum(n for name, n in mapped.items() if predicate(name))
 
@@ -374,4 +407,6 @@ def _summarize(family: str, generic: dict[str, int], mapped: dict[str, int]) -> 
                 + 0.5 * total(lambda name: name.startswith("RAMB18"))),
         cells=dict(sorted(mapped.items())),
         mul_cells_before_mapping=generic.get("$mul", 0),
+        lut_ram=sum(n * _LUT_RAM_CELLS.get(name, 0) for name, n in mapped.items()),
+        logic_depth=depth,
     )

@@ -81,17 +81,17 @@ def test_same_program_same_cycles_on_every_backend(device_pool):
 
 def test_hung_job_stops_at_cycle_budget_with_status(device_pool):
     accelerator, device = device_pool(SMALL_PARAMS, "verilator", DmaTiming(4, 0))
-    # Promise two column tiles but send none: the loader waits for input forever.
-    device.configure(K=8, M_TILES=1, N_TILES=2, OUTPUT_ZERO_POINT=0, ACT_MIN=-128, ACT_MAX=127)
+    # Promise two column tiles but send none (and leave the stream length unchecked,
+    # IN_BEATS=0): the loader waits for input forever.
+    device.configure(K=8, M_TILES=1, N_TILES=2, OUTPUT_ZERO_POINT=0, ACT_MIN=-128, ACT_MAX=127, IN_BEATS=0)
     device.dma_send(np.zeros(8 * 4, np.uint8))
     device.dma_receive(4 * 4 * 2)
     with pytest.raises(SimulationTimeout, match=r"within its cycle budget of 500 cycles.*STATUS=0x1") as info:
         device.run(500)
     assert info.value.status["CYCLES"] >= 500
-    # The device stays usable: a fresh instance of the design runs normally afterwards.
-    fresh_accelerator, fresh = device_pool(SMALL_PARAMS, "verilator", DmaTiming(4, 1))
+    # The job was aborted: the same device object runs the next job bit-exact.
     gemm = random_gemm(np.random.default_rng(0), 4, 4, 4)
-    out, _ = run_gemm(fresh_accelerator, fresh, gemm)
+    out, _ = run_gemm(accelerator, device, gemm)
     assert np.array_equal(out, gemm.reference())
 
 

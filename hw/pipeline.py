@@ -1,0 +1,16 @@
+"""Small pipeline helpers shared by the cores."""
+
+from amaranth import Signal
+
+__all__ = ["delayed"]
+
+
+def delayed(m, value, cycles, name):
+    """``value`` through ``cycles`` registers added to ``m``'s sync domain (a plain delay line)."""
+    if not isinstance(cycles, int) or cycles < 0:
+        raise ValueError(f"delay must be a non-negative integer number of cycles, not {cycles!r}")
+    for index in range(cycles):
+        held = Signal.like(value, name=f"{name}_d{index}")
+        m.d.sync += held.eq(value)
+        value = held
+    return value

