@@ -165,6 +165,8 @@ def _check_op(op, tensors, where):
     for position, ranks in _OPERAND_RANKS.get(op.op, {}).items():
         index = op.inputs[position] if position < len(op.inputs) else -1
         if index < 0:
+            if position < _MIN_INPUTS.get(op.op, 0):
+                raise ModelError(f"{label}: input {position} is omitted (-1); this operator needs it")
             continue
         shape = tensors[index].shape
         if len(shape) not in ranks:
@@ -221,7 +223,8 @@ def softmax_scaling_aborts(model):
         tensor = model.tensors[op.inputs[0]]
         if tensor.dtype not in _QUANTIZED_TYPES or tensor.scales is None:
             continue
-        product = float(op.options.get("beta", 1.0)) * float(tensor.scales[0])
+        # without an options table LiteRT runs with beta 0
+        product = float(op.options.get("beta", 0.0)) * float(tensor.scales[0])
         if not product * (1 << 26) > 1:
             found.append((op, product))
     return found
