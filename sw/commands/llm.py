@@ -29,11 +29,11 @@ __all__ = ["add_arguments", "run", "generate_report"]
 def add_arguments(parser):
     parser.add_argument("model", help="a llama-architecture .gguf file")
     parser.add_argument("--prompt", required=True, help="prompt text")
-    parser.add_argument("--max-tokens", type=int, default=16, help="tokens to generate (default 16)")
+    parser.add_argument("--max-tokens", type=arguments.positive_int("token count", 1 << 20), default=16, help="tokens to generate (default 16)")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy")
     parser.add_argument("--top-k", type=int, default=0)
     parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=arguments.seed, default=0)
     parser.add_argument("--quantizer", choices=("ref", "avx2"), default="ref",
                         help="host activation quantizer (ggml's reference or its x86 AVX2 rounding)")
     parser.add_argument("--clock-mhz", type=arguments.clock_mhz, default=100.0, help="clock for tokens/s (default 100 MHz)")
