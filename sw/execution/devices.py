@@ -25,7 +25,7 @@ def design_key(accelerator) -> str:
         for path in sorted(folder.rglob("*.py")):
             digest.update(path.read_bytes())
     # Gateware generated from declarations outside hw/ (bfp's decoders come from driver/ggml's format specs).
-    for path in getattr(accelerator, "design_sources", ()):
+    for path in accelerator.design_sources:
         digest.update(Path(path).read_bytes())
     digest.update(repr((type(accelerator).__qualname__, sorted(accelerator.params.items()),
                         amaranth.__version__)).encode())
