@@ -1,6 +1,7 @@
 """The `accelkit` command line."""
 
 import argparse
+import importlib
 import sys
 
 from ...errors import AccelkitError
@@ -95,34 +96,17 @@ ERROR_EXIT = 2
 INTERNAL_ERROR_EXIT = 70        # EX_SOFTWARE of sysexits.h
 
 
+#: command -> (module relative to this package, function taking the parsed arguments)
+_COMMANDS = {"layer": (".layer", "run"), "run": (".run", "run"), "diff": (".diff", "run"),
+             "quantize": ("..quantization.pot", "quantize_main"), "resources": (".resources", "run"),
+             "llm": (".llm", "run"), "export": (".export", "run"), "bench": (".bench", "run")}
+
+
 def _dispatch(args):
     if args.command == "accelerators":
         return _list_accelerators(args)
-    if args.command == "layer":
-        from . import layer as layer_cmd
-        return layer_cmd.run(args)
-    if args.command == "run":
-        from . import run as run_cmd
-        return run_cmd.run(args)
-    if args.command == "diff":
-        from . import diff as diff_cmd
-        return diff_cmd.run(args)
-    if args.command == "quantize":
-        from ..quantization.pot import quantize_main
-        return quantize_main(args)
-    if args.command == "resources":
-        from . import resources as resources_cmd
-        return resources_cmd.run(args)
-    if args.command == "llm":
-        from . import llm as llm_cmd
-        return llm_cmd.run(args)
-    if args.command == "export":
-        from . import export as export_cmd
-        return export_cmd.run(args)
-    if args.command == "bench":
-        from . import bench
-        return bench.run(args)
-    return 0
+    module, function = _COMMANDS[args.command]
+    return getattr(importlib.import_module(module, __package__), function)(args)
 
 
 def _command(args):
