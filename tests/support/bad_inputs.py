@@ -46,6 +46,9 @@ CASES = [
      r"operator 0 \(SOFTMAX\) has beta x input scale = 1e-09, at most 2\^-26"),
     ("softmax-tiny-scale-tvm", "run {tmp}/softmax_tiny.tflite --backend model --frontend tvm --compare ref",
      "clean error", r"at most 2\^-26"),
+    # a per-channel input: LiteRT hands SOFTMAX a per-tensor scale of 0 and its Prepare aborts
+    ("softmax-per-channel", "run {tmp}/softmax_per_channel.tflite --backend model --compare ref", "clean error",
+     r"operator 0 \(SOFTMAX\) .*quantized per channel, 2 scales"),
     ("softmax-tiny-scale-optimized", "run {tmp}/softmax_tiny.tflite --backend model --cpu-kernels optimized",
      "success", ""),
     # silently wrong
@@ -108,14 +111,18 @@ CASES = [
 ]
 
 
-def softmax_model(scale, classes):
-    """An int8 SOFTMAX over ``classes`` inputs of the given scale (flat when the scale is tiny)."""
+def softmax_model(scale, classes, rows=1):
+    """An int8 SOFTMAX over ``classes`` inputs of the given scale (flat when the scale is tiny).
+
+    ``scale`` may be a list (one per row): an input quantized per channel.
+    """
+    scales = scale if isinstance(scale, list) else [scale]
     def options(builder):
         tflite.SoftmaxOptionsStart(builder)
         tflite.SoftmaxOptionsAddBeta(builder, 1.0)
         return tflite.SoftmaxOptionsEnd(builder)
-    tensors = [Tensor("x", [1, classes], tflite.TensorType.INT8, [scale], [0]),
-               Tensor("y", [1, classes], tflite.TensorType.INT8, [1 / 256], [-128])]
+    tensors = [Tensor("x", [rows, classes], tflite.TensorType.INT8, scales, [0] * len(scales)),
+               Tensor("y", [rows, classes], tflite.TensorType.INT8, [1 / 256], [-128])]
     return build_model(tensors=tensors, opcode=tflite.BuiltinOperator.SOFTMAX, op_version=2,
                        options_type=tflite.BuiltinOptions.SoftmaxOptions, build_options=options,
                        inputs=[0], outputs=[1])
@@ -139,6 +146,7 @@ def make_files(folder):
     np.save(folder / "nan.npy", np.full((1, 4), np.nan, np.float32))
     (folder / "softmax.tflite").write_bytes(softmax_model(0.1, 1000))
     (folder / "softmax_tiny.tflite").write_bytes(softmax_model(1e-9, 1000))
+    (folder / "softmax_per_channel.tflite").write_bytes(softmax_model([0.1, 0.2], 10, rows=2))
     np.save(folder / "flat.npy", np.zeros((1, 1000), np.int8))
     peaked = np.zeros((1, 1000), np.int8)
     peaked[0, 7] = 100

@@ -33,10 +33,16 @@ def run_contained(dispatch, args):
     from ...zoo import resolve_model
     path = resolve_model(args.model)
     model = read_checked_model(path)       # LiteRT and TVM never see a model that fails these checks
+    def per_channel(op):
+        scales = model.tensors[op.inputs[0]].scales
+        return (f" (its input is quantized per channel, {len(scales)} scales, which LiteRT's SOFTMAX reads as "
+                "scale 0)") if len(scales) > 1 else ""
+
     if _uses_reference_kernels(args):
         for op, product in softmax_scaling_aborts(model):
             raise ModelError(
-                f"{path.name}: operator {op.index} (SOFTMAX) has beta x input scale = {product:.3g}, at most 2^-26; "
+                f"{path.name}: operator {op.index} (SOFTMAX) has beta x input scale = {product:.3g}, at most 2^-26"
+                f"{per_channel(op)}; "
                 "LiteRT's reference SOFTMAX kernel cannot scale that and aborts the process. Use --cpu-kernels "
                 "optimized (without --compare ref or --labels, which need the reference kernels), or fix the "
                 "model's softmax input scale")

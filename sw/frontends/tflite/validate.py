@@ -223,8 +223,11 @@ def softmax_scaling_aborts(model):
         tensor = model.tensors[op.inputs[0]]
         if tensor.dtype not in _QUANTIZED_TYPES or tensor.scales is None:
             continue
-        # without an options table LiteRT runs with beta 0
-        product = float(op.options.get("beta", 0.0)) * float(tensor.scales[0])
+        # LiteRT fills the per-tensor scale its kernels read only for a tensor with exactly one
+        # scale; a per-channel tensor reaches SOFTMAX with scale 0. Without an options table,
+        # beta is 0.
+        scale = float(tensor.scales[0]) if len(tensor.scales) == 1 else 0.0
+        product = float(op.options.get("beta", 0.0)) * scale
         if not product * (1 << 26) > 1:
             found.append((op, product))
     return found
