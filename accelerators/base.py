@@ -144,6 +144,8 @@ class Accelerator(ABC):
     #: never part of ``space``, so no search or command line picks one
     faults_available = {}
     faults = frozenset()
+    #: the faults among ``faults_available`` that change the gateware (they join the build's content hash)
+    gateware_faults = frozenset()
     #: files outside hw/ and accelerators/ the gateware is generated from (they join the build's content hash)
     design_sources = ()
 

@@ -33,9 +33,10 @@ class GemmAccelerator(Accelerator):
 
     small_params = {"rows": 4, "cols": 4, "data_width": 32, "k_max": 64, "a_depth": 256}
     faults_available = faults.FAULTS
+    gateware_faults = faults.GATEWARE_FAULTS
 
     def core(self):
-        return GemmCore(**self.params)
+        return GemmCore(**self.params, **faults.core_faults(self.faults, self.params))
 
     @property
     def layout(self):

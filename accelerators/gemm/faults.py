@@ -1,15 +1,17 @@
 """Faults the GEMM accelerator can be given on purpose, to learn which of the project's checks catch what.
 
 Each is switched on by ``accelerator.with_faults(name)`` (never a declared parameter, so no search or
-command line picks one) and changes the host side of the design, not its source: what the driver sends
-or reads back, or what the cost model counts. The gateware is the same build as without faults.
+command line picks one), never by editing a source file. Most change the host side of the design: what
+the driver sends or reads back, or what the cost model counts. ``stuck_pe`` changes the gateware, through
+an elaboration argument of the core: it is a separate build, and ``GATEWARE_FAULTS`` puts it into the
+design's content hash so it never shares a cached build with the fault-free design.
 """
 
 import dataclasses
 
 import numpy as np
 
-__all__ = ["FAULTS", "faulty_gemm", "faulty_output", "FaultyDevice"]
+__all__ = ["FAULTS", "GATEWARE_FAULTS", "core_faults", "faulty_gemm", "faulty_output", "FaultyDevice"]
 
 FAULTS = {
     "requant_shift": "requantization shift off by one: the driver sends each column's multiplier for twice the scale",
@@ -17,7 +19,16 @@ FAULTS = {
     "tiles_swapped": "the outputs of the first two column tiles are swapped when the driver unpacks them",
     "dma_beat_dropped": "the last beat of every job's input stream is not sent",
     "cost_term_removed": "the cost model forgets the readout of each job's last tile (rows + cols cycles)",
+    "stuck_pe": "the PE in the middle of the array (row rows//2, column cols//2) never accumulates (gateware)",
 }
+
+#: faults built into the gateware (the rest act on the host side of an unchanged build)
+GATEWARE_FAULTS = frozenset({"stuck_pe"})
+
+
+def core_faults(faults, params):
+    """Elaboration arguments of the GEMM core for the gateware faults among ``faults``."""
+    return {"stuck_pe": (params["rows"] // 2, params["cols"] // 2)} if "stuck_pe" in faults else {}
 
 
 def faulty_gemm(gemm, faults, layer):

@@ -80,7 +80,8 @@ class GemmCore(CoreBase):
 
     config_registers = GEMM_CONFIG_REGISTERS
 
-    def __init__(self, *, rows=8, cols=8, data_width=64, k_max=2048, a_depth=4096, mult_cols=None, terms=1):
+    def __init__(self, *, rows=8, cols=8, data_width=64, k_max=2048, a_depth=4096, mult_cols=None, terms=1,
+                 stuck_pe=None):
         _positive("rows", rows, 64)
         _positive("cols", cols, 64)
         _positive("k_max", k_max, 32768)
@@ -95,6 +96,7 @@ class GemmCore(CoreBase):
             raise ParameterError(f"k_max ({k_max}) must be at least the {self.layout.words_per_row} weight words "
                                  "one beat carries")
         self.info = rows | (cols << 8)
+        self.stuck_pe = stuck_pe     # a fault injected on purpose (faults.py), not a parameter
         super().__init__(data_width)
 
     def elaborate(self, platform):
@@ -216,7 +218,7 @@ class GemmCore(CoreBase):
         def delayed(value, cycles, name):
             return pipeline.delayed(m, value, cycles, name)
 
-        m.submodules.pe_array = array = PEArray(R, layout)
+        m.submodules.pe_array = array = PEArray(R, layout, self.stuck_pe)
         for i in range(R):
             m.d.comb += [array.a[i].eq(delayed(a_rd.data[8 * i:8 * i + 8].as_signed(), i, f"skew_a{i}")),
                          array.flags[i].eq(delayed(Cat(s1_valid, s1_first, s1_last), i, f"skew_f{i}"))]

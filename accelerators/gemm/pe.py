@@ -163,10 +163,13 @@ class PEArray(wiring.Component):
     a tile), column ``j`` its weight field, both already skewed; operands move one
     PE per cycle, A to the right and B down. ``results[i][j]`` holds the sum of
     the last finished tile.
+
+    ``stuck`` names one PE (row, column) whose accumulator never adds: a fault injected on
+    purpose for mutation testing, never a design parameter (see ``faults.py``).
     """
 
-    def __init__(self, rows, layout: WeightLayout):
-        self.rows, self.layout = rows, layout
+    def __init__(self, rows, layout: WeightLayout, stuck=None):
+        self.rows, self.layout, self.stuck = rows, layout, stuck
         cols = layout.cols
         super().__init__({
             "a": In(signed(8)).array(rows),
@@ -177,6 +180,8 @@ class PEArray(wiring.Component):
 
     def accumulate(self, m, i, j, base, a, b):
         """``base`` plus what PE (i, j) contributes for operand ``a`` and weight field ``b``."""
+        if (i, j) == self.stuck:
+            return base
         if j < self.layout.mult_cols:
             return base + a * b[:8].as_signed()
         # A shift PE: the terms share the weight's sign, so their magnitudes (a * 2^e, a shift,

@@ -29,6 +29,10 @@ def design_key(accelerator) -> str:
         digest.update(Path(path).read_bytes())
     digest.update(repr((type(accelerator).__qualname__, sorted(accelerator.params.items()),
                         amaranth.__version__)).encode())
+    # a fault built into the gateware is another design (host-side faults share the fault-free build)
+    built_in = sorted(set(accelerator.faults) & set(accelerator.gateware_faults))
+    if built_in:
+        digest.update(repr(("faults", built_in)).encode())
     return digest.hexdigest()[:32]
 
 

@@ -24,3 +24,16 @@ def test_faults_stay_out_of_the_parameter_space():
     with pytest.raises(ParameterError, match="has no fault stuck_everything"):
         GemmAccelerator().with_faults("stuck_everything")
     assert GemmAccelerator().faults == frozenset() and GemmAccelerator().with_faults("tiles_swapped").faults
+
+
+def test_a_stuck_pe_is_a_build_of_its_own_and_conformance_catches_it():
+    from accelkit.sw.execution.devices import design_key
+    clean = GemmAccelerator(**GemmAccelerator.small_params)
+    stuck = clean.with_faults("stuck_pe")
+    # a gateware fault never shares a cached build with the clean design; a host-side fault does
+    assert design_key(stuck) != design_key(clean)
+    assert design_key(clean.with_faults("tiles_swapped")) == design_key(clean)
+    results = mutation_table(clean, DmaTiming(8, 0), faults=["stuck_pe"], checks=("conformance",), cases=3)
+    assert not results["none"]["conformance"]["caught"], results["none"]
+    assert results["stuck_pe"]["conformance"]["caught"]
+    assert "cycles" not in results["stuck_pe"]["conformance"]["finding"]     # outputs differ, timing does not
