@@ -1,6 +1,7 @@
 """Running a TFLite model on LiteRT with the accelerator's layers delegated to a device."""
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 
@@ -21,9 +22,13 @@ def make_interpreter(path, cpu_kernels="ref", delegates=(), preserve_all_tensors
         raise ModelError(f"--cpu-kernels must be one of {', '.join(CPU_KERNELS)}, not {cpu_kernels!r}")
     resolver = OpResolverType.BUILTIN_REF if cpu_kernels == "ref" else OpResolverType.AUTO
     try:
-        interpreter = Interpreter(model_path=str(path), experimental_delegates=list(delegates),
-                                  experimental_op_resolver_type=resolver,
-                                  experimental_preserve_all_tensors=preserve_all_tensors)
+        with warnings.catch_warnings():
+            # keeping every tensor is asked for on purpose here (per-layer comparisons); LiteRT's
+            # warning that it is "for debugging" would only confuse the report
+            warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors", category=UserWarning)
+            interpreter = Interpreter(model_path=str(path), experimental_delegates=list(delegates),
+                                      experimental_op_resolver_type=resolver,
+                                      experimental_preserve_all_tensors=preserve_all_tensors)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as error:
         raise ModelError(f"LiteRT cannot load {path}: {error}") from None
