@@ -31,7 +31,7 @@ shows on the host as an unexpected tag, which it reports.
 """
 
 from amaranth import Module, Signal, Cat, Const, Mux, ResetInserter
-from amaranth.lib import wiring
+from amaranth.lib import wiring, stream
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
@@ -40,7 +40,11 @@ from .shell import AcceleratorShell
 from .serial_protocol import PROTOCOL, DEFAULT_CHUNK_BEATS
 from .uart import UartReceiver, UartTransmitter, check_divisor
 
-__all__ = ["SerialShellTop", "PROTOCOL", "DEFAULT_CHUNK_BEATS"]
+__all__ = ["SerialShellTop", "PROTOCOL", "DEFAULT_CHUNK_BEATS", "MIN_BYTE_GAP"]
+
+#: Fewest cycles between received bytes the parser handles (it decodes a command in the cycle after
+#: its last byte); a UART's bytes are ten bit times apart.
+MIN_BYTE_GAP = 4
 
 
 
@@ -50,9 +54,15 @@ class SerialShellTop(wiring.Component):
     ``chunk_beats`` is the depth of the input FIFO, the largest burst the host
     may send before its credit comes back. ``synchronize`` adds the receive
     pin's synchronizer (off in simulation, where ``rx`` is driven on the clock).
+    ``uart=False`` leaves the UART out and exposes its byte streams instead
+    (``rx_bytes``: one byte a cycle when valid, no backpressure; ``tx_bytes``),
+    so a simulation can exercise the protocol without ten bit times per byte;
+    bytes must then come at least :data:`MIN_BYTE_GAP` cycles apart, as a UART's
+    always do.
     """
 
-    def __init__(self, shell: AcceleratorShell, *, divisor, chunk_beats=DEFAULT_CHUNK_BEATS, synchronize=True):
+    def __init__(self, shell: AcceleratorShell, *, divisor, chunk_beats=DEFAULT_CHUNK_BEATS, synchronize=True,
+                 uart=True):
         if not isinstance(shell, AcceleratorShell):
             raise ParameterError(f"SerialShellTop wraps an AcceleratorShell, not {type(shell).__name__}")
         check_divisor(divisor)
@@ -63,22 +73,31 @@ class SerialShellTop(wiring.Component):
         self.chunk_beats = chunk_beats
         self.synchronize = synchronize
         self.beat_bytes = shell.data_width // 8
-        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
+        self.uart = bool(uart)
+        if self.uart:
+            super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
+        else:
+            super().__init__({"rx_bytes": In(stream.Signature(8, always_ready=True)),
+                              "tx_bytes": Out(stream.Signature(8))})
 
     def elaborate(self, platform):
         m = Module()
         shell = self.shell
         m.submodules.shell = shell
-        m.submodules.receiver = receiver = UartReceiver(divisor=self.divisor, synchronize=self.synchronize)
-        m.submodules.transmitter = transmitter = UartTransmitter(divisor=self.divisor)
-        m.d.comb += [receiver.rx.eq(self.rx), self.tx.eq(transmitter.tx)]
+        if self.uart:
+            m.submodules.receiver = receiver = UartReceiver(divisor=self.divisor, synchronize=self.synchronize)
+            m.submodules.transmitter = transmitter = UartTransmitter(divisor=self.divisor)
+            m.d.comb += [receiver.rx.eq(self.rx), self.tx.eq(transmitter.tx)]
+            received, transmitting = receiver.output, transmitter.input
+        else:
+            received, transmitting = self.rx_bytes, self.tx_bytes
         width = shell.data_width
         clear = Signal()
         fifo = ResetInserter(clear)(SyncFIFOBuffered(width=width + 1, depth=self.chunk_beats))
         m.submodules.fifo = fifo
 
-        byte = receiver.output.payload
-        got = receiver.output.valid
+        byte = received.payload
+        got = received.valid
 
         # -- command parser: always takes a byte (a UART cannot wait) --
         command = Signal(8)
@@ -185,9 +204,9 @@ class SerialShellTop(wiring.Component):
         # -- transmitter: one frame at a time; answers first, then output beats --
         frame = Signal(8 * (1 + max(4, self.beat_bytes)))
         frame_left = Signal(range(2 + max(4, self.beat_bytes)))
-        m.d.comb += [transmitter.input.payload.eq(frame[:8]), transmitter.input.valid.eq(frame_left != 0),
+        m.d.comb += [transmitting.payload.eq(frame[:8]), transmitting.valid.eq(frame_left != 0),
                      shell.m_axis_tready.eq(0)]
-        with m.If(transmitter.input.valid & transmitter.input.ready):
+        with m.If(transmitting.valid & transmitting.ready):
             m.d.sync += [frame.eq(frame[8:]), frame_left.eq(frame_left - 1)]
         with m.Elif(frame_left == 0):
             with m.If(answer_pending):

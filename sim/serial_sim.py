@@ -7,6 +7,10 @@ top in Amaranth's simulator: bytes written are driven onto ``rx`` bit by bit
 at the UART's divisor, and ``tx`` is decoded bit by bit, so the UART, the
 protocol bridge, the shell and the core are all the gateware a board runs.
 
+A top built with ``uart=False`` is driven byte by byte instead
+(:data:`~accelkit.hw.serial_link.MIN_BYTE_GAP` cycles apart): the same link,
+shell and core, without the UART's ten bit times per byte.
+
 ``timeout_cycles`` is what pyserial's timeout is on a board: how long one
 ``read`` waits for bytes, in clock cycles.
 """
@@ -15,9 +19,18 @@ from collections import deque
 
 from amaranth.sim import Simulator
 
+from ..driver.serial_device import BITS_PER_BYTE
+from ..hw.serial_link import MIN_BYTE_GAP
+
 __all__ = ["SimulatedSerialPort"]
 
 _PERIOD = 1e-8
+
+
+async def _ticks(ctx, count):
+    # A plain loop: ``tick().repeat()`` is an async generator, which warns when the simulator is dropped mid-wait.
+    for _ in range(count):
+        await ctx.tick()
 
 
 class SimulatedSerialPort:
@@ -34,8 +47,13 @@ class SimulatedSerialPort:
         self.bytes_written = self.bytes_read = 0
         self.sim = Simulator(top)
         self.sim.add_clock(_PERIOD)
-        self.sim.add_testbench(self._drive_rx, background=True)
-        self.sim.add_testbench(self._decode_tx, background=True)
+        if top.uart:
+            self.sim.add_testbench(self._drive_rx, background=True)
+            self.sim.add_testbench(self._decode_tx, background=True)
+            self._byte_cycles = BITS_PER_BYTE * self.divisor
+        else:
+            self.sim.add_testbench(self._exchange_bytes, background=True)
+            self._byte_cycles = MIN_BYTE_GAP
         self._cycles = 0
         self._trace = None
         if trace is not None:
@@ -46,25 +64,40 @@ class SimulatedSerialPort:
         top, divisor = self.top, self.divisor
         while True:
             if not self._to_board:
-                await ctx.tick().repeat(divisor)
+                await _ticks(ctx, divisor)
                 continue
             byte = self._to_board.popleft()
             for bit in (0, *((byte >> i) & 1 for i in range(8)), 1):
                 ctx.set(top.rx, bit)
-                await ctx.tick().repeat(divisor)
+                await _ticks(ctx, divisor)
 
     async def _decode_tx(self, ctx):
         top, divisor = self.top, self.divisor
         while True:
             await ctx.negedge(top.tx)
             # Sample each bit in its middle: half a bit after the start bit's edge, then one bit apart.
-            await ctx.tick().repeat(divisor // 2)
+            await _ticks(ctx, divisor // 2)
             byte = 0
             for i in range(8):
-                await ctx.tick().repeat(divisor)
+                await _ticks(ctx, divisor)
                 byte |= ctx.get(top.tx) << i
-            await ctx.tick().repeat(divisor)
+            await _ticks(ctx, divisor)
             self._from_board.append(byte)
+
+    async def _exchange_bytes(self, ctx):
+        top = self.top
+        ctx.set(top.tx_bytes.ready, 1)
+        gap = 0
+        while True:
+            if gap == 0 and self._to_board:
+                ctx.set(top.rx_bytes.payload, self._to_board.popleft())
+                ctx.set(top.rx_bytes.valid, 1)
+                gap = MIN_BYTE_GAP
+            _, _, valid, payload = await ctx.tick().sample(top.tx_bytes.valid, top.tx_bytes.payload)
+            ctx.set(top.rx_bytes.valid, 0)
+            gap = max(gap - 1, 0)
+            if valid:
+                self._from_board.append(payload)
 
     @property
     def cycles(self):
@@ -82,7 +115,7 @@ class SimulatedSerialPort:
 
     def read(self, size=1):
         waited = 0
-        step = 10 * self.divisor
+        step = 64
         while len(self._from_board) < size and waited < self.timeout_cycles:
             self._advance(step)
             waited += step
