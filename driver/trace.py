@@ -18,13 +18,13 @@ trace: record a layer on Verilator, replay it on the board's device.
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DeviceError
-from ..hw.registers import STATUS_DONE
+from ..hw.registers import STATUS_DONE, Register, RegisterMap
 from .device import Device
 
 __all__ = ["DeviceTrace", "RecordingDevice", "replay", "ReplayReport", "TIMING_REGISTERS"]
@@ -57,6 +57,13 @@ class DeviceTrace:
                  "payload": len(self.payloads) - 1}
         self.entries.append(entry)
         return entry
+
+    def register_map(self) -> RegisterMap:
+        """The register map of the design the trace was recorded on (what a board-side device needs)."""
+        try:
+            return RegisterMap(tuple(Register(**reg) for reg in self.device["registers"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise DeviceError(f"the trace carries no usable register map ({error})") from None
 
     def count(self, op):
         return sum(1 for entry in self.entries if entry["op"] == op)
@@ -100,7 +107,8 @@ class RecordingDevice(Device):
         self.device = device
         self.backend = device.backend
         self.trace = DeviceTrace(device={"backend": device.backend, "data_width": device.data_width,
-                                         "dma": device.dma.as_dict()})
+                                         "dma": device.dma.as_dict(),
+                                         "registers": [asdict(reg) for reg in device.register_map]})
         self._names = {reg.offset: reg.name for reg in device.register_map}
         self._pending = []
         super().__init__(device.register_map, device.data_width, device.dma)

@@ -15,6 +15,8 @@ shell and core, without the UART's ten bit times per byte.
 ``read`` waits for bytes, in clock cycles.
 """
 
+import socket
+import threading
 from collections import deque
 
 from amaranth.sim import Simulator
@@ -123,6 +125,47 @@ class SimulatedSerialPort:
         del self._from_board[:size]
         self.bytes_read += len(data)
         return data
+
+    def read_available(self, cycles=256):
+        """Run ``cycles`` clock cycles and return every byte the board sent meanwhile."""
+        self._advance(cycles)
+        data = bytes(self._from_board)
+        self._from_board.clear()
+        self.bytes_read += len(data)
+        return data
+
+    def serve_tcp(self, *, host="127.0.0.1", port=0):
+        """Serve this port to one TCP client (pyserial's ``socket://HOST:PORT``) from a thread.
+
+        Returns (the bound port, the thread); the thread ends when the client disconnects.
+        """
+        listener = socket.create_server((host, port))
+        bound = listener.getsockname()[1]
+
+        def serve():
+            with listener:
+                connection, _ = listener.accept()
+            with connection:
+                connection.setblocking(False)
+                while True:
+                    try:
+                        data = connection.recv(65536)
+                        if not data:
+                            return
+                        self.write(data)
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        return
+                    answer = self.read_available()
+                    if answer:
+                        connection.setblocking(True)
+                        connection.sendall(answer)
+                        connection.setblocking(False)
+
+        thread = threading.Thread(target=serve, name="simulated-serial-port", daemon=True)
+        thread.start()
+        return bound, thread
 
     def close(self):
         if self._trace is not None:
