@@ -178,6 +178,17 @@ def _check_trace(args):
     check_output_path(trace, "--trace")
 
 
+def _check_record(args):
+    record = getattr(args, "record", None)
+    if record is None:
+        return
+    if args.backend == "model":
+        raise ParameterError("--record needs a device: the model backend (golden and cost models) makes no "
+                             "transactions; use --backend verilator, amaranth or cocotb")
+    for suffix in (".jsonl", ".npz"):
+        check_output_path(str(Path(record).with_suffix(suffix)), "--record")
+
+
 def check_command(args):
     """Checks across values, and of every output path, before a command does any work.
 
@@ -191,4 +202,5 @@ def check_command(args):
         check_output_path(f"{args.output}.pot.json", "--output's side file")
     if args.command == "layer":
         _check_layer(args)
+        _check_record(args)
     _check_trace(args)

@@ -12,6 +12,7 @@ import numpy as np
 from ...accelerators.base import get_accelerator, parse_params
 from ...driver.device import DmaTiming
 from ...driver.kinds import kinds
+from ...driver.trace import RecordingDevice
 from ...errors import ParameterError
 from ..execution.executors import open_executor
 from ..reports.output import console, progress_printer, provenance, table, write_json
@@ -39,6 +40,8 @@ def add_arguments(parser):
                                 help=help_text)
     parser.add_argument("--seed", type=arguments.seed, default=0)
     parser.add_argument("--trace", metavar="WAVE.fst", help="write a waveform (.fst or .vcd)")
+    parser.add_argument("--record", metavar="TRACE", help="record the device transactions to TRACE.jsonl and "
+                        "TRACE.npz (for `accelkit replay` or `accelkit-board replay` on a board)")
     parser.add_argument("--cycle-budget", type=arguments.cycle_budget, help="cycles before a job is declared hung "
                         "(default: 4x the cost model's estimate)")
 
@@ -69,9 +72,15 @@ def run(args):
     plan = accelerator.plan(layer, *(x.shape for x in inputs))
     progress = progress_printer()
     with open_executor(accelerator, args.backend, dma, args.trace, progress) as executor:
+        if args.record:
+            executor.device = RecordingDevice(executor.device)
+            executor.device.trace.device["accelerator"] = {"name": accelerator.name, "params": accelerator.params}
         progress(f"running {kind.name} {shape} on {accelerator!r} ({args.backend})")
         expected = layer.reference(*inputs)
         out, stats = executor.run(plan, *inputs, cycle_budget=args.cycle_budget)
+        if args.record:
+            executor.device.trace.save(args.record)
+            progress(f"recorded {len(executor.device.trace.entries)} transactions to {args.record}.jsonl/.npz")
     estimate = accelerator.estimate(plan, dma).cycles
     bit_exact = bool(out.shape == expected.shape and np.array_equal(out, expected))
     record = provenance("layer", accelerator, args.backend, dma, args.seed, op=kind.name, shape=shape,

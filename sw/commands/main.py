@@ -61,8 +61,13 @@ def build_parser():
     llm_cmd.add_arguments(llm)
 
     from . import export as export_cmd
-    export = commands.add_parser("export", help="a Vivado project for a PYNQ board (Verilog, TCL, build script)")
+    export = commands.add_parser("export", help="a Vivado project for a PYNQ board (Verilog, TCL, build script), "
+                                 "or a bitstream built here for an ECP5 board")
     export_cmd.add_arguments(export)
+
+    from . import replay as replay_cmd
+    replaying = commands.add_parser("replay", help="play a recorded device trace on another device and check it")
+    replay_cmd.add_arguments(replaying)
 
     benchmark = commands.add_parser("bench", help="run a benchmark")
     _common(benchmark)
@@ -99,7 +104,8 @@ INTERNAL_ERROR_EXIT = 70        # EX_SOFTWARE of sysexits.h
 #: command -> (module relative to this package, function taking the parsed arguments)
 _COMMANDS = {"layer": (".layer", "run"), "run": (".run", "run"), "diff": (".diff", "run"),
              "quantize": ("..quantization.pot", "quantize_main"), "resources": (".resources", "run"),
-             "llm": (".llm", "run"), "export": (".export", "run"), "bench": (".bench", "run")}
+             "llm": (".llm", "run"), "export": (".export", "run"), "bench": (".bench", "run"),
+             "replay": (".replay", "run")}
 
 
 def _dispatch(args):

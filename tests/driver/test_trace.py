@@ -52,3 +52,18 @@ def test_replay_refuses_a_trace_of_another_stream_width(device_pool, tmp_path):
     (tmp_path / "bad.jsonl").write_text("not json\n")
     with pytest.raises(DeviceError, match="not a readable device trace"):
         DeviceTrace.load(tmp_path / "bad")
+
+
+def test_layer_record_and_replay_commands(tmp_path):
+    from accelkit.sw.commands import main as cli
+    from tests_params import SMALL_PARAMS
+    small = ",".join(f"{k}={v}" for k, v in SMALL_PARAMS.items())
+    trace = str(tmp_path / "t")
+    assert cli.main(["layer", "fc", "--batch", "2", "--k", "9", "--n", "3", "--params", small, "--seed", "3",
+                     "--record", trace]) == 0
+    assert cli.main(["replay", trace, "--backend", "amaranth",
+                     "--json", str(tmp_path / "r.json")]) == 0
+    import json
+    assert json.loads((tmp_path / "r.json").read_text())["report"]["ok"]
+    assert cli.main(["replay", trace, "--params", "rows=2,cols=2,data_width=32"]) == 2      # another design
+    assert cli.main(["layer", "fc", "--backend", "model", "--record", trace]) == 2
