@@ -32,12 +32,14 @@ from ....errors import ParameterError, ToolchainError
 from ....sim.toolchain import cache_root
 
 __all__ = ["Ecp5Build", "build_ulx3s", "program_ulx3s", "uart_divisor", "ULX3S_CLOCK_HZ", "DEFAULT_BAUD",
-           "ECP5_BOARDS"]
+           "ECP5_BOARDS", "ECP5_85F_CELLS"]
 
 #: The ULX3S's oscillator; the design runs on it directly (no PLL).
 ULX3S_CLOCK_HZ = 25_000_000
 #: The FT231X carries 1 Mbaud; 25 MHz divides it exactly (25 cycles a bit).
 DEFAULT_BAUD = 1_000_000
+#: Cells of the LFE5U-85F by nextpnr's names (what a build's utilisation is measured against).
+ECP5_85F_CELLS = {"TRELLIS_COMB": 83640, "TRELLIS_FF": 83640, "MULT18X18D": 156, "DP16KD": 208, "TRELLIS_IO": 365}
 #: Boards this flow builds for: name -> amaranth-boards platform class name.
 ECP5_BOARDS = {"ulx3s-85f": "ULX3S_85F_Platform"}
 _CACHE_FORMAT = 1
