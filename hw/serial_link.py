@@ -13,8 +13,8 @@ Host to board (little-endian fields):
 * ``S flags:u8 count:u16`` followed by ``count`` stream beats (``count`` times
   the beat's bytes, little-endian): beats for the shell's input stream; flag
   bit 0 puts TLAST on the last of them. ``count`` is at most the chunk size
-  (INFO of the link, :attr:`SerialShellTop.chunk_beats`); the beats wait in a
-  FIFO of that depth, and ``k`` answers when all of them have entered the
+  (:attr:`SerialShellTop.chunk_beats`, written to the build's ``ecp5-build.json``);
+  the beats wait in a FIFO of that depth, and ``k`` answers when all of them have entered the
   shell. The host sends the next chunk only after the ``k`` of the previous
   one (a credit of one chunk), because a UART has no backpressure.
 * ``X``: drop the beats still waiting in the FIFO (after an abort); answered ``x``.
