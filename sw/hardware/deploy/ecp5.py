@@ -154,7 +154,8 @@ def build_ulx3s(accelerator, out_dir, *, board="ulx3s-85f", baud=DEFAULT_BAUD, c
         raise ParameterError(f"placer seed must be a non-negative integer, not {seed!r}")
     platform = _platform(board)
     name = f"{accelerator.top_name}_{board.replace('-', '_')}"
-    plan = platform.prepare(_board_top(accelerator, divisor, chunk_beats), name=name,
+    # No source locations in the netlist: an edit elsewhere in a Python file must not miss the cache.
+    plan = platform.prepare(_board_top(accelerator, divisor, chunk_beats), name=name, emit_src=False,
                             nextpnr_opts=f"--seed {seed} --report {name}.report.json")
     digest = hashlib.sha256()
     for part in (f"format={_CACHE_FORMAT}", *_versions(), *(f"{path}\0{content}" for path, content
