@@ -5,10 +5,12 @@ The decoder takes input beats one per cycle whenever it is in a loading state
 is one run of beats (``beats_done`` gives the cycle of any beat in it): the
 model walks runs (one per tile, ``compiler.Run``), not folds. A step
 fires with its last beat; its sums are written ``write_delay`` cycles later. A
-READOUT waits for the last write, issues one accumulation word per cycle, each
-reaching the output FIFO ``readout_delay`` cycles after its read; the sender
-takes a word when the previous one has left, and the decoder moves on after
-the last word is taken. The output FIFO's credit never slows the readout below
+READOUT hands its tile to the readout engine once the engine has taken the last
+word of the tile before (the accumulation buffer has two banks), and the
+decoder moves on the cycle after. The engine waits for the tile's last write,
+issues one accumulation word per cycle, each reaching the output FIFO
+``readout_delay`` cycles after its read; the sender takes a word when the
+previous one has left. The output FIFO's credit never slows the readout below
 the output stream's pace (its depth exceeds the read-to-FIFO delay), so no
 term for it appears. Cycle indices count from the start write; the job takes
 (last output beat + 1) cycles, what the CYCLES counter reports.
@@ -29,6 +31,7 @@ def program_cycles(design, program, dma):
     ready = 0                 # first cycle the decoder takes the next beat
     in_beat = out_beat = 0
     last_sent = -1            # cycle the last output beat so far left
+    taken = -1                # cycle the engine's last word so far was taken by the sender
     end = 0
     for run in program.runs:
         # the last step fires with the beat before the READOUT header
@@ -36,7 +39,8 @@ def program_cycles(design, program, dma):
         header = max(last_fire + 1, latency + (in_beat + run.beats - 1) * beat // bpc)
         in_beat += run.beats
         words = run.words
-        first_read = max(header + 1, last_fire + write + 1)
+        handover = max(header + 1, taken + 1)
+        first_read = max(handover + 1, last_fire + write + 1)
         arrive = first_read + delay          # the FIFO offers word w from cycle arrive + w
         start = max(arrive + 1, last_sent + 1)
         if words > 1:
@@ -46,7 +50,7 @@ def program_cycles(design, program, dma):
             taken = max(arrive, last_sent)
         last_sent = beats_done(out_beat, words * out_word, start, beat, bpc, 0)
         out_beat += words * out_word
-        ready = taken + 1
+        ready = handover + 1
         end = last_sent + 1
     return end
 

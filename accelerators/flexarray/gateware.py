@@ -27,8 +27,12 @@ header's low 32 bits: opcode (bits 0-2), ``first`` (3), ``last`` (4), a count
   values to any multipliers each cycle). After a step's last beat its products
   enter the reduction network; the sums of step ``s`` are written into
   accumulation word ``s`` (``first``) or added to it.
-* READOUT (5): once the last step has been written, accumulation words
-  ``0..count-1`` are read in order through ``RN_BW`` requantizers and sent out,
+* READOUT (5): hands the tile's accumulation bank and parameters to the
+  readout engine and switches the steps to the other bank: the next tile's
+  commands stream in while this one is read out (double-buffered
+  accumulation). The decoder waits here only while the engine still reads the
+  tile before. The engine waits for the tile's last write, then reads words
+  ``0..count-1`` in order through ``RN_BW`` requantizers and sends them out,
   ``RN_BW`` int8 per word (zero-padded to whole beats), TLAST on the last beat
   of a READOUT marked ``last``, which ends the job.
 
@@ -176,10 +180,12 @@ class FlexArrayCore(CoreBase):
         in_flight = Signal()
         header = beat[:32]
 
-        # readout state
-        issue_addr, issued, popped = Signal(16), Signal(16), Signal(16)
+        # readout engine: the tile handed over by READOUT (its bank, word count, last) and its progress
+        bank = Signal()                   # the bank STEPS accumulate into
+        engine_busy, engine_bank, engine_last, engine_count = Signal(), Signal(), Signal(), Signal(16)
+        issued, popped = Signal(16), Signal(16)
         outstanding = Signal(range(fifo_depth() + 1))
-        readout_last = Signal()
+        param_active = Signal(param_beats * width, reset_less=True)
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
@@ -189,8 +195,7 @@ class FlexArrayCore(CoreBase):
                 m.d.comb += self.input.ready.eq(1)
                 with m.If(accepted):
                     m.d.sync += [opcode.eq(header[:3]), first.eq(header[3]), last.eq(header[4]),
-                                 count.eq(header[8:24]), per_step.eq(header[24:32]), step.eq(0), step_beat.eq(0),
-                                 issue_addr.eq(0), issued.eq(0), popped.eq(0)]
+                                 count.eq(header[8:24]), per_step.eq(header[24:32]), step.eq(0), step_beat.eq(0)]
                     with m.Switch(header[:3]):
                         with m.Case(Opcode.MAP):
                             m.d.sync += beats_left.eq(map_beats)
@@ -228,11 +233,16 @@ class FlexArrayCore(CoreBase):
                         with m.If(step + 1 == count):
                             m.next = "HEADER"
             with m.State("READOUT"):
-                with m.If(pop & (popped + 1 == count)):
+                with m.If(~engine_busy):
+                    m.d.sync += [engine_busy.eq(1), engine_bank.eq(bank), engine_last.eq(last),
+                                 engine_count.eq(count), issued.eq(0), popped.eq(0), bank.eq(~bank),
+                                 param_active.eq(param_reg)]
+                    m.next = "HEADER"
                     with m.If(last):
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.next = "HEADER"
+                        m.next = "DRAIN"
+            with m.State("DRAIN"):
+                with m.If(~engine_busy):
+                    m.next = "IDLE"
 
         # ---- multiplier switches: capture (distribution network), then registered products ----
         lane_values = [beat[8 * l:8 * l + 8].as_signed() for l in range(bw)]
@@ -272,18 +282,22 @@ class FlexArrayCore(CoreBase):
                      network.select.eq(product_select), network.lane_of.eq(product_lane_of)]
 
         # step tags (accumulation address, first) travel alongside: a delay line from the fire cycle
-        tag_layout = data.StructLayout({"valid": 1, "first": 1, "addr": 16})
+        bank_bits = (self.acc_depth - 1).bit_length()
+        tag_layout = data.StructLayout({"valid": 1, "first": 1, "addr": bank_bits + 1})
         tags = [Signal(tag_layout, name="tag0")]
-        m.d.comb += [tags[0].valid.eq(fire), tags[0].first.eq(first), tags[0].addr.eq(step)]
+        m.d.comb += [tags[0].valid.eq(fire), tags[0].first.eq(first),
+                     tags[0].addr.eq(Cat(step[:bank_bits], bank))]
         for k in range(1, write_delay(n) + 1):
             tag = Signal(tag_layout, name=f"tag{k}")
             m.d.sync += tag.eq(tags[-1])
             tags.append(tag)
-        m.d.comb += in_flight.eq(Cat(t.valid for t in tags[1:]).any())
+        # the engine's bank is still being written while a step of it is in flight
+        m.d.comb += in_flight.eq(Cat(t.valid & (t.addr[bank_bits] == engine_bank) for t in tags[1:]).any())
 
-        # ---- accumulation buffer: read at the network's output, add (or not) and write a cycle later ----
-        m.submodules.acc = acc = Memory(shape=unsigned(LANE_WIDTH * lanes), depth=self.acc_depth, init=[])
-        acc_wr, acc_rd = acc.write_port(), acc.read_port(transparent_for=())
+        # ---- accumulation buffer, two banks: read at the network's output, add (or not) and write a cycle
+        # later; the readout engine reads the other bank through a port of its own ----
+        m.submodules.acc = acc = Memory(shape=unsigned(LANE_WIDTH * lanes), depth=2 * self.acc_depth, init=[])
+        acc_wr, acc_rd, out_rd = acc.write_port(), acc.read_port(transparent_for=()), acc.read_port(transparent_for=())
         read_tag, write_tag = tags[write_delay(n) - 1], tags[write_delay(n)]
         sums = Signal(LANE_WIDTH * lanes, reset_less=True)
         with m.If(read_tag.valid):
@@ -295,8 +309,8 @@ class FlexArrayCore(CoreBase):
         # ---- readout: issue reads (credits keep the FIFO from overflowing), requantize, queue, send ----
         depth = fifo_depth()
         issue = Signal()
-        m.d.comb += issue.eq(fsm.ongoing("READOUT") & ~in_flight & (issued != count) & (outstanding < depth))
-        m.d.comb += acc_rd.addr.eq(Mux(issue, issued, read_tag.addr))
+        m.d.comb += issue.eq(engine_busy & ~in_flight & (issued != engine_count) & (outstanding < depth))
+        m.d.comb += [acc_rd.addr.eq(read_tag.addr), out_rd.addr.eq(Cat(issued[:bank_bits], engine_bank))]
         requant_valid = Signal()
         m.d.sync += requant_valid.eq(issue)
         with m.If(issue):
@@ -309,9 +323,9 @@ class FlexArrayCore(CoreBase):
 
             def param(kind, bits=32):
                 offset = 8 * (PARAM_BYTES_PER_LANE * j + 4 * kind)
-                return param_reg[offset:offset + bits]
+                return param_active[offset:offset + bits]
 
-            m.d.comb += [unit.valid.eq(requant_valid), unit.acc.eq(acc_rd.data[LANE_WIDTH * j:LANE_WIDTH * (j + 1)]),
+            m.d.comb += [unit.valid.eq(requant_valid), unit.acc.eq(out_rd.data[LANE_WIDTH * j:LANE_WIDTH * (j + 1)]),
                          unit.bias.eq(param(0)), unit.multiplier.eq(Cat(param(1), param(2, 22))),
                          unit.shifts.eq(param(3, 16)), unit.float_mode.eq(cfg.requant_mode),
                          unit.zero_point.eq(cfg.output_zero_point), unit.act_min.eq(cfg.act_min),
@@ -327,10 +341,12 @@ class FlexArrayCore(CoreBase):
         m.d.sync += outstanding.eq(outstanding + issue - pop)
         with m.If(pop):
             m.d.sync += [*sender.load(Cat(fifo.r_data, Const(0, out_beats * width - 8 * lanes)),
-                                      last & (popped + 1 == count)), popped.eq(popped + 1)]
+                                      engine_last & (popped + 1 == engine_count)), popped.eq(popped + 1)]
+            with m.If(popped + 1 == engine_count):
+                m.d.sync += engine_busy.eq(0)
 
         with m.If(self.start):
-            m.d.sync += [*sender.reset(), outstanding.eq(0)]
+            m.d.sync += [*sender.reset(), outstanding.eq(0), engine_busy.eq(0), bank.eq(0)]
 
         m.d.comb += [self.busy.eq(fire), self.macs.eq(Mux(fire, used_count, 0)),
                      self.input_wait.eq((fsm.ongoing("STEPS") | fsm.ongoing("LOAD") | fsm.ongoing("HEADER"))
