@@ -21,9 +21,12 @@ A virtual neuron (VN) is (pixel of the step, channel): its multipliers hold the
 chunk's weights of that channel and sum into output lane ``pixel * channels +
 channel``. A *fold* is one stationary configuration (weights, distribution and
 reduction mapping) and the steps streamed through it; a *tile* is a channel
-group and a run of at most ``acc_depth`` steps: its folds (one per k-chunk)
-accumulate into the buffer, then it is read out through the requantizers with
-its lanes' per-channel parameters.
+group and a run of at most ``acc_depth`` steps (``tile_steps`` when the mapping
+sets it): its folds (one per k-chunk) accumulate into one bank of the buffer,
+then it is read out through the requantizers with its lanes' per-channel
+parameters while the next tile streams into the other bank. Short tiles make
+the last readout short; PARAMS and WEIGHTS the core already holds (the same
+channel group, the same fold) are not sent again.
 
 The compiled :class:`Program` is the plan's schedule in executable form: its
 command skeleton (what the cycle model needs) depends only on the layer's
@@ -91,6 +94,7 @@ class Mapping:
     chunk: tuple = (1,)          # GEMM: (T_K,); convolution: (T_R, T_S, T_C); depthwise: (T_R, T_S)
     box: tuple = None            # convolution / depthwise: (T_Y', T_X'), rows == T_Y' * T_X'
     sparse: bool = False
+    tile_steps: int = None       # steps per tile (None: the accumulation buffer's depth)
 
     def as_dict(self):
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
@@ -98,7 +102,11 @@ class Mapping:
     @classmethod
     def from_dict(cls, d):
         return cls(rows=d["rows"], channels=d["channels"], chunk=tuple(d["chunk"]),
-                   box=None if d.get("box") is None else tuple(d["box"]), sparse=bool(d.get("sparse", False)))
+                   box=None if d.get("box") is None else tuple(d["box"]), sparse=bool(d.get("sparse", False)),
+                   tile_steps=d.get("tile_steps"))
+
+    def steps_per_tile(self, design):
+        return self.tile_steps or design.acc_depth
 
 
 @dataclass
@@ -245,6 +253,10 @@ def check_mapping(design, structure, mapping):
     if len(mapping.chunk) != expected or min(mapping.chunk) < 1:
         raise UnsupportedLayer(f"a {structure.kind} mapping takes a chunk of {expected} positive sizes, "
                                f"not {mapping.chunk}")
+    if mapping.tile_steps is not None and not (isinstance(mapping.tile_steps, int) and
+                                               1 <= mapping.tile_steps <= design.acc_depth):
+        raise UnsupportedLayer(f"steps per tile must be an integer in 1..acc_depth ({design.acc_depth}), "
+                               f"not {mapping.tile_steps!r}")
     if mapping.rows < 1 or mapping.channels < 1:
         raise UnsupportedLayer(f"rows and channels per fold must be positive, not {mapping.rows} and {mapping.channels}")
     if structure.kind != "gemm":
@@ -481,8 +493,9 @@ def compile_program(design, structure, mapping, skeleton=False):
     n = structure.n
     tiles, commands, runs = [], [], []
     macs = config_bytes = data_bytes = 0
-    current_map = None
+    current_map = current_params = current_weights = None     # what the core holds: map bytes, group, fold
     beat = design.beat_bytes
+    tile_steps = mapping.steps_per_tile(design)
     layouts = {}
     # Dense folds of equal size share their operand layout (convolutions: it does not depend on the
     # channels). Depthwise folds share its shape (slots, map), not its indices: only skeletons reuse it.
@@ -492,19 +505,23 @@ def compile_program(design, structure, mapping, skeleton=False):
     for c0 in range(0, n, mapping.channels):
         group = list(range(c0, min(c0 + mapping.channels, n)))
         chunks = _sparse_chunks(structure, mapping, design, group) if mapping.sparse else dense_chunks
-        for s0 in range(0, steps_total, design.acc_depth):
-            step_pixels = pixels[s0:s0 + design.acc_depth]
+        for s0 in range(0, steps_total, tile_steps):
+            step_pixels = pixels[s0:s0 + tile_steps]
             steps = step_pixels.shape[0]
-            beats = 1 + design.param_beats
-            config_bytes += design.param_beats * beat
+            send_params = c0 != current_params
+            current_params = c0
+            beats = (1 + design.param_beats) * send_params
+            config_bytes += design.param_beats * beat * send_params
             if skeleton:
                 first_map, last_map, changes, per_step_total, used_total, folds = _fold_summary(
                     design, structure, mapping, group, chunks, step_pixels, layouts, shared, s0)
                 maps = changes + (first_map != current_map)
-                current_map = last_map
-                beats += maps * (1 + design.map_beats) + folds * (2 + design.weight_beats) + steps * per_step_total
+                weight_loads = folds - ((c0, 0) == current_weights)
+                current_map, current_weights = last_map, (c0, folds - 1)
+                beats += (maps * (1 + design.map_beats) + weight_loads * (1 + design.weight_beats) + folds
+                          + steps * per_step_total)
                 macs += steps * used_total
-                config_bytes += (maps * design.map_beats + folds * design.weight_beats) * beat
+                config_bytes += (maps * design.map_beats + weight_loads * design.weight_beats) * beat
                 data_bytes += steps * per_step_total * beat
                 runs.append(Run(beats + 1, steps))
                 continue
@@ -515,7 +532,8 @@ def compile_program(design, structure, mapping, skeleton=False):
                     lane = p * len(group) + ci
                     lanes[lane] = channel
                     out_index[:, lane] = np.where(step_pixels[:, p] >= 0, step_pixels[:, p] * n + channel, -1)
-            commands.append(Command("PARAMS", design.param_beats))
+            if send_params:
+                commands.append(Command("PARAMS", design.param_beats))
             folds = []
             for index, ks_of in enumerate(chunks):
                 key = (len(group), index, s0) if shared else None
@@ -525,12 +543,15 @@ def compile_program(design, structure, mapping, skeleton=False):
                     current_map = fold.map_bytes
                     config_bytes += design.map_beats * beat
                     beats += 1 + design.map_beats
-                commands.append(Command("WEIGHTS", design.weight_beats))
+                if (c0, index) != current_weights:
+                    commands.append(Command("WEIGHTS", design.weight_beats))
+                    current_weights = (c0, index)
+                    beats += 1 + design.weight_beats
+                    config_bytes += design.weight_beats * beat
                 commands.append(Command("STEPS", steps * fold.per_step, steps, fold.per_step, first=fold.first))
-                beats += 2 + design.weight_beats + steps * fold.per_step
+                beats += 1 + steps * fold.per_step
                 macs += fold.used * steps
                 data_bytes += steps * fold.per_step * beat
-                config_bytes += design.weight_beats * beat
                 folds.append(fold)
             commands.append(Command("READOUT", 0, steps))
             runs.append(Run(beats + 1, steps))
@@ -575,27 +596,29 @@ def pack_stream(design, program, gemm, source):
     commands = iter(program.commands)
     for tile in program.tiles:
         cmd = next(commands)
-        assert cmd.op == "PARAMS"
-        lane_words = np.zeros((design.rn_bw, 4), dtype=np.int64)
-        used = tile.params_lanes >= 0
-        lane_words[used] = words[:, tile.params_lanes[used]].T
-        parts += [_header(design, Opcode.PARAMS), _padded(design, (lane_words & 0xFFFF_FFFF).astype("<u4").view(np.uint8))]
-        for fold in tile.folds:
+        if cmd.op == "PARAMS":
+            lane_words = np.zeros((design.rn_bw, 4), dtype=np.int64)
+            used = tile.params_lanes >= 0
+            lane_words[used] = words[:, tile.params_lanes[used]].T
+            parts += [_header(design, Opcode.PARAMS),
+                      _padded(design, (lane_words & 0xFFFF_FFFF).astype("<u4").view(np.uint8))]
             cmd = next(commands)
+        for fold in tile.folds:
             if cmd.op == "MAP":
                 parts += [_header(design, Opcode.MAP), _padded(design, np.frombuffer(fold.map_bytes, np.uint8))]
                 current_map = fold.map_bytes
                 cmd = next(commands)
-            assert cmd.op == "WEIGHTS" and fold.map_bytes == current_map
-            parts += [_header(design, Opcode.WEIGHTS), _padded(design, fold.weights.view(np.uint8))]
-            cmd = next(commands)
+            assert fold.map_bytes == current_map
+            if cmd.op == "WEIGHTS":
+                parts += [_header(design, Opcode.WEIGHTS), _padded(design, fold.weights.view(np.uint8))]
+                cmd = next(commands)
             steps = fold.value_index.shape[0]
             values = np.zeros((steps, fold.per_step * design.beat_bytes), np.int8)
             index = fold.value_index
             values[:, :index.shape[1]] = np.where(index >= 0, source[np.maximum(index, 0)], 0)
             parts += [_header(design, Opcode.STEPS, steps, fold.per_step, first=fold.first),
                       values.view(np.uint8).reshape(-1)]
-        cmd = next(commands)
+            cmd = next(commands)
         assert cmd.op == "READOUT"
         parts.append(_header(design, Opcode.READOUT, cmd.count, last=cmd.last))
     return np.concatenate(parts)

@@ -8,6 +8,8 @@ zeros): tens per layer, all ranked by a fast estimate of the cycle model
 exact model, and the cheapest wins (ties: fewer configuration bytes).
 """
 
+from dataclasses import replace
+
 import numpy as np
 
 from ...driver.device import DmaTiming
@@ -20,7 +22,11 @@ __all__ = ["candidates", "best_mapping"]
 #: the DMA timing mappings are chosen for (the project's default)
 SEARCH_DMA = DmaTiming(8, 0)
 #: how many of the best-ranked candidates are compiled and costed exactly
-EXACT = 2
+EXACT = 4
+#: layers with at most this many MACs have every candidate costed exactly
+EXACT_ALL_MACS = 1 << 22
+#: shorter tiles tried besides the accumulation buffer's depth
+TILE_STEPS = (16, 32, 64, 128)
 
 
 def _balanced(total, most):
@@ -46,7 +52,19 @@ def _divisors(n, limit):
 
 
 def candidates(design, structure, sparse_too):
-    """Legal-looking mappings to try for ``structure`` (legality is checked when compiling)."""
+    """Legal-looking mappings to try for ``structure`` (legality is checked when compiling), each also
+    with shorter tiles (a shorter last readout, more READOUT commands)."""
+    out = []
+    for mapping in _base_candidates(design, structure, sparse_too):
+        out.append(mapping)
+        steps = -(-structure.m // mapping.rows)
+        for tile in TILE_STEPS:
+            if tile < min(steps, design.acc_depth):
+                out.append(replace(mapping, tile_steps=tile))
+    return out
+
+
+def _base_candidates(design, structure, sparse_too):
     n_mult, lanes = design.multipliers, design.rn_bw
     out = []
     sparse_options = (False, True) if sparse_too else (False,)
@@ -114,14 +132,16 @@ _DISTINCT = {}
 def quick_cycles(design, structure, mapping, dma=SEARCH_DMA):
     """A fast estimate of the cycle model (no compiling): what the search ranks candidates by.
 
-    It adds up, per tile, its parameter, map, weight, step and readout beats as if no phase overlapped
-    another, with input beats no faster than the DMA delivers them. The few best are then compiled and
-    costed exactly.
+    Per channel group it counts each tile's input beats (parameters and a single fold's weights only
+    when they change, as the compiler sends them) no faster than the DMA delivers them, and lets each
+    tile's readout overlap the next tile's input (the two accumulation banks); the last readout adds.
+    The best few are then compiled and costed exactly.
     """
     compiler.check_mapping(design, structure, mapping)
     slow = max(1.0, design.beat_bytes / dma.bytes_per_cycle)
     steps = -(-structure.m // mapping.rows)
-    tiles_per_group = -(-steps // design.acc_depth)
+    tile = mapping.steps_per_tile(design)
+    tile_sizes = [tile] * (steps // tile) + ([steps % tile] if steps % tile else [])
     groups = [list(range(c0, min(c0 + mapping.channels, structure.n)))
               for c0 in range(0, structure.n, mapping.channels)]
     if not mapping.sparse:
@@ -140,14 +160,23 @@ def quick_cycles(design, structure, mapping, dma=SEARCH_DMA):
                 live = ks[np.any(structure.weights[np.ix_(ks, group)] != 0, axis=1)]
                 per_step.append(max(1, -(-_distinct_per_step(structure, mapping, live) // design.dn_bw)))
             shapes.append((per_step, len(chunks), 1))
-    total = 0.0
+    drain = write_delay(design.multipliers) + readout_delay() + 2
+    total, readout = 0.0, 0
     for per_step, maps, count in shapes:
-        fold_beats = sum(steps * b for b in per_step) + len(per_step) * (design.weight_beats + 2)
-        tile_beats = design.param_beats + 2 + maps * (design.map_beats + 1)
-        readout = steps * design.out_beats + tiles_per_group * (
-            write_delay(design.multipliers) + readout_delay() + 2)
-        total += count * ((fold_beats + tiles_per_group * tile_beats) * slow + readout)
-    return total
+        folds = len(per_step)
+        for group_index in range(count):
+            for index, size in enumerate(tile_sizes):
+                beats = 2 + folds + size * sum(per_step)
+                if index == 0:
+                    beats += design.param_beats + 1 + (design.map_beats + 1) * (maps if group_index == 0 or maps > 1
+                                                                                  else 0)
+                elif maps > 1:
+                    beats += maps * (design.map_beats + 1)
+                if index == 0 or folds > 1:
+                    beats += folds * (design.weight_beats + 1)
+                total += max(beats * slow, readout)
+                readout = size * design.out_beats
+    return total + readout + drain
 
 
 def best_mapping(design, structure, dma=SEARCH_DMA):
@@ -164,7 +193,8 @@ def best_mapping(design, structure, dma=SEARCH_DMA):
         except UnsupportedLayer as error:
             reasons.append(str(error))
     ranked.sort(key=lambda item: item[0])
-    for _, mapping in ranked[:EXACT]:
+    exact = len(ranked) if structure.m * structure.k * structure.n <= EXACT_ALL_MACS else EXACT
+    for _, mapping in ranked[:exact]:
         try:
             program = compiler.compile_program(design, structure, mapping, skeleton=True)
         except UnsupportedLayer as error:

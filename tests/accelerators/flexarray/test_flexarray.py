@@ -5,6 +5,8 @@ kind; here random *legal* mappings exercise the compiler's corners (short last s
 filter, empty virtual neurons, multi-beat steps, re-used maps) on the small design.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -21,8 +23,12 @@ def _random_plan(accelerator, layer, x, rng):
     structure = compiler.structure_of(layer, x.shape)
     options = search.candidates(accelerator.design, structure, sparse_too=bool(np.any(structure.weights == 0)))
     for index in rng.permutation(len(options)):
+        mapping = options[index]
+        if rng.random() < 0.5:
+            # short tiles: many READOUT handovers between the banks, PARAMS and WEIGHTS left out when held
+            mapping = replace(mapping, tile_steps=int(rng.integers(1, accelerator.params["acc_depth"] + 1)))
         try:
-            return accelerator.plan_with(layer, x.shape, options[index])
+            return accelerator.plan_with(layer, x.shape, mapping)
         except UnsupportedLayer:
             continue
     raise AssertionError(f"no legal mapping for {layer.op} on {x.shape}")
@@ -83,6 +89,8 @@ def test_illegal_mappings_say_why():
     with pytest.raises(UnsupportedLayer, match=r"4 virtual neurons of 4 multipliers need 16 multipliers, more than "
                                                r"the 8"):
         accelerator.plan_with(gemm, x.shape, compiler.Mapping(rows=1, channels=4, chunk=(4,)))
+    with pytest.raises(UnsupportedLayer, match=r"steps per tile must be an integer in 1..acc_depth \(16\), not 17"):
+        accelerator.plan_with(gemm, x.shape, compiler.Mapping(rows=1, channels=1, chunk=(1,), tile_steps=17))
     conv, (image,) = get_kind("conv2d").random(rng, height=5, width=5, in_channels=2, out_channels=2, kernel=3)
     with pytest.raises(UnsupportedLayer, match=r"the pixel box \(1, 2\) must divide the 5x5 output"):
         accelerator.plan_with(conv, image.shape, compiler.Mapping(rows=2, channels=1, chunk=(1, 1, 2), box=(1, 2)))
