@@ -42,7 +42,7 @@ from ...driver.layers import conv_output_size, im2col, lower_to_gemm
 from ...driver.quant import DOUBLE, float_scale_fields
 from ...errors import ParameterError, UnsupportedLayer
 from ...hw.shell import word_beats
-from .gateware import (MAP_BYTES_PER_LANE, MAP_BYTES_PER_MULTIPLIER, PARAM_BYTES_PER_LANE, Opcode)
+from .gateware import PARAM_BYTES_PER_LANE, Opcode, map_bytes
 
 __all__ = ["Design", "Mapping", "Structure", "Command", "Program", "structure_of", "operands_of", "compile_program",
            "check_mapping", "weights_field", "pack_stream", "unpack_output", "requant_words"]
@@ -56,10 +56,13 @@ class Design:
     dn_bw: int
     rn_bw: int
     acc_depth: int
+    rn: str = "fan"
 
     @classmethod
     def from_params(cls, params):
-        return cls(params["multipliers"], params["dn_bw"], params["rn_bw"], params["acc_depth"])
+        from .gateware import REDUCTION_NETWORKS
+        return cls(params["multipliers"], params["dn_bw"], params["rn_bw"], params["acc_depth"],
+                   REDUCTION_NETWORKS[params.get("rn", 0)])
 
     @property
     def beat_bytes(self):
@@ -69,20 +72,24 @@ class Design:
         return word_beats(nbytes, 8 * self.dn_bw)
 
     @property
+    def map_bytes(self):
+        return map_bytes(self.multipliers, self.rn_bw, self.rn)
+
+    @property
     def map_beats(self):
-        return self.beats(MAP_BYTES_PER_MULTIPLIER * self.multipliers + MAP_BYTES_PER_LANE * self.rn_bw)
+        return self.beats(self.map_bytes)
 
     @property
     def weight_beats(self):
         return self.beats(self.multipliers)
 
-    @property
-    def param_beats(self):
-        return self.beats(PARAM_BYTES_PER_LANE * self.rn_bw)
+    def param_beats(self, lanes):
+        """PARAMS payload beats for a tile using ``lanes`` output lanes (the first ones)."""
+        return self.beats(PARAM_BYTES_PER_LANE * lanes)
 
-    @property
-    def out_beats(self):
-        return self.beats(self.rn_bw)
+    def out_beats(self, lanes):
+        """Output beats per accumulation word of a tile using ``lanes`` output lanes."""
+        return self.beats(lanes)
 
 
 @dataclass(frozen=True)
@@ -310,10 +317,12 @@ class Command:
 @dataclass
 class Run:
     """The input beats from one READOUT to the next one's header (inclusive), all taken one per cycle;
-    the last step fires on the beat before the header. Then ``words`` words are read out."""
+    the last step fires on the beat before the header. Then ``words`` words of ``word_beats`` output
+    beats each are read out."""
 
     beats: int
     words: int
+    word_beats: int = 1
     last: bool = False
 
 
@@ -332,6 +341,7 @@ class Tile:
     params_lanes: np.ndarray     # int64 [lanes] channel of each lane, -1 unused
     folds: list
     out_index: np.ndarray        # int64 [S, lanes] into the flat output, -1 ignored
+    lanes: int = 0               # output lanes the tile uses (its PARAMS and output words cover these)
 
 
 @dataclass
@@ -426,17 +436,21 @@ def _layout(design, structure, positions_p, positions_k, spans, pixels):
     if per_step > 255:
         raise UnsupportedLayer(f"a step needs {per_step} beats, more than 255")
 
-    config = np.zeros(MAP_BYTES_PER_MULTIPLIER * n_mult + MAP_BYTES_PER_LANE * design.rn_bw, dtype=np.uint8)
-    mult = config[:MAP_BYTES_PER_MULTIPLIER * n_mult].reshape(n_mult, MAP_BYTES_PER_MULTIPLIER)
-    mult[:, 0] = 0x80                      # a multiplier outside every VN ends its own (unused) one
-    mult[:used, 0] = slot_of % bw
-    mult[:used, 1] = slot_of // bw
-    lanes = config[MAP_BYTES_PER_MULTIPLIER * n_mult:].reshape(design.rn_bw, MAP_BYTES_PER_LANE)
+    # the map (see gateware.py): per multiplier its operand's position in the step | VN end << 7, per lane
+    # where it collects, the used-multiplier count, and for the reference network each multiplier's lane
+    config = np.zeros(design.map_bytes, dtype=np.uint8)
+    ends = config[:n_mult]
+    ends[:] = 0x80                           # a multiplier outside every VN ends its own (unused) one
+    ends[:used] = slot_of                    # slot_of < used <= multipliers <= 128
+    lanes = config[n_mult:n_mult + 2 * design.rn_bw].reshape(design.rn_bw, 2)
+    config[n_mult + 2 * design.rn_bw:n_mult + 2 * design.rn_bw + 2] = (used & 0xFF, used >> 8)
+    lane_of = config[n_mult + 2 * design.rn_bw + 2:]
     for lane, (a, b) in enumerate(spans):
         if b < a:
             continue                         # an empty VN (no non-zero weight in this chunk): its lane adds 0
-        mult[b, 0] |= 0x80                   # the VN ends at its last multiplier
-        mult[a:b + 1, 2] = lane | 0x80
+        ends[b] |= 0x80                      # the VN ends at its last multiplier
+        if lane_of.size:
+            lane_of[a:b + 1] = lane | 0x80
         level = (a ^ b).bit_length()         # the sum is whole at the lowest common ancestor of a and b
         lanes[lane] = (a >> level, level | 0x80)
     return value_index, per_step, config.tobytes()
@@ -510,8 +524,10 @@ def compile_program(design, structure, mapping, skeleton=False):
             steps = step_pixels.shape[0]
             send_params = c0 != current_params
             current_params = c0
-            beats = (1 + design.param_beats) * send_params
-            config_bytes += design.param_beats * beat * send_params
+            tile_lanes = mapping.rows * len(group)
+            param_beats, word_beats = design.param_beats(tile_lanes), design.out_beats(tile_lanes)
+            beats = (1 + param_beats) * send_params
+            config_bytes += param_beats * beat * send_params
             if skeleton:
                 first_map, last_map, changes, per_step_total, used_total, folds = _fold_summary(
                     design, structure, mapping, group, chunks, step_pixels, layouts, shared, s0)
@@ -523,7 +539,7 @@ def compile_program(design, structure, mapping, skeleton=False):
                 macs += steps * used_total
                 config_bytes += (maps * design.map_beats + weight_loads * design.weight_beats) * beat
                 data_bytes += steps * per_step_total * beat
-                runs.append(Run(beats + 1, steps))
+                runs.append(Run(beats + 1, steps, word_beats))
                 continue
             lanes = np.full(design.rn_bw, -1, np.int64)
             out_index = np.full((steps, design.rn_bw), -1, np.int64)
@@ -533,7 +549,7 @@ def compile_program(design, structure, mapping, skeleton=False):
                     lanes[lane] = channel
                     out_index[:, lane] = np.where(step_pixels[:, p] >= 0, step_pixels[:, p] * n + channel, -1)
             if send_params:
-                commands.append(Command("PARAMS", design.param_beats))
+                commands.append(Command("PARAMS", param_beats, param_beats))
             folds = []
             for index, ks_of in enumerate(chunks):
                 key = (len(group), index, s0) if shared else None
@@ -553,9 +569,9 @@ def compile_program(design, structure, mapping, skeleton=False):
                 macs += fold.used * steps
                 data_bytes += steps * fold.per_step * beat
                 folds.append(fold)
-            commands.append(Command("READOUT", 0, steps))
-            runs.append(Run(beats + 1, steps))
-            tiles.append(Tile(lanes, folds, out_index))
+            commands.append(Command("READOUT", 0, steps, word_beats))
+            runs.append(Run(beats + 1, steps, word_beats))
+            tiles.append(Tile(lanes, folds, out_index, tile_lanes))
     runs[-1].last = True
     if commands:
         commands[-1].last = True
@@ -597,10 +613,10 @@ def pack_stream(design, program, gemm, source):
     for tile in program.tiles:
         cmd = next(commands)
         if cmd.op == "PARAMS":
-            lane_words = np.zeros((design.rn_bw, 4), dtype=np.int64)
-            used = tile.params_lanes >= 0
-            lane_words[used] = words[:, tile.params_lanes[used]].T
-            parts += [_header(design, Opcode.PARAMS),
+            lane_words = np.zeros((tile.lanes, 4), dtype=np.int64)
+            used = tile.params_lanes[:tile.lanes] >= 0
+            lane_words[used] = words[:, tile.params_lanes[:tile.lanes][used]].T
+            parts += [_header(design, Opcode.PARAMS, cmd.count),
                       _padded(design, (lane_words & 0xFFFF_FFFF).astype("<u4").view(np.uint8))]
             cmd = next(commands)
         for fold in tile.folds:
@@ -620,23 +636,24 @@ def pack_stream(design, program, gemm, source):
                       values.view(np.uint8).reshape(-1)]
             cmd = next(commands)
         assert cmd.op == "READOUT"
-        parts.append(_header(design, Opcode.READOUT, cmd.count, last=cmd.last))
+        parts.append(_header(design, Opcode.READOUT, cmd.count, cmd.per_step, last=cmd.last))
     return np.concatenate(parts)
 
 
 def output_bytes(design, program):
-    return sum(run.words for run in program.runs) * design.out_beats * design.beat_bytes
+    return sum(run.words * run.word_beats for run in program.runs) * design.beat_bytes
 
 
 def unpack_output(design, program, raw):
     """The flat int8 output of ``program`` from the received stream."""
     out = np.zeros(program.out_size, np.int8)
     at = 0
-    word = design.out_beats * design.beat_bytes
     for tile in program.tiles:
         steps = tile.out_index.shape[0]
-        block = raw[at:at + steps * word].reshape(steps, word)[:, :design.rn_bw].view(np.int8)
+        word = design.out_beats(tile.lanes) * design.beat_bytes
+        block = raw[at:at + steps * word].reshape(steps, word)[:, :tile.lanes].view(np.int8)
         at += steps * word
-        keep = tile.out_index >= 0
-        out[tile.out_index[keep]] = block[keep]
+        index = tile.out_index[:, :tile.lanes]
+        keep = index >= 0
+        out[index[keep]] = block[keep]
     return out.reshape(program.out_shape)

@@ -27,7 +27,6 @@ def program_cycles(design, program, dma):
     beat, bpc, latency = design.beat_bytes, dma.bytes_per_cycle, dma.latency
     write = write_delay(design.multipliers)
     delay = readout_delay()
-    out_word = design.out_beats
     ready = 0                 # first cycle the decoder takes the next beat
     in_beat = out_beat = 0
     last_sent = -1            # cycle the last output beat so far left
@@ -38,7 +37,7 @@ def program_cycles(design, program, dma):
         last_fire = beats_done(in_beat, run.beats - 1, ready, beat, bpc, latency)
         header = max(last_fire + 1, latency + (in_beat + run.beats - 1) * beat // bpc)
         in_beat += run.beats
-        words = run.words
+        words, out_word = run.words, run.word_beats
         handover = max(header + 1, taken + 1)
         first_read = max(handover + 1, last_fire + write + 1)
         arrive = first_read + delay          # the FIFO offers word w from cycle arrive + w

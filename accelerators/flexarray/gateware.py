@@ -13,18 +13,22 @@ Input stream: commands, each a header beat followed by its payload beats. The
 header's low 32 bits: opcode (bits 0-2), ``first`` (3), ``last`` (4), a count
 (8-23) and the beats per step (24-31, STEPS only).
 
-* MAP (1): ``map_beats`` beats, the mapping, byte ``b`` of the payload at byte
-  ``b`` of the configuration: per multiplier three bytes (distribution lane |
-  VN end << 7; beat of the step it captures in; reference-network lane |
-  used << 7), then per output lane two bytes (collecting node index; tree level
-  | enable << 7).
+* MAP (1): ``map_beats`` beats, the mapping (``map_bytes``), byte ``b`` of the
+  payload at byte ``b`` of the configuration: per multiplier one byte, the
+  position of its operand among the step's values | VN end << 7 (positions
+  stay below 128 because a step never carries more values than multipliers);
+  per output lane two bytes (collecting node index; tree level | enable << 7);
+  the number of multipliers in use (two bytes, for the MAC counter); with the
+  reference network ``seq`` only, per multiplier its lane | used << 7.
 * WEIGHTS (2): ``weight_beats`` beats, one int8 stationary operand per multiplier.
-* PARAMS (3): ``param_beats`` beats, per output lane 16 bytes: bias, multiplier
-  low word, multiplier high word, shifts (as the GEMM core's requantizer).
+* PARAMS (3): ``count`` beats (at most ``param_beats``), per output lane 16
+  bytes from lane 0 on: bias, multiplier low word, multiplier high word, shifts
+  (as the GEMM core's requantizer). A tile sends only the lanes it uses.
 * STEPS (4): ``count`` steps of ``beats per step`` beats each. A beat carries
-  ``DN_BW`` int8 values; multiplier ``i`` captures lane ``lane_i`` of beat
-  ``slot_i`` of every step (the distribution network: a crossbar, ``DN_BW``
-  values to any multipliers each cycle). After a step's last beat its products
+  ``DN_BW`` int8 values; multiplier ``i`` captures the value at position
+  ``pos_i`` of every step, lane ``pos_i % DN_BW`` of beat ``pos_i // DN_BW``
+  (the distribution network: a crossbar, ``DN_BW`` values to any multipliers
+  each cycle). After a step's last beat its products
   enter the reduction network; the sums of step ``s`` are written into
   accumulation word ``s`` (``first``) or added to it.
 * READOUT (5): hands the tile's accumulation bank and parameters to the
@@ -32,9 +36,10 @@ header's low 32 bits: opcode (bits 0-2), ``first`` (3), ``last`` (4), a count
   commands stream in while this one is read out (double-buffered
   accumulation). The decoder waits here only while the engine still reads the
   tile before. The engine waits for the tile's last write, then reads words
-  ``0..count-1`` in order through ``RN_BW`` requantizers and sends them out,
-  ``RN_BW`` int8 per word (zero-padded to whole beats), TLAST on the last beat
-  of a READOUT marked ``last``, which ends the job.
+  ``0..count-1`` in order through ``RN_BW`` requantizers and sends the first
+  ``beats per step`` beats of each (``RN_BW`` int8 lanes from byte 0; bytes past
+  the lanes the tile uses are don't-care), TLAST on the last beat of a READOUT
+  marked ``last``, which ends the job.
 
 Every multiplier output, every tree level and every memory read is registered.
 """
@@ -47,13 +52,11 @@ from amaranth.lib.memory import Memory
 from ...errors import ParameterError
 from ...hw.registers import CONFIG_BASE, Register
 from ...hw.shell import CoreBase, word_beats
-from ...hw.words import WordSender
 from . import requant
 from .networks import (LANE_WIDTH, PRODUCT_WIDTH, ForwardingAdderNetwork, SegmentedSum, lane_of_layout, latency,
                        select_layout)
 
-__all__ = ["FlexArrayCore", "FLEX_CONFIG_REGISTERS", "Opcode", "MAP_BYTES_PER_MULTIPLIER", "MAP_BYTES_PER_LANE",
-           "PARAM_BYTES_PER_LANE", "REDUCTION_NETWORKS", "DISTRIBUTION_NETWORKS", "write_delay", "readout_delay",
+__all__ = ["FlexArrayCore", "FLEX_CONFIG_REGISTERS", "Opcode", "map_bytes", "PARAM_BYTES_PER_LANE", "REDUCTION_NETWORKS", "DISTRIBUTION_NETWORKS", "write_delay", "readout_delay",
            "fifo_depth"]
 
 FLEX_CONFIG_REGISTERS = (
@@ -63,8 +66,6 @@ FLEX_CONFIG_REGISTERS = (
     Register("REQUANT_MODE", CONFIG_BASE + 0x0C, "rw", 1, doc="0: double rounding (CONV_2D), 1: float (FC)"),
 )
 
-MAP_BYTES_PER_MULTIPLIER = 3
-MAP_BYTES_PER_LANE = 2
 PARAM_BYTES_PER_LANE = 16
 REDUCTION_NETWORKS = ("fan", "seq")
 DISTRIBUTION_NETWORKS = ("xbar",)
@@ -76,6 +77,11 @@ class Opcode:
     PARAMS = 3
     STEPS = 4
     READOUT = 5
+
+
+def map_bytes(n, lanes, rn):
+    """Bytes of the mapping configuration of ``n`` multipliers and ``lanes`` output lanes (see the module doc)."""
+    return n + 2 * lanes + 2 + (n if rn == "seq" else 0)
 
 
 def write_delay(n):
@@ -95,13 +101,6 @@ def readout_delay():
 def fifo_depth():
     """Output FIFO depth: enough that its credit never slows the readout below the output stream's pace."""
     return requant.LATENCY + 4
-
-
-def _popcount(bits):
-    """Ones among ``bits``, as a balanced adder tree."""
-    while len(bits) > 1:
-        bits = [bits[i] + bits[i + 1] if i + 1 < len(bits) else bits[i] for i in range(0, len(bits), 2)]
-    return bits[0]
 
 
 def _check(name, value, allowed):
@@ -137,7 +136,7 @@ class FlexArrayCore(CoreBase):
 
     @property
     def map_bytes(self):
-        return MAP_BYTES_PER_MULTIPLIER * self.n + MAP_BYTES_PER_LANE * self.rn_bw
+        return map_bytes(self.n, self.rn_bw, self.rn)
 
     def elaborate(self, platform):
         m = Module()
@@ -158,23 +157,20 @@ class FlexArrayCore(CoreBase):
         def field(reg, byte):
             return reg[8 * byte:8 * byte + 8]
 
-        dn_lane = [field(map_reg, 3 * i)[:max(1, (bw - 1).bit_length())] for i in range(n)]
-        ends = Cat(field(map_reg, 3 * i)[7] for i in range(n))
-        slot = [field(map_reg, 3 * i + 1) for i in range(n)]
-        lane_of = [field(map_reg, 3 * i + 2) for i in range(n)]
-        used = Cat(field(map_reg, 3 * i + 2)[7] for i in range(n))
-        select = []
-        for j in range(lanes):
-            base = MAP_BYTES_PER_MULTIPLIER * n + MAP_BYTES_PER_LANE * j
-            select.append((field(map_reg, base), field(map_reg, base + 1)))
+        dn_bits = (bw - 1).bit_length()          # dn_bw >= 4: the position's low bits are the beat's lane
+        dn_lane = [field(map_reg, i)[:dn_bits] for i in range(n)]
+        slot = [field(map_reg, i)[dn_bits:7] for i in range(n)]
+        ends = Cat(field(map_reg, i)[7] for i in range(n))
+        select = [(field(map_reg, n + 2 * j), field(map_reg, n + 2 * j + 1)) for j in range(lanes)]
+        used_count = Cat(field(map_reg, n + 2 * lanes), field(map_reg, n + 2 * lanes + 1))
+        lane_of = [field(map_reg, n + 2 * lanes + 2 + i) if self.rn == "seq" else Const(0, 8) for i in range(n)]
         weights = [field(weight_reg, i).as_signed() for i in range(n)]
-        used_count = Signal(range(n + 1))
-        m.d.sync += used_count.eq(_popcount([used[i] for i in range(n)]))
 
         # ---- decoder ----
         opcode, first, last = Signal(3), Signal(), Signal()
         count, per_step = Signal(16), Signal(8)
-        beats_left = Signal(range(max(map_beats, weight_beats, param_beats) + 1))
+        beats_left = Signal(16)
+        param_index = Signal(range(param_beats + 1))
         step, step_beat = Signal(16), Signal(8)
         fire, pop = Signal(), Signal()
         in_flight = Signal()
@@ -183,6 +179,7 @@ class FlexArrayCore(CoreBase):
         # readout engine: the tile handed over by READOUT (its bank, word count, last) and its progress
         bank = Signal()                   # the bank STEPS accumulate into
         engine_busy, engine_bank, engine_last, engine_count = Signal(), Signal(), Signal(), Signal(16)
+        engine_beats = Signal(8)          # output beats per word of the tile being read out
         issued, popped = Signal(16), Signal(16)
         outstanding = Signal(range(fifo_depth() + 1))
         param_active = Signal(param_beats * width, reset_less=True)
@@ -204,8 +201,9 @@ class FlexArrayCore(CoreBase):
                             m.d.sync += beats_left.eq(weight_beats)
                             m.next = "LOAD"
                         with m.Case(Opcode.PARAMS):
-                            m.d.sync += beats_left.eq(param_beats)
-                            m.next = "LOAD"
+                            m.d.sync += [beats_left.eq(header[8:24]), param_index.eq(0)]
+                            with m.If(header[8:24] != 0):
+                                m.next = "LOAD"
                         with m.Case(Opcode.STEPS):
                             m.next = "STEPS"
                         with m.Case(Opcode.READOUT):
@@ -220,7 +218,10 @@ class FlexArrayCore(CoreBase):
                         with m.Case(Opcode.WEIGHTS):
                             m.d.sync += weight_reg.eq(Cat(weight_reg[width:], beat))
                         with m.Case(Opcode.PARAMS):
-                            m.d.sync += param_reg.eq(Cat(param_reg[width:], beat))
+                            # lane 0 first, at bit 0: a tile loads only the lanes it uses
+                            with m.If(param_index < param_beats):
+                                m.d.sync += [param_reg.word_select(param_index, width).eq(beat),
+                                             param_index.eq(param_index + 1)]
                     with m.If(beats_left == 1):
                         m.next = "HEADER"
             with m.State("STEPS"):
@@ -235,7 +236,8 @@ class FlexArrayCore(CoreBase):
             with m.State("READOUT"):
                 with m.If(~engine_busy):
                     m.d.sync += [engine_busy.eq(1), engine_bank.eq(bank), engine_last.eq(last),
-                                 engine_count.eq(count), issued.eq(0), popped.eq(0), bank.eq(~bank),
+                                 engine_count.eq(count), engine_beats.eq(per_step), issued.eq(0), popped.eq(0),
+                                 bank.eq(~bank),
                                  param_active.eq(param_reg)]
                     m.next = "HEADER"
                     with m.If(last):
@@ -335,18 +337,29 @@ class FlexArrayCore(CoreBase):
 
         m.submodules.out_fifo = fifo = SyncFIFO(width=8 * lanes, depth=depth)
         m.d.comb += [fifo.w_data.eq(Cat(*out_bytes)), fifo.w_en.eq(ready)]
-        sender = WordSender(self.output, out_beats, width)
-        sender.connect(m, self.done)
-        m.d.comb += [pop.eq(fifo.r_rdy & sender.free), fifo.r_en.eq(pop)]
+        # the sender: hw.words.WordSender with a length per word (a tile sends only the beats its lanes fill)
+        word = Signal(out_beats * width, reset_less=True)
+        word_valid, word_final, word_beat, word_length = Signal(), Signal(), Signal(range(out_beats)), Signal(8)
+        sent = self.output.valid & self.output.ready
+        last_beat = word_beat == word_length - 1
+        word_sent = sent & last_beat
+        m.d.comb += [self.output.valid.eq(word_valid), self.output.payload.data.eq(word.word_select(word_beat, width)),
+                     self.output.payload.last.eq(word_final & last_beat), self.done.eq(word_sent & word_final)]
+        with m.If(sent):
+            m.d.sync += word_beat.eq(Mux(last_beat, 0, word_beat + 1))
+        with m.If(word_sent):
+            m.d.sync += word_valid.eq(0)
+        m.d.comb += [pop.eq(fifo.r_rdy & (~word_valid | word_sent)), fifo.r_en.eq(pop)]
         m.d.sync += outstanding.eq(outstanding + issue - pop)
         with m.If(pop):
-            m.d.sync += [*sender.load(Cat(fifo.r_data, Const(0, out_beats * width - 8 * lanes)),
-                                      engine_last & (popped + 1 == engine_count)), popped.eq(popped + 1)]
+            m.d.sync += [word.eq(Cat(fifo.r_data, Const(0, out_beats * width - 8 * lanes))), word_valid.eq(1),
+                         word_final.eq(engine_last & (popped + 1 == engine_count)), word_length.eq(engine_beats),
+                         popped.eq(popped + 1)]
             with m.If(popped + 1 == engine_count):
                 m.d.sync += engine_busy.eq(0)
 
         with m.If(self.start):
-            m.d.sync += [*sender.reset(), outstanding.eq(0), engine_busy.eq(0), bank.eq(0)]
+            m.d.sync += [word_valid.eq(0), word_beat.eq(0), outstanding.eq(0), engine_busy.eq(0), bank.eq(0)]
 
         m.d.comb += [self.busy.eq(fire), self.macs.eq(Mux(fire, used_count, 0)),
                      self.input_wait.eq((fsm.ongoing("STEPS") | fsm.ongoing("LOAD") | fsm.ongoing("HEADER"))

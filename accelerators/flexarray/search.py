@@ -162,20 +162,21 @@ def quick_cycles(design, structure, mapping, dma=SEARCH_DMA):
             shapes.append((per_step, len(chunks), 1))
     drain = write_delay(design.multipliers) + readout_delay() + 2
     total, readout = 0.0, 0
-    for per_step, maps, count in shapes:
+    for shape_index, (per_step, maps, count) in enumerate(shapes):
         folds = len(per_step)
+        lanes = mapping.rows * len(groups[shape_index if mapping.sparse else 0])
         for group_index in range(count):
             for index, size in enumerate(tile_sizes):
                 beats = 2 + folds + size * sum(per_step)
                 if index == 0:
-                    beats += design.param_beats + 1 + (design.map_beats + 1) * (maps if group_index == 0 or maps > 1
+                    beats += design.param_beats(lanes) + 1 + (design.map_beats + 1) * (maps if group_index == 0 or maps > 1
                                                                                   else 0)
                 elif maps > 1:
                     beats += maps * (design.map_beats + 1)
                 if index == 0 or folds > 1:
                     beats += folds * (design.weight_beats + 1)
                 total += max(beats * slow, readout)
-                readout = size * design.out_beats
+                readout = size * design.out_beats(lanes)
     return total + readout + drain
 
 
