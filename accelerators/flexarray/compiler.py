@@ -312,6 +312,7 @@ class Command:
     per_step: int = 0
     last: bool = False
     first: bool = False
+    headless: bool = False       # STEPS whose header is the WEIGHTS header before them
 
 
 @dataclass
@@ -534,7 +535,7 @@ def compile_program(design, structure, mapping, skeleton=False):
                 maps = changes + (first_map != current_map)
                 weight_loads = folds - ((c0, 0) == current_weights)
                 current_map, current_weights = last_map, (c0, folds - 1)
-                beats += (maps * (1 + design.map_beats) + weight_loads * (1 + design.weight_beats) + folds
+                beats += (maps * (1 + design.map_beats) + weight_loads * design.weight_beats + folds
                           + steps * per_step_total)
                 macs += steps * used_total
                 config_bytes += (maps * design.map_beats + weight_loads * design.weight_beats) * beat
@@ -559,12 +560,14 @@ def compile_program(design, structure, mapping, skeleton=False):
                     current_map = fold.map_bytes
                     config_bytes += design.map_beats * beat
                     beats += 1 + design.map_beats
-                if (c0, index) != current_weights:
-                    commands.append(Command("WEIGHTS", design.weight_beats))
+                send_weights = (c0, index) != current_weights
+                if send_weights:
+                    commands.append(Command("WEIGHTS", design.weight_beats, steps, fold.per_step, first=fold.first))
                     current_weights = (c0, index)
-                    beats += 1 + design.weight_beats
+                    beats += design.weight_beats
                     config_bytes += design.weight_beats * beat
-                commands.append(Command("STEPS", steps * fold.per_step, steps, fold.per_step, first=fold.first))
+                commands.append(Command("STEPS", steps * fold.per_step, steps, fold.per_step, first=fold.first,
+                                        headless=send_weights))
                 beats += 1 + steps * fold.per_step
                 macs += fold.used * steps
                 data_bytes += steps * fold.per_step * beat
@@ -626,14 +629,16 @@ def pack_stream(design, program, gemm, source):
                 cmd = next(commands)
             assert fold.map_bytes == current_map
             if cmd.op == "WEIGHTS":
-                parts += [_header(design, Opcode.WEIGHTS), _padded(design, fold.weights.view(np.uint8))]
+                parts += [_header(design, Opcode.WEIGHTS, cmd.count, cmd.per_step, first=cmd.first),
+                          _padded(design, fold.weights.view(np.uint8))]
                 cmd = next(commands)
             steps = fold.value_index.shape[0]
             values = np.zeros((steps, fold.per_step * design.beat_bytes), np.int8)
             index = fold.value_index
             values[:, :index.shape[1]] = np.where(index >= 0, source[np.maximum(index, 0)], 0)
-            parts += [_header(design, Opcode.STEPS, steps, fold.per_step, first=fold.first),
-                      values.view(np.uint8).reshape(-1)]
+            if not cmd.headless:
+                parts.append(_header(design, Opcode.STEPS, steps, fold.per_step, first=fold.first))
+            parts.append(values.view(np.uint8).reshape(-1))
             cmd = next(commands)
         assert cmd.op == "READOUT"
         parts.append(_header(design, Opcode.READOUT, cmd.count, cmd.per_step, last=cmd.last))

@@ -20,7 +20,9 @@ header's low 32 bits: opcode (bits 0-2), ``first`` (3), ``last`` (4), a count
   per output lane two bytes (collecting node index; tree level | enable << 7);
   the number of multipliers in use (two bytes, for the MAC counter); with the
   reference network ``seq`` only, per multiplier its lane | used << 7.
-* WEIGHTS (2): ``weight_beats`` beats, one int8 stationary operand per multiplier.
+* WEIGHTS (2): ``weight_beats`` beats, one int8 stationary operand per multiplier;
+  with a non-zero ``count`` its fold's steps follow at once, as a STEPS command
+  with this header would bring them (one header beat less per fold).
 * PARAMS (3): ``count`` beats (at most ``param_beats``), per output lane 16
   bytes from lane 0 on: bias, multiplier low word, multiplier high word, shifts
   (as the GEMM core's requantizer). A tile sends only the lanes it uses.
@@ -224,6 +226,8 @@ class FlexArrayCore(CoreBase):
                                              param_index.eq(param_index + 1)]
                     with m.If(beats_left == 1):
                         m.next = "HEADER"
+                        with m.If((opcode == Opcode.WEIGHTS) & (count != 0)):
+                            m.next = "STEPS"
             with m.State("STEPS"):
                 m.d.comb += self.input.ready.eq(1)
                 with m.If(accepted):
