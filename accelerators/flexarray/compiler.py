@@ -585,12 +585,21 @@ def compile_program(design, structure, mapping, skeleton=False):
 # ---- the beat stream ----
 
 def requant_words(gemm):
-    """Per-channel (bias, multiplier low, multiplier high, shifts) as the requantizer takes them (int64 [4, N])."""
+    """Per-channel (bias, 54-bit multiplier, 10-bit packed shifts) as PARAMS carries them (int64 [3, N])."""
     if gemm.rounding == DOUBLE:
-        shifts = np.maximum(gemm.shift, 0) | (np.maximum(-gemm.shift, 0) << 8)
-        return np.stack([gemm.bias, gemm.multiplier, np.zeros_like(gemm.multiplier), shifts])
+        shifts = np.maximum(gemm.shift, 0) | (np.maximum(-gemm.shift, 0) << 5)
+        return np.stack([gemm.bias, gemm.multiplier, shifts])
     mantissa, exponent = float_scale_fields(gemm.scale)
-    return np.stack([gemm.bias, mantissa & 0xFFFF_FFFF, mantissa >> 32, exponent])
+    return np.stack([gemm.bias, mantissa, exponent])
+
+
+def _param_bytes(words):
+    """PARAMS payload of the lanes' (bias, multiplier, shifts) columns ``words`` [3, lanes]: 12 bytes a lane."""
+    out = bytearray()
+    for bias, multiplier, shifts in words.T.tolist():
+        value = (bias & 0xFFFF_FFFF) | (multiplier & ((1 << 54) - 1)) << 32 | (shifts & 0x3FF) << 86
+        out += value.to_bytes(PARAM_BYTES_PER_LANE, "little")
+    return np.frombuffer(bytes(out), np.uint8)
 
 
 def _header(design, opcode, count=0, per_step=0, first=False, last=False):
@@ -616,11 +625,10 @@ def pack_stream(design, program, gemm, source):
     for tile in program.tiles:
         cmd = next(commands)
         if cmd.op == "PARAMS":
-            lane_words = np.zeros((tile.lanes, 4), dtype=np.int64)
+            lane_words = np.zeros((3, tile.lanes), dtype=np.int64)
             used = tile.params_lanes[:tile.lanes] >= 0
-            lane_words[used] = words[:, tile.params_lanes[:tile.lanes][used]].T
-            parts += [_header(design, Opcode.PARAMS, cmd.count),
-                      _padded(design, (lane_words & 0xFFFF_FFFF).astype("<u4").view(np.uint8))]
+            lane_words[:, used] = words[:, tile.params_lanes[:tile.lanes][used]]
+            parts += [_header(design, Opcode.PARAMS, cmd.count), _padded(design, _param_bytes(lane_words))]
             cmd = next(commands)
         for fold in tile.folds:
             if cmd.op == "MAP":

@@ -23,9 +23,11 @@ header's low 32 bits: opcode (bits 0-2), ``first`` (3), ``last`` (4), a count
 * WEIGHTS (2): ``weight_beats`` beats, one int8 stationary operand per multiplier;
   with a non-zero ``count`` its fold's steps follow at once, as a STEPS command
   with this header would bring them (one header beat less per fold).
-* PARAMS (3): ``count`` beats (at most ``param_beats``), per output lane 16
-  bytes from lane 0 on: bias, multiplier low word, multiplier high word, shifts
-  (as the GEMM core's requantizer). A tile sends only the lanes it uses.
+* PARAMS (3): ``count`` beats (at most ``param_beats``), per output lane 12
+  bytes (96 bits) from lane 0 on: bias (bits 0-31), the requantizer's 54-bit
+  multiplier (32-85) and its shifts packed into 10 bits (86-95: left | right
+  << 5 in double-rounding mode, the exponent in float mode). A tile sends only
+  the lanes it uses.
 * STEPS (4): ``count`` steps of ``beats per step`` beats each. A beat carries
   ``DN_BW`` int8 values; multiplier ``i`` captures the value at position
   ``pos_i`` of every step, lane ``pos_i % DN_BW`` of beat ``pos_i // DN_BW``
@@ -68,7 +70,7 @@ FLEX_CONFIG_REGISTERS = (
     Register("REQUANT_MODE", CONFIG_BASE + 0x0C, "rw", 1, doc="0: double rounding (CONV_2D), 1: float (FC)"),
 )
 
-PARAM_BYTES_PER_LANE = 16
+PARAM_BYTES_PER_LANE = 12
 REDUCTION_NETWORKS = ("fan", "seq")
 DISTRIBUTION_NETWORKS = ("xbar",)
 
@@ -327,13 +329,13 @@ class FlexArrayCore(CoreBase):
             unit = requant.LaneRequantizer()
             m.submodules[f"requant{j}"] = unit
 
-            def param(kind, bits=32):
-                offset = 8 * (PARAM_BYTES_PER_LANE * j + 4 * kind)
-                return param_active[offset:offset + bits]
-
+            lane_params = param_active[8 * PARAM_BYTES_PER_LANE * j:8 * PARAM_BYTES_PER_LANE * (j + 1)]
+            shifts = lane_params[86:96]
             m.d.comb += [unit.valid.eq(requant_valid), unit.acc.eq(out_rd.data[LANE_WIDTH * j:LANE_WIDTH * (j + 1)]),
-                         unit.bias.eq(param(0)), unit.multiplier.eq(Cat(param(1), param(2, 22))),
-                         unit.shifts.eq(param(3, 16)), unit.float_mode.eq(cfg.requant_mode),
+                         unit.bias.eq(lane_params[:32]), unit.multiplier.eq(lane_params[32:86]),
+                         # left (double rounding) and the exponent (float) at bits 0.., right at bits 8..
+                         unit.shifts.eq(Cat(shifts[:7], Const(0, 1), shifts[5:10])),
+                         unit.float_mode.eq(cfg.requant_mode),
                          unit.zero_point.eq(cfg.output_zero_point), unit.act_min.eq(cfg.act_min),
                          unit.act_max.eq(cfg.act_max)]
             out_bytes.append(unit.value)

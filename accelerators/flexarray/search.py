@@ -47,6 +47,17 @@ def _powers(limit):
     return out
 
 
+def _channel_options(n, most):
+    """Channels per fold for ``n`` channels and at most ``most`` lanes: balanced splits, and every count up to
+    ``most`` when that is small (one channel per fold leaves the lanes to pixels)."""
+    if most < 1:
+        return []
+    options = set(_balanced(n, most))
+    if most <= 16:
+        options.update(range(1, min(n, most) + 1))
+    return sorted(options)
+
+
 def _divisors(n, limit):
     return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
 
@@ -71,23 +82,21 @@ def _base_candidates(design, structure, sparse_too):
     if structure.kind == "gemm":
         rows_options = sorted(set(_powers(min(lanes, structure.m)) + ([structure.m] if structure.m <= lanes else [])))
         for rows in rows_options:
-            for channels in sorted(set(_balanced(structure.n, lanes // rows))):
-                if rows * channels > lanes:
-                    continue
+            for channels in _channel_options(structure.n, lanes // rows):
                 most = n_mult // (rows * channels)
                 if most < 1:
                     continue
-                for chunk in _balanced(structure.k, most)[:2]:
+                for chunk in sorted(set(_balanced(structure.k, most)[:2] + [min(most, structure.k)])):
                     for sparse in sparse_options:
                         out.append(compiler.Mapping(rows, channels, (chunk,), None, sparse))
         return out
     _, oh, ow = structure.geometry
     kh, kw, c = structure.kernel
     boxes = [(ty, tx) for ty in _divisors(oh, lanes) for tx in _divisors(ow, lanes) if ty * tx <= lanes]
-    boxes = sorted(boxes, key=lambda b: -b[0] * b[1])[:6] + [(1, 1)]
+    boxes = sorted(boxes, key=lambda b: -b[0] * b[1]) + [(1, 1)]
     for ty, tx in dict.fromkeys(boxes):
         rows = ty * tx
-        for channels in sorted(set(_balanced(structure.n, lanes // rows))):
+        for channels in _channel_options(structure.n, lanes // rows):
             most = n_mult // (rows * channels)
             if most < 1:
                 continue
