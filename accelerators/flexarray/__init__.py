@@ -26,7 +26,7 @@ class FlexArrayAccelerator(Accelerator):
             Param("multipliers", 64, 4, 128, "multiplier switches (N)", power_of_two=True),
             Param("dn_bw", 8, 4, 128, "distribution bandwidth: int8 values per cycle (the stream is 8*dn_bw bits)",
                   power_of_two=True),
-            Param("rn_bw", 8, 1, 128, "reduction output lanes: VN sums collected per step"),
+            Param("rn_bw", 16, 1, 128, "reduction output lanes: VN sums collected per step"),
             Param("rn", 0, 0, len(REDUCTION_NETWORKS) - 1,
                   "reduction network: " + ", ".join(f"{i} {name}" for i, name in enumerate(REDUCTION_NETWORKS))),
             Param("acc_depth", 512, 2, 1 << 16, "accumulation buffer words (steps per tile)", power_of_two=True),

@@ -62,7 +62,7 @@ ALEXNET = (
     ("fc8", "fc", dict(batch=1, k=4096, n=1000)),
 )
 
-FLEX = {"multipliers": 64, "dn_bw": 8, "rn_bw": 8, "acc_depth": 512}
+FLEX = {"multipliers": 64, "dn_bw": 8, "rn_bw": 16, "acc_depth": 512}
 SYSTOLIC = {"rows": 8, "cols": 8, "data_width": 64}
 FLEX_SMALL = {"multipliers": 16, "dn_bw": 4, "rn_bw": 8, "acc_depth": 64}
 SYSTOLIC_SMALL = {"rows": 4, "cols": 4, "data_width": 32, "k_max": 1024, "a_depth": 4096}
