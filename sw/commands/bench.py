@@ -41,8 +41,8 @@ def add_arguments(parser):
     parser.add_argument("--tokens", type=arguments.positive_int("token count", 1 << 16), default=8,
                         help="llm: tokens generated on the model backend (default 8)")
     parser.add_argument("--prompt", default="The capital of France is", help="llm: the prompt")
-    parser.add_argument("--clock-mhz", type=arguments.clock_mhz, default=100.0,
-                        help="llm: clock for tokens/s (default 100 MHz)")
+    parser.add_argument("--clock-mhz", type=arguments.clock_mhz, default=None,
+                        help="llm: clock for tokens/s (default: bfp's ECP5-85F place-and-route Fmax when cached)")
 
 
 BENCHMARKS = {"sim-speed": sim_speed, "model": model_bench, "utilization": utilization_bench,
