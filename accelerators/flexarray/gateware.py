@@ -36,7 +36,7 @@ Every multiplier output, every tree level and every memory read is registered.
 """
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data
+from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 
@@ -321,16 +321,18 @@ class FlexArrayCore(CoreBase):
 
         m.submodules.out_fifo = fifo = SyncFIFO(width=8 * lanes, depth=depth)
         m.d.comb += [fifo.w_data.eq(Cat(*out_bytes)), fifo.w_en.eq(ready)]
-        sender = WordSender(self.output, out_beats, width)
-        sender.connect(m, self.done)
-        m.d.comb += [pop.eq(fifo.r_rdy & sender.free), fifo.r_en.eq(pop)]
+        m.submodules.sender = sender = WordSender(beats=out_beats, data_width=width)
+        wiring.connect(m, sender.output, wiring.flipped(self.output))
+        m.d.comb += [sender.words.valid.eq(fifo.r_rdy),
+                     sender.words.payload.data.eq(Cat(fifo.r_data, Const(0, out_beats * width - 8 * lanes))),
+                     sender.words.payload.final.eq(last & (popped + 1 == count)), sender.clear.eq(self.start),
+                     self.done.eq(sender.done), pop.eq(fifo.r_rdy & sender.words.ready), fifo.r_en.eq(pop)]
         m.d.sync += outstanding.eq(outstanding + issue - pop)
         with m.If(pop):
-            m.d.sync += [*sender.load(Cat(fifo.r_data, Const(0, out_beats * width - 8 * lanes)),
-                                      last & (popped + 1 == count)), popped.eq(popped + 1)]
+            m.d.sync += popped.eq(popped + 1)
 
         with m.If(self.start):
-            m.d.sync += [*sender.reset(), outstanding.eq(0)]
+            m.d.sync += outstanding.eq(0)
 
         m.d.comb += [self.busy.eq(fire), self.macs.eq(Mux(fire, used_count, 0)),
                      self.input_wait.eq((fsm.ongoing("STEPS") | fsm.ongoing("LOAD") | fsm.ongoing("HEADER"))

@@ -39,7 +39,7 @@ def _timing_dict(result):
             "per_seed": dict(result.per_seed), "critical_path": {
                 "from": result.path_from, "to": result.path_to, "cells": result.path_cells,
                 "logic_ns": result.path_logic_ns, "routing_ns": result.path_routing_ns},
-            "seconds": result.seconds}
+            "seconds": result.seconds, "available": dict(result.available or {})}
 
 
 def design_figures(accelerator, part: FpgaPart | str, *, progress=None) -> dict:
