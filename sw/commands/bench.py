@@ -22,6 +22,8 @@ def add_arguments(parser):
     parser.add_argument("--repeat", type=arguments.positive_int("repeat count", 1000), default=5,
                         help="sim-speed: timed runs of the GEMM on the native and cocotb routes, median taken "
                         "(default 5; Amaranth runs once)")
+    parser.add_argument("--routes", default=None, metavar="NAMES",
+                        help="sim-speed: verilator plus any of cocotb, amaranth (default: all three)")
     parser.add_argument("--baseline", metavar="COMMIT", default=None,
                         help="sim-speed: also time the same GEMM on this commit's native route (its own code and "
                         "design, built from `git archive`), side by side; e.g. 8ab912f, before issue 12")
