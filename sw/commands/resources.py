@@ -37,7 +37,7 @@ def print_figures(title, figures):
         ["  of which logic", figures["lut_logic"] if figures["lut_logic"] is not None else "?", "", ""],
         [f"  of which RAM, {figures['lut_ram_unit']}", figures["lut_ram"] if figures["lut_ram"] is not None else "?",
          "", ""],
-        [f"FF", usage["ff"], capacity["ff"], _share(usage["ff"], capacity["ff"])],
+        ["FF", usage["ff"], capacity["ff"], _share(usage["ff"], capacity["ff"])],
         [f"DSP ({units['dsp']})", usage["dsp"], capacity["dsp"], _share(usage["dsp"], capacity["dsp"])],
         [f"BRAM ({units['bram']})", usage["bram"], capacity["bram"], _share(usage["bram"], capacity["bram"])],
         ["logic depth (cells, longest combinational path)",

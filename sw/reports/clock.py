@@ -34,6 +34,7 @@ class ReportClock:
         return f"at {self.mhz:g} MHz ({self.source})"
 
     def as_dict(self):
+        """``clock_mhz`` and ``clock_source``, for JSON records."""
         return {"clock_mhz": self.mhz, "clock_source": self.source}
 
 
