@@ -69,8 +69,16 @@ with open_device(accelerator, "verilator", dma) as device:
         out, stats = job(device, gemm)
         times.append(time.perf_counter() - started)
         exact &= bool(np.array_equal(out, gemm.reference()))
-print("ACCELKIT-BASELINE " + json.dumps({"cycles": int(stats.cycles), "times": times, "bit_exact": exact}))
+    started = time.perf_counter()
+    device.clock_only(args["bare_cycles"])
+    bare = args["bare_cycles"] / (time.perf_counter() - started)
+print("ACCELKIT-BASELINE " + json.dumps({"cycles": int(stats.cycles), "times": times, "bit_exact": exact,
+                                         "bare_cycles_per_second": bare}))
 """
+
+
+# Cycles of the bare-model loop (the model clocked with nothing else), here and in the baseline.
+_BARE_CYCLES = 2_000_000
 
 
 def _baseline_sources(revision, progress):
@@ -103,7 +111,7 @@ def _baseline_route(args, params, sources, progress):
     env = {**os.environ, "PYTHONPATH": str(parent)}
     request = json.dumps({"accel": args.accel, "params": params, "dma_bytes": args.dma_bytes,
                           "dma_latency": args.dma_latency, "seed": args.seed, "size": args.size,
-                          "repeat": args.repeat})
+                          "repeat": args.repeat, "bare_cycles": _BARE_CYCLES})
     process = subprocess.run([sys.executable, "-c", _BASELINE_PROBE, request], cwd=parent, env=env,
                              capture_output=True, text=True)
     found = [line for line in process.stdout.splitlines() if line.startswith("ACCELKIT-BASELINE ")]
@@ -115,7 +123,8 @@ def _baseline_route(args, params, sources, progress):
     seconds = float(np.median(times))
     return {"commit": commit, "cycles": result["cycles"], "seconds": seconds, "runs": len(times),
             "seconds_min": times[0], "seconds_max": times[-1], "cycles_per_second": result["cycles"] / seconds,
-            "bit_exact": result["bit_exact"], "times": times}
+            "bit_exact": result["bit_exact"], "times": times,
+            "bare_cycles_per_second": result["bare_cycles_per_second"]}
 
 
 def _merged(first, second):
@@ -156,7 +165,7 @@ def sim_speed(args):
                                "runs": len(times), "seconds_min": times[0], "seconds_max": times[-1],
                                "bit_exact": all(np.array_equal(o, golden) for o, _, _ in runs)}
             if backend == "verilator":
-                bare = 2_000_000
+                bare = _BARE_CYCLES
                 started = time.perf_counter()
                 device.clock_only(bare)
                 bare_rate = bare / (time.perf_counter() - started)
@@ -193,6 +202,9 @@ def sim_speed(args):
         # the least disturbed run of each: on a busy machine the medians carry the other jobs' noise
         ratios["native_over_baseline_fastest"] = (routes["verilator"]["cycles"] / routes["verilator"]["seconds_min"]
                                                   / (routes["baseline"]["cycles"] / routes["baseline"]["seconds_min"]))
+        # the verilated design alone, without harness or driver: what the gateware costs per cycle
+        ratios["bare_loop_over_baseline_bare_loop"] = (routes["bare_verilator_loop"]["cycles_per_second"]
+                                                       / routes["baseline"]["bare_cycles_per_second"])
     names = {"baseline": f"verilator at {routes['baseline']['commit'][:9]} (baseline)" if "baseline" in routes else ""}
     rows = [[names.get(name) or name, r.get("cycles", ""), r.get("seconds", ""), r["cycles_per_second"],
              {True: "yes", False: "NO"}.get(r.get("bit_exact"), "")] for name, r in routes.items()]
@@ -209,7 +221,8 @@ def sim_speed(args):
         console.print(f"native route on the {args.size}^3 GEMM / the same route at {routes['baseline']['commit'][:9]} "
                       f"= {ratios['native_over_baseline']:.1%} (medians of {routes['verilator']['runs']} and "
                       f"{routes['baseline']['runs']} runs, alternating, in this run; fastest runs: "
-                      f"{ratios['native_over_baseline_fastest']:.1%})", highlight=False)
+                      f"{ratios['native_over_baseline_fastest']:.1%}); bare model loop / the baseline's = "
+                      f"{ratios['bare_loop_over_baseline_bare_loop']:.1%}", highlight=False)
     console.print(f"one model evaluation per cycle: "
                   f"{'yes' if routes['bare_verilator_loop']['single_eval'] else 'no (two)'}", highlight=False)
     console.print(f"utilization on 256x256x256 at {dma.bytes_per_cycle} B/cycle: "
