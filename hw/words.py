@@ -2,77 +2,120 @@
 
 Cores exchange whole words with the host; a word starts on a beat boundary and
 takes ``beats`` beats of the ``data_width``-bit stream (see ``shell.word_beats``).
-Both helpers add their logic to the caller's module, so a core's own ``sync``
-statements written later (a reset on ``start``, a load) take precedence over
-theirs, as Amaranth's last-assignment rule gives.
+Both blocks are components with stream ports; a core joins them to its own
+stream ports with ``wiring.connect`` and drives only their control inputs:
+
+    m.submodules.gather = gather = WordGatherer(max_beats=4, data_width=64)
+    wiring.connect(m, wiring.flipped(self.input), gather.input)
+    m.submodules.sender = sender = WordSender(beats=2, data_width=64)
+    wiring.connect(m, sender.output, wiring.flipped(self.output))
 """
 
-from amaranth import Cat, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..errors import ParameterError
+from .shell import beat_layout, check_data_width
 
 __all__ = ["WordGatherer", "WordSender"]
 
 
-class WordGatherer:
+def _check_beats(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ParameterError(f"{name} must be a positive integer, not {value!r}")
+
+
+class WordGatherer(wiring.Component):
     """Collects accepted input beats into words of up to ``max_beats`` beats.
 
-    The caller sets ``want`` (beats of the word being loaded) combinationally
-    and raises the stream's ready; ``done`` is high in the cycle the last beat
-    of a word is accepted, when :meth:`word` is the whole word. Clear ``count``
-    on a new job.
+    Ports: ``input`` (the beats; ``last`` is ignored here, the shell checks it),
+    ``take`` (the core accepts beats this cycle: it is ``input.ready`` while the
+    word is not complete, and ``words.ready`` too on its last beat), ``want``
+    (beats of the word being loaded), ``clear`` (forget a partial word: a new
+    job) and ``words``: valid in the cycle the last beat of a word is accepted,
+    its payload is the buffer with that beat appended, the newest beat in the
+    top ``data_width`` bits; :meth:`word` picks a word out of it.
     """
 
-    def __init__(self, m, stream, max_beats, data_width):
+    def __init__(self, *, max_beats, data_width):
+        _check_beats("max_beats", max_beats)
+        check_data_width(data_width)
         self.max_beats, self.data_width = max_beats, data_width
-        self.buffer = Signal(max_beats * data_width)
-        self.count = Signal(range(max_beats + 1))
-        self.want = Signal(range(max_beats + 1))
-        self.done = Signal()
-        accepted = stream.valid & stream.ready
-        last = self.count + 1 == self.want
-        self.full = Cat(self.buffer[data_width:], stream.payload.data)
-        m.d.comb += self.done.eq(accepted & last)
-        with m.If(accepted):
-            m.d.sync += [self.buffer.eq(self.full), self.count.eq(Mux(last, 0, self.count + 1))]
+        super().__init__({
+            "input": In(stream.Signature(beat_layout(data_width))),
+            "take": In(1),
+            "want": In(range(max_beats + 1)),
+            "clear": In(1),
+            "words": Out(stream.Signature(max_beats * data_width)),
+        })
 
     def word(self, beats, nbits):
-        """The ``nbits`` of a ``beats``-beat word completing this cycle."""
+        """The ``nbits`` of a ``beats``-beat word completing this cycle (a slice of ``words.payload``)."""
         low = (self.max_beats - beats) * self.data_width
-        return self.full[low:low + nbits]
+        return self.words.payload[low:low + nbits]
+
+    def elaborate(self, platform):
+        m = Module()
+        W = self.data_width
+        buffer = Signal(self.max_beats * W)
+        count = Signal(range(self.max_beats + 1))
+        last = count + 1 == self.want
+        accepted = self.input.valid & self.input.ready
+        m.d.comb += [
+            self.input.ready.eq(self.take & (~last | self.words.ready)),
+            self.words.payload.eq(Cat(buffer[W:], self.input.payload.data)),
+            self.words.valid.eq(self.input.valid & self.take & last),
+        ]
+        with m.If(accepted):
+            m.d.sync += [buffer.eq(self.words.payload), count.eq(Mux(last, 0, count + 1))]
+        with m.If(self.clear):
+            m.d.sync += count.eq(0)
+        return m
 
 
-class WordSender:
+class WordSender(wiring.Component):
     """Holds one word of ``beats`` beats and streams it out, TLAST on the last beat of the final word.
 
-    ``free`` says the register can take a word this cycle (it is empty, or its
-    last beat leaves now); load it with :meth:`load` under that condition. Call
-    :meth:`connect` before the core's own load logic; ``reset()`` on a new job.
+    Ports: ``words`` (a word and whether it is the job's ``final`` one; taken,
+    ``words.ready``, when the holding register is empty or its last beat leaves
+    this cycle), ``output`` (the beats), ``clear`` (drop the held word: a new
+    job) and ``done`` (high as the final word's last beat leaves).
     """
 
-    def __init__(self, stream, beats, data_width):
-        self.stream, self.beats, self.data_width = stream, beats, data_width
-        self.valid, self.final = Signal(), Signal()
-        self.word = Signal(beats * data_width)
-        self.beat = Signal(range(beats))
-        self.sent = stream.valid & stream.ready
-        self.word_sent = self.sent & (self.beat == beats - 1)
-        self.free = ~self.valid | self.word_sent
+    def __init__(self, *, beats, data_width):
+        _check_beats("beats", beats)
+        check_data_width(data_width)
+        self.beats, self.data_width = beats, data_width
+        super().__init__({
+            "words": In(stream.Signature(data.StructLayout({"data": beats * data_width, "final": 1}))),
+            "output": Out(stream.Signature(beat_layout(data_width))),
+            "clear": In(1),
+            "done": Out(1),
+        })
 
-    def reset(self):
-        return [self.valid.eq(0), self.beat.eq(0)]
-
-    def load(self, word, final):
-        return [self.word.eq(word), self.valid.eq(1), self.final.eq(final)]
-
-    def connect(self, m, done):
-        """Drive the stream and ``done`` (high as the final word's last beat leaves)."""
-        last_beat = self.beat == self.beats - 1
+    def elaborate(self, platform):
+        m = Module()
+        valid, final = Signal(), Signal()
+        word = Signal(self.beats * self.data_width)
+        beat = Signal(range(self.beats))
+        last_beat = beat == self.beats - 1
+        sent = self.output.valid & self.output.ready
+        word_sent = sent & last_beat
         m.d.comb += [
-            self.stream.valid.eq(self.valid),
-            self.stream.payload.data.eq(self.word.word_select(self.beat, self.data_width)),
-            self.stream.payload.last.eq(self.final & last_beat),
-            done.eq(self.word_sent & self.final),
+            self.words.ready.eq(~valid | word_sent),
+            self.output.valid.eq(valid),
+            self.output.payload.data.eq(word.word_select(beat, self.data_width)),
+            self.output.payload.last.eq(final & last_beat),
+            self.done.eq(word_sent & final),
         ]
-        with m.If(self.sent):
-            m.d.sync += self.beat.eq(Mux(last_beat, 0, self.beat + 1))
-        with m.If(self.word_sent):
-            m.d.sync += self.valid.eq(0)
+        with m.If(sent):
+            m.d.sync += beat.eq(Mux(last_beat, 0, beat + 1))
+        with m.If(word_sent):
+            m.d.sync += valid.eq(0)
+        with m.If(self.words.valid & self.words.ready):
+            m.d.sync += [word.eq(self.words.payload.data), valid.eq(1), final.eq(self.words.payload.final)]
+        # a new job: nothing held, whatever the cycle's handshakes did
+        with m.If(self.clear):
+            m.d.sync += [valid.eq(0), beat.eq(0)]
+        return m

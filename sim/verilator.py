@@ -10,11 +10,12 @@ import numpy as np
 from amaranth.back import verilog
 
 from ..driver.device import Device, DmaTiming
-from ..errors import DeviceError
+from ..errors import DeviceError, ParameterError, ToolchainError
 from .toolchain import (MAKE_FLAGS, cache_root, content_hash, cached_build, make_flags, run_logged,
                         verilator_environment, verilator_version)
 
-__all__ = ["VerilatorDevice", "convert_verilog", "build_native", "trace_kind", "VERILATOR_FLAGS"]
+__all__ = ["VerilatorDevice", "convert_verilog", "build_native", "trace_kind", "VERILATOR_FLAGS", "single_eval_allowed",
+           "single_eval_safe", "UNEVALUATED_INPUTS"]
 
 HARNESS = Path(__file__).with_name("native") / "harness.cpp"
 
@@ -63,28 +64,69 @@ def trace_kind(trace):
     return suffix[1:]
 
 
-# Outputs the harness samples in its cycle() before the clock edge; see single_eval_allowed.
-_SAMPLED_OUTPUTS = ("s_axis_tready", "m_axis_tvalid", "m_axis_tdata", "irq")
+# The inputs the harness's cycle() changes and then samples outputs without evaluating the model first
+# (native/harness.cpp). The AXI4-Lite inputs are always followed by an evaluation (ak_write, ak_read), so
+# s_axi_awready may depend on them; the stream outputs and irq are sampled with no evaluation at all.
+UNEVALUATED_INPUTS = ("s_axis_tvalid", "s_axis_tdata", "s_axis_tlast", "m_axis_tready")
+_SAMPLED_OUTPUTS = ("s_axis_tready", "m_axis_tvalid", "m_axis_tdata", "m_axis_tlast", "irq")
 SINGLE_EVAL_MARK = "single-eval"
+_FUNCTION = re.compile(r"\n(?:[\w:<>*&]+[ \t]+)+(\w+)\(([^)]*)\)[^;{]*\{\n(.*?)\n\}", re.S)
 
 
 def single_eval_allowed(model_dir: Path) -> bool:
-    """May the harness evaluate the verilated model once per cycle (see forget_clock in harness.cpp)?
+    """Does the generated model look fit for one evaluation per cycle (see forget_clock in harness.cpp)?
 
-    Only if the generated code has the input-combinational region Verilator 5
-    evaluates first in every eval() (its ``ico_sequent`` functions) and no
-    output sampled by the harness is assigned there, i.e. none depends
-    combinationally on an input. Anything unrecognized means no.
+    A guard on Verilator's output, checked at build time: the model must have
+    the clock member the harness clears, and an input-combinational region
+    (every function reachable from one whose name has ``_ico``) that never
+    assigns a sampled output, however the code spells the assignment
+    (``vlSelfRef.x =``, ``vlSelf->x =``, ``TOP.x =``). Anything unrecognised
+    means no. This is not the proof: :func:`single_eval_safe` also asks the
+    netlist itself (:mod:`.combinational_paths`).
     """
     text = "".join(path.read_text() for path in sorted(model_dir.glob("Vtop___024root*.cpp")))
     header = model_dir / "Vtop___024root.h"
     if not header.exists() or "__Vtrigprevexpr___TOP__clk__0" not in header.read_text():
         return False
-    bodies = re.findall(r"\n\w[^\n]*___ico_sequent[^\n]*\{\n(.*?)\n\}", text, re.S)
-    if not bodies:
+    functions = {}
+    for name, _, body in _FUNCTION.findall(text):
+        functions[name] = functions.get(name, "") + body
+    region = [name for name in functions if "_ico" in name]
+    if not any("_ico_sequent" in name for name in region):
         return False
-    assigned = set(re.findall(r"\bvlSelfRef\.(\w+)(?:\[[^\]]*\])?\s*=[^=]", "".join(bodies)))
-    return not assigned.intersection(_SAMPLED_OUTPUTS)
+    seen, pending = set(), list(region)
+    while pending:       # everything the ico functions call, transitively
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        pending.extend(called for called in re.findall(r"\b(\w+)\s*\(", functions[name]) if called in functions)
+    code = "".join(functions[name] for name in seen)
+    outputs = "|".join(_SAMPLED_OUTPUTS)
+    assigned = rf"\b(?:{outputs})\b(?:\s*\[[^\]]*\])*\s*(?:[-+*/%&|^]|<<|>>)?=(?!=)"
+    # Verilator's VL_ macros (VL_ASSIGN_W, VL_ASSIGNSEL_...) write through an argument.
+    passed = rf"\bVL_\w*\s*\([^;]*\b(?:{outputs})\b"
+    return re.search(assigned, code) is None and re.search(passed, code) is None
+
+
+def single_eval_safe(verilog_text, top_name, library, progress=None) -> bool:
+    """May the harness evaluate this design's model once per cycle? Only when both checks say so.
+
+    The build's guard on the generated code (:func:`single_eval_allowed`,
+    recorded beside ``library``) and the proof on the netlist: no input that
+    the harness changes without evaluating (:data:`UNEVALUATED_INPUTS`) reaches
+    a top-level output through combinational logic. When Yosys cannot answer,
+    the answer is no.
+    """
+    if not (Path(library).parent / SINGLE_EVAL_MARK).exists():
+        return False
+    from .combinational_paths import outputs_reached
+    try:
+        return not outputs_reached(verilog_text, top_name, UNEVALUATED_INPUTS, progress=progress)
+    except (ToolchainError, ParameterError) as error:
+        if progress:
+            progress(f"one evaluation per cycle not proven safe for {top_name} ({error}); using two")
+        return False
 
 
 def build_native(verilog_text, top_name, trace_kind=None, progress=None) -> Path:
@@ -162,17 +204,21 @@ class VerilatorDevice(Device):
 
     ``library`` comes from :func:`build_native`. ``trace`` names an .fst or .vcd
     file (the library must have been built with the matching trace kind).
+    ``single_eval`` lets the harness evaluate the model once per cycle; pass
+    only what :func:`single_eval_safe` answered for this design.
     """
 
     backend = "verilator"
 
-    def __init__(self, library, register_map, data_width, dma: DmaTiming | None = None, trace=None):
+    def __init__(self, library, register_map, data_width, dma: DmaTiming | None = None, trace=None,
+                 single_eval=False):
         super().__init__(register_map, data_width, dma)
         self._lib = _Library(library).lib
         self._keep = []   # buffers the harness reads or writes until the job finishes
         path = str(trace).encode() if trace else b""
-        single_eval = (Path(library).parent / SINGLE_EVAL_MARK).exists()
-        self._handle = self._lib.ak_open(path, self.beat_bytes, register_map["CTRL"].offset, int(single_eval))
+        self.single_eval = bool(single_eval) and not trace    # tracing records both clock phases
+        self._handle = self._lib.ak_open(path, self.beat_bytes, register_map["CTRL"].offset,
+                                         int(self.single_eval))
         self._lib.ak_set_dma(self._handle, _c_int(self.dma.bytes_per_cycle, "DMA bytes per cycle"),
                              _c_int(self.dma.latency, "DMA latency"))
 
@@ -180,7 +226,8 @@ class VerilatorDevice(Device):
     def from_shell(cls, shell, top_name, dma=None, trace=None, design_key=None, progress=None):
         text = convert_verilog(shell, top_name, design_key, progress)
         library = build_native(text, top_name, trace_kind(trace), progress)
-        return cls(library, shell.register_map, shell.data_width, dma, trace)
+        single_eval = not trace and single_eval_safe(text, top_name, library, progress)
+        return cls(library, shell.register_map, shell.data_width, dma, trace, single_eval)
 
     def _live(self):
         if not self._handle:

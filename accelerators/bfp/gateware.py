@@ -41,6 +41,7 @@ sequencer issues only while the FIFO has room for every result in flight.
 """
 
 from amaranth import Module, Signal, Cat, Const, Mux, signed, unsigned, Array
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
 from ...driver.ggml import get_format
@@ -145,11 +146,13 @@ class BfpCore(CoreBase):
         loading = Signal()          # the activation section is still streaming in
         weights_phase = Signal()
         act_count = Signal(24)
-        gather = WordGatherer(m, self.input, L // WB, W)
-        m.d.comb += gather.want.eq(L // WB)
+        m.submodules.gather = gather = WordGatherer(max_beats=L // WB, data_width=W)
+        wiring.connect(m, wiring.flipped(self.input), gather.input)
+        # It sees the weight beats too (it takes whatever the core takes); only words while loading are filed.
+        m.d.comb += [gather.want.eq(L // WB), gather.words.ready.eq(1), gather.clear.eq(self.start)]
         m.d.comb += [act_wr.addr.eq(act_count), act_wr.data.eq(gather.word(L // WB, 8 * L)),
-                     act_wr.en.eq(loading & gather.done)]
-        with m.If(loading & gather.done):
+                     act_wr.en.eq(loading & gather.words.valid)]
+        with m.If(loading & gather.words.valid):
             m.d.sync += act_count.eq(act_count + 1)
             with m.If(act_count + 1 == cfg.act_words):
                 m.d.sync += [loading.eq(0), weights_phase.eq(1)]
@@ -162,7 +165,7 @@ class BfpCore(CoreBase):
         blk_free = Signal()
         m.d.comb += [have.eq(fill >= block_bytes), transfer.eq(weights_phase & have & blk_free)]
         ready_weights = weights_phase & ((fill < block_bytes) | transfer)
-        m.d.comb += self.input.ready.eq(loading | ready_weights)
+        m.d.comb += gather.take.eq(loading | ready_weights)
         accept = Signal()
         m.d.comb += accept.eq(self.input.valid & ready_weights)
         base = Signal(range(SIZE + 1))
@@ -297,14 +300,15 @@ class BfpCore(CoreBase):
         count = Signal(range(FIFO_DEPTH + 1))
         with m.If(push):
             m.d.sync += [fifo[w_ptr].eq(Cat(new_i, new_m)), w_ptr.eq(w_ptr + 1)]
-        sender = WordSender(self.output, word_beats(RESULT_BYTES, W), W)
-        sender.connect(m, self.done)
+        m.submodules.sender = sender = WordSender(beats=word_beats(RESULT_BYTES, W), data_width=W)
+        wiring.connect(m, sender.output, wiring.flipped(self.output))
         sent = Signal(32)
         load = Signal()
-        m.d.comb += load.eq((count > 0) & sender.free)
+        m.d.comb += [sender.words.valid.eq(count > 0), sender.words.payload.data.eq(fifo[r_ptr]),
+                     sender.words.payload.final.eq(sent + 1 == cfg.results), sender.clear.eq(self.start),
+                     self.done.eq(sender.done), load.eq(sender.words.valid & sender.words.ready)]
         with m.If(load):
-            m.d.sync += [*sender.load(fifo[r_ptr], sent + 1 == cfg.results),
-                         r_ptr.eq(r_ptr + 1), sent.eq(sent + 1)]
+            m.d.sync += [r_ptr.eq(r_ptr + 1), sent.eq(sent + 1)]
         m.d.sync += count.eq(count + push - load)
         m.d.sync += outstanding.eq(outstanding + (issue & last_step) - load)
 
@@ -312,8 +316,8 @@ class BfpCore(CoreBase):
                      self.input_wait.eq(loading | (weights_phase & ~blk_valid))]
 
         with m.If(self.start):
-            m.d.sync += [loading.eq(1), weights_phase.eq(0), act_count.eq(0), gather.count.eq(0), fill.eq(0),
+            m.d.sync += [loading.eq(1), weights_phase.eq(0), act_count.eq(0), fill.eq(0),
                          blk_valid.eq(0), step.eq(0), token.eq(0), tok_addr.eq(0), blk_base.eq(0),
                          row_block.eq(0), outstanding.eq(0), w_ptr.eq(0), r_ptr.eq(0), count.eq(0), sent.eq(0),
-                         v1.eq(0), v2.eq(0), v3.eq(0), v4.eq(0), *sender.reset()]
+                         v1.eq(0), v2.eq(0), v3.eq(0), v4.eq(0)]
         return m

@@ -34,6 +34,7 @@ Requantization has the two modes of LiteRT's reference kernels (see
 
 
 from amaranth import Module, Signal, Cat, Const, Mux, signed, unsigned
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
 from .pe import PEArray, WeightLayout
@@ -124,8 +125,11 @@ class GemmCore(CoreBase):
         a_words = Signal(range(self.a_depth + 1))
 
         # ---- loader: gathers beats into words and files them ----
-        gather = WordGatherer(m, self.input, n_max, W)
-        want, word_done = gather.want, gather.done
+        m.submodules.gather = gather = WordGatherer(max_beats=n_max, data_width=W)
+        wiring.connect(m, wiring.flipped(self.input), gather.input)
+        # a word is filed in the cycle it completes; a new job forgets a partial one
+        m.d.comb += [gather.words.ready.eq(1), gather.clear.eq(self.start)]
+        want, word_done = gather.want, gather.words.valid
 
         def word(beats, nbytes=None, nbits=None):
             return gather.word(beats, nbits or 8 * nbytes)
@@ -140,14 +144,14 @@ class GemmCore(CoreBase):
 
         with m.If(self.start):
             m.d.sync += [a_words.eq(cfg.m_tiles * cfg.k), load_index.eq(0), load_tile.eq(0),
-                         gather.count.eq(0), half_full.eq(0)]
+                         half_full.eq(0)]
 
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.next = "LOAD_A"
             with m.State("LOAD_A"):
-                m.d.comb += [self.input.ready.eq(1), want.eq(n_a),
+                m.d.comb += [gather.take.eq(1), want.eq(n_a),
                              a_wr.addr.eq(load_index), a_wr.data.eq(word(n_a, R)), a_wr.en.eq(word_done)]
                 with m.If(word_done):
                     m.d.sync += load_index.eq(load_index + 1)
@@ -158,7 +162,7 @@ class GemmCore(CoreBase):
                     m.d.sync += load_kind.eq(0)
                     m.next = "LOAD_PARAMS"
             with m.State("LOAD_PARAMS"):
-                m.d.comb += [self.input.ready.eq(1), want.eq(n_p)]
+                m.d.comb += [gather.take.eq(1), want.eq(n_p)]
                 with m.If(word_done):
                     for h in range(2):
                         for kind in range(PARAM_WORDS):
@@ -168,7 +172,7 @@ class GemmCore(CoreBase):
                     with m.If(load_kind == PARAM_WORDS - 1):
                         m.next = "LOAD_B"
             with m.State("LOAD_B"):
-                m.d.comb += [self.input.ready.eq(1), want.eq(n_b),
+                m.d.comb += [gather.take.eq(1), want.eq(n_b),
                              b_wr.addr.eq(Cat(load_k, load_half)), b_wr.data.eq(word(n_b, nbits=layout.row_bits)),
                              b_wr.en.eq(word_done)]
                 with m.If(word_done):
@@ -245,8 +249,9 @@ class GemmCore(CoreBase):
         read_row = Signal(range(R))
         read_t, read_n = Signal(16), Signal(16)
         read_half = read_n[0]
-        sender = WordSender(self.output, n_o, W)
-        load = reading & sender.free
+        m.submodules.sender = sender = WordSender(beats=n_o, data_width=W)
+        wiring.connect(m, sender.output, wiring.flipped(self.output))
+        load = reading & sender.words.ready
 
         entering = Signal()
         enter_row = Signal(range(R))
@@ -288,7 +293,7 @@ class GemmCore(CoreBase):
         tag = delayed(Cat(enter_row, entering), REQUANT_LATENCY, "requant_tag")
         row, valid = tag[:-1], tag[-1]
         with m.If(self.start):
-            m.d.sync += [reading.eq(0), read_t.eq(0), read_n.eq(0), *sender.reset()]
+            m.d.sync += [reading.eq(0), read_t.eq(0), read_n.eq(0)]
         with m.Elif(ready_token):
             m.d.sync += [reading.eq(1), read_row.eq(0)]
 
@@ -320,9 +325,10 @@ class GemmCore(CoreBase):
         row_word = Cat(buffer_rd.data, Const(0, n_o * W - 8 * C))
         final_row = ((read_row == R - 1) & (read_t + 1 == cfg.m_tiles) & (read_n + 1 == cfg.n_tiles))
 
-        sender.connect(m, self.done)
+        m.d.comb += [sender.clear.eq(self.start), self.done.eq(sender.done), sender.words.valid.eq(reading),
+                     sender.words.payload.data.eq(row_word), sender.words.payload.final.eq(final_row)]
         with m.If(load):
-            m.d.sync += [*sender.load(row_word, final_row), read_row.eq(read_row + 1)]
+            m.d.sync += read_row.eq(read_row + 1)
             # The last row leaves the result registers and the tile's parameters:
             # the array may finish its next tile, and the loader may refill the half.
             with m.If(read_row == R - 1):

@@ -42,6 +42,7 @@ so every streamed row and column has at least one valid tap.
 
 
 from amaranth import Module, Signal, Cat, Const, Mux, signed, unsigned
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
 from ...errors import ParameterError
@@ -141,8 +142,11 @@ class Mm2imCore(CoreBase):
         half_full = Signal(2)
 
         # ---- loader: gathers beats into words and files them ----
-        gather = WordGatherer(m, self.input, n_max, W)
-        want, word_done = gather.want, gather.done
+        m.submodules.gather = gather = WordGatherer(max_beats=n_max, data_width=W)
+        wiring.connect(m, wiring.flipped(self.input), gather.input)
+        # a word is filed in the cycle it completes; a new job forgets a partial one
+        m.d.comb += [gather.words.ready.eq(1), gather.clear.eq(self.start)]
+        want, word_done = gather.want, gather.words.valid
 
         def word(beats, nbytes):
             return gather.word(beats, 8 * nbytes)
@@ -154,13 +158,13 @@ class Mm2imCore(CoreBase):
         empty_done = Signal()     # the weights are in and there is no input row: only the bias to read out
 
         with m.If(self.start):
-            m.d.sync += [gather.count.eq(0), half_full.eq(0), load_kind.eq(0), load_index.eq(0), load_row.eq(0)]
+            m.d.sync += [half_full.eq(0), load_kind.eq(0), load_index.eq(0), load_row.eq(0)]
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.next = "LOAD_PARAMS"
             with m.State("LOAD_PARAMS"):
-                m.d.comb += [self.input.ready.eq(1), want.eq(n_p)]
+                m.d.comb += [gather.take.eq(1), want.eq(n_p)]
                 with m.If(word_done):
                     for kind in range(PARAM_WORDS):
                         with m.If(load_kind == kind):
@@ -169,7 +173,7 @@ class Mm2imCore(CoreBase):
                     with m.If(load_kind == PARAM_WORDS - 1):
                         m.next = "LOAD_W"
             with m.State("LOAD_W"):
-                m.d.comb += [self.input.ready.eq(1), want.eq(n_w), w_wr.addr.eq(load_index),
+                m.d.comb += [gather.take.eq(1), want.eq(n_w), w_wr.addr.eq(load_index),
                              w_wr.data.eq(word(n_w, R * C)), w_wr.en.eq(word_done)]
                 with m.If(word_done):
                     m.d.sync += load_index.eq(load_index + 1)
@@ -184,7 +188,7 @@ class Mm2imCore(CoreBase):
                 with m.If(~half_full.bit_select(load_half, 1)):
                     m.next = "LOAD_ROW"
             with m.State("LOAD_ROW"):
-                m.d.comb += [self.input.ready.eq(1), want.eq(n_a),
+                m.d.comb += [gather.take.eq(1), want.eq(n_a),
                              in_wr.addr.eq(Cat(load_index[:len(in_wr.addr) - 1], load_half)),
                              in_wr.data.eq(word(n_a, R)), in_wr.en.eq(word_done)]
                 with m.If(word_done):
@@ -376,7 +380,8 @@ class Mm2imCore(CoreBase):
         # Reads issue only while the queue has room for everything in flight, so
         # the requantizer never has to stop; the queue is deep enough that the
         # sender never waits for a pixel once the first one is in.
-        sender = WordSender(self.output, n_o, W)
+        m.submodules.sender = sender = WordSender(beats=n_o, data_width=W)
+        wiring.connect(m, sender.output, wiring.flipped(self.output))
         reading = Signal()
         read_index = Signal(24)
         in_flight = Signal(range(QUEUE_DEPTH + 1))     # pixels read and not yet taken by the sender
@@ -385,7 +390,7 @@ class Mm2imCore(CoreBase):
         take = Signal()
         m.d.comb += [
             read.eq(reading & (in_flight != QUEUE_DEPTH)),
-            take.eq(queue.r_rdy & sender.free),
+            take.eq(queue.r_rdy & sender.words.ready),
             acc_rd.addr.eq(Mux(reading, read_index, rmw_addr)),
         ]
         with m.If(read):
@@ -415,17 +420,18 @@ class Mm2imCore(CoreBase):
 
         sent_index = Signal(24)
         with m.If(self.start):
-            m.d.sync += [reading.eq(0), read_index.eq(0), sent_index.eq(0), *sender.reset()]
+            m.d.sync += [reading.eq(0), read_index.eq(0), sent_index.eq(0)]
         with m.Elif(start_reading):
             m.d.sync += [reading.eq(1), read_index.eq(0)]
         with m.If(read):
             m.d.sync += read_index.eq(read_index + 1)
             with m.If(read_index + 1 == cfg.out_pixels):
                 m.d.sync += reading.eq(0)
-        sender.connect(m, self.done)
+        m.d.comb += [sender.clear.eq(self.start), self.done.eq(sender.done), sender.words.valid.eq(queue.r_rdy),
+                     sender.words.payload.data.eq(Cat(queue.r_data, Const(0, n_o * W - 8 * C))),
+                     sender.words.payload.final.eq(sent_index + 1 == cfg.out_pixels)]
         with m.If(take):
-            m.d.sync += [*sender.load(Cat(queue.r_data, Const(0, n_o * W - 8 * C)), sent_index + 1 == cfg.out_pixels),
-                         sent_index.eq(sent_index + 1)]
+            m.d.sync += sent_index.eq(sent_index + 1)
         return m
 
 

@@ -53,14 +53,17 @@ def llm_bench(args):
         entry["llama_cpp_tokens_per_second"], entry["llama_cpp_note"] = cpu, why
         results.append(entry)
         rows.append([name, f"{report['generation_cycles_per_token']:,.0f}", f"{report['weight_stream_bound_cycles']:,.0f}",
-                     f"{report['cycles_over_bound']:.3f}", f"{report['tokens_per_second_at_clock']:.2f}",
+                     f"{report['cycles_over_bound']:.3f}",
+                     f"{report['tokens_per_second_at_clock']:.2f}" if report["tokens_per_second_at_clock"] else "-",
                      f"{1 / walls:.2f}" if walls else "-",
                      f"{rtl['wall_per_generated_token_s']:.2f}" if rtl and rtl["wall_per_generated_token_s"] else "-",
                      ("yes" if entry["rtl"]["same_text_as_model"] and entry["rtl"]["same_cycles_as_model"] else "NO")
                      if rtl else "-",
                      f"{cpu:.1f}" if cpu else "n/a"])
     console.print(table(f"SmolLM2-135M on bfp ({args.params or 'default parameters'}), "
-                        f"{args.dma_bytes} B/cycle, clock {args.clock_mhz:g} MHz",
+                        f"{args.dma_bytes} B/cycle, clock "
+                        + (f"{report['clock_mhz']:g} MHz ({report['clock_source']})" if report["clock_mhz"]
+                           else "unmeasured"),
                         ["variant", "cycles/token", "stream bound", "ratio", "tokens/s at clock",
                          "model backend tokens/s (steady)", "RTL wall s/token", "RTL = model", "llama.cpp CPU tokens/s"],
                         rows))

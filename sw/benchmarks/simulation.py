@@ -1,12 +1,19 @@
 """Simulation benchmarks: simulator speed, whole zoo models on RTL, array utilization, cost-model fidelity."""
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from ...accelerators.base import get_accelerator, parse_params
 from ...driver.device import DmaTiming
 from ...driver.kinds.gemm import Gemm
+from ...errors import ParameterError, ToolchainError
+from ...sim.toolchain import cache_root
 from ..execution.devices import open_device
 from ..frontends.tflite.runner import one_inference
 from ..reports.output import console, progress_printer, provenance, table
@@ -28,6 +35,107 @@ def _timed_job(device, accelerator, gemm):
     return out, stats, time.perf_counter() - started
 
 
+# Run inside a checkout of an older commit (its own accelkit first on sys.path): the same GEMM on its
+# native route, timed like _timed_job. Written against both the wave-1 API (run_gemm, sw.devices) and
+# the plan/run contract, so any commit with a Verilator route can be the baseline.
+_BASELINE_PROBE = r"""
+import json, sys, time
+import numpy as np
+args = json.loads(sys.argv[1])
+from accelkit.accelerators.base import get_accelerator
+from accelkit.driver.device import DmaTiming
+try:
+    from accelkit.sw.execution.devices import open_device
+    from accelkit.sw.verification.random_layers import random_gemm
+except ImportError:
+    from accelkit.sw.devices import open_device
+    from accelkit.sw.random_layers import random_gemm
+accelerator = get_accelerator(args["accel"], args["params"])
+
+def job(device, gemm):
+    if hasattr(accelerator, "run_gemm"):
+        return accelerator.run_gemm(device, gemm)
+    from accelkit.driver.kinds.gemm import Gemm
+    layer, a = Gemm.of(gemm)
+    return accelerator.run(accelerator.plan(layer, a.shape), device, a)
+
+dma = DmaTiming(args["dma_bytes"], args["dma_latency"])
+with open_device(accelerator, "verilator", dma) as device:
+    job(device, random_gemm(np.random.default_rng(1), 8, 8, 8))
+    gemm = random_gemm(np.random.default_rng(args["seed"]), args["size"], args["size"], args["size"])
+    times, exact = [], True
+    for _ in range(args["repeat"]):
+        started = time.perf_counter()
+        out, stats = job(device, gemm)
+        times.append(time.perf_counter() - started)
+        exact &= bool(np.array_equal(out, gemm.reference()))
+    started = time.perf_counter()
+    device.clock_only(args["bare_cycles"])
+    bare = args["bare_cycles"] / (time.perf_counter() - started)
+print("ACCELKIT-BASELINE " + json.dumps({"cycles": int(stats.cycles), "times": times, "bit_exact": exact,
+                                         "bare_cycles_per_second": bare}))
+"""
+
+
+# Cycles of the bare-model loop (the model clocked with nothing else), here and in the baseline.
+_BARE_CYCLES = 2_000_000
+
+
+def _baseline_sources(revision, progress):
+    """A copy of ``revision``'s tree as ``<dir>/accelkit`` (cached by commit), from this package's git repository."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", f"{revision}^{{commit}}"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        raise ParameterError(f"--baseline {revision!r} is not a commit of the git repository at {root}") from None
+    parent = cache_root() / "baseline-sources" / commit
+    if not (parent / "accelkit" / "__init__.py").exists():
+        progress(f"baseline: extracting {commit[:12]} with git archive")
+        target = parent.with_name(f"{commit}.{os.getpid()}.tmp") / "accelkit"
+        target.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(root), "archive", commit], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+        try:
+            os.replace(target.parent, parent)
+        except OSError:
+            if not (parent / "accelkit" / "__init__.py").exists():
+                raise
+    return commit, parent
+
+
+def _baseline_route(args, params, sources, progress):
+    """Cycles/s of the same GEMM on the baseline's native route, in a child process of its own code."""
+    commit, parent = sources
+    progress(f"baseline {commit[:12]}: building its design and running the {args.size}^3 GEMM")
+    env = {**os.environ, "PYTHONPATH": str(parent)}
+    request = json.dumps({"accel": args.accel, "params": params, "dma_bytes": args.dma_bytes,
+                          "dma_latency": args.dma_latency, "seed": args.seed, "size": args.size,
+                          "repeat": args.repeat, "bare_cycles": _BARE_CYCLES})
+    process = subprocess.run([sys.executable, "-c", _BASELINE_PROBE, request], cwd=parent, env=env,
+                             capture_output=True, text=True)
+    found = [line for line in process.stdout.splitlines() if line.startswith("ACCELKIT-BASELINE ")]
+    if process.returncode != 0 or not found:
+        tail = "\n".join((process.stdout + process.stderr).strip().splitlines()[-15:])
+        raise ToolchainError(f"the baseline {commit[:12]} could not run the GEMM on its native route; last lines:\n{tail}")
+    result = json.loads(found[-1].split(" ", 1)[1])
+    times = sorted(result["times"])
+    seconds = float(np.median(times))
+    return {"commit": commit, "cycles": result["cycles"], "seconds": seconds, "runs": len(times),
+            "seconds_min": times[0], "seconds_max": times[-1], "cycles_per_second": result["cycles"] / seconds,
+            "bit_exact": result["bit_exact"], "times": times,
+            "bare_cycles_per_second": result["bare_cycles_per_second"]}
+
+
+def _merged(first, second):
+    """Two baseline batches as one: the median and extremes over all their runs."""
+    times = sorted(first["times"] + second["times"])
+    seconds = float(np.median(times))
+    return {**first, "seconds": seconds, "runs": len(times), "seconds_min": times[0], "seconds_max": times[-1],
+            "cycles_per_second": first["cycles"] / seconds, "bit_exact": first["bit_exact"] and second["bit_exact"],
+            "times": times}
+
+
 def sim_speed(args):
     """Simulated cycles per second of each route on the same design and GEMM, measured in one run."""
     params = {"rows": 8, "cols": 8, **parse_params(args.params)}
@@ -37,7 +145,12 @@ def sim_speed(args):
     gemm = random_gemm(np.random.default_rng(args.seed), args.size, args.size, args.size)
     golden = accelerator.golden(*_gemm_plan(accelerator, gemm))
     routes = {}
-    for backend in ("verilator", "cocotb", "amaranth"):
+    # resolved first, so a bad --baseline is an error before any build
+    baseline = _baseline_sources(args.baseline, progress) if getattr(args, "baseline", None) else None
+    chosen = [name.strip() for name in (getattr(args, "routes", None) or "verilator,cocotb,amaranth").split(",")]
+    if "verilator" not in chosen or not set(chosen) <= {"verilator", "cocotb", "amaranth"}:
+        raise ParameterError(f"--routes must list verilator and any of cocotb, amaranth, not {args.routes!r}")
+    for backend in [name for name in ("verilator", "cocotb", "amaranth") if name in chosen]:
         progress(f"{backend}: preparing")
         with open_device(accelerator, backend, dma, progress=progress) as device:
             _timed_job(device, accelerator, random_gemm(np.random.default_rng(1), 8, 8, 8))  # warm-up
@@ -52,7 +165,7 @@ def sim_speed(args):
                                "runs": len(times), "seconds_min": times[0], "seconds_max": times[-1],
                                "bit_exact": all(np.array_equal(o, golden) for o, _, _ in runs)}
             if backend == "verilator":
-                bare = 2_000_000
+                bare = _BARE_CYCLES
                 started = time.perf_counter()
                 device.clock_only(bare)
                 bare_rate = bare / (time.perf_counter() - started)
@@ -63,14 +176,37 @@ def sim_speed(args):
                     "shape": [256, 256, 256], "cycles": big_stats.cycles, "seconds": big_seconds,
                     "cycles_per_second": (device.total_cycles - total_before) / big_seconds,
                     "utilization": big_stats.utilization, "bit_exact": bool(np.array_equal(big_out, big.reference()))}
-                routes["bare_verilator_loop"] = {"cycles_per_second": bare_rate}
+                routes["bare_verilator_loop"] = {"cycles_per_second": bare_rate,
+                                                  "single_eval": bool(getattr(device, "single_eval", False))}
+                if baseline is not None:
+                    # side by side, alternating: this route, the baseline, this route, the baseline, this route
+                    again = []
+                    for round_ in range(2):
+                        batch = _baseline_route(args, params, baseline, progress)
+                        routes["baseline"] = batch if round_ == 0 else _merged(routes["baseline"], batch)
+                        progress(f"verilator: running the {args.size}^3 GEMM again after the baseline")
+                        again += [_timed_job(device, accelerator, gemm) for _ in range(args.repeat)]
+                    times = sorted([*times, *(seconds for _, _, seconds in again)])
+                    seconds = float(np.median(times))
+                    routes["verilator"].update(seconds=seconds, cycles_per_second=stats.cycles / seconds,
+                                               runs=len(times), seconds_min=times[0], seconds_max=times[-1],
+                                               bit_exact=routes["verilator"]["bit_exact"] and all(
+                                                   np.array_equal(o, golden) for o, _, _ in again))
     native = routes["verilator"]["large"]["cycles_per_second"]
-    ratios = {
-        "native_over_cocotb": routes["verilator"]["cycles_per_second"] / routes["cocotb"]["cycles_per_second"],
-        "native_over_amaranth": routes["verilator"]["cycles_per_second"] / routes["amaranth"]["cycles_per_second"],
-        "native_over_bare_loop": native / routes["bare_verilator_loop"]["cycles_per_second"],
-    }
-    rows = [[name, r.get("cycles", ""), r.get("seconds", ""), r["cycles_per_second"],
+    ratios = {f"native_over_{name}": routes["verilator"]["cycles_per_second"] / routes[name]["cycles_per_second"]
+              for name in ("cocotb", "amaranth") if name in routes}
+    ratios["native_over_bare_loop"] = native / routes["bare_verilator_loop"]["cycles_per_second"]
+    if "baseline" in routes:
+        ratios["native_over_baseline"] = (routes["verilator"]["cycles_per_second"]
+                                          / routes["baseline"]["cycles_per_second"])
+        # the least disturbed run of each: on a busy machine the medians carry the other jobs' noise
+        ratios["native_over_baseline_fastest"] = (routes["verilator"]["cycles"] / routes["verilator"]["seconds_min"]
+                                                  / (routes["baseline"]["cycles"] / routes["baseline"]["seconds_min"]))
+        # the verilated design alone, without harness or driver: what the gateware costs per cycle
+        ratios["bare_loop_over_baseline_bare_loop"] = (routes["bare_verilator_loop"]["cycles_per_second"]
+                                                       / routes["baseline"]["bare_cycles_per_second"])
+    names = {"baseline": f"verilator at {routes['baseline']['commit'][:9]} (baseline)" if "baseline" in routes else ""}
+    rows = [[names.get(name) or name, r.get("cycles", ""), r.get("seconds", ""), r["cycles_per_second"],
              {True: "yes", False: "NO"}.get(r.get("bit_exact"), "")] for name, r in routes.items()]
     rows.insert(1, ["verilator, 256^3 GEMM", native and routes["verilator"]["large"]["cycles"],
                     routes["verilator"]["large"]["seconds"], native,
@@ -78,9 +214,17 @@ def sim_speed(args):
     console.print(table(f"simulation speed, {accelerator!r}, {args.size}^3 GEMM, DMA {dma.bytes_per_cycle} B/cycle "
                         f"(median of {args.repeat} runs on verilator and cocotb)",
                         ["backend", "cycles", "seconds", "cycles/s", "bit-exact"], rows))
-    console.print(f"native / cocotb = {ratios['native_over_cocotb']:.1f}x, native / amaranth = "
-                  f"{ratios['native_over_amaranth']:.0f}x, native driver path / bare Verilator loop = "
-                  f"{ratios['native_over_bare_loop']:.1%}")
+    console.print(", ".join([*(f"native / {name} = {ratios[f'native_over_{name}']:.1f}x" for name in ("cocotb", "amaranth")
+                               if name in routes),
+                             f"native driver path / bare Verilator loop = {ratios['native_over_bare_loop']:.1%}"]))
+    if "baseline" in routes:
+        console.print(f"native route on the {args.size}^3 GEMM / the same route at {routes['baseline']['commit'][:9]} "
+                      f"= {ratios['native_over_baseline']:.1%} (medians of {routes['verilator']['runs']} and "
+                      f"{routes['baseline']['runs']} runs, alternating, in this run; fastest runs: "
+                      f"{ratios['native_over_baseline_fastest']:.1%}); bare model loop / the baseline's = "
+                      f"{ratios['bare_loop_over_baseline_bare_loop']:.1%}", highlight=False)
+    console.print(f"one model evaluation per cycle: "
+                  f"{'yes' if routes['bare_verilator_loop']['single_eval'] else 'no (two)'}", highlight=False)
     console.print(f"utilization on 256x256x256 at {dma.bytes_per_cycle} B/cycle: "
                   f"{routes['verilator']['large']['utilization']:.1%} "
                   f"({routes['verilator']['large']['cycles']:,} cycles)")

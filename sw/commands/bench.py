@@ -9,6 +9,7 @@ from ..benchmarks.mutation import mutate_bench
 from ..benchmarks.potacc_shift_pe import potacc_bench
 from ..benchmarks.scalesim import scalesim_bench
 from ..benchmarks.simulation import fidelity_bench, model_bench, sim_speed, utilization_bench
+from ..benchmarks.timing import timing_bench
 from ..reports.output import write_json
 from . import arguments
 
@@ -21,6 +22,11 @@ def add_arguments(parser):
     parser.add_argument("--repeat", type=arguments.positive_int("repeat count", 1000), default=5,
                         help="sim-speed: timed runs of the GEMM on the native and cocotb routes, median taken "
                         "(default 5; Amaranth runs once)")
+    parser.add_argument("--routes", default=None, metavar="NAMES",
+                        help="sim-speed: verilator plus any of cocotb, amaranth (default: all three)")
+    parser.add_argument("--baseline", metavar="COMMIT", default=None,
+                        help="sim-speed: also time the same GEMM on this commit's native route (its own code and "
+                        "design, built from `git archive`), side by side; e.g. 8ab912f, before issue 12")
     parser.add_argument("--seed", type=arguments.seed, default=0)
     parser.add_argument("--models", default=None,
                         help="utilization, scalesim (default mobilenet_v2), potacc (default digits_cnn): "
@@ -41,14 +47,17 @@ def add_arguments(parser):
     parser.add_argument("--tokens", type=arguments.positive_int("token count", 1 << 16), default=8,
                         help="llm: tokens generated on the model backend (default 8)")
     parser.add_argument("--prompt", default="The capital of France is", help="llm: the prompt")
-    parser.add_argument("--clock-mhz", type=arguments.clock_mhz, default=100.0,
-                        help="llm: clock for tokens/s (default 100 MHz)")
+    parser.add_argument("--only", metavar="NAMES", default=None,
+                        help="timing: comma-separated accelerators (default: every registered one, at its defaults "
+                        "unless --params says otherwise)")
+    parser.add_argument("--clock-mhz", type=arguments.clock_mhz, default=None,
+                        help="llm: clock for tokens/s (default: bfp's ECP5-85F place-and-route Fmax when cached)")
 
 
 BENCHMARKS = {"sim-speed": sim_speed, "model": model_bench, "utilization": utilization_bench,
               "fidelity": fidelity_bench, "scalesim": scalesim_bench, "potacc": potacc_bench,
               "tconv": tconv_bench, "mutate": mutate_bench, "fuzz": fuzz_bench, "flexarray": flexarray_bench,
-              "llm": llm_bench, "ulx3s": ulx3s_bench}
+              "llm": llm_bench, "ulx3s": ulx3s_bench, "timing": timing_bench}
 
 
 

@@ -21,6 +21,7 @@ from ..llm.accelerated import AcceleratorMatMul
 from ..llm.forward import Llama, Sampler
 from ..llm.gguf_model import load_llama
 from ..llm.tokenizer import build_tokenizer
+from ..reports.clock import report_clock
 from ..reports.output import console, provenance, table, write_json
 
 __all__ = ["add_arguments", "run", "generate_report"]
@@ -36,7 +37,9 @@ def add_arguments(parser):
     parser.add_argument("--seed", type=arguments.seed, default=0)
     parser.add_argument("--quantizer", choices=("ref", "avx2"), default="ref",
                         help="host activation quantizer (ggml's reference or its x86 AVX2 rounding)")
-    parser.add_argument("--clock-mhz", type=arguments.clock_mhz, default=100.0, help="clock for tokens/s (default 100 MHz)")
+    parser.add_argument("--clock-mhz", type=arguments.clock_mhz, default=None,
+                        help="clock for tokens/s (default: the design's ECP5-85F place-and-route Fmax when cached, "
+                        "else tokens/s is not shown)")
 
 
 def _phase_totals(records):
@@ -55,8 +58,11 @@ def _phase_totals(records):
     return kinds
 
 
-def generate_report(records, forwards, prompt_tokens, generated, dma, clock_mhz, walls):
-    """Figures of one generation: ``forwards`` is the list of record counts after each forward."""
+def generate_report(records, forwards, prompt_tokens, generated, dma, clock_mhz, walls, clock_source=None):
+    """Figures of one generation: ``forwards`` is the list of record counts after each forward.
+
+    ``clock_mhz`` None (an unmeasured clock) leaves tokens/s at the clock out.
+    """
     bounds = [0] + list(forwards)
     per_forward = [records[bounds[i]:bounds[i + 1]] for i in range(len(forwards))]
     prompt, gen = per_forward[0] if per_forward else [], [r for f in per_forward[1:] for r in f]
@@ -78,8 +84,8 @@ def generate_report(records, forwards, prompt_tokens, generated, dma, clock_mhz,
         "weight_bytes_per_generated_token": gen_bytes,
         "weight_stream_bound_cycles": bound,
         "cycles_over_bound": gen_cycles / bound if bound else None,
-        "tokens_per_second_at_clock": clock_mhz * 1e6 / gen_cycles if gen_cycles else None,
-        "clock_mhz": clock_mhz,
+        "tokens_per_second_at_clock": clock_mhz * 1e6 / gen_cycles if gen_cycles and clock_mhz else None,
+        "clock_mhz": clock_mhz, "clock_source": clock_source,
         "wall_prompt_s": walls[0] if walls else 0.0,
         "wall_per_generated_token_s": sum(walls[1:]) / len(walls[1:]) if len(walls) > 1 else None,
         # the first generation forward also plans and costs the one-token MatMul shapes (cached afterwards)
@@ -117,7 +123,8 @@ def _print_report(report, accelerator_name, backend):
         f"wall {report['wall_prompt_s']:.2f} s\n"
         f"generation: {report['generated_tokens']} tokens, {report['generation_cycles_per_token']:,.0f} cycles/token"
         + (f" ({ratio:.3f}x the weight-streaming bound of {report['weight_stream_bound_cycles']:,.0f})" if ratio else "")
-        + (f", {tps:.2f} tokens/s at {report['clock_mhz']:g} MHz" if tps else "")
+        + (f", {tps:.2f} tokens/s at {report['clock_mhz']:g} MHz ({report.get('clock_source')})" if tps else
+           ", clock unmeasured (no tokens/s)" if report["clock_mhz"] is None else "")
         + (f", wall {wall:.3f} s/token" if wall is not None else "")
         + (f" ({report['wall_per_generated_token_steady_s']:.3f} s steady)"
            if report["wall_per_generated_token_steady_s"] is not None else ""))
@@ -161,7 +168,8 @@ def run_generation(args, stream=True):
             shown = text
     if stream:
         sys.stdout.write("\n")
-    report = generate_report(hook.records, forwards, len(prompt), len(out), dma, args.clock_mhz, walls)
+    clock = report_clock([accelerator], args.clock_mhz)
+    report = generate_report(hook.records, forwards, len(prompt), len(out), dma, clock.mhz, walls, clock.source)
     report["text"] = shown
     report["records"] = [r.as_dict() for r in hook.records]
     return shown, report, accelerator

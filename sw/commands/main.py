@@ -50,9 +50,14 @@ def build_parser():
     quantize.add_argument("--output", required=True, metavar="OUT.tflite")
     quantize.add_argument("--json", metavar="PATH")
 
-    resources = commands.add_parser("resources", help="Yosys resource estimate (LUT, FF, DSP, BRAM) for xc7")
+    from ..hardware.devices import part_names
+    resources = commands.add_parser("resources", help="resources (LUT logic and RAM, FF, DSP, BRAM), logic depth, "
+                                    "Fmax and fit of a design on an FPGA part")
     resources.add_argument("--accel", default="gemm")
     resources.add_argument("--params", default="")
+    resources.add_argument("--target", choices=part_names(), default="xc7z020",
+                           help="xc7z020 (PYNQ-Z1/Z2) and xck26 (KV260): Yosys synth_xilinx, Fmax only if an ECP5 "
+                           "result is cached; ecp5-85f: Yosys + nextpnr place and route (minutes; cached)")
     resources.add_argument("--json", metavar="PATH")
 
     from . import llm as llm_cmd

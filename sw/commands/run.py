@@ -9,6 +9,7 @@ from ...accelerators.base import parse_params
 from ...driver.device import DmaTiming
 from ...errors import ModelError
 from ..frontends.inputs import check_labels, load_inputs, load_labels
+from ..reports.clock import report_clock
 from ..reports.model_report import print_report, save_plot, totals
 from ..reports.output import console, progress_printer, provenance, save_arrays, write_json
 from . import arguments
@@ -28,7 +29,9 @@ def add_arguments(parser):
                         help="LiteRT kernels for what stays on the CPU (ref: reference kernels, bit-exact)")
     parser.add_argument("--compare", choices=("ref",), help="also run LiteRT's reference kernels and compare "
                         "every offloaded layer and the output")
-    parser.add_argument("--clock-mhz", type=arguments.clock_mhz, default=100.0, help="target clock for time estimates")
+    parser.add_argument("--clock-mhz", type=arguments.clock_mhz, default=None,
+                        help="clock for times (default: the design's ECP5-85F place-and-route Fmax when cached, "
+                        "else time is not shown)")
     parser.add_argument("--seed", type=arguments.seed, default=0, help="seed of the random input (without --input)")
     parser.add_argument("--limit", type=arguments.sample_limit, help="run only the first N samples of --input")
 
@@ -49,7 +52,7 @@ def run(args):
     progress = progress_printer()
     accelerators = resolve_accelerators(args.accel, params, model_path=path, progress=progress)
     dma = DmaTiming(args.dma_bytes, args.dma_latency)
-    clock = args.clock_mhz * 1e6
+    clock = report_clock(accelerators, args.clock_mhz, progress)
     labels = load_labels(args.labels) if args.labels else None
     with open_claiming_executor(accelerators, args.backend, dma, progress=progress) as executor:
         accelerator = executor.accelerator
@@ -105,8 +108,8 @@ def run(args):
     if args.compare:
         for node, (exact, difference) in layer_checks.items():
             model.records[node].bit_exact, model.records[node].max_difference = exact, difference
-    records = [r.as_dict(clock) for r in model.records]
-    summary = totals(records, clock)
+    records = [r.as_dict(clock.hz) for r in model.records]
+    summary = totals(records, clock.hz, clock.source)
     summary.update(samples=len(batch), wall_seconds=wall, simulation_seconds=executor.run_seconds,
                    driver_seconds=model.layer_seconds - executor.run_seconds,
                    cpu_seconds=wall - model.layer_seconds)
@@ -119,6 +122,8 @@ def run(args):
                          "compile_seconds": model.compile_seconds, "load_seconds": model.load_seconds}
     print_report(f"{path.name} on {accelerator!r}, {args.backend} (per inference)", records, summary,
                  compare=bool(args.compare))
+    if clock.mhz is None:
+        console.print(clock.describe(), highlight=False)
     console.print(f"wall {wall:.2f} s for {len(batch)} sample(s): "
                   f"{'golden and cost models' if args.backend == 'model' else 'simulation'} {executor.run_seconds:.2f} s, "
                   f"driver {summary['driver_seconds']:.2f} s, CPU layers and "

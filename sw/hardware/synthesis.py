@@ -147,8 +147,9 @@ def yosys_script(top: str, family: str = "xc7") -> str:
         f"tee -q -o {_GENERIC_STAT} stat -json",
         f"{synth} -run map_dsp:",
         f"tee -q -o {_MAPPED_STAT} stat -json",
-        # Only combinational primitives are selected, so paths end at flops, memories and DSPs.
-        f"tee -q -o {_DEPTH_FILE} ltp -noff t:LUT* t:CARRY* t:MUXF*",
+        # Only combinational primitives are selected, so paths end at flops, memories and DSPs; the wires
+        # must be selected too, or ltp sees cells without connections and reports a length of -1.
+        f"tee -q -o {_DEPTH_FILE} ltp -noff w:* t:LUT* t:CARRY* t:MUXF*",
         "",
     ])
 

@@ -57,7 +57,13 @@ class TimingResult:
     ``path_to`` name the first and last cell of that run's critical path,
     ``path_logic_ns``/``path_routing_ns`` split its delay. ``utilisation`` maps
     nextpnr's cell types (TRELLIS_COMB, TRELLIS_FF, MULT18X18D, DP16KD, ...) to
-    the number used; ``per_seed`` holds each seed's Fmax.
+    the number used and ``available`` to the number the part has; ``per_seed``
+    holds each seed's Fmax. ``path_cells`` is
+    the number of cells (logic levels) on that critical path. ``cells`` is
+    Yosys' ``synth_ecp5`` cell histogram (LUT4, CCU2C carries, TRELLIS_DPR16X4
+    distributed RAMs, ...) and ``logic_depth`` the longest combinational
+    chain of LUT/carry/mux cells Yosys' ``ltp`` finds in it; both are None in
+    results cached before they were recorded.
     """
 
     top: str
@@ -71,6 +77,10 @@ class TimingResult:
     per_seed: dict = field(hash=False)
     seconds: float = 0.0
     source: str = TIMING_SOURCE
+    path_cells: int | None = None
+    available: dict | None = field(default=None, hash=False)
+    cells: dict | None = field(default=None, hash=False)
+    logic_depth: int | None = None
 
     def as_dict(self):
         return asdict(self)
@@ -144,6 +154,7 @@ def _parse_report(report, target_mhz):
     achieved = min(entry["achieved"] for entry in fmax.values())
     path_from = path_to = "?"
     logic = routing = 0.0
+    levels = None
     paths = report.get("critical_paths", [])
     if paths:
         worst = max(paths, key=lambda p: sum(step.get("delay", 0.0) for step in p.get("path", [])))
@@ -153,8 +164,28 @@ def _parse_report(report, target_mhz):
             path_to = _cell_name(steps[-1]["to"]["cell"])
         logic = sum(s["delay"] for s in steps if s.get("type") != "routing")
         routing = sum(s["delay"] for s in steps if s.get("type") == "routing")
-    used = {name: int(entry["used"]) for name, entry in report.get("utilization", {}).items() if entry.get("used")}
-    return achieved, path_from, path_to, logic, routing, used
+        levels = sum(1 for s in steps if s.get("type") == "logic")
+    utilisation = report.get("utilization", {})
+    used = {name: int(entry["used"]) for name, entry in utilisation.items() if entry.get("used")}
+    available = {name: int(entry["available"]) for name, entry in utilisation.items() if "available" in entry}
+    return achieved, path_from, path_to, logic, routing, used, levels, available
+
+
+def _synthesis_figures(work):
+    """(cell histogram, logic depth) of the synth_ecp5 netlist; either may be None if Yosys wrote nothing."""
+    cells = depth = None
+    try:
+        data = json.loads((work / "stat.json").read_text())
+        section = data.get("design") or next(iter(data["modules"].values()))
+        cells = {str(k): int(v) for k, v in section.get("num_cells_by_type", {}).items() if k != "$scopeinfo"}
+    except (OSError, ValueError, KeyError, StopIteration, AttributeError):
+        pass
+    try:
+        found = re.search(r"\(length=(\d+)\)", (work / "ltp.txt").read_text())
+        depth = int(found.group(1)) if found else None
+    except OSError:
+        pass
+    return cells, depth
 
 
 def ecp5_timing(verilog: str, top: str, *, seeds=DEFAULT_SEEDS, target_mhz=100.0,
@@ -175,8 +206,10 @@ def ecp5_timing(verilog: str, top: str, *, seeds=DEFAULT_SEEDS, target_mhz=100.0
     with tempfile.TemporaryDirectory(prefix="accelkit-ecp5-") as work:
         (Path(work) / "top.v").write_text(verilog)
         report(f"synthesizing {top} with Yosys synth_ecp5")
-        _run(_YOSYS, ["-q", "-p", f"read_verilog -sv top.v; synth_ecp5 -top {top} -json top.json"], work,
-             f"Yosys synth_ecp5 of {top}")
+        _run(_YOSYS, ["-q", "-p", f"read_verilog -sv top.v; synth_ecp5 -top {top} -json top.json; "
+                      "tee -q -o stat.json stat -json; tee -q -o ltp.txt ltp -noff w:* t:LUT4 t:CCU2C t:PFUMX t:L6MUX21"],
+             work, f"Yosys synth_ecp5 of {top}")
+        cells, depth = _synthesis_figures(Path(work))
         results = {}
         for seed in seeds:
             report(f"placing and routing {top} on the ECP5-85F (seed {seed})")
@@ -186,11 +219,13 @@ def ecp5_timing(verilog: str, top: str, *, seeds=DEFAULT_SEEDS, target_mhz=100.0
                  f"nextpnr-ecp5 of {top} (seed {seed})")
             results[seed] = _parse_report(json.loads((Path(work) / f"report{seed}.json").read_text()), target_mhz)
     worst_seed = min(results, key=lambda s: results[s][0])
-    fmax, path_from, path_to, logic, routing, used = results[worst_seed]
+    fmax, path_from, path_to, logic, routing, used, levels, available = results[worst_seed]
     result = TimingResult(top=top, fmax_mhz=round(fmax, 2), target_mhz=float(target_mhz), path_from=path_from,
                           path_to=path_to, path_logic_ns=round(logic, 2), path_routing_ns=round(routing, 2),
                           utilisation=used, per_seed={str(s): round(r[0], 2) for s, r in results.items()},
-                          seconds=round(time.monotonic() - started, 1))
+                          seconds=round(time.monotonic() - started, 1), path_cells=levels, available=available,
+                          cells=cells,
+                          logic_depth=depth)
     report(f"{top}: {result.fmax_mhz:.1f} MHz worst over seeds {list(seeds)} "
            f"({result.path_from} -> {result.path_to}) in {result.seconds:.0f} s")
     entry.parent.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,11 @@ from .output import console, table
 __all__ = ["totals", "print_report", "save_plot"]
 
 
-def totals(records, clock_hz):
-    """Whole-model figures from per-layer records (dicts as written to JSON)."""
+def totals(records, clock_hz, clock_source=None):
+    """Whole-model figures from per-layer records (dicts as written to JSON).
+
+    ``clock_hz`` None means the clock is unmeasured: the latency is None then.
+    """
     macs = sum(r["macs"] for r in records)
     offloaded = [r for r in records if r["where"] == "accelerator"]
     offloaded_macs = sum(r["macs"] for r in offloaded)
@@ -16,8 +19,8 @@ def totals(records, clock_hz):
     return {
         "layers": len(records), "layers_offloaded": len(offloaded), "macs": macs, "macs_offloaded": offloaded_macs,
         "share_of_macs_offloaded": offloaded_macs / macs if macs else 0.0,
-        "accelerator_cycles": cycles, "clock_hz": clock_hz,
-        "estimated_accelerator_latency_ms": cycles / clock_hz * 1e3,
+        "accelerator_cycles": cycles, "clock_hz": clock_hz, "clock_source": clock_source,
+        "estimated_accelerator_latency_ms": None if clock_hz is None else cycles / clock_hz * 1e3,
         "bytes_in": sum(r["bytes_in"] for r in offloaded), "bytes_out": sum(r["bytes_out"] for r in offloaded),
     }
 
@@ -30,16 +33,22 @@ def print_report(title, records, summary, compare=False):
     for r in records:
         where = r.get("accelerator", "accelerator") if r["where"] == "accelerator" else f"CPU: {r['reason']}"
         row = [r["index"], r["op"], "x".join(map(str, r["output"][0])) if r["output"] else "", r["macs"], where,
-               r["cycles"] or "", r["utilization"] or "", round(r["time_us"], 1) if r["cycles"] else "",
+               r["cycles"] or "", r["utilization"] or "",
+               round(r["time_us"], 1) if r["cycles"] and r["time_us"] is not None else "",
                r["bytes_in"] or "", r["bytes_out"] or ""]
         if compare:
             row.append("" if r.get("bit_exact") is None else
                        ("yes" if r["bit_exact"] else f"NO (max diff {r['max_difference']})"))
         rows.append(row)
     console.print(table(title, columns, rows))
+    if summary["clock_hz"] is None:
+        timing = "clock unmeasured, time not shown"
+    else:
+        source = f" ({summary['clock_source']})" if summary.get("clock_source") else ""
+        timing = (f"-> {summary['estimated_accelerator_latency_ms']:.3f} ms at {summary['clock_hz'] / 1e6:g} MHz"
+                  f"{source}")
     console.print(
-        f"accelerator cycles {summary['accelerator_cycles']:,} -> {summary['estimated_accelerator_latency_ms']:.3f} ms "
-        f"at {summary['clock_hz'] / 1e6:g} MHz; MACs offloaded {summary['macs_offloaded']:,} of {summary['macs']:,} "
+        f"accelerator cycles {summary['accelerator_cycles']:,} {timing}; MACs offloaded {summary['macs_offloaded']:,} of {summary['macs']:,} "
         f"({summary['share_of_macs_offloaded']:.1%}); layers offloaded {summary['layers_offloaded']} of "
         f"{summary['layers']}", highlight=False)
 

@@ -31,3 +31,27 @@ def test_refused_when_the_model_is_not_recognized(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert not single_eval_allowed(empty)
+
+
+def test_refused_for_older_generated_code_that_writes_through_vlself(tmp_path):
+    # Verilator 5.0x spelt member accesses vlSelf->x; the guard must not depend on the spelling.
+    body = "    vlSelf->s_axis_tready = (1U & (~ (IData)(vlSelf->s_axis_tvalid)));"
+    assert not single_eval_allowed(_model(tmp_path, body))
+    body = "    VL_ASSIGN_W(64, vlSymsp->TOP.m_axis_tdata, vlSelf->s_axis_tdata);"
+    assert not single_eval_allowed(_model(tmp_path, body))
+
+
+def test_refused_when_an_ico_function_calls_one_that_writes_an_output(tmp_path):
+    (tmp_path / "Vtop___024root.h").write_text(HEADER)
+    (tmp_path / "Vtop___024root__0.cpp").write_text(
+        "\nvoid Vtop___024root___ico_sequent__TOP__0(Vtop___024root* vlSelf) {\n"
+        "    Vtop___024root___settle_helper(vlSelf);\n}\n"
+        "\nvoid Vtop___024root___settle_helper(Vtop___024root* vlSelf) {\n"
+        "    vlSelf->irq = vlSelf->m_axis_tready;\n}\n")
+    assert not single_eval_allowed(tmp_path)
+
+
+def test_reading_an_output_or_comparing_it_is_not_a_write(tmp_path):
+    body = ("    vlSelfRef.x = (vlSelfRef.s_axis_tready == 1U) & (IData)(vlSelfRef.irq);\n"
+            "    if (vlSelfRef.m_axis_tvalid != 0U) { vlSelfRef.y = 1U; }")
+    assert single_eval_allowed(_model(tmp_path, body))

@@ -20,6 +20,7 @@ cycle count a closed form (``driver.job_cycles``).
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 
@@ -85,15 +86,16 @@ class VecMacCore(CoreBase):
         m.submodules.results = results = SyncFIFO(width=33, depth=FIFO_DEPTH)
 
         # ---- loader: A words into the memory, B words into the pipeline ----
-        gather = WordGatherer(m, self.input, beats, W)
+        m.submodules.gather = gather = WordGatherer(max_beats=beats, data_width=W)
+        wiring.connect(m, wiring.flipped(self.input), gather.input)
         word = gather.word(beats, 8 * L)
         index = Signal(range(depth))              # word within the vector
         column, row = Signal(16), Signal(16)
         loading = Signal()
         issue = Signal()                          # a B word enters the pipeline this cycle
         vector_end = index + 1 == words
-        m.d.comb += [gather.want.eq(beats),
-                     self.input.ready.eq(loading & (results.level <= FIFO_DEPTH - IN_FLIGHT)),
+        m.d.comb += [gather.want.eq(beats), gather.words.ready.eq(1), gather.clear.eq(self.start),
+                     gather.take.eq(loading & (results.level <= FIFO_DEPTH - IN_FLIGHT)),
                      self.input_wait.eq(loading & ~self.input.valid),
                      a_read.addr.eq(index)]
 
@@ -103,15 +105,15 @@ class VecMacCore(CoreBase):
                     m.next = "LOAD_A"
             with m.State("LOAD_A"):
                 m.d.comb += [loading.eq(1), a_write.addr.eq(index), a_write.data.eq(word),
-                             a_write.en.eq(gather.done)]
-                with m.If(gather.done):
+                             a_write.en.eq(gather.words.valid)]
+                with m.If(gather.words.valid):
                     m.d.sync += index.eq(index + 1)
                     with m.If(vector_end):
                         m.d.sync += [index.eq(0), column.eq(0)]
                         m.next = "STREAM_B"
             with m.State("STREAM_B"):
-                m.d.comb += [loading.eq(1), issue.eq(gather.done)]
-                with m.If(gather.done):
+                m.d.comb += [loading.eq(1), issue.eq(gather.words.valid)]
+                with m.If(gather.words.valid):
                     m.d.sync += index.eq(index + 1)
                     with m.If(vector_end):
                         m.d.sync += [index.eq(0), column.eq(column + 1)]
@@ -122,7 +124,7 @@ class VecMacCore(CoreBase):
                             with m.Else():
                                 m.next = "LOAD_A"
         with m.If(self.start):
-            m.d.sync += [index.eq(0), column.eq(0), row.eq(0), gather.count.eq(0)]
+            m.d.sync += [index.eq(0), column.eq(0), row.eq(0)]
 
         # ---- pipeline: memory read | products | adder tree | accumulate ----
         # Stage 1: the A word is read (synchronous memory) while the B word waits in a register.

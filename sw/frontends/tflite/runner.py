@@ -57,8 +57,9 @@ class LayerRecord:
     extra: dict = field(default_factory=dict)
 
     def as_dict(self, clock_hz):
+        """The record as JSON; ``time_us`` is None when ``clock_hz`` is (an unmeasured clock)."""
         record = {k: v for k, v in self.__dict__.items() if k != "extra"}
-        record["time_us"] = self.cycles / clock_hz * 1e6
+        record["time_us"] = None if clock_hz is None else self.cycles / clock_hz * 1e6
         record.update(self.extra)
         return record
 

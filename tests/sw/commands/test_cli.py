@@ -67,3 +67,11 @@ def test_console_entry_point_runs(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "yes" in result.stdout
+
+
+def test_sim_speed_refuses_a_baseline_that_is_not_a_commit_before_building(capsys):
+    from accelkit.sw.commands import main as cli
+    assert cli.main(["bench", "sim-speed", "--baseline", "no-such-commit-xyz"]) == 2
+    assert "--baseline 'no-such-commit-xyz' is not a commit" in capsys.readouterr().err
+    assert cli.main(["bench", "sim-speed", "--routes", "cocotb"]) == 2
+    assert "--routes must list verilator" in capsys.readouterr().err

@@ -14,7 +14,7 @@ TINY = "lanes=16,data_width=64,act_depth=256"
 def test_llm_streams_and_reports(tmp_path, capsys):
     path = tmp_path / "llm.json"
     assert cli.main(["llm", str(TINY_PATH), "--prompt", "the model and", "--max-tokens", "3", "--accel", "bfp",
-                     "--params", TINY, "--backend", "model", "--json", str(path)]) == 0
+                     "--params", TINY, "--backend", "model", "--clock-mhz", "125", "--json", str(path)]) == 0
     out = capsys.readouterr().out
     assert "cycles/token" in out and "weight-streaming bound" in out and "Q6_K" in out
     record = json.loads(path.read_text())
@@ -22,7 +22,9 @@ def test_llm_streams_and_reports(tmp_path, capsys):
     assert record["kinds"]["ffn_down"]["where"] == ["bfp", "host"]
     assert "not Q6_K" in record["kinds"]["ffn_down"]["host_reason"]
     assert record["generation_cycles_per_token"] >= record["weight_stream_bound_cycles"] > 0
-    assert record["tokens_per_second_at_clock"] > 0 and record["params"]["lanes"] == 16
+    assert record["tokens_per_second_at_clock"] == 125e6 / record["generation_cycles_per_token"]
+    assert record["clock_source"] == "--clock-mhz" and "at 125 MHz (--clock-mhz)" in out
+    assert record["params"]["lanes"] == 16
 
 
 def test_llm_bad_models_are_clear_errors(tmp_path, capsys):

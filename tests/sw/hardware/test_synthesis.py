@@ -21,3 +21,5 @@ def test_gemm_resources_count_one_multiplier_per_pe():
     assert estimate.lut_ram == 4 * estimate.cells["RAM32M"] + sum(
         n for name, n in estimate.cells.items() if name.startswith("SRL"))
     assert estimate.lut_total == estimate.lut + estimate.lut_ram
+    # ltp found a longest combinational path (it reports -1 when it sees cells without their wires).
+    assert estimate.logic_depth is not None and 2 <= estimate.logic_depth < 200
