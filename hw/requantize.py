@@ -39,10 +39,12 @@ class Requantizer(wiring.Component):
 
     ``float_mode`` selects the float (1) or double-rounding (0) mode; with
     ``float_support=False`` (keyword-only) the float datapath is not built and
-    ``float_mode`` is ignored. The per-channel inputs (``bias``, ``multiplier``,
-    ``shifts``) and the per-job ones (``zero_point``, ``act_min``, ``act_max``,
-    ``float_mode``) are read in later stages than ``acc``: they must hold still
-    while a value is in the pipeline (the cores change them only between tiles).
+    ``float_mode`` is ignored. ``bias`` is read exactly one cycle after ``acc``
+    (so a core may fold a per-value term into it). The other per-channel inputs
+    (``multiplier``, ``shifts``) and the per-job ones (``zero_point``,
+    ``act_min``, ``act_max``, ``float_mode``) are read in later stages than
+    ``acc``: they must hold still while a value is in the pipeline (the cores
+    change them only between tiles).
     """
 
     def __init__(self, *, float_support=True):

@@ -10,15 +10,15 @@ A core is a :class:`amaranth.lib.wiring.Component` with the signature made by
 performance counters, so every accelerator reports cycles the same way.
 
 Control recovers from a job that goes wrong: CTRL's abort bit soft-resets the
-core and its streams; configuration registers are latched at start (the host
-may program the next job during this one); IN_BEATS states the job's input
+core and its streams; configuration registers are held from start to done (the
+host may program the next job during this one); IN_BEATS states the job's input
 length and the shell checks TLAST against it, ending the job with an error bit
 in STATUS on a short or long stream and dropping the rest of a long transfer
 instead of passing it to the next job; writes honour WSTRB; the interrupt
 follows Vivado HLS's ``ap_ctrl_hs`` (GIE, IER, ISR with acknowledge).
 """
 
-from amaranth import Module, Signal, Cat, Const, Mux, ResetInserter
+from amaranth import Module, Signal, Cat, Const, ResetInserter
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 
@@ -188,14 +188,19 @@ class AcceleratorShell(wiring.Component):
                     with m.Case(regs[name].offset):
                         m.d.sync += self.s_axi_rdata.eq(value)
 
-        # Configuration is latched at start, so the host may program the next job
-        # while this one runs; in the start cycle the core sees the written value.
+        # Configuration is copied while no job runs and held while one does, so the
+        # host may program the next job during this one. The core sees flops only:
+        # a start-cycle bypass (the written value in the cycle of the start write)
+        # put the AXI write decode in front of every configuration-dependent path.
+        # A write reaches the copy two cycles after it is accepted, and the CTRL
+        # write that starts a job is accepted two cycles after the previous write
+        # at the earliest (one write at a time, with its B handshake between).
         for reg in core.config_registers:
             field = getattr(core.config, reg.name.lower())
             latched = Signal(reg.width, name=f"job_{reg.name.lower()}")
-            with m.If(start):
+            with m.If(~running):
                 m.d.sync += latched.eq(storage[reg.name])
-            m.d.comb += field.eq(Mux(start, storage[reg.name], latched))
+            m.d.comb += field.eq(latched)
 
         # Input stream check: the job takes IN_BEATS beats and TLAST must come on
         # the last one. Beats past IN_BEATS never reach the core; after an error

@@ -9,9 +9,9 @@ run of stream beats, so it costs O(tiles) arithmetic per job whatever K is:
 * feeder: one step per cycle; the last step of a row tile waits until the
   previous row tile has been read out of the PEs' result registers;
 * readout: loads the first row into the output register
-  ``cols + 1 + readout_delay(rows)`` cycles after the last step (operands need
-  rows + cols cycles to cross the array, and row 0 the requantizer's fixed
-  latency to reach the row buffer) and each further row as the previous row's last beat leaves; beats go
+  ``settle_delay(cols) + readout_delay(rows)`` cycles after the last step
+  (operands need rows + cols cycles to cross the array and the PEs' registered
+  product and sum, and row 0 the requantizer's fixed latency to reach the row buffer) and each further row as the previous row's last beat leaves; beats go
   out one per cycle from the cycle after the first load, limited by the
   stream-to-memory channel. Loading the tile's last row frees the PEs' result
   registers and the B buffer half.
@@ -21,7 +21,7 @@ beat + 1) cycles, which is what the hardware CYCLES counter reports.
 """
 
 from ...driver.device import beats_done
-from .gateware import PARAM_WORDS, word_beats, readout_delay
+from .gateware import PARAM_WORDS, word_beats, readout_delay, settle_delay
 from .pe import WeightLayout
 
 __all__ = ["plan_jobs", "job_cycles", "gemm_cycles", "cycle_bound", "beats_done"]
@@ -34,7 +34,7 @@ def job_cycles(params, m_tiles, n_tiles, k, dma):
     n_a, n_p, n_o = word_beats(rows, width), word_beats(4 * cols, width), word_beats(cols, width)
     b_beats = WeightLayout.from_params(params).b_beats(k)
     bpc, latency = dma.bytes_per_cycle, dma.latency
-    settle = cols + 1 + readout_delay(rows)
+    settle = settle_delay(cols) + readout_delay(rows)
 
     in_beat = m_tiles * k * n_a
     loaded = beats_done(0, in_beat, 0, beat, bpc, latency)
@@ -77,7 +77,7 @@ def cycle_bound(params, m_tiles, n_tiles, k, dma):
     in_beats = m_tiles * k * n_a + n_tiles * (PARAM_WORDS * n_p + WeightLayout.from_params(params).b_beats(k))
     out_beats = m_tiles * n_tiles * rows * n_o
     transfer = dma.latency + (in_beats + out_beats) * (beat // dma.bytes_per_cycle + 1)
-    return transfer + m_tiles * n_tiles * (k + readout_delay(rows) + cols + 2) + 2 * n_tiles
+    return transfer + m_tiles * n_tiles * (k + settle_delay(cols) + readout_delay(rows) + 1) + 2 * n_tiles
 
 
 def plan_jobs(m, k, rows, a_depth):

@@ -37,7 +37,7 @@ from amaranth import Module, Signal, Cat, Const, Mux, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
-from .pe import PEArray, WeightLayout
+from .pe import PEArray, WeightLayout, RESULT_DELAY
 
 from ...errors import ParameterError
 from ...hw.registers import Register, CONFIG_BASE
@@ -46,7 +46,7 @@ from ...hw import pipeline
 from ...hw.words import WordGatherer, WordSender
 from ...hw.requantize import Requantizer, LATENCY as REQUANT_LATENCY
 
-__all__ = ["GemmCore", "GEMM_CONFIG_REGISTERS", "PARAM_WORDS", "word_beats", "readout_delay"]
+__all__ = ["GemmCore", "GEMM_CONFIG_REGISTERS", "PARAM_WORDS", "word_beats", "readout_delay", "settle_delay"]
 
 GEMM_CONFIG_REGISTERS = (
     Register("K", CONFIG_BASE + 0x00, "rw", 16, doc="reduction depth of the job, 1..k_max"),
@@ -213,28 +213,40 @@ class GemmCore(CoreBase):
 
         # ---- systolic array ----
         # Stage 1: memory data arrives one cycle after the address, with its flags.
+        # Stage 2: the data registered, so no block RAM output drives a multiplier
+        # or an adder in the same cycle (a block RAM's clock-to-output delay is
+        # about a third of a 100 MHz cycle on the ECP5).
         s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
         s1_word = Signal(range(per_row))
         m.d.sync += [s1_valid.eq(issue), s1_first.eq(feed_k == 0), s1_last.eq(step_last),
                      s1_word.eq(feed_k[:row_shift])]
         b_word = b_rd.data if per_row == 1 else b_rd.data.word_select(s1_word, layout.word_bits)
+        s2_valid, s2_first, s2_last = Signal(), Signal(), Signal()
+        a_data = Signal(8 * R, reset_less=True)
+        b_data = Signal(layout.word_bits, reset_less=True)
+        m.d.sync += [s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last)]
+        with m.If(s1_valid):
+            m.d.sync += [a_data.eq(a_rd.data), b_data.eq(b_word)]
 
         def delayed(value, cycles, name):
             return pipeline.delayed(m, value, cycles, name)
 
         m.submodules.pe_array = array = PEArray(R, layout, self.stuck_pe)
         for i in range(R):
-            m.d.comb += [array.a[i].eq(delayed(a_rd.data[8 * i:8 * i + 8].as_signed(), i, f"skew_a{i}")),
-                         array.flags[i].eq(delayed(Cat(s1_valid, s1_first, s1_last), i, f"skew_f{i}"))]
+            m.d.comb += [array.a[i].eq(delayed(a_data[8 * i:8 * i + 8].as_signed(), i, f"skew_a{i}")),
+                         array.flags[i].eq(delayed(Cat(s2_valid, s2_first, s2_last), i, f"skew_f{i}"))]
         for j in range(C):
-            field = b_word[layout.offsets[j]:layout.offsets[j] + layout.bits(j)]
+            field = b_data[layout.offsets[j]:layout.offsets[j] + layout.bits(j)]
             m.d.comb += array.b[j].eq(delayed(field, j, f"skew_b{j}"))
         results = array.results
 
-        # Row i of a tile's results is final C + 1 + i cycles after its last step
-        # issues (the step reaches PE (i, C-1) C + i cycles after stage 1); the
-        # readout may load row 0 readout_delay(R) + 1 cycles after the rows start to enter.
-        entry_token = delayed(issue & step_last, C, "entry_token")
+        # Row i of a tile's results is final settle_delay(C) + i cycles after its
+        # last step issues (the step reaches PE (i, C-1) C + i cycles after stage
+        # 2, and its sum is in the result register RESULT_DELAY cycles later); the
+        # readout may load row 0 readout_delay(R) + 1 cycles after the rows start to
+        # enter. The row-term pipeline starts two cycles before the rows enter.
+        term_token = delayed(issue & step_last, settle_delay(C) - 2, "term_token")
+        entry_token = delayed(term_token, 1, "entry_token")
         ready_token = delayed(entry_token, readout_delay(R), "result_token")
 
         # ---- requantization pipeline ----
@@ -266,29 +278,35 @@ class GemmCore(CoreBase):
         # needs -zb * sum_k a[m, k] per output row, which no per-column bias holds.
         # Each array row sums its A operands as they leave the A buffer (all rows
         # of a step at once, before the skew) and keeps the tile's total; as the
-        # tile's rows enter the requantizer, one registered multiplier forms
-        # ROW_OFFSET x the next row's total, one row per cycle, a cycle ahead.
-        # The totals stay put until the tile's rows have all entered: the next
-        # tile's last step waits for the readout (``pending``).
+        # tile's rows enter the requantizer, a registered selection and one
+        # registered multiplier form ROW_OFFSET x each row's total, one row per
+        # cycle, two cycles ahead; the term is added to the row's bias beside the
+        # requantizer's first stage. The totals stay put until the tile's rows have
+        # all entered: the next tile's last step waits for the readout (``pending``).
         sum_shape = signed(9 + (self.k_max - 1).bit_length())
         row_totals = []
         for i in range(R):
             running = Signal(sum_shape, name=f"row_sum{i}", reset_less=True)
             total = Signal(sum_shape, name=f"row_total{i}", reset_less=True)
             step_sum = Signal(sum_shape, name=f"row_step_sum{i}")
-            m.d.comb += step_sum.eq(Mux(s1_first, 0, running) + a_rd.data[8 * i:8 * i + 8].as_signed())
-            with m.If(s1_valid):
+            m.d.comb += step_sum.eq(Mux(s2_first, 0, running) + a_data[8 * i:8 * i + 8].as_signed())
+            with m.If(s2_valid):
                 m.d.sync += running.eq(step_sum)
-                with m.If(s1_last):
+                with m.If(s2_last):
                     m.d.sync += total.eq(step_sum)
-            # With one column, row 0 enters the cycle after its last step's operands
-            # arrive: it takes the sum being latched.
+            # With one column, row 0's total is selected in the cycle it is latched.
             row_totals.append(step_sum if (i == 0 and C == 1) else total)
+        term_row = Signal(range(R), name="term_row")
+        selecting = Signal()
+        selected = Signal(sum_shape, name="row_total_selected", reset_less=True)
         row_term = Signal(signed(32), name="row_term", reset_less=True)
-        next_row = Signal(range(R + 1))
-        m.d.comb += next_row.eq(Mux(entry_token, 0, enter_row + 1))
-        with m.If(entry_token | entering):
-            m.d.sync += row_term.eq(_select(row_totals, next_row[:max(1, (R - 1).bit_length())]) * cfg.row_offset)
+        m.d.comb += selecting.eq(term_token if R == 1 else term_token | (term_row != 0))
+        with m.If(selecting):
+            m.d.sync += selected.eq(_select(row_totals, term_row))
+            if R > 1:
+                m.d.sync += term_row.eq(Mux(term_row == R - 1, 0, term_row + 1))
+        with m.If(delayed(selecting, 1, "term_valid")):
+            m.d.sync += row_term.eq(selected * cfg.row_offset)
 
         tag = delayed(Cat(enter_row, entering), REQUANT_LATENCY, "requant_tag")
         row, valid = tag[:-1], tag[-1]
@@ -299,17 +317,28 @@ class GemmCore(CoreBase):
 
         # The parameters of the tile in the pipeline: its rows are all loaded
         # before read_n moves on, and the loader refills a half only after that.
+        # They are copied into registers of their own, so the buffer-half select
+        # (fanning out to every parameter bit) is not in any requantizer path; the
+        # copy lags read_n by a cycle, and the next tile's rows enter many cycles later.
         def field(kind, j, width=32):
-            return Mux(read_half, params[1][kind][32 * j:32 * j + width], params[0][kind][32 * j:32 * j + width])
+            copy = Signal(width, name=f"tile_param{kind}_{j}", reset_less=True)
+            m.d.sync += copy.eq(Mux(read_half, params[1][kind][32 * j:32 * j + width],
+                                    params[0][kind][32 * j:32 * j + width]))
+            return copy
 
         out_bytes = []
         for j in range(C):
             m.submodules[f"requantizer{j}"] = requantizer = Requantizer()
+            # The requantizer reads its bias a cycle after the accumulator, when the
+            # row term of the row (valid in the cycle the row enters) is in this sum.
+            bias = field(0, j)
+            biased = Signal(signed(32), name=f"bias_with_row_term{j}", reset_less=True)
+            with m.If(entering):
+                m.d.sync += biased.eq(bias + row_term)
             m.d.comb += [
                 requantizer.valid.eq(entering),
-                # The row term is valid in the cycle the row enters; the bias is added a stage later.
-                requantizer.acc.eq((_select([results[i][j] for i in range(R)], enter_row) + row_term)[:32]),
-                requantizer.bias.eq(field(0, j)),
+                requantizer.acc.eq(_select([results[i][j] for i in range(R)], enter_row)),
+                requantizer.bias.eq(biased),
                 requantizer.float_mode.eq(cfg.requant_mode),
                 requantizer.multiplier.eq(Cat(field(1, j), field(2, j, 22))),
                 requantizer.shifts.eq(field(3, j, 16)),
@@ -337,6 +366,15 @@ class GemmCore(CoreBase):
                     m.d.sync += [read_t.eq(0), read_n.eq(read_n + 1),
                                  half_full.bit_select(read_half, 1).eq(0)]
         return m
+
+
+def settle_delay(cols):
+    """Cycles from a tile's last step issuing to row 0 of its results entering the requantizer.
+
+    Stage 1 (the operands out of the buffers), stage 2 (registered), ``cols -
+    1`` hops to the last column, and the PE's ``RESULT_DELAY`` to its result register.
+    """
+    return cols + 1 + RESULT_DELAY
 
 
 def readout_delay(rows):

@@ -21,16 +21,20 @@ from functools import cached_property
 from math import ceil
 
 import numpy as np
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ...errors import ParameterError
 
-__all__ = ["shift_grid", "WeightLayout", "PEArray", "shift_fields", "on_shift_grid", "MAX_EXPONENT"]
+__all__ = ["shift_grid", "WeightLayout", "PEArray", "shift_fields", "on_shift_grid", "MAX_EXPONENT",
+           "RESULT_DELAY"]
 
 #: Largest exponent a shift term encodes (3-bit field holding e + 1).
 MAX_EXPONENT = 6
+#: Cycles from a step's operands entering a PE to its sum being readable in the PE's result
+#: register: the registered product (or sum of shifts), then the accumulation.
+RESULT_DELAY = 2
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,8 @@ class PEArray(wiring.Component):
     Row ``i`` receives an int8 operand and its flags (valid, first, last step of
     a tile), column ``j`` its weight field, both already skewed; operands move one
     PE per cycle, A to the right and B down. ``results[i][j]`` holds the sum of
-    the last finished tile.
+    the last finished tile, ``RESULT_DELAY`` cycles after the tile's last step
+    entered the PE.
 
     ``stuck`` names one PE (row, column) whose accumulator never adds: a fault injected on
     purpose for mutation testing, never a design parameter (see ``faults.py``).
@@ -178,12 +183,12 @@ class PEArray(wiring.Component):
             "results": Out(signed(32)).array(rows, cols),
         })
 
-    def accumulate(self, m, i, j, base, a, b):
-        """``base`` plus what PE (i, j) contributes for operand ``a`` and weight field ``b``."""
+    def contribution(self, m, i, j, a, b):
+        """What PE (i, j) adds for operand ``a`` and weight field ``b``: the product, or the sum of shifts."""
         if (i, j) == self.stuck:
-            return base
+            return Const(0, signed(16))
         if j < self.layout.mult_cols:
-            return base + a * b[:8].as_signed()
+            return a * b[:8].as_signed()
         # A shift PE: the terms share the weight's sign, so their magnitudes (a * 2^e, a shift,
         # no multiplier) are summed first and negated once.
         magnitude = 0
@@ -194,7 +199,7 @@ class PEArray(wiring.Component):
             magnitude = magnitude + (shifted >> 1)
         total = Signal(signed(16), name=f"pe{i}_{j}_terms")
         m.d.comb += total.eq(magnitude)
-        return base + Mux(b[3], -total, total)
+        return Mux(b[3], -total, total)
 
     def elaborate(self, platform):
         m = Module()
@@ -217,11 +222,19 @@ class PEArray(wiring.Component):
                 acc = Signal(signed(32), name=f"pe{i}_{j}_acc", reset_less=True)
                 result = Signal(signed(32), name=f"pe{i}_{j}_result", reset_less=True)
                 m.d.comb += self.results[i][j].eq(result)
+                # The product is registered before it is accumulated: a multiplier
+                # block and a 32-bit carry chain in one cycle, with the routing to and
+                # from the DSP column, held the array to 66 MHz on the ECP5.
+                product = Signal(signed(16), name=f"pe{i}_{j}_product", reset_less=True)
+                product_flags = Signal(3, name=f"pe{i}_{j}_product_flags")
                 total = Signal(signed(32), name=f"pe{i}_{j}_sum")
-                m.d.comb += total.eq(self.accumulate(m, i, j, Mux(flags[1], 0, acc), a, b))
-                m.d.sync += [a_pass[i][j].eq(a), b_pass[i][j].eq(b), f_pass[i][j].eq(flags)]
+                m.d.comb += total.eq(Mux(product_flags[1], 0, acc) + product)
+                m.d.sync += [a_pass[i][j].eq(a), b_pass[i][j].eq(b), f_pass[i][j].eq(flags),
+                             product_flags.eq(flags)]
                 with m.If(flags[0]):
+                    m.d.sync += product.eq(self.contribution(m, i, j, a, b))
+                with m.If(product_flags[0]):
                     m.d.sync += acc.eq(total)
-                    with m.If(flags[2]):
+                    with m.If(product_flags[2]):
                         m.d.sync += result.eq(total)
         return m

@@ -301,25 +301,31 @@ class Mm2imCore(CoreBase):
                                 m.d.sync += feeding.eq(0)
 
         # ---- MatMul: one step's rows x cols products, summed per output channel over the chunks ----
-        # Stage 1: memory data. Then the products, registered, and a registered
-        # adder tree (TREE_LEVELS levels); the flags travel alongside.
+        # Stage 1: memory data. Then the operands, the products, registered, and a
+        # registered adder tree (tree_levels(R) levels); the flags travel alongside.
         def delayed(value, cycles, name):
             return pipeline.delayed(m, value, cycles, name)
 
         s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
         s1_addr = Signal(range(self.acc_depth))
         m.d.sync += [s1_valid.eq(issue), s1_first.eq(chunk == 0), s1_last.eq(last_chunk), s1_addr.eq(acc_addr)]
+        # Stage 2: the operands (with the input offset) and weights registered, so
+        # no block RAM output drives an adder or a multiplier in the same cycle.
         operands = []
         for r in range(R):
-            value = Signal(signed(10), name=f"a{r}")
-            m.d.comb += value.eq(in_rd.data[8 * r:8 * r + 8].as_signed() + cfg.input_offset)
+            value = Signal(signed(10), name=f"a{r}", reset_less=True)
+            with m.If(s1_valid):
+                m.d.sync += value.eq(in_rd.data[8 * r:8 * r + 8].as_signed() + cfg.input_offset)
             operands.append(value)
+        weights = Signal(8 * R * C, name="weights", reset_less=True)
+        with m.If(s1_valid):
+            m.d.sync += weights.eq(w_rd.data)
         dots = []
         for c in range(C):
             level = []
             for r in range(R):
                 product = Signal(signed(18), name=f"product{r}_{c}", reset_less=True)
-                m.d.sync += product.eq(operands[r] * w_rd.data[8 * (r * C + c):8 * (r * C + c) + 8].as_signed())
+                m.d.sync += product.eq(operands[r] * weights[8 * (r * C + c):8 * (r * C + c) + 8].as_signed())
                 level.append(product)
             depth = 0
             while len(level) > 1:
@@ -335,7 +341,7 @@ class Mm2imCore(CoreBase):
                     pairs.append(held)
                 level = pairs
             dots.append(level[0])
-        flags = delayed(Cat(s1_valid, s1_first, s1_last, s1_addr), 1 + tree_levels(R), "dot_flags")
+        flags = delayed(Cat(s1_valid, s1_first, s1_last, s1_addr), 2 + tree_levels(R), "dot_flags")
         dot_valid, dot_first, dot_last, dot_addr = flags[0], flags[1], flags[2], flags[3:]
         partial = []
         for c in range(C):
@@ -448,10 +454,10 @@ QUEUE_DEPTH = 32
 def rmw_done(rows):
     """Cycles from a job's last step issuing to the readout's first read of the accumulation buffer.
 
-    Stage 1 (memory data), the products, the adder tree, the partial sum, then
-    the read-modify-write's read, add and write.
+    Stage 1 (memory data), stage 2 (registered operands), the products, the
+    adder tree, the partial sum, then the read-modify-write's read, add and write.
     """
-    return 6 + tree_levels(rows)
+    return 7 + tree_levels(rows)
 
 
 def first_output(rows):

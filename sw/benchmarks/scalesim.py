@@ -33,7 +33,10 @@ TFLite operator indices.
 
 Why the numbers differ
 ----------------------
-Measured with the defaults: 8x8, 64-bit stream, 8 bytes/cycle, k_max 2048, a_depth 4096.
+Measured with the defaults: 8x8, 64-bit stream, 8 bytes/cycle, k_max 2048, a_depth 4096,
+before the gemm core registered its buffer outputs and PE products for timing: a tile's
+readout now starts two cycles later (27 cycles after its last step, not 25), so the figures
+below are two cycles per tile low until the benchmark is rerun.
 
 1. Not the mapping. SCALE-Sim's os puts output pixels (M) on the array rows and filters (N) on
    the columns and walks column folds outermost, as accelkit does with its row tiles and
