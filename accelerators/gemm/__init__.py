@@ -1,5 +1,7 @@
 """The int8 systolic GEMM accelerator plug-in."""
 
+from collections import Counter
+
 import numpy as np
 
 from ...driver.device import DmaTiming
@@ -153,8 +155,13 @@ class GemmAccelerator(Accelerator):
 
     def estimate(self, plan, dma):
         if plan.kind in self.multi_gemm_kinds:
-            return self._multi_stats(plan, [driver.estimate_gemm(self, tuple(shape), dma, plan.kind,
-                                                                 jobs=[tuple(j) for j in jobs])
+            # the GEMMs of one plan repeat a few shapes: estimate each once (the sums only read the stats)
+            distinct = {}
+            for shape, jobs in zip(plan.schedule["gemms"], plan.schedule["jobs"]):
+                key = (tuple(shape), tuple(tuple(j) for j in jobs))
+                if key not in distinct:
+                    distinct[key] = driver.estimate_gemm(self, key[0], dma, plan.kind, jobs=list(key[1]))
+            return self._multi_stats(plan, [distinct[(tuple(shape), tuple(tuple(j) for j in jobs))]
                                             for shape, jobs in zip(plan.schedule["gemms"], plan.schedule["jobs"])])
         m, _, k = plan.schedule["gemm"]
         jobs = [tuple(job) for job in plan.schedule["jobs"]]
@@ -211,11 +218,14 @@ class GemmAccelerator(Accelerator):
         best = None
         for group in sorted(candidates):
             groups = layer.groups(group)
-            shapes = [list(layer.group_gemm_shape(input_shape, count)) for _, count in groups]
-            cycles = self._gemm_cycles(shapes)
+            # the groups are mostly of one size: cost each size once
+            sizes = Counter(count for _, count in groups)
+            cycles = sum(times * self._gemm_cycles([layer.group_gemm_shape(input_shape, count)])
+                         for count, times in sizes.items())
             if best is None or cycles < best[0]:
-                best = (cycles, group, groups, shapes)
-        _, group, groups, shapes = best
+                best = (cycles, group, groups)
+        _, group, groups = best
+        shapes = [list(layer.group_gemm_shape(input_shape, count)) for _, count in groups]
         return {"lowering": "channel groups as GEMMs with block-diagonal weights", "group_channels": group,
                 "groups": [list(g) for g in groups], "gemms": shapes}
 

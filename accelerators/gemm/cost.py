@@ -20,6 +20,10 @@ Times are cycle indices after the start write; the job takes (last readout
 beat + 1) cycles, which is what the hardware CYCLES counter reports.
 """
 
+from functools import lru_cache
+
+import numpy as np
+
 from ...driver.device import beats_done
 from .gateware import PARAM_WORDS, word_beats, readout_delay, settle_delay
 from .pe import WeightLayout
@@ -29,7 +33,15 @@ __all__ = ["plan_jobs", "job_cycles", "gemm_cycles", "cycle_bound", "beats_done"
 
 def job_cycles(params, m_tiles, n_tiles, k, dma):
     """Cycles of one job: ``m_tiles`` row tiles in the A buffer times ``n_tiles`` column tiles, depth ``k``."""
-    rows, cols, width = params["rows"], params["cols"], params["data_width"]
+    # remembered by what the timing depends on (not the buffer depths), so design points that differ
+    # only in k_max or a_depth share their jobs' figures
+    return _job_cycles(params["rows"], params["cols"], params["data_width"], params.get("mult_cols", params["cols"]),
+                       params.get("terms", 1), m_tiles, n_tiles, k, dma)
+
+
+@lru_cache(maxsize=1 << 18)
+def _job_cycles(rows, cols, width, mult_cols, terms, m_tiles, n_tiles, k, dma):
+    params = {"rows": rows, "cols": cols, "data_width": width, "mult_cols": mult_cols, "terms": terms}
     beat = width // 8
     n_a, n_p, n_o = word_beats(rows, width), word_beats(4 * cols, width), word_beats(cols, width)
     b_beats = WeightLayout.from_params(params).b_beats(k)
@@ -45,6 +57,7 @@ def job_cycles(params, m_tiles, n_tiles, k, dma):
     freed = -1               # cycle the previous row tile's last row was loaded (result registers free)
     released = [-1, -1]      # cycle from which each B buffer half may be reloaded
     feeder_free = 0
+    out_words = rows * n_o  # output beats of one row tile
     for n in range(n_tiles):
         half = n % 2
         start_load = max(wait_from, released[half]) + 1
@@ -53,16 +66,63 @@ def job_cycles(params, m_tiles, n_tiles, k, dma):
         in_beat += count
         wait_from = b_end + 1
         step = max(feeder_free, b_end + 1)
-        for _ in range(m_tiles):
-            last_step = max(step + k - 1, freed + 1)
-            first_load = last_step + settle
-            freed = first_load if rows == 1 else beats_done(out_beat, (rows - 1) * n_o, first_load + 1, beat, bpc, 0)
-            read_end = beats_done(out_beat, rows * n_o, first_load + 1, beat, bpc, 0)
-            out_beat += rows * n_o
+        if m_tiles < _CLOSED_FORM_FROM:
+            for _ in range(m_tiles):
+                last_step = max(step + k - 1, freed + 1)
+                first_load = last_step + settle
+                freed = first_load if rows == 1 else beats_done(out_beat, (rows - 1) * n_o, first_load + 1, beat,
+                                                                bpc, 0)
+                read_end = beats_done(out_beat, out_words, first_load + 1, beat, bpc, 0)
+                out_beat += out_words
+                step = last_step + 1
+        else:
+            last_step, freed = _row_tiles(m_tiles, step, freed, out_beat, k, rows, n_o, settle, beat, bpc)
+            read_end = beats_done(out_beat + (m_tiles - 1) * out_words, out_words, last_step + settle + 1,
+                                  beat, bpc, 0)
+            out_beat += m_tiles * out_words
             step = last_step + 1
         released[half] = freed + 1
         feeder_free = step
     return read_end + 1
+
+
+#: row tiles per column tile from which :func:`_row_tiles` replaces the step-by-step loop (below it the
+#: loop is quicker than numpy's per-call overhead)
+_CLOSED_FORM_FROM = 16
+
+
+def _row_tiles(m_tiles, step, freed, out_beat, k, rows, n_o, settle, beat, bpc):
+    """(last step, freed) after ``m_tiles`` row tiles of one column tile, without stepping through them.
+
+    The loop in :func:`job_cycles` is a max-plus recurrence: with ``freed_i =
+    max(P_i, last_i + Q)`` (``P_i`` the output channel's pace for row tile i,
+    ``Q`` the settle-and-readout time of the rows before the last), the last
+    step obeys ``last_i = max(last_{i-1} + d, P_{i-1} + 1)`` with ``d = max(k,
+    Q + 1)``, so ``last_{m-1} = max(last_0 + (m-1) d, max_j P_{j-1} + 1 + (m-1-j) d)``:
+    one vectorised maximum instead of ``m_tiles`` Python iterations, exactly equal.
+    """
+    out_words = rows * n_o
+    last = max(step + k - 1, freed + 1)
+    if rows == 1:
+        # the result register frees as the row loads: no output-pace term
+        q, pace = settle, None
+    else:
+        count = (rows - 1) * n_o
+        tiles = out_beat + out_words * np.arange(m_tiles, dtype=np.int64)
+        if beat >= bpc:
+            q = settle + 1 + count - 1
+            pace = (tiles + count - 1) * beat // bpc
+        else:
+            q = settle + 1 + count - 1
+            pace = tiles * beat // bpc + count - 1
+    d = max(k, q + 1)
+    if m_tiles > 1 and pace is not None:
+        j = np.arange(1, m_tiles, dtype=np.int64)
+        last = max(last + (m_tiles - 1) * d, int(np.max(pace[:-1] + 1 + (m_tiles - 1 - j) * d)))
+    else:
+        last += (m_tiles - 1) * d
+    freed = last + q if pace is None else max(int(pace[-1]), last + q)
+    return last, freed
 
 
 def cycle_bound(params, m_tiles, n_tiles, k, dma):
