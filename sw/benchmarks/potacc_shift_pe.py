@@ -9,18 +9,8 @@ left before technology mapping), an energy estimate, and whether its outputs are
 bit-exact with LiteRT's reference kernels running the same PoT-constrained model
 on the CPU.
 
-Energy model (documented assumption, not a measurement): a design burns, in
-every cycle it runs, a dynamic energy proportional to its resources, plus an
-energy per byte moved over the DMA streams::
-
-    E = cycles * (LUT * e_lut + FF * e_ff + DSP * e_dsp + BRAM36 * e_bram) + bytes * e_byte
-
-The coefficients (``ENERGY_PJ``) are order-of-magnitude values for a 28 nm
-7-series FPGA at a 12.5% toggle rate, in line with what vendor power estimators
-assume by default (a LUT with its routing a few tenths of a picojoule per cycle,
-a DSP48 slice and a block RAM tens of picojoules, an off-chip DRAM byte over a
-hundred). They make designs comparable with each other; they do not predict the
-power of a board. Static power is left out (it is the same device either way).
+Energy: ``sw/hardware/power.energy_pj`` (every resource active on every cycle, no static
+power: the same device either way); the model, its sources and limits are documented there.
 """
 
 import tempfile
@@ -32,20 +22,11 @@ import numpy as np
 from ...accelerators.base import get_accelerator, parse_params
 from ...driver.device import DmaTiming
 from ...accelerators.potacc import METHODS, method_params
+from ..hardware.power import ENERGY_PJ, energy_pj
 from ..quantization.pot import quantize_model
 from ..reports.output import console, progress_printer, provenance, table
 
 __all__ = ["ENERGY_PJ", "energy_pj", "potacc_bench", "compare_designs"]
-
-#: picojoules per resource per active cycle, and per byte moved over the DMA streams
-ENERGY_PJ = {"lut": 0.3, "ff": 0.05, "dsp": 15.0, "bram36": 25.0, "dram_byte": 120.0}
-
-
-def energy_pj(resources, cycles, bytes_moved, coefficients=ENERGY_PJ):
-    """(compute energy, data-movement energy) in picojoules for one run."""
-    per_cycle = sum(getattr(resources, name) * coefficients[name] for name in ("lut", "ff", "dsp", "bram36"))
-    return cycles * per_cycle, bytes_moved * coefficients["dram_byte"]
-
 
 def _run_model(path, executor, batch, labels, expected):
     """Run ``batch`` through the delegated model: per-inference stats, accuracy, bit-exactness."""
