@@ -7,7 +7,7 @@ import numpy as np
 
 from ...accelerators.base import parse_params
 from ...driver.device import DmaTiming
-from ...errors import ModelError
+from ...errors import ModelError, ParameterError
 from ..frontends.inputs import check_labels, load_inputs, load_labels
 from ..reports.clock import report_clock
 from ..reports.model_report import print_report, save_plot, totals
@@ -34,6 +34,8 @@ def add_arguments(parser):
                         "else time is not shown)")
     parser.add_argument("--seed", type=arguments.seed, default=0, help="seed of the random input (without --input)")
     parser.add_argument("--limit", type=arguments.sample_limit, help="run only the first N samples of --input")
+    parser.add_argument("--params-file", metavar="PARAMS.json", help="a design's parameters (as `accelkit dse "
+                        "--export` writes them) for the accelerator it names; --params given too override them")
 
 
 def _batched(outputs):
@@ -43,12 +45,27 @@ def _batched(outputs):
     return [join([o[j] for o in outputs]) for j in range(len(outputs[0]))]
 
 
+def _with_params_file(args, params):
+    """``--params`` over ``--params-file``'s parameters, the file's addressed to the accelerator it names."""
+    if not args.params_file:
+        return params
+    from ..execution.params_file import read_params_file
+    name, from_file = read_params_file(args.params_file)
+    listed = [n.strip() for n in args.accel.split(",")]
+    if name not in listed:
+        raise ParameterError(f"--params-file {args.params_file} is for accelerator {name!r}, which is not in "
+                             f"--accel {args.accel}")
+    merged = {(f"{name}.{key}" if len(listed) > 1 else key): value for key, value in from_file.items()}
+    merged.update(params)
+    return merged
+
+
 def run(args):
     from ..frontends.tflite.runner import DelegatedModel, make_interpreter
     from ..zoo import resolve_model
     path = resolve_model(args.model)
     from ..execution.accelerator_lists import open_claiming_executor, resolve_accelerators
-    params = parse_params(args.params)
+    params = _with_params_file(args, parse_params(args.params))
     progress = progress_printer()
     accelerators = resolve_accelerators(args.accel, params, model_path=path, progress=progress)
     dma = DmaTiming(args.dma_bytes, args.dma_latency)
