@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml scripts/install-system-deps
 	./scripts/install-system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test,tvm]"
+	$(BIN)/python -m pip install -q -e ".[test,tvm,ray]"
 	touch $@
 
 $(PYNQ_VENV)/.installed: pyproject.toml scripts/pynq-requirements.txt

@@ -194,7 +194,7 @@ def check_command(args):
 
     Raises ParameterError.
     """
-    check_output_paths(args, "json", "output", "plot")
+    check_output_paths(args, "json", "output", "plot", *(("export",) if args.command == "dse" else ()))
     if args.command == "run" and getattr(args, "json", None):
         # the per-layer cycle plot goes beside the JSON
         check_output_path(Path(args.json).with_suffix(".png"), "--json's plot")

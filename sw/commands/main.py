@@ -74,6 +74,11 @@ def build_parser():
     replaying = commands.add_parser("replay", help="play a recorded device trace on another device and check it")
     replay_cmd.add_arguments(replaying)
 
+    from . import dse as dse_cmd
+    explore = commands.add_parser("dse", help="design-space exploration: optuna over the accelerator's parameters, "
+                                  "Pareto front, Yosys and RTL confirmation")
+    dse_cmd.add_arguments(explore)
+
     benchmark = commands.add_parser("bench", help="run a benchmark")
     _common(benchmark)
     bench.add_arguments(benchmark)
@@ -110,7 +115,7 @@ INTERNAL_ERROR_EXIT = 70        # EX_SOFTWARE of sysexits.h
 _COMMANDS = {"layer": (".layer", "run"), "run": (".run", "run"), "diff": (".diff", "run"),
              "quantize": ("..quantization.pot", "quantize_main"), "resources": (".resources", "run"),
              "llm": (".llm", "run"), "export": (".export", "run"), "bench": (".bench", "run"),
-             "replay": (".replay", "run")}
+             "replay": (".replay", "run"), "dse": (".dse", "run")}
 
 
 def _dispatch(args):

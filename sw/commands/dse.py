@@ -1,0 +1,252 @@
+"""`accelkit dse MODEL`: multi-objective design-space exploration of an accelerator's parameters on a model.
+
+Trials come from optuna (``sw/dse/search.py``), each point's latency from the
+closed-form cost model, its resources from the Yosys-calibrated analytic model
+(``sw/dse/resources.py``) and its energy from ``sw/hardware/power.py``; points
+over the board's budget or unable to run a layer are pruned with the reason.
+Afterwards the Pareto front is printed and plotted, the fastest front points are
+synthesized with Yosys and the fastest one is re-run on RTL to confirm its
+cycles and outputs, and the chosen design is exported as a parameters file.
+"""
+
+import time
+from collections import Counter
+from pathlib import Path
+
+from ...accelerators.base import get_accelerator, registry
+from ...driver.device import DmaTiming
+from ...errors import ParameterError
+from ..reports.output import console, progress_printer, provenance, replacing, table, write_json
+from . import arguments
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser):
+    from ..dse.boards import BOARDS
+    from ..execution.runners import RUNNERS
+    parser.add_argument("model", help="a .tflite file, or a bundled model name (see sw/zoo/models)")
+    parser.add_argument("--accel", default="gemm", help="registered accelerator whose parameters are searched")
+    parser.add_argument("--board", choices=tuple(BOARDS), default="pynq-z1", help="the budget a design must fit")
+    parser.add_argument("--objectives", default="latency,dsp",
+                        help="two or more of latency, dsp, lut, ff, bram36, energy (all minimised)")
+    parser.add_argument("--trials", type=arguments.positive_int("--trials", 1 << 20), default=200,
+                        help="finished trials to reach (a resumed sweep counts the ones already stored)")
+    parser.add_argument("--storage", metavar="FILE.db", help="SQLite file of the trials (default: "
+                        "MODEL-ACCEL-BOARD.dse.db); the same command again resumes it")
+    parser.add_argument("--space", default="", help="narrow the searched space: rows=2..16,cols=4|8|16,...")
+    parser.add_argument("--sampler", choices=("nsga2", "tpe", "random"), default="nsga2")
+    parser.add_argument("--seed", type=arguments.seed, default=0)
+    parser.add_argument("--clock-mhz", type=arguments.clock_mhz, help="clock for latency (default: the board's)")
+    parser.add_argument("--dma-bytes", type=arguments.dma_bytes, default=8, help="DMA bytes per cycle (default 8)")
+    parser.add_argument("--dma-latency", type=arguments.dma_latency, default=0, help="DMA latency in cycles")
+    parser.add_argument("--runner", choices=RUNNERS, default="local", help="where trials are evaluated")
+    parser.add_argument("--workers", type=arguments.positive_int("--workers", 1024),
+                        help="workers of the runner (default: the CPUs available)")
+    parser.add_argument("--ray-address", help="a Ray cluster to join (with --runner ray)")
+    parser.add_argument("--yosys", type=arguments.non_negative_int("--yosys", 64), default=2,
+                        help="synthesize this many of the fastest front points with Yosys (cached; default 2)")
+    parser.add_argument("--confirm", type=arguments.non_negative_int("--confirm", 16), default=1,
+                        help="re-run this many of the fastest fitting front points on RTL (default 1)")
+    parser.add_argument("--rtl-backend", choices=("verilator", "amaranth"), default="verilator")
+    parser.add_argument("--reuse", metavar="DB", help="a finished search's database whose front seeds this one")
+    parser.add_argument("--export", metavar="PARAMS.json", help="write the chosen design (the fastest confirmed "
+                        "front point) for `accelkit run --params-file`")
+    parser.add_argument("--plot", metavar="FRONT.png", help="plot the trials and the front")
+    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
+
+
+def _config(args):
+    from ..dse.search import SearchConfig, check_objectives
+    from ..dse.space import SearchSpace
+    from ..dse.boards import get_board
+    from ..zoo import resolve_model
+    available = registry()
+    cls = available.get(args.accel)
+    if cls is None or isinstance(cls, str):
+        raise ParameterError(f"--accel {args.accel!r} is not an available accelerator; registered: "
+                             f"{', '.join(sorted(available))}")
+    space = SearchSpace(cls, args.space)       # checked now, before any work
+    board = get_board(args.board)
+    path = resolve_model(args.model)
+    return SearchConfig(accel=args.accel, model=str(path), board=board.name, objectives=list(check_objectives(
+        args.objectives)), clock_mhz=args.clock_mhz or board.clock_mhz, dma=[args.dma_bytes, args.dma_latency],
+        space=args.space), space, board
+
+
+def _printer():
+    say = progress_printer("dse")
+    last = [0.0]
+
+    def report(state):
+        now = time.monotonic()
+        if now - last[0] < 2.0 and state["done"] < state["trials"]:
+            return
+        last[0] = now
+        left = state["seconds_left"]
+        say(f"trials {state['done']}/{state['trials']}, front {state['front_size']} point(s) "
+            f"{state['front'][:3]}{' ...' if state['front_size'] > 3 else ''}, "
+            f"about {left:.0f} s left" if left is not None else "")
+    return report
+
+
+def _reused(args, config):
+    """Front parameters of the ``--reuse`` database's studies, nearest workloads first."""
+    if not args.reuse:
+        return []
+    from ..dse.reuse import seeds_from
+    return seeds_from(args.reuse, config)
+
+
+def run(args):
+    from ..dse.resources import calibration_report
+    from ..dse.search import front, finished, run_search
+    from ..execution.runners import open_runner
+    config, space, board = _config(args)
+    storage = args.storage or f"{Path(config['model']).stem}-{args.accel}-{board.name}.dse.db"
+    progress = progress_printer("dse")
+    progress(f"searching {space.size:,} combinations of {args.accel} on {Path(config['model']).name} for "
+             f"{board.name}, objectives {', '.join(config['objectives'])}; trials kept in {storage}")
+    seeds = _reused(args, config)
+    started = time.perf_counter()
+    with open_runner(args.runner, workers=args.workers, address=args.ray_address) as runner:
+        study = run_search(config, storage, trials=args.trials, runner=runner, sampler=args.sampler, seed=args.seed,
+                           progress=_printer(), enqueue=seeds)
+    seconds = time.perf_counter() - started
+    trials = finished(study)
+    pareto = front(study)
+    infeasible = Counter(t.user_attrs.get("infeasible", "").split(":")[0] for t in trials
+                         if t.user_attrs.get("infeasible"))
+    summary = {"trials": len(trials), "complete": len(trials) - sum(infeasible.values()),
+               "pruned": sum(infeasible.values()), "pruned_by_reason": dict(infeasible),
+               "search_seconds": seconds, "storage": storage, "study": config.study_name}
+    _print_front(pareto, config, space, summary)
+    calibration = calibration_report(args.accel)
+    synthesized = _synthesize(pareto[:args.yosys], args.accel, board, progress)
+    confirmed = _confirm(pareto, args, config, synthesized, board, progress)
+    chosen = next((c for c in confirmed if c["confirmed"]), None)
+    if args.export and chosen:
+        from ..execution.params_file import params_record
+        accelerator = get_accelerator(args.accel, chosen["params"])
+        write_json(args.export, params_record(accelerator, source="accelkit dse", model=config["model"],
+                                              board=board.name, confirmed_on=args.rtl_backend,
+                                              figures=chosen["figures"]))
+        console.print(f"chosen design written to {args.export} (`accelkit run --params-file {args.export}`)")
+    elif args.export:
+        console.print(f"[bold]no front point was confirmed on RTL: {args.export} not written[/bold]")
+    if args.plot:
+        _plot(study, config, args.plot)
+    if args.json:
+        write_json(args.json, provenance("dse", None, None, DmaTiming(args.dma_bytes, args.dma_latency), args.seed,
+                                         config=dict(config), space=space.describe(), summary=summary,
+                                         front=[{"trial": n, **r, "objectives": v} for n, r, v in pareto],
+                                         calibration=calibration, yosys=synthesized, rtl=confirmed,
+                                         chosen=chosen))
+    return 0 if (chosen or not args.confirm) else 1
+
+
+def _varying(space):
+    return [name for name, values in space.choices.items() if len(values) > 1]
+
+
+def _print_front(pareto, config, space, summary):
+    names = _varying(space)
+    rows = [[n, *(r["params"][k] for k in names), r["latency_ms"], r["cycles"], r["resources"]["lut"],
+             r["resources"]["ff"], r["resources"]["dsp"], r["resources"]["bram36"], r["energy_uj"]]
+            for n, r, _ in pareto]
+    console.print(table(f"Pareto front of {config['accel']} on {Path(config['model']).name} "
+                        f"({', '.join(config['objectives'])}), {summary['trials']} trials",
+                        ["trial", *names, "latency ms", "cycles", "LUT", "FF", "DSP", "BRAM36", "energy uJ"], rows))
+    reasons = ", ".join(f"{count} {reason}" for reason, count in summary["pruned_by_reason"].items())
+    console.print(f"{summary['complete']} feasible, {summary['pruned']} pruned ({reasons or 'none'}); "
+                  f"search {summary['search_seconds']:.1f} s")
+
+
+def _synthesize(points, accel, board, progress):
+    """Yosys figures of front points next to the model's, and whether they fit the board by Yosys' count."""
+    if not points or board.yosys_family is None:
+        return []
+    from ..execution.devices import design_key
+    from ..hardware.synthesis import estimate_resources
+    from ...sim.verilator import convert_verilog
+    rows = []
+    for number, result, _ in points:
+        accelerator = get_accelerator(accel, result["params"])
+        verilog = convert_verilog(accelerator.shell(), accelerator.top_name, design_key(accelerator), progress)
+        estimate = estimate_resources(verilog, accelerator.top_name, family=board.yosys_family, progress=progress)
+        measured = {"lut": estimate.lut_total, "ff": estimate.ff, "dsp": estimate.dsp, "bram36": estimate.bram36}
+        fits = all(measured[name] <= limit for name, limit in board.budget().items())
+        rows.append({"trial": number, "params": result["params"], "yosys": measured, "model": result["resources"],
+                     "fits": fits})
+    console.print(table(f"Yosys synth_xilinx -family {board.yosys_family} of the fastest front points",
+                        ["trial", "LUT (model)", "FF (model)", "DSP (model)", "BRAM36 (model)", f"fits {board.name}"],
+                        [[r["trial"], *(f"{r['yosys'][k]:g} ({r['model'][k]:g})" for k in ("lut", "ff", "dsp",
+                                                                                          "bram36")),
+                          "yes" if r["fits"] else "NO"] for r in rows]))
+    return rows
+
+
+def _confirm(pareto, args, config, synthesized, board, progress):
+    """Re-run the fastest front points that fit (by Yosys where synthesized) on RTL: cycles and outputs."""
+    if not args.confirm:
+        return []
+    from ..execution.executors import open_executor
+    from ..frontends.tflite.runner import one_inference
+    from ..verification.fidelity import compare_records
+    import numpy as np
+    by_trial = {r["trial"]: r["fits"] for r in synthesized}
+    dma = DmaTiming(args.dma_bytes, args.dma_latency)
+    results = []
+    for number, result, _ in pareto:
+        if len(results) >= args.confirm:
+            break
+        if not by_trial.get(number, True):
+            continue
+        accelerator = get_accelerator(args.accel, result["params"])
+        progress(f"confirming trial {number} on {args.rtl_backend}: {accelerator!r}")
+        with open_executor(accelerator, args.rtl_backend, dma, progress=progress) as rtl, \
+                open_executor(accelerator, "model", dma) as fast:
+            simulated, wall, outputs, expected = one_inference(config["model"], rtl, 0)
+            estimated, _, fast_outputs, _ = one_inference(config["model"], fast, 0)
+        rows = compare_records([r.as_dict(1e8) for r in simulated.records],
+                               [r.as_dict(1e8) for r in estimated.records])
+        rtl_cycles = sum(r["rtl_cycles"] for r in rows)
+        equal_outputs = all(np.array_equal(a, b) for a, b in zip(outputs, fast_outputs))
+        bit_exact = all(np.array_equal(a, b) for a, b in zip(outputs, expected))
+        confirmed = rtl_cycles == result["cycles"] and all(r["error"] == 0 for r in rows) and equal_outputs
+        results.append({"trial": number, "params": result["params"], "rtl_cycles": rtl_cycles,
+                        "model_cycles": result["cycles"], "layers": len(rows), "outputs_equal_model": equal_outputs,
+                        "bit_exact_with_litert_ref": bit_exact, "wall_seconds": wall, "confirmed": confirmed,
+                        "figures": {"latency_ms": result["latency_ms"], "resources": result["resources"],
+                                    "energy_uj": result["energy_uj"], "board": board.name}})
+        console.print(f"trial {number} on {args.rtl_backend}: {rtl_cycles:,} cycles over {len(rows)} layers "
+                      f"(cost model {result['cycles']:,}), outputs {'equal' if equal_outputs else 'DIFFERENT'}, "
+                      f"bit-exact with LiteRT: {'yes' if bit_exact else 'NO'} -> "
+                      f"{'confirmed' if confirmed else 'NOT CONFIRMED'}")
+    return results
+
+
+def _plot(study, config, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from ..dse.search import finished
+    objectives = config["objectives"]
+    done = finished(study)
+    best = {t.number for t in study.best_trials}
+    feasible = [t for t in done if t.values]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    ax.scatter([t.values[0] for t in feasible if t.number not in best],
+               [t.values[1] for t in feasible if t.number not in best], s=10, c="0.7", label="feasible trials")
+    pts = sorted((t.values[0], t.values[1]) for t in feasible if t.number in best)
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", c="C3", label="Pareto front")
+    ax.set_xlabel(objectives[0])
+    ax.set_ylabel(objectives[1])
+    ax.set_xscale("log")
+    ax.set_title(f"{config['accel']} on {Path(config['model']).stem}, {config['board']}: "
+                 f"{len(done)} trials ({len(done) - len(feasible)} pruned)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with replacing(path) as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,1 @@
+"""Design-space exploration: search spaces, boards, the calibrated resource model, evaluation and search."""

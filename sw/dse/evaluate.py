@@ -1,0 +1,151 @@
+"""One design point of a search, evaluated on a model: cycles from the cost model, resources, energy, fit.
+
+:class:`Workload` reads a model's layers once; :class:`Evaluator` answers for a
+parameter dict with cycles (the accelerator's closed-form ``estimate``, the
+`model` backend's figure, summed over the layers), resources (the calibrated
+analytic model, ``resources.py``), energy (``sw/hardware/power.py``) and
+whether the design fits the board. Per-layer figures are remembered by
+(parameters, layer signature), so a search that comes back to a point, or a
+model that repeats a layer shape, pays once.
+"""
+
+from dataclasses import dataclass, field
+
+from ...accelerators.base import get_accelerator
+from ...driver.device import DmaTiming
+from ...errors import ParameterError, UnsupportedLayer
+from ..hardware.power import design_energy
+from .boards import Board
+from .resources import resource_model
+
+__all__ = ["Workload", "Evaluator", "PointResult", "load_workload"]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The accelerable layers of a model: (index, layer, input shapes) for each recognised operator."""
+
+    name: str
+    layers: tuple
+
+    def __len__(self):
+        return len(self.layers)
+
+
+def load_workload(model) -> Workload:
+    """The layers of a .tflite file or bundled model name that some layer kind recognises."""
+    from ..frontends.tflite.frontend import activation_inputs, to_layer
+    from ..frontends.tflite.model import read_model
+    from ..zoo import resolve_model
+    path = resolve_model(model)
+    tflite = read_model(path)
+    layers = []
+    for op in tflite.ops:
+        try:
+            layer = to_layer(op, tflite.tensors)
+        except UnsupportedLayer:
+            continue
+        layers.append((op.index, layer, tuple(tuple(tflite.tensors[i].shape) for i in activation_inputs(op))))
+    return Workload(name=path.stem, layers=tuple(layers))
+
+
+@dataclass
+class PointResult:
+    """What one design point costs: cycles, resources, energy, and why it is infeasible (None if it is not)."""
+
+    params: dict
+    cycles: int = 0
+    busy_cycles: int = 0
+    bytes_moved: int = 0
+    layers_run: int = 0
+    resources: dict = field(default_factory=dict)
+    energy_uj: float = 0.0
+    latency_ms: float = 0.0
+    infeasible: str | None = None
+
+    def objective(self, name):
+        """The value of objective ``name`` (latency in ms, lut/ff/dsp/bram36 counts, energy in uJ)."""
+        if name == "latency":
+            return self.latency_ms
+        if name == "energy":
+            return self.energy_uj
+        return self.resources[name]
+
+    def as_dict(self):
+        return {"params": self.params, "cycles": self.cycles, "busy_cycles": self.busy_cycles,
+                "bytes_moved": self.bytes_moved, "layers_run": self.layers_run, "resources": self.resources,
+                "energy_uj": self.energy_uj, "latency_ms": self.latency_ms, "infeasible": self.infeasible}
+
+
+class Evaluator:
+    """Evaluates design points of accelerator ``accel`` on ``workload`` for ``board``.
+
+    ``required`` is the set of layer indices every design must run (by default,
+    those the accelerator's default design runs): a point that cannot run one
+    is infeasible, since its latency would hide CPU time the cost model cannot
+    give. ``clock_mhz`` converts cycles to time.
+    """
+
+    def __init__(self, *, accel, workload, board: Board, clock_mhz=None, dma=None, required=None):
+        if not isinstance(board, Board):
+            raise ParameterError(f"board must be a Board, not {board!r}")
+        self.accel, self.workload, self.board = accel, workload, board
+        self.clock_mhz = float(clock_mhz or board.clock_mhz)
+        if self.clock_mhz <= 0:
+            raise ParameterError(f"clock must be positive, not {self.clock_mhz} MHz")
+        self.dma = dma or DmaTiming()
+        self.resources = resource_model(accel)
+        self._layers = {}
+        if required is None:
+            default = get_accelerator(accel, {})
+            required = {index for index, layer, shapes in workload.layers if default.supports(layer, *shapes)[0]}
+        self.required = frozenset(required)
+        if not self.required:
+            raise ParameterError(f"{accel} runs no layer of {workload.name} at its default parameters: "
+                                 "nothing to explore")
+
+    def _layer(self, accelerator, key, index, layer, shapes):
+        signature = accelerator.signature(layer, *shapes)
+        entry = self._layers.get((key, signature))
+        if entry is None:
+            try:
+                stats = accelerator.estimate(accelerator.plan(layer, *shapes), self.dma)
+                entry = (stats.cycles, stats.busy_cycles, stats.bytes_in + stats.bytes_out, None)
+            except UnsupportedLayer as error:
+                entry = (0, 0, 0, str(error))
+            self._layers[(key, signature)] = entry
+        return entry
+
+    def evaluate(self, params) -> PointResult:
+        """The :class:`PointResult` of a parameter dict (invalid parameters: infeasible, with the reason)."""
+        try:
+            accelerator = get_accelerator(self.accel, params)
+        except ParameterError as error:
+            return PointResult(params=dict(params), infeasible=f"invalid parameters: {error}")
+        resolved = dict(accelerator.params)
+        result = PointResult(params=resolved)
+        # resources first: a point over the board's budget needs no cost model
+        result.resources = self.resources.estimate(resolved)
+        over = [f"{name.upper()} {result.resources[name]:g} > {limit:g}"
+                for name, limit in self.board.budget().items() if result.resources[name] > limit]
+        if over:
+            result.infeasible = f"over the {self.board.name}'s budget: {', '.join(over)}"
+            return result
+        key = tuple(sorted(resolved.items()))
+        for index, layer, shapes in self.workload.layers:
+            if index not in self.required:
+                continue
+            cycles, busy, moved, unsupported = self._layer(accelerator, key, index, layer, shapes)
+            if unsupported is not None:
+                result.infeasible = f"cannot run layer {index} ({layer.op}): {unsupported}"
+                return result
+            result.cycles += cycles
+            result.busy_cycles += busy
+            result.bytes_moved += moved
+            result.layers_run += 1
+        result.latency_ms = result.cycles / (self.clock_mhz * 1e3)
+        energy = design_energy(result.resources, cycles=result.cycles, busy_cycles=result.busy_cycles,
+                               bytes_moved=result.bytes_moved, clock_mhz=self.clock_mhz,
+                               static_watts=self.board.static_watts)
+        result.energy_uj = energy.total_uj
+        return result

@@ -1,0 +1,166 @@
+"""An analytic resource model of a design point, calibrated on Yosys and checked against it.
+
+One Yosys run of a whole design takes a minute or more here, far too long for
+every trial of a search, so trials take their LUT, FF, DSP and BRAM figures
+from a model:
+
+* block RAM from first principles: each memory of the design (its width and
+  depth, from the parameters) is packed into RAMB36/RAMB18 aspect ratios the
+  way 7-series and UltraScale block RAMs allow, and a memory of 64 words or
+  fewer goes to distributed RAM (RAM64M: 3 bits x 64 words per 4 LUTs);
+* LUT, FF and DSP as linear functions of a few features of the parameters
+  (PEs, array edge, stream width), with coefficients fitted by least squares to
+  Yosys ``synth_xilinx`` runs at measured points (``calibration.json``).
+
+:func:`calibration_report` gives the model's error against those Yosys runs
+(leave-one-out, so a point never predicts itself). Models exist for the
+accelerators listed in ``MODELS``; others are refused with that list.
+"""
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from math import ceil
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import ParameterError
+
+__all__ = ["MODELS", "ResourceModel", "resource_model", "bram36_for", "calibration_report", "CALIBRATION_FILE",
+           "record_calibration"]
+
+CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
+RESOURCES = ("lut", "ff", "dsp", "bram36")
+
+#: RAMB36 aspect ratios (depth, width) and RAMB18 ones, the widths including parity bits
+_RAMB36 = ((512, 72), (1024, 36), (2048, 18), (4096, 9), (8192, 4), (16384, 2), (32768, 1))
+_RAMB18 = ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1))
+#: memories this shallow go to distributed RAM (what Yosys' memory_libmap prefers for them)
+_LUTRAM_DEPTH = 64
+
+
+def bram36_for(width, depth):
+    """(RAMB36 equivalents, LUTs as distributed RAM) of one ``width`` x ``depth`` memory."""
+    if depth <= _LUTRAM_DEPTH:
+        return 0.0, 4 * ceil(width / 3) * ceil(depth / 64)
+    best = min(ceil(width / w) * ceil(depth / d) for d, w in _RAMB36)
+    halves = min(ceil(width / w) * ceil(depth / d) for d, w in _RAMB18)
+    return min(float(best), halves / 2), 0
+
+
+def _gemm_memories(p):
+    """(width, depth) of the GEMM core's memories: A buffer, B buffer (two halves), output row buffer."""
+    from ...accelerators.gemm.pe import WeightLayout
+    layout = WeightLayout.from_params(p)
+    return [(8 * p["rows"], p["a_depth"]), (layout.row_bits, 2 * p["k_max"] // layout.words_per_row),
+            (8 * p["cols"], p["rows"])]
+
+
+def _gemm_features(p):
+    mult = p.get("mult_cols", p["cols"])
+    return {"one": 1.0, "multiplier_pes": p["rows"] * mult, "shift_pes": p["rows"] * (p["cols"] - mult),
+            "edge": p["rows"] + p["cols"], "data_width": p["data_width"]}
+
+
+@dataclass(frozen=True)
+class _Family:
+    memories: object
+    features: object
+
+
+#: accelerators with an analytic model (potacc shares the GEMM core, its shift columns a feature of their own)
+MODELS = {"gemm": _Family(_gemm_memories, _gemm_features), "potacc": _Family(_gemm_memories, _gemm_features)}
+
+
+def _calibration():
+    try:
+        return json.loads(CALIBRATION_FILE.read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def _fit(points, features, names):
+    """Least-squares coefficients of each resource over the features (features absent from every point dropped)."""
+    x = np.array([[f[n] for n in names] for f in (features(p["params"]) for p in points)], dtype=float)
+    fits = {}
+    for resource in ("lut", "ff", "dsp"):
+        y = np.array([p[resource] for p in points], dtype=float)
+        fits[resource] = np.linalg.lstsq(x, y, rcond=None)[0]
+    return fits
+
+
+class ResourceModel:
+    """LUT/FF/DSP/BRAM36 of an accelerator's design points, from its memories and calibrated coefficients."""
+
+    def __init__(self, name, points):
+        if name not in MODELS:
+            raise ParameterError(f"no analytic resource model for accelerator {name!r}; models exist for "
+                                 f"{', '.join(MODELS)}")
+        if not points:
+            raise ParameterError(f"no Yosys calibration points for {name!r} in {CALIBRATION_FILE}")
+        self.name, self.points, self.family = name, points, MODELS[name]
+        sample = self.family.features(points[0]["params"])
+        # a feature constant over every point cannot be fitted (e.g. shift PEs on the multiplier GEMM)
+        self.names = [n for n in sample
+                      if n == "one" or len({self.family.features(p["params"])[n] for p in points}) > 1]
+        self.coefficients = _fit(points, self.family.features, self.names)
+
+    def memories(self, params):
+        bram, lutram = 0.0, 0
+        for width, depth in self.family.memories(params):
+            b, l = bram36_for(width, depth)
+            bram, lutram = bram + b, lutram + l
+        return bram, lutram
+
+    def estimate(self, params) -> dict:
+        """{"lut", "ff", "dsp", "bram36"} of the design with these (resolved) parameters."""
+        features = self.family.features(params)
+        x = np.array([features[n] for n in self.names])
+        result = {r: max(0, int(round(float(x @ self.coefficients[r])))) for r in ("lut", "ff", "dsp")}
+        bram, lutram = self.memories(params)
+        result["bram36"] = bram
+        result["lut"] += lutram
+        return result
+
+
+@lru_cache(maxsize=None)
+def resource_model(name) -> ResourceModel:
+    """The calibrated model of accelerator ``name`` (:class:`ParameterError` without one)."""
+    return ResourceModel(name, _calibration().get(name, {}).get("points", []))
+
+
+def calibration_report(name):
+    """Relative errors of the model against its Yosys points, each left out of the fit that predicts it."""
+    points = _calibration().get(name, {}).get("points", [])
+    rows = []
+    for i, point in enumerate(points):
+        rest = points[:i] + points[i + 1:]
+        if len(rest) < 2:
+            break
+        predicted = ResourceModel(name, rest).estimate(point["params"])
+        measured = {"lut": point["lut"] + point.get("lut_ram", 0), "ff": point["ff"], "dsp": point["dsp"],
+                    "bram36": point["bram36"]}
+        rows.append({"params": point["params"], "measured": measured, "predicted": predicted,
+                     "error": {r: (predicted[r] - measured[r]) / measured[r] if measured[r] else
+                               float(predicted[r] != measured[r]) for r in RESOURCES}})
+    mean = {r: float(np.mean([abs(row["error"][r]) for row in rows])) if rows else None for r in RESOURCES}
+    return {"accelerator": name, "points": len(points), "leave_one_out": rows, "mean_abs_error": mean,
+            "method": "Yosys synth_xilinx (sw/hardware/synthesis.py) at each point; model refitted without it"}
+
+
+def record_calibration(name, accelerators, progress=None):
+    """Run Yosys (cached) on each design and store the figures as ``name``'s calibration points."""
+    from ..commands.resources import accelerator_resources
+    data = _calibration()
+    points = []
+    for accelerator in accelerators:
+        estimate = accelerator_resources(accelerator, progress)
+        points.append({"params": dict(accelerator.params), "lut": estimate.lut, "lut_ram": estimate.lut_ram,
+                       "ff": estimate.ff, "dsp": estimate.dsp, "bram36": estimate.bram36,
+                       "family": estimate.family})
+    data[name] = {"source": "Yosys synth_xilinx -family xc7 (accelkit resources), measured on this project's "
+                            "machine", "points": points}
+    CALIBRATION_FILE.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    resource_model.cache_clear()
+    return points

@@ -1,0 +1,160 @@
+"""Multi-objective design-space search with optuna, trials kept in SQLite so a killed sweep resumes.
+
+The loop is ask-and-tell: this process alone talks to the study's storage
+(SQLite suits one writer), asks the sampler for as many points as the runner
+has workers, evaluates them through the runner (``sw/execution/runners.py``)
+and tells the results. Every told trial is committed to the database at once,
+so ``kill -9`` loses at most the points being evaluated; on the next start
+those (left RUNNING) are marked FAIL and the sweep goes on until ``trials``
+points are finished (complete or pruned). Infeasible points are PRUNED with
+the reason in the trial's ``infeasible`` attribute.
+"""
+
+import functools
+import hashlib
+import json
+import time
+
+import numpy as np
+
+from ...errors import ParameterError
+from .evaluate import Evaluator, load_workload
+
+__all__ = ["OBJECTIVES", "SearchConfig", "run_search", "front", "hypervolume", "evaluate_point", "finished"]
+
+#: objective name -> what it measures (all minimised)
+OBJECTIVES = {"latency": "model latency in ms at the clock", "dsp": "DSP slices", "lut": "LUTs (logic and RAM)",
+              "ff": "flip-flops", "bram36": "RAMB36 equivalents", "energy": "energy per inference in uJ"}
+
+
+class SearchConfig(dict):
+    """What defines a search (accelerator, model, board, clock, DMA, objectives, space): a plain picklable dict."""
+
+    @property
+    def study_name(self):
+        digest = hashlib.sha256(json.dumps(self, sort_keys=True).encode()).hexdigest()[:12]
+        return f"{self['accel']}-{self['model']}-{self['board']}-{'+'.join(self['objectives'])}-{digest}"
+
+
+def check_objectives(text):
+    """``"latency,dsp"`` to a tuple, each checked against ``OBJECTIVES``."""
+    names = tuple(n.strip() for n in str(text).split(",") if n.strip())
+    unknown = [n for n in names if n not in OBJECTIVES]
+    if unknown or len(names) < 2 or len(set(names)) != len(names):
+        raise ParameterError(f"--objectives {text!r}: give two or more distinct names of "
+                             f"{', '.join(OBJECTIVES)}" + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    return names
+
+
+@functools.lru_cache(maxsize=4)
+def _evaluator(config_json):
+    from ...driver.device import DmaTiming
+    from .boards import get_board
+    config = json.loads(config_json)
+    return Evaluator(accel=config["accel"], workload=load_workload(config["model"]), board=get_board(config["board"]),
+                     clock_mhz=config["clock_mhz"], dma=DmaTiming(*config["dma"]))
+
+
+def evaluate_point(config_json, params):
+    """A point's result as a dict (module-level and keyed by the config's JSON, so workers build the
+    evaluator once per process and a runner can pickle the call)."""
+    return _evaluator(config_json).evaluate(params).as_dict()
+
+
+def finished(study):
+    """Trials that ended (complete or pruned): what counts towards ``trials``."""
+    from optuna.trial import TrialState
+    return [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+
+
+def _fail_interrupted(study):
+    """Trials a killed run left RUNNING: marked FAIL (this process is the study's only writer)."""
+    from optuna.trial import TrialState
+    stale = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    for trial in stale:
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    return len(stale)
+
+
+def open_study(config, storage, sampler="nsga2", seed=0, trials=200):
+    """The study for ``config`` in the SQLite file ``storage`` (created, or loaded to resume)."""
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if sampler == "nsga2":
+        chosen = optuna.samplers.NSGAIISampler(seed=seed, population_size=max(8, min(50, trials // 8)))
+    elif sampler == "tpe":
+        chosen = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=min(20, trials // 4 + 1))
+    elif sampler == "random":
+        chosen = optuna.samplers.RandomSampler(seed=seed)
+    else:
+        raise ParameterError(f"unknown sampler {sampler!r}; samplers: nsga2, tpe, random")
+    study = optuna.create_study(study_name=config.study_name, storage=f"sqlite:///{storage}", sampler=chosen,
+                                directions=["minimize"] * len(config["objectives"]), load_if_exists=True)
+    if not study.user_attrs.get("config"):
+        from .reuse import workload_signatures
+        study.set_user_attr("config", dict(config))
+        study.set_user_attr("signatures", workload_signatures(config["accel"], load_workload(config["model"])))
+    return study
+
+
+def run_search(config, storage, *, trials, runner, sampler="nsga2", seed=0, progress=None, enqueue=()):
+    """Run the search until ``trials`` points are finished; returns the study.
+
+    ``enqueue``: parameter dicts to evaluate first (tuning reuse). ``progress(dict)`` is called after each
+    batch with trials done, feasible count, the current front and the estimated time left.
+    """
+    from optuna.trial import TrialState
+    from .space import SearchSpace
+    from ...accelerators.base import registry
+    study = open_study(config, storage, sampler, seed, trials)
+    interrupted = _fail_interrupted(study)
+    space = SearchSpace(registry()[config["accel"]], config.get("space", ""))
+    done = len(finished(study))
+    if enqueue and done == 0:
+        for params in enqueue:
+            study.enqueue_trial({k: v for k, v in params.items() if k in space.choices}, skip_if_exists=True)
+    config_json = json.dumps(config, sort_keys=True)
+    call = functools.partial(evaluate_point, config_json)
+    started, at_start = time.monotonic(), done
+    objectives = config["objectives"]
+    while done < trials:
+        asked = [study.ask() for _ in range(min(runner.workers, trials - done))]
+        points = [space.suggest(trial) for trial in asked]
+        for trial, result in zip(asked, runner.map(call, points)):
+            trial.set_user_attr("result", result)
+            if result["infeasible"]:
+                trial.set_user_attr("infeasible", result["infeasible"])
+                study.tell(trial, state=TrialState.PRUNED)
+            else:
+                study.tell(trial, [_objective(result, name) for name in objectives])
+        done += len(asked)
+        if progress:
+            rate = (done - at_start) / max(time.monotonic() - started, 1e-9)
+            best = study.best_trials
+            progress({"done": done, "trials": trials, "interrupted": interrupted,
+                      "front": sorted([[round(v, 4) for v in t.values] for t in best])[:6],
+                      "front_size": len(best), "seconds_left": (trials - done) / rate if rate else None})
+    return study
+
+
+def _objective(result, name):
+    if name == "latency":
+        return result["latency_ms"]
+    if name == "energy":
+        return result["energy_uj"]
+    return result["resources"][name]
+
+
+def front(study):
+    """The Pareto-optimal finished trials, fastest first: [(trial number, result dict, objective values)]."""
+    return sorted(((t.number, t.user_attrs["result"], list(t.values)) for t in study.best_trials),
+                  key=lambda entry: entry[2])
+
+
+def hypervolume(points, reference):
+    """Hypervolume (all objectives minimised) dominated by ``points`` up to ``reference``."""
+    from optuna._hypervolume import compute_hypervolume
+    points = np.asarray([p for p in points if all(v < r for v, r in zip(p, reference))], dtype=float)
+    if not len(points):
+        return 0.0
+    return float(compute_hypervolume(points, np.asarray(reference, dtype=float)))

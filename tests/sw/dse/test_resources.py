@@ -1,0 +1,34 @@
+"""The analytic resource model: block RAM packing, and its error against the Yosys runs it is calibrated on."""
+
+import pytest
+
+from accelkit.errors import ParameterError
+from accelkit.sw.dse.resources import bram36_for, calibration_report, resource_model
+
+
+def test_block_ram_packing():
+    assert bram36_for(64, 4096) == (8.0, 0)        # 8 x (4K x 9)
+    assert bram36_for(16, 1024) == (0.5, 0)        # one RAMB18 (1K x 18)
+    assert bram36_for(72, 512) == (1.0, 0)
+    assert bram36_for(64, 16) == (0.0, 4 * 22)     # shallow: distributed RAM, RAM64M of 3 bits
+    assert bram36_for(8, 32768) == (8.0, 0)        # 32K x 1 per bit
+
+
+def test_model_follows_the_parameters():
+    model = resource_model("gemm")
+    small = model.estimate({"rows": 2, "cols": 2, "data_width": 64, "k_max": 2048, "a_depth": 4096})
+    large = model.estimate({"rows": 16, "cols": 16, "data_width": 64, "k_max": 2048, "a_depth": 4096})
+    assert large["lut"] > small["lut"] and large["dsp"] > small["dsp"] and large["bram36"] > small["bram36"]
+
+
+def test_model_error_against_yosys_is_reported_and_bounded():
+    report = calibration_report("gemm")
+    assert report["points"] >= 4 and len(report["leave_one_out"]) == report["points"]
+    # leave-one-out: each Yosys point predicted by a fit that never saw it
+    assert report["mean_abs_error"]["lut"] < 0.25, report["mean_abs_error"]
+    assert report["mean_abs_error"]["ff"] < 0.25, report["mean_abs_error"]
+
+
+def test_accelerators_without_a_model_are_refused():
+    with pytest.raises(ParameterError, match="no analytic resource model for accelerator 'mm2im'"):
+        resource_model("mm2im")
