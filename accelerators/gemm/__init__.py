@@ -1,7 +1,5 @@
 """The int8 systolic GEMM accelerator plug-in."""
 
-from collections import Counter
-
 import numpy as np
 
 from ...driver.device import DmaTiming
@@ -216,16 +214,20 @@ class GemmAccelerator(Accelerator):
         largest = max(1, min(cols // layer.multiplier, k_max // (kh * kw), layer.in_channels))
         candidates = {largest} | {1 << e for e in range(largest.bit_length()) if 1 << e <= largest}
         best = None
+        channels = layer.in_channels
         for group in sorted(candidates):
-            groups = layer.groups(group)
-            # the groups are mostly of one size: cost each size once
-            sizes = Counter(count for _, count in groups)
+            # the groups are all of one size but the last: cost each size once
+            sizes = {group: channels // group}
+            if channels % group:
+                sizes[channels % group] = 1
             cycles = sum(times * self._gemm_cycles([layer.group_gemm_shape(input_shape, count)])
                          for count, times in sizes.items())
             if best is None or cycles < best[0]:
-                best = (cycles, group, groups)
-        _, group, groups = best
-        shapes = [list(layer.group_gemm_shape(input_shape, count)) for _, count in groups]
+                best = (cycles, group)
+        _, group = best
+        groups = layer.groups(group)
+        distinct = {count: list(layer.group_gemm_shape(input_shape, count)) for count in {c for _, c in groups}}
+        shapes = [list(distinct[count]) for _, count in groups]
         return {"lowering": "channel groups as GEMMs with block-diagonal weights", "group_channels": group,
                 "groups": [list(g) for g in groups], "gemms": shapes}
 

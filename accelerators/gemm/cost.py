@@ -58,6 +58,8 @@ def _job_cycles(rows, cols, width, mult_cols, terms, m_tiles, n_tiles, k, dma):
     released = [-1, -1]      # cycle from which each B buffer half may be reloaded
     feeder_free = 0
     out_words = rows * n_o  # output beats of one row tile
+    freed_words = (rows - 1) * n_o
+    wide = beat >= bpc      # beats arrive no faster than one per cycle (see beats_done)
     for n in range(n_tiles):
         half = n % 2
         start_load = max(wait_from, released[half]) + 1
@@ -67,12 +69,19 @@ def _job_cycles(rows, cols, width, mult_cols, terms, m_tiles, n_tiles, k, dma):
         wait_from = b_end + 1
         step = max(feeder_free, b_end + 1)
         if m_tiles < _CLOSED_FORM_FROM:
+            # beats_done(out_beat, count, first_load + 1, beat, bpc, 0) written out: this loop is the
+            # cost model's innermost one
             for _ in range(m_tiles):
                 last_step = max(step + k - 1, freed + 1)
                 first_load = last_step + settle
-                freed = first_load if rows == 1 else beats_done(out_beat, (rows - 1) * n_o, first_load + 1, beat,
-                                                                bpc, 0)
-                read_end = beats_done(out_beat, out_words, first_load + 1, beat, bpc, 0)
+                if wide:
+                    freed = first_load if rows == 1 else max((out_beat + freed_words - 1) * beat // bpc,
+                                                             first_load + freed_words)
+                    read_end = max((out_beat + out_words - 1) * beat // bpc, first_load + out_words)
+                else:
+                    ready = max(out_beat * beat // bpc, first_load + 1)
+                    freed = first_load if rows == 1 else ready + freed_words - 1
+                    read_end = ready + out_words - 1
                 out_beat += out_words
                 step = last_step + 1
         else:

@@ -72,7 +72,7 @@ class WeightLayout:
             at += self.bits(j)
         return offsets
 
-    @property
+    @cached_property
     def word_bits(self):
         return sum(self.bits(j) for j in range(self.cols))
 

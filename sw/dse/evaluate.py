@@ -95,7 +95,9 @@ class Evaluator:
             raise ParameterError(f"clock must be positive, not {self.clock_mhz} MHz")
         self.dma = dma or DmaTiming()
         self.resources = resource_model(accel)
-        self._layers = {}
+        self._layers, self._signatures = {}, {}
+        # looked up once: the registry reads entry-point metadata from disk on every call
+        self._class = type(get_accelerator(accel, {}))
         if required is None:
             default = get_accelerator(accel, {})
             required = {index for index, layer, shapes in workload.layers if default.supports(layer, *shapes)[0]}
@@ -105,7 +107,10 @@ class Evaluator:
                                  "nothing to explore")
 
     def _layer(self, accelerator, key, index, layer, shapes):
-        signature = accelerator.signature(layer, *shapes)
+        # a layer's signature depends on the layer and the design's class, never on its parameters
+        signature = self._signatures.get(index)
+        if signature is None:
+            signature = self._signatures[index] = accelerator.signature(layer, *shapes)
         entry = self._layers.get((key, signature))
         if entry is None:
             try:
@@ -119,7 +124,7 @@ class Evaluator:
     def evaluate(self, params) -> PointResult:
         """The :class:`PointResult` of a parameter dict (invalid parameters: infeasible, with the reason)."""
         try:
-            accelerator = get_accelerator(self.accel, params)
+            accelerator = self._class(**params)
         except ParameterError as error:
             return PointResult(params=dict(params), infeasible=f"invalid parameters: {error}")
         resolved = dict(accelerator.params)
