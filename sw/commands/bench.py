@@ -1,5 +1,6 @@
 """`accelkit bench NAME`: benchmarks that print measured figures (never asserted by tests)."""
 
+from ..benchmarks.dse import dse_bench
 from ..benchmarks.ecp5_board import ulx3s_bench
 from ..benchmarks.flexarray import flexarray_bench
 from ..benchmarks.fuzz import fuzz_bench
@@ -57,7 +58,7 @@ def add_arguments(parser):
 BENCHMARKS = {"sim-speed": sim_speed, "model": model_bench, "utilization": utilization_bench,
               "fidelity": fidelity_bench, "scalesim": scalesim_bench, "potacc": potacc_bench,
               "tconv": tconv_bench, "mutate": mutate_bench, "fuzz": fuzz_bench, "flexarray": flexarray_bench,
-              "llm": llm_bench, "ulx3s": ulx3s_bench, "timing": timing_bench}
+              "llm": llm_bench, "ulx3s": ulx3s_bench, "timing": timing_bench, "dse": dse_bench}
 
 
 

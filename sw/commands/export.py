@@ -25,12 +25,19 @@ def add_arguments(parser):
                         help=f"ECP5 boards: the UART's baud rate (default {DEFAULT_BAUD})")
     parser.add_argument("--program", action="store_true",
                         help="ECP5 boards: load the bitstream with openFPGALoader (OPENFPGALOADER names the tool)")
+    parser.add_argument("--params-file", metavar="PARAMS.json", help="the design's parameters as `accelkit dse "
+                        "--export` writes them (its accelerator replaces --accel; --params override)")
     parser.add_argument("--json", metavar="PATH", help="write what was exported as JSON")
 
 
 def run(args):
     from importlib.metadata import version
-    accelerator = get_accelerator(args.accel, parse_params(args.params))
+    name, params = args.accel, parse_params(args.params)
+    if args.params_file:
+        from ..execution.params_file import read_params_file
+        name, from_file = read_params_file(args.params_file)
+        params = {**from_file, **params}
+    accelerator = get_accelerator(name, params)
     if args.board in ECP5_BOARDS:
         return _run_ecp5(args, accelerator)
     if args.program:

@@ -58,9 +58,12 @@ def _gemm_memories(p):
 
 
 def _gemm_features(p):
+    """Features in the order they join a fit: a column's requantizer and output lane (the largest share: 8
+    DSP48 and over a thousand LUTs each in the Yosys runs), a PE's multiplier and accumulator, the stream
+    width, a row's operand lane, a shift PE."""
     mult = p.get("mult_cols", p["cols"])
-    return {"one": 1.0, "multiplier_pes": p["rows"] * mult, "shift_pes": p["rows"] * (p["cols"] - mult),
-            "edge": p["rows"] + p["cols"], "data_width": p["data_width"]}
+    return {"one": 1.0, "cols": p["cols"], "multiplier_pes": p["rows"] * mult, "data_width": p["data_width"],
+            "rows": p["rows"], "shift_pes": p["rows"] * (p["cols"] - mult)}
 
 
 @dataclass(frozen=True)
@@ -100,10 +103,16 @@ class ResourceModel:
         if not points:
             raise ParameterError(f"no Yosys calibration points for {name!r} in {CALIBRATION_FILE}")
         self.name, self.points, self.family = name, points, MODELS[name]
-        sample = self.family.features(points[0]["params"])
-        # a feature constant over every point cannot be fitted (e.g. shift PEs on the multiplier GEMM)
-        self.names = [n for n in sample
-                      if n == "one" or len({self.family.features(p["params"])[n] for p in points}) > 1]
+        # features join in order while they add information and leave at least one point more than
+        # coefficients (a feature constant or collinear over the points cannot be fitted)
+        rows = [self.family.features(p["params"]) for p in points]
+        self.names = []
+        for name in rows[0]:
+            if len(self.names) + 1 > max(1, len(points) - 1):
+                break
+            matrix = np.array([[r[n] for n in self.names + [name]] for r in rows], dtype=float)
+            if np.linalg.matrix_rank(matrix) == len(self.names) + 1:
+                self.names.append(name)
         self.coefficients = _fit(points, self.family.features, self.names)
 
     def memories(self, params):

@@ -1,0 +1,194 @@
+"""`accelkit bench dse`: how fast design points are evaluated, how the search scales, how much of a space it needs.
+
+Figures (all measured here, printed and written with ``--json``):
+
+* cost-model design points per minute per core on a model (MobileNetV2 by
+  default): random points of a GEMM space evaluated from cold caches, CPU time
+  of this process as the denominator, with the points that were fully costed
+  (not pruned early for resources) counted apart;
+* the same batch of points through the Ray runner with 2 local workers against
+  1 (wall time; each worker warmed up first so model loading is not timed);
+* on a space small enough to enumerate, the share of its points an NSGA-II
+  search evaluates before its front reaches 95% of the exhaustive front's
+  hypervolume (latency and DSP, reference point 10% beyond the worst feasible
+  values), over several seeds;
+* tuning reuse: trials a search on a second model needs to reach 95% of its
+  from-scratch front's hypervolume, from scratch and when seeded with the first
+  model's front (``sw/dse/reuse.py``).
+"""
+
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ...accelerators.base import registry
+from ..dse.boards import get_board
+from ..dse.evaluate import Evaluator, load_workload
+from ..dse.resources import calibration_report
+from ..dse.search import SearchConfig, evaluate_point, hypervolume
+from ..dse.space import SearchSpace
+from ..reports.output import console, progress_printer, provenance, table
+
+__all__ = ["dse_bench"]
+
+#: where a GEMM design for a PYNQ-class board plausibly lies (the declared space is far larger)
+SPEED_SPACE = "rows=1..32,cols=1..32,data_width=32|64|128,k_max=2048|4096,a_depth=4096|8192|16384"
+ENUMERABLE_SPACE = "rows=1..16,cols=1..16,data_width=32|64,k_max=2048,a_depth=4096"
+
+
+def _clear_caches():
+    from ...accelerators.gemm import cost
+    cost._job_cycles.cache_clear()
+
+
+def _speed(model, points, progress):
+    workload = load_workload(model)
+    evaluator = Evaluator(accel="gemm", workload=workload, board=get_board("pynq-z1"))
+    space = list(SearchSpace(registry()["gemm"], SPEED_SPACE).enumerate())
+    chosen = random.Random(0).sample(space, points)
+    _clear_caches()
+    progress(f"evaluating {points} random points on {workload.name} (cold caches)")
+    wall, cpu = time.perf_counter(), time.process_time()
+    results = [evaluator.evaluate(p) for p in chosen]
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    costed = sum(1 for r in results if r.cycles)
+    return {"model": workload.name, "points": points, "costed_points": costed, "cpu_seconds": cpu,
+            "wall_seconds": wall, "points_per_min_per_core": points / cpu * 60,
+            "costed_points_per_min_per_core": costed / cpu * 60 if costed else None, "space": SPEED_SPACE}
+
+
+def _ray(model, points, progress):
+    import functools
+    from ..execution.runners import RayRunner
+    config = SearchConfig(accel="gemm", model=str(Path(model)), board="pynq-z1", objectives=["latency", "dsp"],
+                          clock_mhz=100.0, dma=[8, 0], space=SPEED_SPACE)
+    call = functools.partial(evaluate_point, json.dumps(config, sort_keys=True))
+    space = list(SearchSpace(registry()["gemm"], SPEED_SPACE).enumerate())
+    rng = random.Random(1)
+    # the same batches for both worker counts, each batch new to the workers' caches
+    warm_up, batches = rng.sample(space, 16), [rng.sample(space, points) for _ in range(3)]
+    times = {}
+    for workers in (1, 2):
+        with RayRunner(workers=workers) as runner:
+            runner.map(call, warm_up)            # every worker loads the model
+            progress(f"Ray, {workers} worker(s): 3 x {points} points")
+            taken = []
+            for batch in batches:
+                started = time.perf_counter()
+                runner.map(call, batch)
+                taken.append(time.perf_counter() - started)
+            times[workers] = float(np.median(taken))
+    return {"points": points, "seconds_1_worker": times[1], "seconds_2_workers": times[2],
+            "speedup": times[1] / times[2]}
+
+
+def _search_until(evaluator, space, objectives, target, reference, budget, seed, enqueue=()):
+    """Trials an NSGA-II search needs before its front's hypervolume reaches ``target`` (None if not in budget)."""
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["minimize"] * len(objectives),
+                                sampler=optuna.samplers.NSGAIISampler(seed=seed, population_size=16))
+    for params in enqueue:
+        study.enqueue_trial(params, skip_if_exists=True)
+    front = []
+    for number in range(1, budget + 1):
+        trial = study.ask()
+        result = evaluator.evaluate(space.suggest(trial))
+        if result.infeasible:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            continue
+        values = [result.objective(o) for o in objectives]
+        study.tell(trial, values)
+        front.append(values)
+        if hypervolume(front, reference) >= target:
+            return number, study
+    return None, study
+
+
+def _exhaustive(model, objectives, seeds, progress):
+    workload = load_workload(model)
+    evaluator = Evaluator(accel="gemm", workload=workload, board=get_board("pynq-z1"))
+    space = SearchSpace(registry()["gemm"], ENUMERABLE_SPACE)
+    points = list(space.enumerate())
+    progress(f"exhaustive: {len(points)} points of {workload.name}")
+    values = [[r.objective(o) for o in objectives] for r in map(evaluator.evaluate, points) if not r.infeasible]
+    reference = [1.1 * max(v[i] for v in values) for i in range(len(objectives))]
+    full = hypervolume(values, reference)
+    needed = []
+    for seed in range(seeds):
+        trials, _ = _search_until(evaluator, space, objectives, 0.95 * full, reference, len(points), seed)
+        needed.append(trials)
+        progress(f"seed {seed}: 95% of the exhaustive hypervolume after {trials} trials")
+    shares = [n / len(points) if n else None for n in needed]
+    return {"model": workload.name, "space": ENUMERABLE_SPACE, "points": len(points), "feasible": len(values),
+            "objectives": list(objectives), "reference_point": reference, "exhaustive_hypervolume": full,
+            "trials_to_95_percent": needed, "share_of_space": shares,
+            "median_share": float(np.median([s for s in shares if s is not None])) if any(shares) else None}
+
+
+def _reuse(first, second, trials, seeds, progress):
+    """Trials a search on ``second`` needs to reach 95% of its from-scratch front, alone and seeded by ``first``."""
+    from ..dse.reuse import seeds_from
+    from ..dse.search import run_search
+    from ..execution.runners import SerialRunner
+    board = get_board("pynq-z1")
+    objectives = ["latency", "dsp"]
+    space = SearchSpace(registry()["gemm"], SPEED_SPACE)
+    with tempfile.TemporaryDirectory() as folder:
+        db = str(Path(folder) / "reuse.db")
+        config = SearchConfig(accel="gemm", model=str(first), board=board.name, objectives=objectives,
+                              clock_mhz=100.0, dma=[8, 0], space=SPEED_SPACE)
+        progress(f"reuse: tuning {Path(str(first)).name} ({trials} trials)")
+        started = time.perf_counter()
+        run_search(config, db, trials=trials, runner=SerialRunner(), seed=0)
+        first_seconds = time.perf_counter() - started
+        target_config = SearchConfig(config, model=str(second))
+        seeded = seeds_from(db, target_config)
+    evaluator = Evaluator(accel="gemm", workload=load_workload(second), board=board)
+    rows = []
+    for seed in range(seeds):
+        # the from-scratch search's final front sets the bar both searches must reach
+        _, scratch = _search_until(evaluator, space, objectives, float("inf"), [1e9, 1e9], trials, seed)
+        values = [t.values for t in scratch.best_trials]
+        reference = [1.1 * max(v[i] for v in values) for i in range(2)]
+        target = 0.95 * hypervolume(values, reference)
+        alone, _ = _search_until(evaluator, space, objectives, target, reference, trials, seed)
+        reused, _ = _search_until(evaluator, space, objectives, target, reference, trials, seed, enqueue=seeded)
+        rows.append({"seed": seed, "from_scratch": alone, "with_reuse": reused})
+        progress(f"reuse seed {seed}: {alone} trials from scratch, {reused} with reuse")
+    return {"first_model": Path(str(first)).stem, "second_model": Path(str(second)).stem, "trials": trials,
+            "first_search_seconds": first_seconds, "seeds_reused": len(seeded), "runs": rows,
+            "target": "95% of the from-scratch search's final front hypervolume (same seed)"}
+
+
+def dse_bench(args):
+    from ..zoo import resolve_model
+    progress = progress_printer("bench dse")
+    models = (args.models or "mobilenet_v2,efficientnet_tiny").split(",")
+    first = resolve_model(models[0])
+    record = {"calibration": calibration_report("gemm")}
+    record["speed"] = _speed(first, args.samples or 200, progress)
+    console.print(f"cost model: {record['speed']['points_per_min_per_core']:,.0f} design points/min/core on "
+                  f"{record['speed']['model']} ({record['speed']['costed_points_per_min_per_core'] or 0:,.0f} "
+                  f"fully costed points/min/core; {record['speed']['points']} points, "
+                  f"{record['speed']['cpu_seconds']:.1f} s CPU)")
+    try:
+        record["ray"] = _ray(first, 60, progress)
+        console.print(f"Ray: 2 workers {record['ray']['speedup']:.2f}x of 1 "
+                      f"({record['ray']['seconds_1_worker']:.1f} s vs {record['ray']['seconds_2_workers']:.1f} s)")
+    except ImportError as error:
+        record["ray"] = {"skipped": str(error)}
+    record["exhaustive"] = _exhaustive(first, ("latency", "dsp"), 3, progress)
+    e = record["exhaustive"]
+    console.print(f"enumerable space of {e['points']} points: 95% of the exhaustive hypervolume after "
+                  f"{e['trials_to_95_percent']} trials (median share {e['median_share']})")
+    if len(models) > 1:
+        record["reuse"] = _reuse(first, resolve_model(models[1]), 120, 3, progress)
+        console.print(table("tuning reuse: trials to 95% of the from-scratch front",
+                            ["seed", "from scratch", "with reuse"],
+                            [[r["seed"], r["from_scratch"], r["with_reuse"]] for r in record["reuse"]["runs"]]))
+    return provenance("bench dse", None, None, None, 0, **record)
