@@ -146,9 +146,17 @@ def _objective(result, name):
 
 
 def front(study):
-    """The Pareto-optimal finished trials, fastest first: [(trial number, result dict, objective values)]."""
-    return sorted(((t.number, t.user_attrs["result"], list(t.values)) for t in study.best_trials),
-                  key=lambda entry: entry[2])
+    """The Pareto-optimal finished trials, fastest first: [(trial number, result dict, objective values)].
+
+    A point the sampler drew more than once is listed once (its first trial).
+    """
+    seen, points = set(), []
+    for trial in sorted(study.best_trials, key=lambda t: (list(t.values), t.number)):
+        key = json.dumps(trial.user_attrs["result"]["params"], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            points.append((trial.number, trial.user_attrs["result"], list(trial.values)))
+    return points
 
 
 def hypervolume(points, reference):
