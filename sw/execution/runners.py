@@ -108,26 +108,32 @@ class RayRunner(SerialRunner):
 
     def map(self, fn, items, progress=None):
         ray = self._ray
+        items = list(items)
         fn_ref = ray.put(fn)
-        pending = {self._remote.remote(fn_ref, item): i for i, item in enumerate(items)}
-        results = [None] * len(pending)
-        total, done = len(pending), 0
+        # a few chunks per worker: one task per item would cost Ray's per-task overhead (milliseconds)
+        # on every design point, which is about what a point costs to evaluate
+        size = max(1, len(items) // (4 * self.workers))
+        chunks = [items[at:at + size] for at in range(0, len(items), size)]
+        pending = {self._remote.remote(fn_ref, chunk): i for i, chunk in enumerate(chunks)}
+        results = [None] * len(chunks)
+        done = 0
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
-                results[pending.pop(ref)] = ray.get(ref)
-                done += 1
+                index = pending.pop(ref)
+                results[index] = ray.get(ref)
+                done += len(chunks[index])
                 if progress:
-                    progress(done, total)
-        return results
+                    progress(done, len(items))
+        return [result for chunk in results for result in chunk]
 
     def close(self):
         if self._owned and self._ray.is_initialized():
             self._ray.shutdown()
 
 
-def _call(fn, item):
-    return fn(item)
+def _call(fn, chunk):
+    return [fn(item) for item in chunk]
 
 
 def open_runner(name="local", *, workers=None, address=None):

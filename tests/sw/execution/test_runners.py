@@ -35,6 +35,8 @@ def test_bad_runner_choices_are_errors():
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed (pip install 'accelkit[ray]')")
 def test_ray_runner_on_a_local_instance():
+    seen = []
     with open_runner("ray", workers=2) as runner:
-        results = runner.map(_square_and_pid, range(5))
-    assert [r[0] for r in results] == [0, 1, 4, 9, 16]
+        results = runner.map(_square_and_pid, range(43), progress=lambda done, total: seen.append((done, total)))
+    assert [r[0] for r in results] == [x * x for x in range(43)]      # items go in chunks, come back in order
+    assert seen[-1] == (43, 43)
