@@ -67,6 +67,8 @@ def _config(args):
         raise ParameterError(f"--accel {args.accel!r} is not an available accelerator; registered: "
                              f"{', '.join(sorted(available))}")
     space = SearchSpace(cls, args.space)       # checked now, before any work
+    from ..dse.resources import resource_model
+    resource_model(args.accel)                  # an accelerator without a resource model is refused here
     board = get_board(args.board)
     path = resolve_model(args.model)
     return SearchConfig(accel=args.accel, model=str(path), board=board.name, objectives=list(check_objectives(
