@@ -241,9 +241,12 @@ def _plot(study, config, path):
     ax.scatter([t.values[0] for t in feasible if t.number not in best],
                [t.values[1] for t in feasible if t.number not in best], s=10, c="0.7", label="feasible trials")
     pts = sorted((t.values[0], t.values[1]) for t in feasible if t.number in best)
-    ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", c="C3", label="Pareto front")
-    ax.set_xlabel(objectives[0])
-    ax.set_ylabel(objectives[1])
+    # with more than two objectives the front is not a curve in this projection: markers only
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if len(objectives) == 2 else "o", c="C3",
+            label="Pareto front" + ("" if len(objectives) == 2 else f" ({', '.join(objectives)})"))
+    units = {"latency": "latency (ms)", "energy": "energy (uJ)", "bram36": "BRAM36"}
+    ax.set_xlabel(units.get(objectives[0], objectives[0].upper()))
+    ax.set_ylabel(units.get(objectives[1], objectives[1].upper()))
     ax.set_xscale("log")
     ax.set_title(f"{config['accel']} on {Path(config['model']).stem}, {config['board']}: "
                  f"{len(done)} trials ({len(done) - len(feasible)} pruned)", fontsize=9)
