@@ -1,49 +1,62 @@
 """FPGA boards as data: the programmable logic a design point must fit, and the Yosys family that estimates it.
 
-Figures are the parts' datasheet totals (AMD DS190 for the Zynq-7020, DS891 for the
-Zynq UltraScale+ K26's XCK26, Lattice FPGA-DS-02012 for the ECP5-85F). An ECP5 block
-RAM (EBR) holds 18 Kb, so its 208 EBRs count as 104 BRAM36 equivalents; its 156
-18x18 multipliers stand in for DSP slices. When ``sw/hardware/devices.py`` holds the
-project-wide device table, this module should read it instead.
+A board names its FPGA part; the part's capacities and its Yosys family come from the
+project-wide part table (``sw/hardware/devices.py``, datasheet totals). What is the board's
+own is here: its default fabric clock and the part's static power. An ECP5 block RAM (EBR,
+DP16KD) holds 18 Kb, so its 208 EBRs count as 104 BRAM36 equivalents; its 156 18x18
+multipliers stand in for DSP slices.
 """
 
 from dataclasses import dataclass
 
 from ...errors import ParameterError
+from ..hardware.devices import get_part
 
 __all__ = ["Board", "BOARDS", "get_board"]
 
 
 @dataclass(frozen=True)
 class Board:
-    """A board's programmable-logic budget, its default fabric clock and its static power."""
+    """A board: its FPGA part (capacities from the part table), default fabric clock and static power."""
 
     name: str
     part: str
-    lut: int
-    ff: int
-    dsp: int
-    bram36: float
-    #: ``synth_xilinx -family`` for Yosys estimates (None: no Xilinx flow, the analytic model only)
-    yosys_family: str | None
     clock_mhz: float
     #: programmable-logic static power at 25 C junction, watts (see sw/hardware/power.py)
     static_watts: float
+
+    @property
+    def lut(self) -> int:
+        return get_part(self.part).capacity["lut"]
+
+    @property
+    def ff(self) -> int:
+        return get_part(self.part).capacity["ff"]
+
+    @property
+    def dsp(self) -> int:
+        return get_part(self.part).capacity["dsp"]
+
+    @property
+    def bram36(self) -> float:
+        part = get_part(self.part)
+        # ECP5 block RAMs are 18 Kb: two to a BRAM36
+        return part.capacity["bram"] / 2 if part.flow == "nextpnr-ecp5" else part.capacity["bram"]
+
+    @property
+    def yosys_family(self) -> str | None:
+        """``synth_xilinx -family`` for Yosys estimates (None: no Xilinx flow, the analytic model only)."""
+        return get_part(self.part).yosys_family
 
     def budget(self) -> dict:
         return {"lut": self.lut, "ff": self.ff, "dsp": self.dsp, "bram36": self.bram36}
 
 
-_ZYNQ_7020 = dict(part="xc7z020", lut=53200, ff=106400, dsp=220, bram36=140, yosys_family="xc7", clock_mhz=100.0,
-                  static_watts=0.12)
-
 BOARDS = {
-    "pynq-z1": Board(name="pynq-z1", **_ZYNQ_7020),
-    "pynq-z2": Board(name="pynq-z2", **_ZYNQ_7020),
-    "kv260": Board(name="kv260", part="xck26", lut=117120, ff=234240, dsp=1248, bram36=144, yosys_family="xcup",
-                   clock_mhz=200.0, static_watts=0.45),
-    "ecp5-85f": Board(name="ecp5-85f", part="LFE5U-85F", lut=83640, ff=83640, dsp=156, bram36=104,
-                      yosys_family=None, clock_mhz=100.0, static_watts=0.10),
+    "pynq-z1": Board(name="pynq-z1", part="xc7z020", clock_mhz=100.0, static_watts=0.12),
+    "pynq-z2": Board(name="pynq-z2", part="xc7z020", clock_mhz=100.0, static_watts=0.12),
+    "kv260": Board(name="kv260", part="xck26", clock_mhz=200.0, static_watts=0.45),
+    "ecp5-85f": Board(name="ecp5-85f", part="ecp5-85f", clock_mhz=100.0, static_watts=0.10),
 }
 
 
