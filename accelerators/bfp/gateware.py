@@ -40,7 +40,7 @@ the block's steps. Results wait in an 8-entry FIFO for the output stream; the
 sequencer issues only while the FIFO has room for every result in flight.
 """
 
-from amaranth import Module, Signal, Cat, Const, Mux, signed, unsigned, Array
+from amaranth import Module, Signal, Cat, Mux, signed, unsigned, Array
 from amaranth.lib.memory import Memory
 
 from ...driver.ggml import get_format
@@ -60,6 +60,9 @@ FIFO_DEPTH = 8
 PIPELINE = 4
 RESULT_BYTES = 8
 GROUP = 16
+#: bytes per bank of the block memory (a power of two holding the largest block)
+BANK = 128
+BANK_BITS = 7
 
 
 def _reg(name, offset, width, doc=""):
@@ -77,26 +80,49 @@ BFP_CONFIG_REGISTERS = (
 )
 
 
-def _decoders(spec, block_bytes):
-    """(element values, scales, mins) of ``spec`` as Amaranth values over the block bytes."""
-    def codes(desc, default):
-        if desc is None:
-            return [Const(default, signed(9)) for _ in range(spec.sub_blocks)]
-        parts = [[] for _ in range(desc.count)]
-        for p in desc.pieces:
-            start = spec.offsets[p.field][0] + p.byte
-            for i in range(p.count):
-                parts[p.first + i].append((p.to_bit, block_bytes[start + i][p.shift:p.shift + p.width]))
-        values = []
-        for bits in parts:
-            code = Cat(*(v for _, v in sorted(bits, key=lambda b: b[0])))
-            if desc.signed:
-                values.append(code.as_signed())
-            else:
-                values.append((code.as_unsigned() - desc.offset).as_signed())
-        return values
+def _pieces(spec, codes, index):
+    """(byte offset in the block, shift, mask, to_bit) of each piece of code ``index``, lowest bits first."""
+    found = [(spec.offsets[p.field][0] + p.byte + index - p.first, p.shift, (1 << p.width) - 1, p.to_bit)
+             for p in codes.pieces if p.first <= index < p.first + p.count]
+    return sorted(found, key=lambda piece: piece[3])
 
-    return codes(spec.quants, 0), codes(spec.scales, 1), codes(spec.mins, 0)
+
+def _piece_tables(specs, kind, consumers, lanes):
+    """Where each consumer (a lane: ``kind == "quants"``; else a 16-element group) finds its code at every
+    (format, step): per read port (the code's k-th piece), classes of consumers whose byte offsets move
+    together, as [(members, {(format, step): (offset of the first member, shift, mask, to_bit)})].
+
+    A member ``i`` of a class reads offset ``base + (i - members[0])``: one table per class instead of one per
+    lane keeps the per-cycle logic small. Absent pieces read byte 0 with mask 0 (they add nothing).
+    """
+    def index(spec, step, i):
+        if kind == "quants":
+            return step * lanes + i
+        return (step * lanes + i * GROUP) // spec.sub_block
+
+    entries = {}        # (port, consumer) -> {(format, step): piece or None}
+    ports = 0
+    for f, spec in enumerate(specs):
+        codes = getattr(spec, kind)
+        for t in range(spec.block // lanes):
+            for i in range(consumers):
+                found = _pieces(spec, codes, index(spec, t, i)) if codes is not None else []
+                ports = max(ports, len(found))
+                for k, piece in enumerate(found):
+                    entries.setdefault((k, i), {})[(f, t)] = piece
+    tables = []
+    for k in range(ports):
+        classes = {}
+        for i in range(consumers):
+            mine = entries.get((k, i), {})
+            key = tuple(sorted((ft, (p[0] - i,) + p[1:]) for ft, p in mine.items()))
+            classes.setdefault(key, []).append(i)
+        port = []
+        for members in classes.values():
+            first = entries.get((k, members[0]), {})
+            port.append((members, {ft: p for ft, p in first.items()}))
+        tables.append(port)
+    return tables
 
 
 class BfpCore(CoreBase):
@@ -154,9 +180,11 @@ class BfpCore(CoreBase):
             with m.If(act_count + 1 == cfg.act_words):
                 m.d.sync += [loading.eq(0), weights_phase.eq(1)]
 
-        # -- block assembler: stream bytes to whole blocks
-        buf = Signal(8 * SIZE)
-        fill = Signal(range(SIZE + 1))
+        # -- block memory: stream bytes written at their place in their block, never moved.
+        # Block k lives in bank k mod BANKS at offsets 0..B-1, so the decoders read fixed offsets
+        # (a table per format and step) instead of shifting a block-wide register: the byte
+        # shuffle of a whole-block assembler was most of the Verilator simulation time.
+        fill = Signal(range(SIZE + 1))       # bytes accepted and not yet handed to the sequencer
         have = Signal()
         transfer = Signal()
         blk_free = Signal()
@@ -165,42 +193,42 @@ class BfpCore(CoreBase):
         m.d.comb += self.input.ready.eq(loading | ready_weights)
         accept = Signal()
         m.d.comb += accept.eq(self.input.valid & ready_weights)
-        base = Signal(range(SIZE + 1))
-        m.d.comb += base.eq(Mux(transfer, fill - block_bytes, fill))
-        buf_bytes = [buf[8 * p:8 * p + 8] for p in range(SIZE)]
+        m.d.sync += fill.eq(Mux(transfer, fill - block_bytes, fill) + Mux(accept, WB, 0))
+
+        min_b = min(s.block_bytes for s in specs)
+        # blocks alive at once: the one the sequencer walks and those of up to SIZE accepted bytes
+        alive = 1 + -(-SIZE // min_b)
+        banks = 1 << (alive - 1).bit_length()
+        bank_bits = banks.bit_length() - 1
+        m.submodules.blocks = blocks = Memory(shape=unsigned(8), depth=banks * BANK, init=[])
+        wr_pos = Signal(range(MAXB))         # byte offset of the next stream byte in its block
+        wr_blk = Signal(bank_bits)           # its block's bank
+        cur = Signal(bank_bits)              # bank of the block the sequencer walks
+        nxt = Signal(bank_bits)              # bank of the next block to hand over
         beat_bytes = [self.input.payload.data[8 * i:8 * i + 8] for i in range(WB)]
-        for p in range(SIZE):
-            shifted = Signal(8, name=f"shifted_{p}")
-            with m.Switch(fmt):
-                for i, s in enumerate(specs):
-                    with m.Case(i):
-                        m.d.comb += shifted.eq(buf_bytes[p + s.block_bytes] if p + s.block_bytes < SIZE else 0)
-            kept = Mux(transfer, shifted, buf_bytes[p])
-            incoming = kept
-            for i in range(WB):
-                if p - i >= 0:
-                    incoming = Mux(accept & (base == p - i), beat_bytes[i], incoming)
-            m.d.sync += buf[8 * p:8 * p + 8].eq(incoming)
-        m.d.sync += fill.eq(base + Mux(accept, WB, 0))
-
-        # -- decode at transfer into the compute registers
-        codes = [Signal(signed(8), name=f"code_{e}") for e in range(MAXE)]
-        scales = [Signal(signed(8), name=f"scale_{j}") for j in range(MAXE // GROUP)]
-        mins = [Signal(signed(8), name=f"min_{j}") for j in range(MAXE // GROUP)]
+        carries = 1 + (WB - 1) // min_b      # block boundaries one beat can cross
+        for i in range(WB):
+            port = blocks.write_port()
+            position = wr_pos + i
+            offset, bank = position, wr_blk
+            for c in range(1, carries + 1):
+                over = position >= c * block_bytes
+                offset = Mux(over, position - c * block_bytes, offset)
+                bank = Mux(over, wr_blk + c, bank)
+            m.d.comb += [port.addr.eq(Cat(offset[:BANK_BITS], bank[:bank_bits])), port.data.eq(beat_bytes[i]),
+                         port.en.eq(accept)]
+        with m.If(accept):
+            position = wr_pos + WB
+            offset, bank = position, wr_blk
+            for c in range(1, carries + 1):
+                over = position >= c * block_bytes
+                offset = Mux(over, position - c * block_bytes, offset)
+                bank = Mux(over, wr_blk + c, bank)
+            m.d.sync += [wr_pos.eq(offset), wr_blk.eq(bank)]
         with m.If(transfer):
-            with m.Switch(fmt):
-                for i, s in enumerate(specs):
-                    with m.Case(i):
-                        q, sc, mn = _decoders(s, buf_bytes)
-                        for e in range(MAXE):
-                            m.d.sync += codes[e].eq(q[e] if e < s.block else 0)
-                        per_group = s.sub_block // GROUP
-                        for j in range(MAXE // GROUP):
-                            sub = j // per_group
-                            m.d.sync += [scales[j].eq(sc[sub] if sub < len(sc) else 0),
-                                         mins[j].eq(mn[sub] if sub < len(mn) else 0)]
+            m.d.sync += [cur.eq(nxt), nxt.eq(nxt + 1)]
 
-        # -- sequencer: (token, step) over the block in the compute registers
+        # -- sequencer: (token, step) over the block in bank `cur`
         blk_valid = Signal()
         step = Signal(range(MAXE // L + 1))
         token = Signal(16)
@@ -232,16 +260,63 @@ class BfpCore(CoreBase):
         with m.If(transfer):
             m.d.sync += blk_valid.eq(1)
 
-        # stage 1: lane operands and group scales for this step (the memory read lands with them)
-        w_lane = [Signal(signed(8), name=f"w_lane_{l}") for l in range(L)]
-        g_scale = [Signal(signed(8), name=f"g_scale_{g}") for g in range(groups)]
-        g_min = [Signal(signed(8), name=f"g_min_{g}") for g in range(groups)]
+        # stage 1: the step's bytes, read from the block's bank (they land with the activation word), decoded
+        # to element codes and group scales by the pieces of the format's spec (tables: _piece_tables)
+        step_bits = len(step)
+        select = Cat(step, fmt)
+
+        def port_reader(table, lanes, lane_base, name):
+            """Read ports of one piece for ``lanes`` sharing ``table`` (offsets relative to ``lane_base``):
+            returns per lane (byte read, its shift, mask and bit position for stage 1)."""
+            base = Signal(range(BANK), name=f"{name}_base")
+            params = [Signal(3, name=f"{name}_shift"), Signal(8, name=f"{name}_mask"), Signal(3, name=f"{name}_to")]
+            staged = [Signal.like(p, name=f"{p.name}1") for p in params]
+            with m.Switch(select):
+                for (f, t), entry in table.items():
+                    with m.Case(t | f << step_bits):
+                        m.d.comb += [base.eq(entry[0])] + [p.eq(v) for p, v in zip(params, entry[1:])]
+            m.d.sync += [s.eq(p) for s, p in zip(staged, params)]
+            out = []
+            for l in lanes:
+                port = blocks.read_port(transparent_for=())
+                m.d.comb += port.addr.eq(Cat((base + (l - lane_base))[:BANK_BITS], cur))
+                out.append((port.data, *staged))
+            return out
+
+        def decode(pieces, conversion):
+            code = 0
+            for data, shift, mask, to_bit in pieces:
+                code = code | (((data >> shift) & mask) << to_bit)
+            sign, offset = conversion
+            return ((code ^ sign).as_signed() - (sign + offset))[:8].as_signed()
+
+        def conversions(kind, default):
+            sign, offset = Signal(8, name=f"{kind}_sign"), Signal(signed(9), name=f"{kind}_offset")
+            with m.Switch(fmt):
+                for i, s in enumerate(specs):
+                    codes = getattr(s, kind)
+                    with m.Case(i):
+                        if codes is None:
+                            m.d.comb += [sign.eq(0), offset.eq(-default)]
+                        elif codes.signed:
+                            m.d.comb += [sign.eq(1 << (codes.bits - 1)), offset.eq(0)]
+                        else:
+                            m.d.comb += [sign.eq(0), offset.eq(codes.offset)]
+            return sign, offset
+
+        def decoded(kind, consumers, default):
+            pieces = [[] for _ in range(consumers)]
+            for k, classes in enumerate(_piece_tables(specs, kind, consumers, L)):
+                for c, (members, table) in enumerate(classes):
+                    for i, piece in zip(members, port_reader(table, members, members[0], f"{kind}{k}_{c}")):
+                        pieces[i].append(piece)
+            convert = conversions(kind, default)
+            return [decode(p, convert) for p in pieces]
+
+        w_lane = decoded("quants", L, 0)
+        group_values = {kind: decoded(kind, groups, default) for kind, default in (("scales", 1), ("mins", 0))}
+        g_scale, g_min = group_values["scales"], group_values["mins"]
         v1, first1, last1 = Signal(), Signal(), Signal()
-        # lane l of step s takes element s * lanes + l: a mux over the block's steps only
-        for l in range(L):
-            m.d.sync += w_lane[l].eq(Array(codes[l::L])[step])
-        for g in range(groups):
-            m.d.sync += [g_scale[g].eq(Array(scales[g::groups])[step]), g_min[g].eq(Array(mins[g::groups])[step])]
         m.d.sync += [v1.eq(issue), first1.eq(step == 0), last1.eq(last_step)]
 
         # stage 2: products
@@ -313,6 +388,7 @@ class BfpCore(CoreBase):
 
         with m.If(self.start):
             m.d.sync += [loading.eq(1), weights_phase.eq(0), act_count.eq(0), gather.count.eq(0), fill.eq(0),
+                         wr_pos.eq(0), wr_blk.eq(0), cur.eq(0), nxt.eq(0),
                          blk_valid.eq(0), step.eq(0), token.eq(0), tok_addr.eq(0), blk_base.eq(0),
                          row_block.eq(0), outstanding.eq(0), w_ptr.eq(0), r_ptr.eq(0), count.eq(0), sent.eq(0),
                          v1.eq(0), v2.eq(0), v3.eq(0), v4.eq(0), *sender.reset()]
