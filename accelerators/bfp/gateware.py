@@ -270,7 +270,7 @@ class BfpCore(CoreBase):
             returns per lane (byte read, its shift, mask and bit position for stage 1)."""
             base = Signal(range(BANK), name=f"{name}_base")
             params = [Signal(3, name=f"{name}_shift"), Signal(8, name=f"{name}_mask"), Signal(3, name=f"{name}_to")]
-            staged = [Signal.like(p, name=f"{p.name}1") for p in params]
+            staged = [Signal.like(p, name=f"{p.name}1", reset_less=True) for p in params]
             with m.Switch(select):
                 for (f, t), entry in table.items():
                     with m.Case(t | f << step_bits):
@@ -316,16 +316,18 @@ class BfpCore(CoreBase):
         w_lane = decoded("quants", L, 0)
         group_values = {kind: decoded(kind, groups, default) for kind, default in (("scales", 1), ("mins", 0))}
         g_scale, g_min = group_values["scales"], group_values["mins"]
-        v1, first1, last1 = Signal(), Signal(), Signal()
+        v1, first1, last1 = Signal(), Signal(reset_less=True), Signal(reset_less=True)
         m.d.sync += [v1.eq(issue), first1.eq(step == 0), last1.eq(last_step)]
 
+        # Datapath registers are reset-less: their values only count under the valid bits, and a register
+        # with a reset recomputes its next value from the reset input, i.e. twice per cycle in Verilator.
         # stage 2: products
         a_lane = [act_rd.data[8 * l:8 * l + 8].as_signed() for l in range(L)]
-        prod = [Signal(signed(16), name=f"prod_{l}") for l in range(L)]
-        a2 = [Signal(signed(8), name=f"a2_{l}") for l in range(L)]
-        s2 = [Signal(signed(8), name=f"s2_{g}") for g in range(groups)]
-        n2 = [Signal(signed(8), name=f"n2_{g}") for g in range(groups)]
-        v2, first2, last2 = Signal(), Signal(), Signal()
+        prod = [Signal(signed(16), name=f"prod_{l}", reset_less=True) for l in range(L)]
+        a2 = [Signal(signed(8), name=f"a2_{l}", reset_less=True) for l in range(L)]
+        s2 = [Signal(signed(8), name=f"s2_{g}", reset_less=True) for g in range(groups)]
+        n2 = [Signal(signed(8), name=f"n2_{g}", reset_less=True) for g in range(groups)]
+        v2, first2, last2 = Signal(), Signal(reset_less=True), Signal(reset_less=True)
         m.d.sync += [prod[l].eq(a_lane[l] * w_lane[l]) for l in range(L)]
         m.d.sync += [a2[l].eq(a_lane[l]) for l in range(L)]
         m.d.sync += [s2[g].eq(g_scale[g]) for g in range(groups)] + [n2[g].eq(g_min[g]) for g in range(groups)]
@@ -338,26 +340,26 @@ class BfpCore(CoreBase):
                           for i in range(0, len(values), 2)]
             return values[0]
 
-        psum = [Signal(signed(20), name=f"psum_{g}") for g in range(groups)]
-        asum = [Signal(signed(13), name=f"asum_{g}") for g in range(groups)]
-        s3 = [Signal(signed(8), name=f"s3_{g}") for g in range(groups)]
-        n3 = [Signal(signed(8), name=f"n3_{g}") for g in range(groups)]
-        v3, first3, last3 = Signal(), Signal(), Signal()
+        psum = [Signal(signed(20), name=f"psum_{g}", reset_less=True) for g in range(groups)]
+        asum = [Signal(signed(13), name=f"asum_{g}", reset_less=True) for g in range(groups)]
+        s3 = [Signal(signed(8), name=f"s3_{g}", reset_less=True) for g in range(groups)]
+        n3 = [Signal(signed(8), name=f"n3_{g}", reset_less=True) for g in range(groups)]
+        v3, first3, last3 = Signal(), Signal(reset_less=True), Signal(reset_less=True)
         for g in range(groups):
             m.d.sync += [psum[g].eq(tree(prod[g * GROUP:(g + 1) * GROUP])),
                          asum[g].eq(tree(a2[g * GROUP:(g + 1) * GROUP])), s3[g].eq(s2[g]), n3[g].eq(n2[g])]
         m.d.sync += [v3.eq(v2), first3.eq(first2), last3.eq(last2)]
 
         # stage 4: sub-block scales and mins applied
-        sp = [Signal(signed(28), name=f"sp_{g}") for g in range(groups)]
-        sm = [Signal(signed(20), name=f"sm_{g}") for g in range(groups)]
-        v4, first4, last4 = Signal(), Signal(), Signal()
+        sp = [Signal(signed(28), name=f"sp_{g}", reset_less=True) for g in range(groups)]
+        sm = [Signal(signed(20), name=f"sm_{g}", reset_less=True) for g in range(groups)]
+        v4, first4, last4 = Signal(), Signal(reset_less=True), Signal(reset_less=True)
         for g in range(groups):
             m.d.sync += [sp[g].eq(psum[g] * s3[g]), sm[g].eq(asum[g] * n3[g])]
         m.d.sync += [v4.eq(v3), first4.eq(first3), last4.eq(last3)]
 
         # stage 5: accumulate over the block's steps; a finished (block, token) goes to the FIFO
-        isum, msum = Signal(signed(32)), Signal(signed(32))
+        isum, msum = Signal(signed(32), reset_less=True), Signal(signed(32), reset_less=True)
         step_i, step_m = tree(sp), tree(sm)
         new_i = Signal(signed(32))
         new_m = Signal(signed(32))
@@ -367,7 +369,7 @@ class BfpCore(CoreBase):
         push = v4 & last4
 
         # -- result FIFO (registers) and the output stream
-        fifo = Array(Signal(64, name=f"fifo_{i}") for i in range(FIFO_DEPTH))
+        fifo = Array(Signal(64, name=f"fifo_{i}", reset_less=True) for i in range(FIFO_DEPTH))
         w_ptr, r_ptr = Signal(range(FIFO_DEPTH)), Signal(range(FIFO_DEPTH))
         count = Signal(range(FIFO_DEPTH + 1))
         with m.If(push):
