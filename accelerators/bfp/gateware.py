@@ -18,8 +18,13 @@ and ``msum = sum_j min_j * sum_{i in j} q_a[i]``. The float super-scales
 ===  ======  ===========  =====  =================================
 
 The element and scale decoders are generated from the same declarative specs
-the host codec uses (``driver/ggml/formats.py``): each ``Bits`` piece is a
-wiring from block bytes to code bits.
+the host codec uses (``driver/ggml/formats.py``): each ``Bits`` piece becomes a
+(byte offset, shift, mask) entry of a read port's table.
+
+Written for simulation speed as much as for hardware: Verilator evaluates every
+combinational path each cycle, so no block-wide register is shifted or decoded
+at once, datapath registers load only when their stage is valid, and no value is
+wider than 64 bits.
 
 Job protocol (one DMA transfer in, one out):
 
@@ -31,10 +36,12 @@ Job protocol (one DMA transfer in, one out):
 * output stream: per block, per token, one 64-bit word ``isum | msum << 32``
   (two's complement), zero-padded to whole beats; TLAST on the last beat.
 
-Pipeline: an assembler gathers stream bytes until a whole block is present and
-hands it (decoded to element codes, sub-block scales and mins) to the compute
-registers, while the next block streams in. The sequencer walks (token, step)
-over the block, ``lanes`` elements per step (one activation-memory word); a
+Pipeline: stream bytes are written where they belong in their block, in a
+banked block memory (block k in bank k mod banks), so a block is never moved; it
+is handed to the sequencer once complete, while the next ones stream in. The
+sequencer walks (token, step) over the block, ``lanes`` elements per step (one
+activation-memory word); each lane reads the bytes holding its element's code
+pieces (offsets from tables generated per format and step) and decodes them; a
 step's products are summed per 16-element group, scaled, and accumulated over
 the block's steps. Results wait in an 8-entry FIFO for the output stream; the
 sequencer issues only while the FIFO has room for every result in flight.
@@ -47,7 +54,7 @@ from ...driver.ggml import get_format
 from ...errors import ParameterError
 from ...hw.registers import Register, CONFIG_BASE
 from ...hw.shell import CoreBase, word_beats
-from ...hw.words import WordGatherer, WordSender
+from ...hw.words import WordSender
 
 __all__ = ["BfpCore", "HW_FORMATS", "BFP_CONFIG_REGISTERS", "FIFO_DEPTH", "PIPELINE", "RESULT_BYTES",
            "word_beats"]
@@ -165,20 +172,28 @@ class BfpCore(CoreBase):
                 with m.Case(i):
                     m.d.comb += [block_bytes.eq(s.block_bytes), steps.eq(s.block // L)]
 
-        # -- activations: gathered into words of `lanes` bytes, written to the activation memory
-        m.submodules.act = act = Memory(shape=unsigned(8 * L), depth=self.act_depth, init=[])
-        act_wr, act_rd = act.write_port(), act.read_port()
+        # -- activations: word w of the activation memory is `lanes` bytes, kept as one memory per beat of the
+        # word (beat j of every word in memory j), so no word-wide register gathers beats and a lane reads a
+        # beat-wide memory word (both cheap to simulate)
+        sub = L // WB
+        act_mems = [Memory(shape=unsigned(W), depth=self.act_depth, init=[]) for _ in range(sub)]
+        for j, mem in enumerate(act_mems):
+            m.submodules[f"act{j}"] = mem
         loading = Signal()          # the activation section is still streaming in
         weights_phase = Signal()
         act_count = Signal(24)
-        gather = WordGatherer(m, self.input, L // WB, W)
-        m.d.comb += gather.want.eq(L // WB)
-        m.d.comb += [act_wr.addr.eq(act_count), act_wr.data.eq(gather.word(L // WB, 8 * L)),
-                     act_wr.en.eq(loading & gather.done)]
-        with m.If(loading & gather.done):
-            m.d.sync += act_count.eq(act_count + 1)
-            with m.If(act_count + 1 == cfg.act_words):
-                m.d.sync += [loading.eq(0), weights_phase.eq(1)]
+        act_beat = Signal(range(sub))
+        act_in = loading & self.input.valid
+        for j, mem in enumerate(act_mems):
+            port = mem.write_port()
+            m.d.comb += [port.addr.eq(act_count), port.data.eq(self.input.payload.data),
+                         port.en.eq(act_in & (act_beat == j))]
+        with m.If(act_in):
+            m.d.sync += act_beat.eq(Mux(act_beat == sub - 1, 0, act_beat + 1))
+            with m.If(act_beat == sub - 1):
+                m.d.sync += act_count.eq(act_count + 1)
+                with m.If(act_count + 1 == cfg.act_words):
+                    m.d.sync += [loading.eq(0), weights_phase.eq(1)]
 
         # -- block memory: stream bytes written at their place in their block, never moved.
         # Block k lives in bank k mod BANKS at offsets 0..B-1, so the decoders read fixed offsets
@@ -244,7 +259,8 @@ class BfpCore(CoreBase):
                      last_token.eq(token == cfg.tokens - 1)]
         block_done = issue & last_step & last_token
         m.d.comb += blk_free.eq(~blk_valid | block_done)
-        m.d.comb += [act_rd.addr.eq(tok_addr + step)]
+        act_rd = [mem.read_port(transparent_for=()) for mem in act_mems]
+        m.d.comb += [p.addr.eq(tok_addr + step) for p in act_rd] + [p.en.eq(issue) for p in act_rd]
         with m.If(issue):
             with m.If(last_step):
                 m.d.sync += [step.eq(0), token.eq(token + 1), tok_addr.eq(tok_addr + cfg.row_words)]
@@ -275,11 +291,12 @@ class BfpCore(CoreBase):
                 for (f, t), entry in table.items():
                     with m.Case(t | f << step_bits):
                         m.d.comb += [base.eq(entry[0])] + [p.eq(v) for p, v in zip(params, entry[1:])]
-            m.d.sync += [s.eq(p) for s, p in zip(staged, params)]
+            with m.If(issue):
+                m.d.sync += [s.eq(p) for s, p in zip(staged, params)]
             out = []
             for l in lanes:
                 port = blocks.read_port(transparent_for=())
-                m.d.comb += port.addr.eq(Cat((base + (l - lane_base))[:BANK_BITS], cur))
+                m.d.comb += [port.addr.eq(Cat((base + (l - lane_base))[:BANK_BITS], cur)), port.en.eq(issue)]
                 out.append((port.data, *staged))
             return out
 
@@ -319,18 +336,20 @@ class BfpCore(CoreBase):
         v1, first1, last1 = Signal(), Signal(reset_less=True), Signal(reset_less=True)
         m.d.sync += [v1.eq(issue), first1.eq(step == 0), last1.eq(last_step)]
 
-        # Datapath registers are reset-less: their values only count under the valid bits, and a register
-        # with a reset recomputes its next value from the reset input, i.e. twice per cycle in Verilator.
+        # Datapath registers are reset-less and load only under their stage's valid bit: their values only
+        # count there, and Verilator then computes a stage only in the cycles it works (a register with a
+        # reset recomputes its next value from the reset input every cycle, twice with the input phase).
         # stage 2: products
-        a_lane = [act_rd.data[8 * l:8 * l + 8].as_signed() for l in range(L)]
+        a_lane = [act_rd[l // WB].data[8 * (l % WB):8 * (l % WB) + 8].as_signed() for l in range(L)]
         prod = [Signal(signed(16), name=f"prod_{l}", reset_less=True) for l in range(L)]
         a2 = [Signal(signed(8), name=f"a2_{l}", reset_less=True) for l in range(L)]
         s2 = [Signal(signed(8), name=f"s2_{g}", reset_less=True) for g in range(groups)]
         n2 = [Signal(signed(8), name=f"n2_{g}", reset_less=True) for g in range(groups)]
         v2, first2, last2 = Signal(), Signal(reset_less=True), Signal(reset_less=True)
-        m.d.sync += [prod[l].eq(a_lane[l] * w_lane[l]) for l in range(L)]
-        m.d.sync += [a2[l].eq(a_lane[l]) for l in range(L)]
-        m.d.sync += [s2[g].eq(g_scale[g]) for g in range(groups)] + [n2[g].eq(g_min[g]) for g in range(groups)]
+        with m.If(v1):
+            m.d.sync += [prod[l].eq(a_lane[l] * w_lane[l]) for l in range(L)]
+            m.d.sync += [a2[l].eq(a_lane[l]) for l in range(L)]
+            m.d.sync += [s2[g].eq(g_scale[g]) for g in range(groups)] + [n2[g].eq(g_min[g]) for g in range(groups)]
         m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1)]
 
         # stage 3: per-group sums (adder trees)
@@ -346,8 +365,9 @@ class BfpCore(CoreBase):
         n3 = [Signal(signed(8), name=f"n3_{g}", reset_less=True) for g in range(groups)]
         v3, first3, last3 = Signal(), Signal(reset_less=True), Signal(reset_less=True)
         for g in range(groups):
-            m.d.sync += [psum[g].eq(tree(prod[g * GROUP:(g + 1) * GROUP])),
-                         asum[g].eq(tree(a2[g * GROUP:(g + 1) * GROUP])), s3[g].eq(s2[g]), n3[g].eq(n2[g])]
+            with m.If(v2):
+                m.d.sync += [psum[g].eq(tree(prod[g * GROUP:(g + 1) * GROUP])),
+                             asum[g].eq(tree(a2[g * GROUP:(g + 1) * GROUP])), s3[g].eq(s2[g]), n3[g].eq(n2[g])]
         m.d.sync += [v3.eq(v2), first3.eq(first2), last3.eq(last2)]
 
         # stage 4: sub-block scales and mins applied
@@ -355,7 +375,8 @@ class BfpCore(CoreBase):
         sm = [Signal(signed(20), name=f"sm_{g}", reset_less=True) for g in range(groups)]
         v4, first4, last4 = Signal(), Signal(reset_less=True), Signal(reset_less=True)
         for g in range(groups):
-            m.d.sync += [sp[g].eq(psum[g] * s3[g]), sm[g].eq(asum[g] * n3[g])]
+            with m.If(v3):
+                m.d.sync += [sp[g].eq(psum[g] * s3[g]), sm[g].eq(asum[g] * n3[g])]
         m.d.sync += [v4.eq(v3), first4.eq(first3), last4.eq(last3)]
 
         # stage 5: accumulate over the block's steps; a finished (block, token) goes to the FIFO
@@ -389,7 +410,7 @@ class BfpCore(CoreBase):
                      self.input_wait.eq(loading | (weights_phase & ~blk_valid))]
 
         with m.If(self.start):
-            m.d.sync += [loading.eq(1), weights_phase.eq(0), act_count.eq(0), gather.count.eq(0), fill.eq(0),
+            m.d.sync += [loading.eq(1), weights_phase.eq(0), act_count.eq(0), act_beat.eq(0), fill.eq(0),
                          wr_pos.eq(0), wr_blk.eq(0), cur.eq(0), nxt.eq(0),
                          blk_valid.eq(0), step.eq(0), token.eq(0), tok_addr.eq(0), blk_base.eq(0),
                          row_block.eq(0), outstanding.eq(0), w_ptr.eq(0), r_ptr.eq(0), count.eq(0), sent.eq(0),
