@@ -120,7 +120,9 @@ def _print_report(report, accelerator_name, backend):
         + (f", {tps:.2f} tokens/s at {report['clock_mhz']:g} MHz" if tps else "")
         + (f", wall {wall:.3f} s/token" if wall is not None else "")
         + (f" ({report['wall_per_generated_token_steady_s']:.3f} s steady)"
-           if report["wall_per_generated_token_steady_s"] is not None else ""))
+           if report["wall_per_generated_token_steady_s"] is not None else "")
+        + (f", CPU {report['cpu_per_generated_token_steady_s']:.3f} s/token steady"
+           if report.get("cpu_per_generated_token_steady_s") is not None else ""))
 
 
 def run_generation(args, stream=True):
@@ -141,13 +143,14 @@ def run_generation(args, stream=True):
     with open_executor(accelerator, args.backend, dma) as executor:
         hook = AcceleratorMatMul(accelerator, executor, quantizer=args.quantizer)
         llama = Llama(model, matmul=hook, max_context=len(prompt) + args.max_tokens)
-        forwards, walls, out, shown = [], [], [], ""
+        forwards, walls, cpus, out, shown = [], [], [], [], ""
         forward = llama.forward
 
         def timed_forward(tokens, **kwargs):       # one forward per prompt batch or generated token
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             logits = forward(tokens, **kwargs)
             walls.append(time.perf_counter() - started)
+            cpus.append(time.process_time() - cpu)
             forwards.append(len(hook.records))
             return logits
 
@@ -162,7 +165,11 @@ def run_generation(args, stream=True):
     if stream:
         sys.stdout.write("\n")
     report = generate_report(hook.records, forwards, len(prompt), len(out), dma, args.clock_mhz, walls)
+    # CPU seconds of this process (its threads included): on a shared machine the wall time also counts
+    # the time other processes held the cores
+    report["cpu_per_generated_token_steady_s"] = float(np.median(cpus[2:])) if len(cpus) > 2 else None
     report["text"] = shown
+    report["prompt_ids"], report["generated_ids"] = [int(i) for i in prompt], [int(i) for i in out]
     report["records"] = [r.as_dict() for r in hook.records]
     return shown, report, accelerator
 
