@@ -80,6 +80,7 @@ class _JobTimeline:
         self.next_beat = 0
         seen = {}
         k = 0
+        self.skipped = 0          # blocks skipped, not walked
         while k < blocks:
             if periodic and k % self.period == 0 and k >= 1 and k * M > FIFO_DEPTH:
                 key = self._signature(k)
@@ -87,6 +88,7 @@ class _JobTimeline:
                     k0, base0 = seen[key]
                     jumps = (blocks - k) // (k - k0)
                     if jumps:
+                        self.skipped += (k - k0) * jumps
                         k = self._shift(k, (k - k0) * jumps, (self.previous - base0) * jumps)
                         seen.clear()
                         continue
