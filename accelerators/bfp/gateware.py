@@ -23,8 +23,9 @@ the host codec uses (``driver/ggml/formats.py``): each ``Bits`` piece becomes a
 
 Written for simulation speed as much as for hardware: Verilator evaluates every
 combinational path each cycle, so no block-wide register is shifted or decoded
-at once, datapath registers load only when their stage is valid, and no value is
-wider than 64 bits.
+at once, datapath registers load only when their stage is valid, and the core's
+memories and registers are at most a beat (64 bits) wide. Each column memory has
+one write port and three read ports (RAM32M-sized on a 7-series part).
 
 Job protocol (one DMA transfer in, one out):
 
@@ -36,14 +37,16 @@ Job protocol (one DMA transfer in, one out):
 * output stream: per block, per token, one 64-bit word ``isum | msum << 32``
   (two's complement), zero-padded to whole beats; TLAST on the last beat.
 
-Pipeline: stream bytes are written where they belong in their block, in a
-banked block memory (block k in bank k mod banks), so a block is never moved; it
-is handed to the sequencer once complete, while the next ones stream in. The
-sequencer walks (token, step) over the block, ``lanes`` elements per step (one
-activation-memory word); each lane reads the bytes holding its element's code
-pieces (offsets from tables generated per format and step) and decodes them; a
-step's products are summed per 16-element group, scaled, and accumulated over
-the block's steps. Results wait in an 8-entry FIFO for the output stream; the
+Pipeline: stream bytes are written where they belong in their block, in a block
+memory of ``lanes`` byte-wide columns (byte o of a block in column o mod lanes;
+block k in bank k mod banks), so a block is never moved; it is handed to the
+sequencer once complete, while the next ones stream in. The sequencer walks
+(token, step) over the block, ``lanes`` elements per step (one activation-memory
+word); each step reads one window of ``lanes`` bytes per code piece (a row per
+column from a table per format and step), and each lane takes its column's byte
+and decodes it; a step's products are summed per 16-element group, scaled, and
+accumulated over the
+block's steps. Results wait in an 8-entry FIFO for the output stream; the
 sequencer issues only while the FIFO has room for every result in flight.
 """
 
@@ -67,9 +70,6 @@ FIFO_DEPTH = 8
 PIPELINE = 4
 RESULT_BYTES = 8
 GROUP = 16
-#: bytes per bank of the block memory (a power of two holding the largest block)
-BANK = 128
-BANK_BITS = 7
 
 
 def _reg(name, offset, width, doc=""):
@@ -94,42 +94,99 @@ def _pieces(spec, codes, index):
     return sorted(found, key=lambda piece: piece[3])
 
 
-def _piece_tables(specs, kind, consumers, lanes):
-    """Where each consumer (a lane: ``kind == "quants"``; else a 16-element group) finds its code at every
-    (format, step): per read port (the code's k-th piece), classes of consumers whose byte offsets move
-    together, as [(members, {(format, step): (offset of the first member, shift, mask, to_bit)})].
+class _Layout:
+    """Where the block memory keeps each byte and where every reader finds its codes (all static, per format).
 
-    A member ``i`` of a class reads offset ``base + (i - members[0])``: one table per class instead of one per
-    lane keeps the per-cycle logic small. Absent pieces read byte 0 with mask 0 (they add nothing).
+    The block memory is ``lanes`` byte-wide column memories: byte ``o`` of the block in bank ``b`` is row
+    ``b * rows + o // lanes`` of column ``o % lanes``, so a beat writes each column at most once (bytes of
+    two blocks that meet in a beat and share a column are never both used on chip: checked here) and a
+    step's window of ``lanes`` bytes is one read per column.
+
+    * ``quants[k]``: the k-th code piece of every lane: ``window`` {(format, step): first offset},
+      ``column`` {format: column per lane} (constant over the steps: checked), ``classes`` [(lanes,
+      {(format, step): (shift, mask, to_bit)})] of lanes that share those;
+    * ``groups[kind][k][g]``: the k-th piece of group g's scale or min: {(format, step): (column, shift,
+      mask, to_bit)}, all read from one scale window per step (``scale_window``);
+    * ``data[f][c]``: bit q set when offset ``c + q * lanes`` holds bytes the core uses (not d or dmin).
+
+    Raises :class:`ParameterError` when a beat of ``beat`` bytes cannot be written that way.
     """
-    def index(spec, step, i):
-        if kind == "quants":
-            return step * lanes + i
-        return (step * lanes + i * GROUP) // spec.sub_block
 
-    entries = {}        # (port, consumer) -> {(format, step): piece or None}
-    ports = 0
-    for f, spec in enumerate(specs):
-        codes = getattr(spec, kind)
-        for t in range(spec.block // lanes):
-            for i in range(consumers):
-                found = _pieces(spec, codes, index(spec, t, i)) if codes is not None else []
-                ports = max(ports, len(found))
-                for k, piece in enumerate(found):
-                    entries.setdefault((k, i), {})[(f, t)] = piece
-    tables = []
-    for k in range(ports):
-        classes = {}
-        for i in range(consumers):
-            mine = entries.get((k, i), {})
-            key = tuple(sorted((ft, (p[0] - i,) + p[1:]) for ft, p in mine.items()))
-            classes.setdefault(key, []).append(i)
-        port = []
-        for members in classes.values():
-            first = entries.get((k, members[0]), {})
-            port.append((members, {ft: p for ft, p in first.items()}))
-        tables.append(port)
-    return tables
+    def __init__(self, specs, lanes, beat):
+        self.lanes = lanes
+        steps = {f: s.block // lanes for f, s in enumerate(specs)}
+        used = []
+        for spec in specs:
+            offsets = set()
+            for codes in (spec.quants, spec.scales, spec.mins):
+                for i in range(codes.count if codes else 0):
+                    offsets.update(p[0] for p in _pieces(spec, codes, i))
+            used.append(offsets)
+        self.data = [[sum(1 << q for q in range(-(-s.block_bytes // lanes)) if c + q * lanes in used[f])
+                      for c in range(lanes)] for f, s in enumerate(specs)]
+        self.rows = 1 << ((max(s.block_bytes for s in specs) - 1) // lanes).bit_length()
+        for f, spec in enumerate(specs):
+            self._check_beats(spec, used[f], beat)
+
+        self.quants = []
+        for k in range(max(len(_pieces(s, s.quants, 0)) for s in specs)):
+            window, column, params = {}, {}, {}
+            for f, spec in enumerate(specs):
+                for t in range(steps[f]):
+                    pieces = [_pieces(spec, spec.quants, t * lanes + l) for l in range(lanes)]
+                    if len(pieces[0]) <= k:
+                        continue
+                    offsets = [p[k][0] for p in pieces]
+                    window[(f, t)] = min(offsets)
+                    if max(offsets) >= min(offsets) + lanes:
+                        raise ValueError(f"{spec.name} step {t}: lanes read more than {lanes} bytes")
+                    cols = [o % lanes for o in offsets]
+                    if column.setdefault(f, cols) != cols:
+                        raise ValueError(f"{spec.name}: a lane's column changes between steps")
+                    for l, p in enumerate(pieces):
+                        params.setdefault(l, {})[(f, t)] = p[k][1:]
+            classes = {}
+            for l in range(lanes):
+                classes.setdefault(tuple(sorted(params.get(l, {}).items())), []).append(l)
+            self.quants.append({"window": window, "column": column,
+                                "classes": [(members, dict(key)) for key, members in classes.items()]})
+
+        groups = lanes // GROUP
+        self.scale_window, self.groups = {}, {}
+        for kind in ("scales", "mins"):
+            ports = max((len(_pieces(s, getattr(s, kind), 0)) for s in specs if getattr(s, kind)), default=0)
+            self.groups[kind] = [[{} for _ in range(groups)] for _ in range(ports)]
+        for f, spec in enumerate(specs):
+            for t in range(steps[f]):
+                found = []
+                for kind in ("scales", "mins"):
+                    codes = getattr(spec, kind)
+                    for g in range(groups):
+                        index = (t * lanes + g * GROUP) // spec.sub_block
+                        for k, p in enumerate(_pieces(spec, codes, index) if codes else []):
+                            found.append((kind, k, g, p))
+                if not found:
+                    continue
+                base = min(p[0] for *_, p in found)
+                if max(p[0] for *_, p in found) >= base + lanes:
+                    raise ValueError(f"{spec.name} step {t}: scales span more than {lanes} bytes")
+                self.scale_window[(f, t)] = base
+                for kind, k, g, p in found:
+                    self.groups[kind][k][g][(f, t)] = (p[0] % lanes,) + p[1:]
+
+    def _check_beats(self, spec, used, beat):
+        B = spec.block_bytes
+        if beat >= B:
+            raise ParameterError(f"a beat of {beat} bytes holds a whole {spec.name} block of {B}: the block "
+                                 f"memory takes beats shorter than a block (data_width <= {8 * (B - 1)})")
+        for pos in range(B):
+            columns = {}
+            for i in range(beat):
+                o = (pos + i) % B
+                if o in used:
+                    if columns.setdefault(o % self.lanes, o) != o:
+                        raise ParameterError(f"{spec.name}: a beat of {beat} bytes writes two used bytes to "
+                                             f"one column of {self.lanes}")
 
 
 class BfpCore(CoreBase):
@@ -149,6 +206,7 @@ class BfpCore(CoreBase):
         if data_width > 8 * lanes or (8 * lanes) % data_width:
             raise ParameterError(f"data width {data_width} must divide the activation word of {8 * lanes} bits")
         self.lanes, self.act_depth = lanes, act_depth
+        self.layout = _Layout([get_format(name) for name in HW_FORMATS], lanes, data_width // 8)
         self.info = lanes | (1 << 16)
         super().__init__(data_width)
 
@@ -195,10 +253,9 @@ class BfpCore(CoreBase):
                 with m.If(act_count + 1 == cfg.act_words):
                     m.d.sync += [loading.eq(0), weights_phase.eq(1)]
 
-        # -- block memory: stream bytes written at their place in their block, never moved.
-        # Block k lives in bank k mod BANKS at offsets 0..B-1, so the decoders read fixed offsets
-        # (a table per format and step) instead of shifting a block-wide register: the byte
-        # shuffle of a whole-block assembler was most of the Verilator simulation time.
+        # -- block memory: stream bytes written where they belong in their block, never moved (see _Layout:
+        # `lanes` byte-wide column memories, block k in bank k mod banks), so a step's bytes are one read per
+        # column at a row from a table, and no block-wide register is shifted or decoded at once
         fill = Signal(range(SIZE + 1))       # bytes accepted and not yet handed to the sequencer
         have = Signal()
         transfer = Signal()
@@ -210,36 +267,43 @@ class BfpCore(CoreBase):
         m.d.comb += accept.eq(self.input.valid & ready_weights)
         m.d.sync += fill.eq(Mux(transfer, fill - block_bytes, fill) + Mux(accept, WB, 0))
 
+        layout = self.layout
         min_b = min(s.block_bytes for s in specs)
         # blocks alive at once: the one the sequencer walks and those of up to SIZE accepted bytes
         alive = 1 + -(-SIZE // min_b)
         banks = 1 << (alive - 1).bit_length()
         bank_bits = banks.bit_length() - 1
-        m.submodules.blocks = blocks = Memory(shape=unsigned(8), depth=banks * BANK, init=[])
+        row_bits = layout.rows.bit_length() - 1
+        log_l = L.bit_length() - 1
+        columns = [Memory(shape=unsigned(8), depth=banks * layout.rows, init=[]) for _ in range(L)]
+        for c, mem in enumerate(columns):
+            m.submodules[f"column{c}"] = mem
         wr_pos = Signal(range(MAXB))         # byte offset of the next stream byte in its block
         wr_blk = Signal(bank_bits)           # its block's bank
         cur = Signal(bank_bits)              # bank of the block the sequencer walks
         nxt = Signal(bank_bits)              # bank of the next block to hand over
-        beat_bytes = [self.input.payload.data[8 * i:8 * i + 8] for i in range(WB)]
-        carries = 1 + (WB - 1) // min_b      # block boundaries one beat can cross
-        for i in range(WB):
-            port = blocks.write_port()
-            position = wr_pos + i
-            offset, bank = position, wr_blk
-            for c in range(1, carries + 1):
-                over = position >= c * block_bytes
-                offset = Mux(over, position - c * block_bytes, offset)
-                bank = Mux(over, wr_blk + c, bank)
-            m.d.comb += [port.addr.eq(Cat(offset[:BANK_BITS], bank[:bank_bits])), port.data.eq(beat_bytes[i]),
-                         port.en.eq(accept)]
+        payload = self.input.payload.data
+        for c, mem in enumerate(columns):
+            used_rows = Signal(layout.rows, name=f"used_rows_{c}")
+            with m.Switch(fmt):
+                for f in range(len(specs)):
+                    with m.Case(f):
+                        m.d.comb += used_rows.eq(layout.data[f][c])
+            # this block's byte in column c (if the beat reaches it), or the next block's byte c
+            slot = Signal(log_l, name=f"slot_{c}")
+            m.d.comb += slot.eq(c - wr_pos)
+            offset = wr_pos + slot
+            here = (slot < WB) & (offset < block_bytes) & used_rows.bit_select(offset[log_l:], 1)
+            next_slot = block_bytes - wr_pos + c
+            there = (next_slot < WB) & used_rows[0]
+            port = mem.write_port()
+            m.d.comb += [port.en.eq(accept & (here | there)),
+                         port.addr.eq(Cat(Mux(there, 0, offset[log_l:])[:row_bits], Mux(there, wr_blk + 1, wr_blk))),
+                         port.data.eq(payload.word_select(Mux(there, next_slot, slot)[:(WB - 1).bit_length()], 8))]
         with m.If(accept):
             position = wr_pos + WB
-            offset, bank = position, wr_blk
-            for c in range(1, carries + 1):
-                over = position >= c * block_bytes
-                offset = Mux(over, position - c * block_bytes, offset)
-                bank = Mux(over, wr_blk + c, bank)
-            m.d.sync += [wr_pos.eq(offset), wr_blk.eq(bank)]
+            over = position >= block_bytes
+            m.d.sync += [wr_pos.eq(Mux(over, position - block_bytes, position)), wr_blk.eq(wr_blk + over)]
         with m.If(transfer):
             m.d.sync += [cur.eq(nxt), nxt.eq(nxt + 1)]
 
@@ -277,28 +341,35 @@ class BfpCore(CoreBase):
             m.d.sync += blk_valid.eq(1)
 
         # stage 1: the step's bytes, read from the block's bank (they land with the activation word), decoded
-        # to element codes and group scales by the pieces of the format's spec (tables: _piece_tables)
+        # to element codes and group scales by the pieces of the format's spec (tables: _Layout)
         step_bits = len(step)
         select = Cat(step, fmt)
 
-        def port_reader(table, lanes, lane_base, name):
-            """Read ports of one piece for ``lanes`` sharing ``table`` (offsets relative to ``lane_base``):
-            returns per lane (byte read, its shift, mask and bit position for stage 1)."""
-            base = Signal(range(BANK), name=f"{name}_base")
-            params = [Signal(3, name=f"{name}_shift"), Signal(8, name=f"{name}_mask"), Signal(3, name=f"{name}_to")]
-            staged = [Signal.like(p, name=f"{p.name}1", reset_less=True) for p in params]
+        def table(entries, widths, name):
+            """Signals looked up from {(format, step): values} for this step (0 where absent)."""
+            values = [Signal(w, name=f"{name}_{i}") for i, w in enumerate(widths)]
             with m.Switch(select):
-                for (f, t), entry in table.items():
+                for (f, t), entry in entries.items():
                     with m.Case(t | f << step_bits):
-                        m.d.comb += [base.eq(entry[0])] + [p.eq(v) for p, v in zip(params, entry[1:])]
+                        m.d.comb += [v.eq(e) for v, e in zip(values, entry)]
+            return values
+
+        def staged(values):
+            out = [Signal.like(v, name=f"{v.name}1", reset_less=True) for v in values]
             with m.If(issue):
-                m.d.sync += [s.eq(p) for s, p in zip(staged, params)]
-            out = []
-            for l in lanes:
-                port = blocks.read_port(transparent_for=())
-                m.d.comb += [port.addr.eq(Cat((base + (l - lane_base))[:BANK_BITS], cur)), port.en.eq(issue)]
-                out.append((port.data, *staged))
+                m.d.sync += [o.eq(v) for o, v in zip(out, values)]
             return out
+
+        def read_window(window, name):
+            """Each column's byte of the ``lanes``-byte window starting at the table's offset."""
+            (start,) = table({key: (v,) for key, v in window.items()}, [range(MAXB)], f"{name}_window")
+            data = []
+            for c, mem in enumerate(columns):
+                row = start[log_l:] + (c < start[:log_l])
+                port = mem.read_port(transparent_for=())
+                m.d.comb += [port.addr.eq(Cat(row[:row_bits], cur)), port.en.eq(issue)]
+                data.append(port.data)
+            return data
 
         def decode(pieces, conversion):
             code = 0
@@ -321,17 +392,30 @@ class BfpCore(CoreBase):
                             m.d.comb += [sign.eq(0), offset.eq(codes.offset)]
             return sign, offset
 
-        def decoded(kind, consumers, default):
-            pieces = [[] for _ in range(consumers)]
-            for k, classes in enumerate(_piece_tables(specs, kind, consumers, L)):
-                for c, (members, table) in enumerate(classes):
-                    for i, piece in zip(members, port_reader(table, members, members[0], f"{kind}{k}_{c}")):
-                        pieces[i].append(piece)
+        piece_widths = [3, 8, 3]            # shift, mask, bit position in the code
+        lane_pieces = [[] for _ in range(L)]
+        for k, port in enumerate(layout.quants):
+            data = read_window(port["window"], f"q{k}")
+            for c, (members, entries) in enumerate(port["classes"]):
+                params = staged(table(entries, piece_widths, f"q{k}_class{c}"))
+                for l in members:
+                    byte = Signal(8, name=f"q{k}_lane{l}")
+                    with m.Switch(fmt):
+                        for f, cols in port["column"].items():
+                            with m.Case(f):
+                                m.d.comb += byte.eq(data[cols[l]])
+                    lane_pieces[l].append((byte, *params))
+        w_lane = [decode(p, conversions("quants", 0)) for p in lane_pieces]
+        scale_data = Array(read_window(layout.scale_window, "scales"))
+        group_values = {}
+        for kind, default in (("scales", 1), ("mins", 0)):
+            pieces = [[] for _ in range(groups)]
+            for k, port in enumerate(layout.groups[kind]):
+                for g, entries in enumerate(port):
+                    column, *params = staged(table(entries, [log_l] + piece_widths, f"{kind}{k}_g{g}"))
+                    pieces[g].append((scale_data[column], *params))
             convert = conversions(kind, default)
-            return [decode(p, convert) for p in pieces]
-
-        w_lane = decoded("quants", L, 0)
-        group_values = {kind: decoded(kind, groups, default) for kind, default in (("scales", 1), ("mins", 0))}
+            group_values[kind] = [decode(p, convert) for p in pieces]
         g_scale, g_min = group_values["scales"], group_values["mins"]
         v1, first1, last1 = Signal(), Signal(reset_less=True), Signal(reset_less=True)
         m.d.sync += [v1.eq(issue), first1.eq(step == 0), last1.eq(last_step)]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from accelkit.accelerators.bfp import BfpAccelerator, HW_FORMATS
+from accelkit.accelerators.bfp import BfpAccelerator, BfpCore, HW_FORMATS
 from accelkit.accelerators.bfp.driver import golden_sums, pack_job
 from accelkit.driver.device import DmaTiming
 from accelkit.driver.ggml import dequantize, get_format, random_blocks
@@ -106,6 +106,10 @@ def test_unsupported_layers_and_parameters_are_clear():
         accelerator.plan(gemm, x.shape)
     with pytest.raises(ParameterError, match="lanes must be"):
         BfpAccelerator(lanes=8)
+    with pytest.raises(ParameterError, match="data_width"):
+        BfpAccelerator(lanes=32, data_width=128)
+    with pytest.raises(ParameterError, match="a beat of 16 bytes writes two used bytes to one column"):
+        BfpCore(lanes=32, data_width=128)
     with pytest.raises(ParameterError, match="K=48 is not a multiple of the Q4_0 block of 32"):
         BlockMatMul("Q4_0", np.zeros((1, 36), np.uint8), 48)
 
