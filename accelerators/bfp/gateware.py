@@ -45,9 +45,9 @@ sequencer once complete, while the next ones stream in. The sequencer walks
 word); each step reads one window of ``lanes`` bytes per code piece (a row per
 column from a table per format and step), and each lane takes its column's byte
 and decodes it; a step's products are summed per 16-element group, scaled, and
-accumulated over the
-block's steps. Results wait in an 8-entry FIFO for the output stream; the
-sequencer issues only while the FIFO has room for every result in flight.
+accumulated over the block's steps. Results wait in an 8-entry FIFO for the
+output stream; the sequencer issues only while the FIFO has room for every
+result in flight.
 """
 
 from amaranth import Module, Signal, Cat, Mux, signed, unsigned, Array
