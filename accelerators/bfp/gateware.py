@@ -282,24 +282,35 @@ class BfpCore(CoreBase):
         wr_blk = Signal(bank_bits)           # its block's bank
         cur = Signal(bank_bits)              # bank of the block the sequencer walks
         nxt = Signal(bank_bits)              # bank of the next block to hand over
-        payload = self.input.payload.data
+        # an accepted beat is written into the columns the next cycle, from registers: the per-column write
+        # logic then depends on no input (Verilator evaluates it once a cycle), and a block is still whole
+        # in memory before its first read (the sequencer reads it two cycles after its last beat, at the soonest)
+        beat = Signal(W, reset_less=True)
+        beat_valid = Signal()
+        beat_pos = Signal(range(MAXB), reset_less=True)
+        beat_blk = Signal(bank_bits, reset_less=True)
+        m.d.sync += beat_valid.eq(accept)
+        with m.If(accept):
+            m.d.sync += [beat.eq(self.input.payload.data), beat_pos.eq(wr_pos), beat_blk.eq(wr_blk)]
         for c, mem in enumerate(columns):
-            used_rows = Signal(layout.rows, name=f"used_rows_{c}")
-            with m.Switch(fmt):
-                for f in range(len(specs)):
-                    with m.Case(f):
-                        m.d.comb += used_rows.eq(layout.data[f][c])
+            used_rows = Signal(layout.rows, name=f"used_rows_{c}")      # loaded per job: a format's constant
+            with m.If(self.start):
+                with m.Switch(fmt):
+                    for f in range(len(specs)):
+                        with m.Case(f):
+                            m.d.sync += used_rows.eq(layout.data[f][c])
             # this block's byte in column c (if the beat reaches it), or the next block's byte c
             slot = Signal(log_l, name=f"slot_{c}")
-            m.d.comb += slot.eq(c - wr_pos)
-            offset = wr_pos + slot
+            m.d.comb += slot.eq(c - beat_pos)
+            offset = beat_pos + slot
             here = (slot < WB) & (offset < block_bytes) & used_rows.bit_select(offset[log_l:], 1)
-            next_slot = block_bytes - wr_pos + c
+            next_slot = block_bytes - beat_pos + c
             there = (next_slot < WB) & used_rows[0]
             port = mem.write_port()
-            m.d.comb += [port.en.eq(accept & (here | there)),
-                         port.addr.eq(Cat(Mux(there, 0, offset[log_l:])[:row_bits], Mux(there, wr_blk + 1, wr_blk))),
-                         port.data.eq(payload.word_select(Mux(there, next_slot, slot)[:(WB - 1).bit_length()], 8))]
+            m.d.comb += [port.en.eq(beat_valid & (here | there)),
+                         port.addr.eq(Cat(Mux(there, 0, offset[log_l:])[:row_bits],
+                                          Mux(there, beat_blk + 1, beat_blk))),
+                         port.data.eq(beat.word_select(Mux(there, next_slot, slot)[:(WB - 1).bit_length()], 8))]
         with m.If(accept):
             position = wr_pos + WB
             over = position >= block_bytes
@@ -494,7 +505,7 @@ class BfpCore(CoreBase):
                      self.input_wait.eq(loading | (weights_phase & ~blk_valid))]
 
         with m.If(self.start):
-            m.d.sync += [loading.eq(1), weights_phase.eq(0), act_count.eq(0), act_beat.eq(0), fill.eq(0),
+            m.d.sync += [loading.eq(1), weights_phase.eq(0), act_count.eq(0), act_beat.eq(0), fill.eq(0), beat_valid.eq(0),
                          wr_pos.eq(0), wr_blk.eq(0), cur.eq(0), nxt.eq(0),
                          blk_valid.eq(0), step.eq(0), token.eq(0), tok_addr.eq(0), blk_base.eq(0),
                          row_block.eq(0), outstanding.eq(0), w_ptr.eq(0), r_ptr.eq(0), count.eq(0), sent.eq(0),
