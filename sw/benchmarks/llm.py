@@ -19,6 +19,7 @@ import argparse
 import time
 
 import numpy as np
+from rich.markup import escape
 
 from ...accelerators.base import get_accelerator, parse_params
 from ..commands.llm import run_generation
@@ -141,8 +142,7 @@ def llm_bench(args):
                      f"{report['cycles_over_bound']:.3f}", f"{report['tokens_per_second_at_clock']:.2f}",
                      _rate(walls), _rate(report["cpu_per_generated_token_steady_s"]),
                      f"{rtl['wall_per_generated_token_s']:.2f}" if rtl and rtl["wall_per_generated_token_s"] else "-",
-                     f"{rtl['cpu_per_generated_token_steady_s']:.2f}"
-                     if rtl and rtl["cpu_per_generated_token_steady_s"] else "-",
+                     f"{rtl['cpu_per_generated_token_s']:.2f}" if rtl and rtl["cpu_per_generated_token_s"] else "-",
                      ("yes" if entry["rtl"]["same_tokens_as_model"] and entry["rtl"]["same_cycles_as_model"] else "NO")
                      if rtl else "-",
                      f"{reference['tokens_per_second']:.1f}" if reference else "n/a",
@@ -150,10 +150,10 @@ def llm_bench(args):
     console.print(table(f"SmolLM2-135M on bfp ({args.params or 'default parameters'}), "
                         f"{args.dma_bytes} B/cycle, clock {args.clock_mhz:g} MHz",
                         ["variant", "cycles/token", "stream bound", "ratio", "tokens/s at clock",
-                         "model backend tokens/s (wall)", "(CPU)", "RTL s/token (wall)", "(CPU, steady)",
+                         "model backend tokens/s (wall)", "(CPU)", "RTL s/token (wall)", "(CPU)",
                          "RTL = model", "llama.cpp CPU tokens/s", "llama.cpp top-1 / KL"],
                         rows))
     if not have_llama_cpp:
-        console.print(f"llama.cpp: {LLAMA_CPP_MISSING}")
+        console.print(f"llama.cpp: {escape(LLAMA_CPP_MISSING)}")
     return provenance("bench llm", accelerator=accelerator, prompt=args.prompt, tokens=args.tokens,
                       rtl_tokens=args.rtl, hardware=hardware, llama_cpp_available=have_llama_cpp, results=results)
