@@ -38,7 +38,9 @@ class BfpAccelerator(Accelerator):
     space = ParamSpace(
         params=(
             Param("lanes", 32, 16, 32, "int8 MACs per cycle (elements of a block per step)", power_of_two=True),
-            Param("data_width", 64, 32, 256, "AXI4-Stream data width in bits", power_of_two=True),
+            # the block memory writes a beat as one byte per column: beats of 16 bytes would put two bytes
+            # of a Q3_K block pair in one column (see gateware._Layout)
+            Param("data_width", 64, 32, 64, "AXI4-Stream data width in bits", power_of_two=True),
             Param("act_depth", 1024, 2, 1 << 20, "activation memory words of `lanes` bytes", power_of_two=True),
         ),
         constraints=((lambda p: p["data_width"] <= 8 * p["lanes"],

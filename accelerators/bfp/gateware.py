@@ -18,8 +18,14 @@ and ``msum = sum_j min_j * sum_{i in j} q_a[i]``. The float super-scales
 ===  ======  ===========  =====  =================================
 
 The element and scale decoders are generated from the same declarative specs
-the host codec uses (``driver/ggml/formats.py``): each ``Bits`` piece is a
-wiring from block bytes to code bits.
+the host codec uses (``driver/ggml/formats.py``): each ``Bits`` piece becomes a
+(byte offset, shift, mask) entry of a read port's table.
+
+Written for simulation speed as much as for hardware: Verilator evaluates every
+combinational path each cycle, so no block-wide register is shifted or decoded
+at once, datapath registers load only when their stage is valid, and the core's
+memories and registers are at most a beat (64 bits) wide. Each column memory has
+one write port and three read ports (RAM32M-sized on a 7-series part).
 
 Job protocol (one DMA transfer in, one out):
 
@@ -31,16 +37,20 @@ Job protocol (one DMA transfer in, one out):
 * output stream: per block, per token, one 64-bit word ``isum | msum << 32``
   (two's complement), zero-padded to whole beats; TLAST on the last beat.
 
-Pipeline: an assembler gathers stream bytes until a whole block is present and
-hands it (decoded to element codes, sub-block scales and mins) to the compute
-registers, while the next block streams in. The sequencer walks (token, step)
-over the block, ``lanes`` elements per step (one activation-memory word); a
-step's products are summed per 16-element group, scaled, and accumulated over
-the block's steps. Results wait in an 8-entry FIFO for the output stream; the
-sequencer issues only while the FIFO has room for every result in flight.
+Pipeline: stream bytes are written where they belong in their block, in a block
+memory of ``lanes`` byte-wide columns (byte o of a block in column o mod lanes;
+block k in bank k mod banks), so a block is never moved; it is handed to the
+sequencer once complete, while the next ones stream in. The sequencer walks
+(token, step) over the block, ``lanes`` elements per step (one activation-memory
+word); each step reads one window of ``lanes`` bytes per code piece (a row per
+column from a table per format and step), and each lane takes its column's byte
+and decodes it; a step's products are summed per 16-element group, scaled, and
+accumulated over the block's steps. Results wait in an 8-entry FIFO for the
+output stream; the sequencer issues only while the FIFO has room for every
+result in flight.
 """
 
-from amaranth import Module, Signal, Cat, Const, Mux, signed, unsigned, Array
+from amaranth import Module, Signal, Cat, Mux, signed, unsigned, Array
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
@@ -48,7 +58,7 @@ from ...driver.ggml import get_format
 from ...errors import ParameterError
 from ...hw.registers import Register, CONFIG_BASE
 from ...hw.shell import CoreBase, word_beats
-from ...hw.words import WordGatherer, WordSender
+from ...hw.words import WordSender
 
 __all__ = ["BfpCore", "HW_FORMATS", "BFP_CONFIG_REGISTERS", "FIFO_DEPTH", "PIPELINE", "RESULT_BYTES",
            "word_beats"]
@@ -78,26 +88,106 @@ BFP_CONFIG_REGISTERS = (
 )
 
 
-def _decoders(spec, block_bytes):
-    """(element values, scales, mins) of ``spec`` as Amaranth values over the block bytes."""
-    def codes(desc, default):
-        if desc is None:
-            return [Const(default, signed(9)) for _ in range(spec.sub_blocks)]
-        parts = [[] for _ in range(desc.count)]
-        for p in desc.pieces:
-            start = spec.offsets[p.field][0] + p.byte
-            for i in range(p.count):
-                parts[p.first + i].append((p.to_bit, block_bytes[start + i][p.shift:p.shift + p.width]))
-        values = []
-        for bits in parts:
-            code = Cat(*(v for _, v in sorted(bits, key=lambda b: b[0])))
-            if desc.signed:
-                values.append(code.as_signed())
-            else:
-                values.append((code.as_unsigned() - desc.offset).as_signed())
-        return values
+def _pieces(spec, codes, index):
+    """(byte offset in the block, shift, mask, to_bit) of each piece of code ``index``, lowest bits first."""
+    found = [(spec.offsets[p.field][0] + p.byte + index - p.first, p.shift, (1 << p.width) - 1, p.to_bit)
+             for p in codes.pieces if p.first <= index < p.first + p.count]
+    return sorted(found, key=lambda piece: piece[3])
 
-    return codes(spec.quants, 0), codes(spec.scales, 1), codes(spec.mins, 0)
+
+class _Layout:
+    """Where the block memory keeps each byte and where every reader finds its codes (all static, per format).
+
+    The block memory is ``lanes`` byte-wide column memories: byte ``o`` of the block in bank ``b`` is row
+    ``b * rows + o // lanes`` of column ``o % lanes``, so a beat writes each column at most once (bytes of
+    two blocks that meet in a beat and share a column are never both used on chip: checked here) and a
+    step's window of ``lanes`` bytes is one read per column.
+
+    * ``quants[k]``: the k-th code piece of every lane: ``window`` {(format, step): first offset},
+      ``column`` {format: column per lane} (constant over the steps: checked), ``classes`` [(lanes,
+      {(format, step): (shift, mask, to_bit)})] of lanes that share those;
+    * ``groups[kind][k][g]``: the k-th piece of group g's scale or min: {(format, step): (column, shift,
+      mask, to_bit)}, all read from one scale window per step (``scale_window``);
+    * ``data[f][c]``: bit q set when offset ``c + q * lanes`` holds bytes the core uses (not d or dmin).
+
+    Raises :class:`ParameterError` when a beat of ``beat`` bytes cannot be written that way.
+    """
+
+    def __init__(self, specs, lanes, beat):
+        self.lanes = lanes
+        steps = {f: s.block // lanes for f, s in enumerate(specs)}
+        used = []
+        for spec in specs:
+            offsets = set()
+            for codes in (spec.quants, spec.scales, spec.mins):
+                for i in range(codes.count if codes else 0):
+                    offsets.update(p[0] for p in _pieces(spec, codes, i))
+            used.append(offsets)
+        self.data = [[sum(1 << q for q in range(-(-s.block_bytes // lanes)) if c + q * lanes in used[f])
+                      for c in range(lanes)] for f, s in enumerate(specs)]
+        self.rows = 1 << ((max(s.block_bytes for s in specs) - 1) // lanes).bit_length()
+        for f, spec in enumerate(specs):
+            self._check_beats(spec, used[f], beat)
+
+        self.quants = []
+        for k in range(max(len(_pieces(s, s.quants, 0)) for s in specs)):
+            window, column, params = {}, {}, {}
+            for f, spec in enumerate(specs):
+                for t in range(steps[f]):
+                    pieces = [_pieces(spec, spec.quants, t * lanes + l) for l in range(lanes)]
+                    if len(pieces[0]) <= k:
+                        continue
+                    offsets = [p[k][0] for p in pieces]
+                    window[(f, t)] = min(offsets)
+                    if max(offsets) >= min(offsets) + lanes:
+                        raise ValueError(f"{spec.name} step {t}: lanes read more than {lanes} bytes")
+                    cols = [o % lanes for o in offsets]
+                    if column.setdefault(f, cols) != cols:
+                        raise ValueError(f"{spec.name}: a lane's column changes between steps")
+                    for l, p in enumerate(pieces):
+                        params.setdefault(l, {})[(f, t)] = p[k][1:]
+            classes = {}
+            for l in range(lanes):
+                classes.setdefault(tuple(sorted(params.get(l, {}).items())), []).append(l)
+            self.quants.append({"window": window, "column": column,
+                                "classes": [(members, dict(key)) for key, members in classes.items()]})
+
+        groups = lanes // GROUP
+        self.scale_window, self.groups = {}, {}
+        for kind in ("scales", "mins"):
+            ports = max((len(_pieces(s, getattr(s, kind), 0)) for s in specs if getattr(s, kind)), default=0)
+            self.groups[kind] = [[{} for _ in range(groups)] for _ in range(ports)]
+        for f, spec in enumerate(specs):
+            for t in range(steps[f]):
+                found = []
+                for kind in ("scales", "mins"):
+                    codes = getattr(spec, kind)
+                    for g in range(groups):
+                        index = (t * lanes + g * GROUP) // spec.sub_block
+                        for k, p in enumerate(_pieces(spec, codes, index) if codes else []):
+                            found.append((kind, k, g, p))
+                if not found:
+                    continue
+                base = min(p[0] for *_, p in found)
+                if max(p[0] for *_, p in found) >= base + lanes:
+                    raise ValueError(f"{spec.name} step {t}: scales span more than {lanes} bytes")
+                self.scale_window[(f, t)] = base
+                for kind, k, g, p in found:
+                    self.groups[kind][k][g][(f, t)] = (p[0] % lanes,) + p[1:]
+
+    def _check_beats(self, spec, used, beat):
+        B = spec.block_bytes
+        if beat >= B:
+            raise ParameterError(f"a beat of {beat} bytes holds a whole {spec.name} block of {B}: the block "
+                                 f"memory takes beats shorter than a block (data_width <= {8 * (B - 1)})")
+        for pos in range(B):
+            columns = {}
+            for i in range(beat):
+                o = (pos + i) % B
+                if o in used:
+                    if columns.setdefault(o % self.lanes, o) != o:
+                        raise ParameterError(f"{spec.name}: a beat of {beat} bytes writes two used bytes to "
+                                             f"one column of {self.lanes}")
 
 
 class BfpCore(CoreBase):
@@ -117,6 +207,7 @@ class BfpCore(CoreBase):
         if data_width > 8 * lanes or (8 * lanes) % data_width:
             raise ParameterError(f"data width {data_width} must divide the activation word of {8 * lanes} bits")
         self.lanes, self.act_depth = lanes, act_depth
+        self.layout = _Layout([get_format(name) for name in HW_FORMATS], lanes, data_width // 8)
         self.info = lanes | (1 << 16)
         super().__init__(data_width)
 
@@ -140,26 +231,33 @@ class BfpCore(CoreBase):
                 with m.Case(i):
                     m.d.comb += [block_bytes.eq(s.block_bytes), steps.eq(s.block // L)]
 
-        # -- activations: gathered into words of `lanes` bytes, written to the activation memory
-        m.submodules.act = act = Memory(shape=unsigned(8 * L), depth=self.act_depth, init=[])
-        act_wr, act_rd = act.write_port(), act.read_port()
+        # -- activations: word w of the activation memory is `lanes` bytes, kept as one memory per beat of the
+        # word (beat j of every word in memory j), so no word-wide register gathers beats and a lane reads a
+        # beat-wide memory word (both cheap to simulate)
+        sub = L // WB
+        act_mems = [Memory(shape=unsigned(W), depth=self.act_depth, init=[]) for _ in range(sub)]
+        for j, mem in enumerate(act_mems):
+            m.submodules[f"act{j}"] = mem
         loading = Signal()          # the activation section is still streaming in
         weights_phase = Signal()
         act_count = Signal(24)
-        m.submodules.gather = gather = WordGatherer(max_beats=L // WB, data_width=W)
-        wiring.connect(m, wiring.flipped(self.input), gather.input)
-        # It sees the weight beats too (it takes whatever the core takes); only words while loading are filed.
-        m.d.comb += [gather.want.eq(L // WB), gather.words.ready.eq(1), gather.clear.eq(self.start)]
-        m.d.comb += [act_wr.addr.eq(act_count), act_wr.data.eq(gather.word(L // WB, 8 * L)),
-                     act_wr.en.eq(loading & gather.words.valid)]
-        with m.If(loading & gather.words.valid):
-            m.d.sync += act_count.eq(act_count + 1)
-            with m.If(act_count + 1 == cfg.act_words):
-                m.d.sync += [loading.eq(0), weights_phase.eq(1)]
+        act_beat = Signal(range(sub))
+        act_in = loading & self.input.valid
+        for j, mem in enumerate(act_mems):
+            port = mem.write_port()
+            m.d.comb += [port.addr.eq(act_count), port.data.eq(self.input.payload.data),
+                         port.en.eq(act_in & (act_beat == j))]
+        with m.If(act_in):
+            m.d.sync += act_beat.eq(Mux(act_beat == sub - 1, 0, act_beat + 1))
+            with m.If(act_beat == sub - 1):
+                m.d.sync += act_count.eq(act_count + 1)
+                with m.If(act_count + 1 == cfg.act_words):
+                    m.d.sync += [loading.eq(0), weights_phase.eq(1)]
 
-        # -- block assembler: stream bytes to whole blocks
-        buf = Signal(8 * SIZE)
-        fill = Signal(range(SIZE + 1))
+        # -- block memory: stream bytes written where they belong in their block, never moved (see _Layout:
+        # `lanes` byte-wide column memories, block k in bank k mod banks), so a step's bytes are one read per
+        # column at a row from a table, and no block-wide register is shifted or decoded at once
+        fill = Signal(range(SIZE + 1))       # bytes accepted and not yet handed to the sequencer
         have = Signal()
         transfer = Signal()
         blk_free = Signal()
@@ -168,42 +266,60 @@ class BfpCore(CoreBase):
         m.d.comb += gather.take.eq(loading | ready_weights)
         accept = Signal()
         m.d.comb += accept.eq(self.input.valid & ready_weights)
-        base = Signal(range(SIZE + 1))
-        m.d.comb += base.eq(Mux(transfer, fill - block_bytes, fill))
-        buf_bytes = [buf[8 * p:8 * p + 8] for p in range(SIZE)]
-        beat_bytes = [self.input.payload.data[8 * i:8 * i + 8] for i in range(WB)]
-        for p in range(SIZE):
-            shifted = Signal(8, name=f"shifted_{p}")
-            with m.Switch(fmt):
-                for i, s in enumerate(specs):
-                    with m.Case(i):
-                        m.d.comb += shifted.eq(buf_bytes[p + s.block_bytes] if p + s.block_bytes < SIZE else 0)
-            kept = Mux(transfer, shifted, buf_bytes[p])
-            incoming = kept
-            for i in range(WB):
-                if p - i >= 0:
-                    incoming = Mux(accept & (base == p - i), beat_bytes[i], incoming)
-            m.d.sync += buf[8 * p:8 * p + 8].eq(incoming)
-        m.d.sync += fill.eq(base + Mux(accept, WB, 0))
+        m.d.sync += fill.eq(Mux(transfer, fill - block_bytes, fill) + Mux(accept, WB, 0))
 
-        # -- decode at transfer into the compute registers
-        codes = [Signal(signed(8), name=f"code_{e}") for e in range(MAXE)]
-        scales = [Signal(signed(8), name=f"scale_{j}") for j in range(MAXE // GROUP)]
-        mins = [Signal(signed(8), name=f"min_{j}") for j in range(MAXE // GROUP)]
+        layout = self.layout
+        min_b = min(s.block_bytes for s in specs)
+        # blocks alive at once: the one the sequencer walks and those of up to SIZE accepted bytes
+        alive = 1 + -(-SIZE // min_b)
+        banks = 1 << (alive - 1).bit_length()
+        bank_bits = banks.bit_length() - 1
+        row_bits = layout.rows.bit_length() - 1
+        log_l = L.bit_length() - 1
+        columns = [Memory(shape=unsigned(8), depth=banks * layout.rows, init=[]) for _ in range(L)]
+        for c, mem in enumerate(columns):
+            m.submodules[f"column{c}"] = mem
+        wr_pos = Signal(range(MAXB))         # byte offset of the next stream byte in its block
+        wr_blk = Signal(bank_bits)           # its block's bank
+        cur = Signal(bank_bits)              # bank of the block the sequencer walks
+        nxt = Signal(bank_bits)              # bank of the next block to hand over
+        # an accepted beat is written into the columns the next cycle, from registers: the per-column write
+        # logic then depends on no input (Verilator evaluates it once a cycle), and a block is still whole
+        # in memory before its first read (the sequencer reads it two cycles after its last beat, at the soonest)
+        beat = Signal(W, reset_less=True)
+        beat_valid = Signal()
+        beat_pos = Signal(range(MAXB), reset_less=True)
+        beat_blk = Signal(bank_bits, reset_less=True)
+        m.d.sync += beat_valid.eq(accept)
+        with m.If(accept):
+            m.d.sync += [beat.eq(self.input.payload.data), beat_pos.eq(wr_pos), beat_blk.eq(wr_blk)]
+        for c, mem in enumerate(columns):
+            used_rows = Signal(layout.rows, name=f"used_rows_{c}")      # loaded per job: a format's constant
+            with m.If(self.start):
+                with m.Switch(fmt):
+                    for f in range(len(specs)):
+                        with m.Case(f):
+                            m.d.sync += used_rows.eq(layout.data[f][c])
+            # this block's byte in column c (if the beat reaches it), or the next block's byte c
+            slot = Signal(log_l, name=f"slot_{c}")
+            m.d.comb += slot.eq(c - beat_pos)
+            offset = beat_pos + slot
+            here = (slot < WB) & (offset < block_bytes) & used_rows.bit_select(offset[log_l:], 1)
+            next_slot = block_bytes - beat_pos + c
+            there = (next_slot < WB) & used_rows[0]
+            port = mem.write_port()
+            m.d.comb += [port.en.eq(beat_valid & (here | there)),
+                         port.addr.eq(Cat(Mux(there, 0, offset[log_l:])[:row_bits],
+                                          Mux(there, beat_blk + 1, beat_blk))),
+                         port.data.eq(beat.word_select(Mux(there, next_slot, slot)[:(WB - 1).bit_length()], 8))]
+        with m.If(accept):
+            position = wr_pos + WB
+            over = position >= block_bytes
+            m.d.sync += [wr_pos.eq(Mux(over, position - block_bytes, position)), wr_blk.eq(wr_blk + over)]
         with m.If(transfer):
-            with m.Switch(fmt):
-                for i, s in enumerate(specs):
-                    with m.Case(i):
-                        q, sc, mn = _decoders(s, buf_bytes)
-                        for e in range(MAXE):
-                            m.d.sync += codes[e].eq(q[e] if e < s.block else 0)
-                        per_group = s.sub_block // GROUP
-                        for j in range(MAXE // GROUP):
-                            sub = j // per_group
-                            m.d.sync += [scales[j].eq(sc[sub] if sub < len(sc) else 0),
-                                         mins[j].eq(mn[sub] if sub < len(mn) else 0)]
+            m.d.sync += [cur.eq(nxt), nxt.eq(nxt + 1)]
 
-        # -- sequencer: (token, step) over the block in the compute registers
+        # -- sequencer: (token, step) over the block in bank `cur`
         blk_valid = Signal()
         step = Signal(range(MAXE // L + 1))
         token = Signal(16)
@@ -219,7 +335,8 @@ class BfpCore(CoreBase):
                      last_token.eq(token == cfg.tokens - 1)]
         block_done = issue & last_step & last_token
         m.d.comb += blk_free.eq(~blk_valid | block_done)
-        m.d.comb += [act_rd.addr.eq(tok_addr + step)]
+        act_rd = [mem.read_port(transparent_for=()) for mem in act_mems]
+        m.d.comb += [p.addr.eq(tok_addr + step) for p in act_rd] + [p.en.eq(issue) for p in act_rd]
         with m.If(issue):
             with m.If(last_step):
                 m.d.sync += [step.eq(0), token.eq(token + 1), tok_addr.eq(tok_addr + cfg.row_words)]
@@ -235,28 +352,100 @@ class BfpCore(CoreBase):
         with m.If(transfer):
             m.d.sync += blk_valid.eq(1)
 
-        # stage 1: lane operands and group scales for this step (the memory read lands with them)
-        w_lane = [Signal(signed(8), name=f"w_lane_{l}") for l in range(L)]
-        g_scale = [Signal(signed(8), name=f"g_scale_{g}") for g in range(groups)]
-        g_min = [Signal(signed(8), name=f"g_min_{g}") for g in range(groups)]
-        v1, first1, last1 = Signal(), Signal(), Signal()
-        # lane l of step s takes element s * lanes + l: a mux over the block's steps only
-        for l in range(L):
-            m.d.sync += w_lane[l].eq(Array(codes[l::L])[step])
-        for g in range(groups):
-            m.d.sync += [g_scale[g].eq(Array(scales[g::groups])[step]), g_min[g].eq(Array(mins[g::groups])[step])]
+        # stage 1: the step's bytes, read from the block's bank (they land with the activation word), decoded
+        # to element codes and group scales by the pieces of the format's spec (tables: _Layout)
+        step_bits = len(step)
+        select = Cat(step, fmt)
+
+        def table(entries, widths, name):
+            """Signals looked up from {(format, step): values} for this step (0 where absent)."""
+            values = [Signal(w, name=f"{name}_{i}") for i, w in enumerate(widths)]
+            with m.Switch(select):
+                for (f, t), entry in entries.items():
+                    with m.Case(t | f << step_bits):
+                        m.d.comb += [v.eq(e) for v, e in zip(values, entry)]
+            return values
+
+        def staged(values):
+            out = [Signal.like(v, name=f"{v.name}1", reset_less=True) for v in values]
+            with m.If(issue):
+                m.d.sync += [o.eq(v) for o, v in zip(out, values)]
+            return out
+
+        def read_window(window, name):
+            """Each column's byte of the ``lanes``-byte window starting at the table's offset."""
+            (start,) = table({key: (v,) for key, v in window.items()}, [range(MAXB)], f"{name}_window")
+            data = []
+            for c, mem in enumerate(columns):
+                row = start[log_l:] + (c < start[:log_l])
+                port = mem.read_port(transparent_for=())
+                m.d.comb += [port.addr.eq(Cat(row[:row_bits], cur)), port.en.eq(issue)]
+                data.append(port.data)
+            return data
+
+        def decode(pieces, conversion):
+            code = 0
+            for data, shift, mask, to_bit in pieces:
+                code = code | (((data >> shift) & mask) << to_bit)
+            sign, offset = conversion
+            return ((code ^ sign).as_signed() - (sign + offset))[:8].as_signed()
+
+        def conversions(kind, default):
+            sign, offset = Signal(8, name=f"{kind}_sign"), Signal(signed(9), name=f"{kind}_offset")
+            with m.Switch(fmt):
+                for i, s in enumerate(specs):
+                    codes = getattr(s, kind)
+                    with m.Case(i):
+                        if codes is None:
+                            m.d.comb += [sign.eq(0), offset.eq(-default)]
+                        elif codes.signed:
+                            m.d.comb += [sign.eq(1 << (codes.bits - 1)), offset.eq(0)]
+                        else:
+                            m.d.comb += [sign.eq(0), offset.eq(codes.offset)]
+            return sign, offset
+
+        piece_widths = [3, 8, 3]            # shift, mask, bit position in the code
+        lane_pieces = [[] for _ in range(L)]
+        for k, port in enumerate(layout.quants):
+            data = read_window(port["window"], f"q{k}")
+            for c, (members, entries) in enumerate(port["classes"]):
+                params = staged(table(entries, piece_widths, f"q{k}_class{c}"))
+                for l in members:
+                    byte = Signal(8, name=f"q{k}_lane{l}")
+                    with m.Switch(fmt):
+                        for f, cols in port["column"].items():
+                            with m.Case(f):
+                                m.d.comb += byte.eq(data[cols[l]])
+                    lane_pieces[l].append((byte, *params))
+        w_lane = [decode(p, conversions("quants", 0)) for p in lane_pieces]
+        scale_data = Array(read_window(layout.scale_window, "scales"))
+        group_values = {}
+        for kind, default in (("scales", 1), ("mins", 0)):
+            pieces = [[] for _ in range(groups)]
+            for k, port in enumerate(layout.groups[kind]):
+                for g, entries in enumerate(port):
+                    column, *params = staged(table(entries, [log_l] + piece_widths, f"{kind}{k}_g{g}"))
+                    pieces[g].append((scale_data[column], *params))
+            convert = conversions(kind, default)
+            group_values[kind] = [decode(p, convert) for p in pieces]
+        g_scale, g_min = group_values["scales"], group_values["mins"]
+        v1, first1, last1 = Signal(), Signal(reset_less=True), Signal(reset_less=True)
         m.d.sync += [v1.eq(issue), first1.eq(step == 0), last1.eq(last_step)]
 
+        # Datapath registers are reset-less and load only under their stage's valid bit: their values only
+        # count there, and Verilator then computes a stage only in the cycles it works (a register with a
+        # reset recomputes its next value from the reset input every cycle, twice with the input phase).
         # stage 2: products
-        a_lane = [act_rd.data[8 * l:8 * l + 8].as_signed() for l in range(L)]
-        prod = [Signal(signed(16), name=f"prod_{l}") for l in range(L)]
-        a2 = [Signal(signed(8), name=f"a2_{l}") for l in range(L)]
-        s2 = [Signal(signed(8), name=f"s2_{g}") for g in range(groups)]
-        n2 = [Signal(signed(8), name=f"n2_{g}") for g in range(groups)]
-        v2, first2, last2 = Signal(), Signal(), Signal()
-        m.d.sync += [prod[l].eq(a_lane[l] * w_lane[l]) for l in range(L)]
-        m.d.sync += [a2[l].eq(a_lane[l]) for l in range(L)]
-        m.d.sync += [s2[g].eq(g_scale[g]) for g in range(groups)] + [n2[g].eq(g_min[g]) for g in range(groups)]
+        a_lane = [act_rd[l // WB].data[8 * (l % WB):8 * (l % WB) + 8].as_signed() for l in range(L)]
+        prod = [Signal(signed(16), name=f"prod_{l}", reset_less=True) for l in range(L)]
+        a2 = [Signal(signed(8), name=f"a2_{l}", reset_less=True) for l in range(L)]
+        s2 = [Signal(signed(8), name=f"s2_{g}", reset_less=True) for g in range(groups)]
+        n2 = [Signal(signed(8), name=f"n2_{g}", reset_less=True) for g in range(groups)]
+        v2, first2, last2 = Signal(), Signal(reset_less=True), Signal(reset_less=True)
+        with m.If(v1):
+            m.d.sync += [prod[l].eq(a_lane[l] * w_lane[l]) for l in range(L)]
+            m.d.sync += [a2[l].eq(a_lane[l]) for l in range(L)]
+            m.d.sync += [s2[g].eq(g_scale[g]) for g in range(groups)] + [n2[g].eq(g_min[g]) for g in range(groups)]
         m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1)]
 
         # stage 3: per-group sums (adder trees)
@@ -266,26 +455,28 @@ class BfpCore(CoreBase):
                           for i in range(0, len(values), 2)]
             return values[0]
 
-        psum = [Signal(signed(20), name=f"psum_{g}") for g in range(groups)]
-        asum = [Signal(signed(13), name=f"asum_{g}") for g in range(groups)]
-        s3 = [Signal(signed(8), name=f"s3_{g}") for g in range(groups)]
-        n3 = [Signal(signed(8), name=f"n3_{g}") for g in range(groups)]
-        v3, first3, last3 = Signal(), Signal(), Signal()
+        psum = [Signal(signed(20), name=f"psum_{g}", reset_less=True) for g in range(groups)]
+        asum = [Signal(signed(13), name=f"asum_{g}", reset_less=True) for g in range(groups)]
+        s3 = [Signal(signed(8), name=f"s3_{g}", reset_less=True) for g in range(groups)]
+        n3 = [Signal(signed(8), name=f"n3_{g}", reset_less=True) for g in range(groups)]
+        v3, first3, last3 = Signal(), Signal(reset_less=True), Signal(reset_less=True)
         for g in range(groups):
-            m.d.sync += [psum[g].eq(tree(prod[g * GROUP:(g + 1) * GROUP])),
-                         asum[g].eq(tree(a2[g * GROUP:(g + 1) * GROUP])), s3[g].eq(s2[g]), n3[g].eq(n2[g])]
+            with m.If(v2):
+                m.d.sync += [psum[g].eq(tree(prod[g * GROUP:(g + 1) * GROUP])),
+                             asum[g].eq(tree(a2[g * GROUP:(g + 1) * GROUP])), s3[g].eq(s2[g]), n3[g].eq(n2[g])]
         m.d.sync += [v3.eq(v2), first3.eq(first2), last3.eq(last2)]
 
         # stage 4: sub-block scales and mins applied
-        sp = [Signal(signed(28), name=f"sp_{g}") for g in range(groups)]
-        sm = [Signal(signed(20), name=f"sm_{g}") for g in range(groups)]
-        v4, first4, last4 = Signal(), Signal(), Signal()
+        sp = [Signal(signed(28), name=f"sp_{g}", reset_less=True) for g in range(groups)]
+        sm = [Signal(signed(20), name=f"sm_{g}", reset_less=True) for g in range(groups)]
+        v4, first4, last4 = Signal(), Signal(reset_less=True), Signal(reset_less=True)
         for g in range(groups):
-            m.d.sync += [sp[g].eq(psum[g] * s3[g]), sm[g].eq(asum[g] * n3[g])]
+            with m.If(v3):
+                m.d.sync += [sp[g].eq(psum[g] * s3[g]), sm[g].eq(asum[g] * n3[g])]
         m.d.sync += [v4.eq(v3), first4.eq(first3), last4.eq(last3)]
 
         # stage 5: accumulate over the block's steps; a finished (block, token) goes to the FIFO
-        isum, msum = Signal(signed(32)), Signal(signed(32))
+        isum, msum = Signal(signed(32), reset_less=True), Signal(signed(32), reset_less=True)
         step_i, step_m = tree(sp), tree(sm)
         new_i = Signal(signed(32))
         new_m = Signal(signed(32))
@@ -295,7 +486,7 @@ class BfpCore(CoreBase):
         push = v4 & last4
 
         # -- result FIFO (registers) and the output stream
-        fifo = Array(Signal(64, name=f"fifo_{i}") for i in range(FIFO_DEPTH))
+        fifo = Array(Signal(64, name=f"fifo_{i}", reset_less=True) for i in range(FIFO_DEPTH))
         w_ptr, r_ptr = Signal(range(FIFO_DEPTH)), Signal(range(FIFO_DEPTH))
         count = Signal(range(FIFO_DEPTH + 1))
         with m.If(push):
@@ -316,7 +507,8 @@ class BfpCore(CoreBase):
                      self.input_wait.eq(loading | (weights_phase & ~blk_valid))]
 
         with m.If(self.start):
-            m.d.sync += [loading.eq(1), weights_phase.eq(0), act_count.eq(0), fill.eq(0),
+            m.d.sync += [loading.eq(1), weights_phase.eq(0), act_count.eq(0), act_beat.eq(0), fill.eq(0), beat_valid.eq(0),
+                         wr_pos.eq(0), wr_blk.eq(0), cur.eq(0), nxt.eq(0),
                          blk_valid.eq(0), step.eq(0), token.eq(0), tok_addr.eq(0), blk_base.eq(0),
                          row_block.eq(0), outstanding.eq(0), w_ptr.eq(0), r_ptr.eq(0), count.eq(0), sent.eq(0),
                          v1.eq(0), v2.eq(0), v3.eq(0), v4.eq(0)]

@@ -43,13 +43,16 @@ def _field(spec, blocks, name):
 
 
 def _codes(spec, blocks, codes: Codes):
-    out = np.zeros((blocks.shape[0], codes.count), dtype=np.int32)
+    # assembled in the narrowest unsigned type that holds a code (bytes for every ggml format): a model's
+    # weights are unpacked once per load, and int32 temporaries made that most of a first forward pass
+    wide = np.uint8 if codes.bits <= 8 else np.uint32
+    out = np.zeros((blocks.shape[0], codes.count), dtype=wide)
     for p in codes.pieces:
-        run = _field(spec, blocks, p.field)[:, p.byte:p.byte + p.count].astype(np.int32)
-        out[:, p.first:p.first + p.count] |= ((run >> p.shift) & ((1 << p.width) - 1)) << p.to_bit
+        run = _field(spec, blocks, p.field)[:, p.byte:p.byte + p.count].astype(wide, copy=False)
+        out[:, p.first:p.first + p.count] |= ((run >> wide(p.shift)) & wide((1 << p.width) - 1)) << wide(p.to_bit)
     if codes.signed:
-        return np.where(out >= 1 << (codes.bits - 1), out - (1 << codes.bits), out)
-    return out - codes.offset
+        return out.astype(np.int32) - ((out >= 1 << (codes.bits - 1)).astype(np.int32) << codes.bits)
+    return out.astype(np.int32) - codes.offset
 
 
 def _put_codes(spec, blocks, codes: Codes, values):

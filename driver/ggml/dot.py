@@ -26,8 +26,11 @@ __all__ = ["ACTIVATION_QUANTIZERS", "quantize_activations", "prepare_weights", "
 ACTIVATION_QUANTIZERS = ("ref", "avx2")
 
 
-def quantize_activations(x, fmt="Q8_0", quantizer="ref"):
-    """Rows ``x`` (m, k) as ``fmt`` blocks: returns (Unpacked, packed uint8 blocks (m, k / block * bytes))."""
+def quantize_activations(x, fmt="Q8_0", quantizer="ref", *, packed=True):
+    """Rows ``x`` (m, k) as ``fmt`` blocks: returns (Unpacked, packed uint8 blocks (m, k / block * bytes)).
+
+    ``packed=False`` skips the bytes (returns None for them): the Unpacked values are the same either way,
+    the codes and the fp16-rounded scales being exactly what the blocks would hold (tested)."""
     spec = get_format(fmt)
     if spec.name not in ("Q8_0", "Q8_K"):
         raise ParameterError(f"activations are quantized to Q8_0 or Q8_K, not {spec.name}")
@@ -61,8 +64,10 @@ def quantize_activations(x, fmt="Q8_0", quantizer="ref"):
             d = np.where(peak != 0, np.float32(1) / iscale, np.float32(0)).astype(np.float32)
     u = Unpacked(q.astype(np.int32), np.ones((n, spec.sub_blocks), np.int32),
                  np.zeros((n, spec.sub_blocks), np.int32), d.astype(np.float32), np.zeros(n, np.float32))
-    packed = encode(spec, u).reshape(m, -1)
-    return unpack(spec, packed), packed
+    if not packed:
+        return u, None
+    blocks = encode(spec, u).reshape(m, -1)
+    return unpack(spec, blocks), blocks
 
 
 def _check_pair(wspec, aspec):
@@ -71,9 +76,10 @@ def _check_pair(wspec, aspec):
 
 
 def prepare_weights(wspec: BlockFormat, w: Unpacked, n_rows):
-    """Weights ready for :func:`block_sums`: codes times sub-block scales (and the mins per element) as floats
-    laid out (blocks, rows, block). float32 when every partial sum of a block's dot product is an integer below
-    2^24 (then BLAS sums exactly in any order), float64 otherwise (Q4_K, Q6_K)."""
+    """Weights ready for :func:`block_sums`: codes times sub-block scales as floats laid out (rows, blocks,
+    block), and the sub-block mins (rows, blocks, sub_blocks) or None. float32 when every partial sum of a
+    block's dot product is an integer below 2^24 (then any summation order is exact), float64 otherwise
+    (Q4_K, Q6_K). Row-major rows keep the one-token product a single pass over memory."""
     blocks = w.q.shape[0] // n_rows
     lo, hi = wspec.quants.value_range()
     scale_peak = max(abs(v) for v in wspec.scales.value_range()) if wspec.scales else 1
@@ -81,12 +87,20 @@ def prepare_weights(wspec: BlockFormat, w: Unpacked, n_rows):
     peak = wspec.block * 128 * max(max(abs(lo), abs(hi)) * scale_peak, min_peak)
     dtype = np.float32 if peak < 1 << 24 else np.float64
     scaled = w.q.reshape(-1, wspec.sub_blocks, wspec.sub_block) * w.scales[:, :, None]
-    scaled = scaled.astype(dtype).reshape(n_rows, blocks, wspec.block).transpose(1, 0, 2)
+    scaled = scaled.astype(dtype).reshape(n_rows, blocks, wspec.block)
     mins = None
     if wspec.mins is not None:
-        mins = np.repeat(w.mins, wspec.sub_block, axis=1).astype(dtype)
-        mins = mins.reshape(n_rows, blocks, wspec.block).transpose(1, 0, 2)
+        mins = w.mins.astype(dtype).reshape(n_rows, blocks, wspec.sub_blocks)
     return scaled, mins
+
+
+def _per_block(weights, acts):
+    """(n, m, blocks) sums over the last axis of weights (n, blocks, e) times activations (m, blocks, e), laid out
+    (blocks, m, n) in memory (what :func:`combine` walks)."""
+    if acts.shape[0] <= 8:
+        # one pass over the weights (numpy's batched matmul walks them block by block, ~10x slower here)
+        return np.einsum("nbe,mbe->bmn", weights, acts).transpose(2, 1, 0)
+    return np.stack([acts[:, b, :] @ weights[:, b, :].T for b in range(weights.shape[1])]).transpose(2, 1, 0)
 
 
 def block_sums(wspec: BlockFormat, w: Unpacked, a: Unpacked, n_rows, m_rows, prepared=None):
@@ -94,24 +108,30 @@ def block_sums(wspec: BlockFormat, w: Unpacked, a: Unpacked, n_rows, m_rows, pre
     (n_rows, m_rows, blocks per row). ``w`` holds n_rows rows of blocks, ``a`` m_rows rows; ``prepared`` is
     :func:`prepare_weights` of ``w`` (computed here when not given)."""
     scaled, mins = prepared if prepared is not None else prepare_weights(wspec, w, n_rows)
-    blocks = scaled.shape[0]
-    aq = a.q.reshape(m_rows, blocks, wspec.block).transpose(1, 2, 0).astype(scaled.dtype)
-    isum = np.matmul(scaled, aq).transpose(1, 2, 0).astype(np.int64)
+    blocks = scaled.shape[1]
+    aq = a.q.reshape(m_rows, blocks, wspec.block).astype(scaled.dtype)
+    isum = _per_block(scaled, aq).astype(np.int64)
     if mins is None:
         return isum, np.zeros_like(isum)
-    return isum, np.matmul(mins, aq).transpose(1, 2, 0).astype(np.int64)
+    asub = aq.reshape(m_rows, blocks, wspec.sub_blocks, wspec.sub_block).sum(axis=3)
+    return isum, _per_block(mins, asub).astype(np.int64)
 
 
 def combine(w: Unpacked, a: Unpacked, isum, msum, n_rows, m_rows):
     """float32 outputs (m_rows, n_rows) from integer block sums, blocks added left to right in float32."""
     blocks = w.q.shape[0] // n_rows
-    wd = w.d.reshape(n_rows, 1, blocks)
-    wm = w.dmin.reshape(n_rows, 1, blocks)
-    ad = a.d.reshape(1, m_rows, blocks)
-    terms = (wd * ad).astype(np.float32) * isum.astype(np.float32) \
-        - (wm * ad).astype(np.float32) * msum.astype(np.float32)
-    # fixed order, blocks left to right in float32 (accumulate is sequential): every backend reproduces it
-    return np.add.accumulate(terms, axis=2, dtype=np.float32)[:, :, -1].T.copy()
+    # worked on as (blocks, m, n): each block's terms are one contiguous slab to add
+    wd = w.d.reshape(n_rows, blocks).T[:, None, :]
+    ad = a.d.reshape(m_rows, blocks).T[:, :, None]
+    terms = (wd * ad).astype(np.float32) * isum.transpose(2, 1, 0).astype(np.float32)
+    if msum.any():
+        wm = w.dmin.reshape(n_rows, blocks).T[:, None, :]
+        terms = terms - (wm * ad).astype(np.float32) * msum.transpose(2, 1, 0).astype(np.float32)
+    # fixed order, blocks left to right in float32: every backend reproduces it
+    total = terms[0].copy()
+    for b in range(1, blocks):
+        total += terms[b]
+    return total
 
 
 def matmul_reference(wspec, weights, x, quantizer="ref"):

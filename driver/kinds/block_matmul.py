@@ -74,7 +74,7 @@ class BlockMatMul(Layer):
     def quantize(self, x):
         """(Unpacked activation blocks, their int8 codes (m, k))."""
         x = self.check_input(x)
-        a, _ = quantize_activations(x, self.spec.activation, self.quantizer)
+        a, _ = quantize_activations(x, self.spec.activation, self.quantizer, packed=False)
         return a, a.q.reshape(x.shape[0], self.k).astype(np.int8)
 
     def sums(self, a):

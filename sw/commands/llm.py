@@ -127,7 +127,9 @@ def _print_report(report, accelerator_name, backend):
            ", clock unmeasured (no tokens/s)" if report["clock_mhz"] is None else "")
         + (f", wall {wall:.3f} s/token" if wall is not None else "")
         + (f" ({report['wall_per_generated_token_steady_s']:.3f} s steady)"
-           if report["wall_per_generated_token_steady_s"] is not None else ""))
+           if report["wall_per_generated_token_steady_s"] is not None else "")
+        + (f", CPU {report['cpu_per_generated_token_s']:.3f} s/token" if report.get("cpu_per_generated_token_s")
+           is not None else ""))
 
 
 def run_generation(args, stream=True):
@@ -148,13 +150,14 @@ def run_generation(args, stream=True):
     with open_executor(accelerator, args.backend, dma) as executor:
         hook = AcceleratorMatMul(accelerator, executor, quantizer=args.quantizer)
         llama = Llama(model, matmul=hook, max_context=len(prompt) + args.max_tokens)
-        forwards, walls, out, shown = [], [], [], ""
+        forwards, walls, cpus, out, shown = [], [], [], [], ""
         forward = llama.forward
 
         def timed_forward(tokens, **kwargs):       # one forward per prompt batch or generated token
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             logits = forward(tokens, **kwargs)
             walls.append(time.perf_counter() - started)
+            cpus.append(time.process_time() - cpu)
             forwards.append(len(hook.records))
             return logits
 
@@ -170,7 +173,12 @@ def run_generation(args, stream=True):
         sys.stdout.write("\n")
     clock = report_clock([accelerator], args.clock_mhz)
     report = generate_report(hook.records, forwards, len(prompt), len(out), dma, clock.mhz, walls, clock.source)
+    # CPU seconds of this process (its threads included): on a shared machine the wall time also counts
+    # the time other processes held the cores
+    report["cpu_per_generated_token_s"] = sum(cpus[1:]) / len(cpus[1:]) if len(cpus) > 1 else None
+    report["cpu_per_generated_token_steady_s"] = float(np.median(cpus[2:])) if len(cpus) > 2 else None
     report["text"] = shown
+    report["prompt_ids"], report["generated_ids"] = [int(i) for i in prompt], [int(i) for i in out]
     report["records"] = [r.as_dict() for r in hook.records]
     return shown, report, accelerator
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from accelkit.accelerators.bfp import BfpAccelerator, HW_FORMATS
+from accelkit.accelerators.bfp import BfpAccelerator, BfpCore, HW_FORMATS
 from accelkit.accelerators.bfp.driver import golden_sums, pack_job
 from accelkit.driver.device import DmaTiming
 from accelkit.driver.ggml import dequantize, get_format, random_blocks
@@ -106,5 +106,29 @@ def test_unsupported_layers_and_parameters_are_clear():
         accelerator.plan(gemm, x.shape)
     with pytest.raises(ParameterError, match="lanes must be"):
         BfpAccelerator(lanes=8)
+    with pytest.raises(ParameterError, match="data_width"):
+        BfpAccelerator(lanes=32, data_width=128)
+    with pytest.raises(ParameterError, match="a beat of 16 bytes writes two used bytes to one column"):
+        BfpCore(lanes=32, data_width=128)
     with pytest.raises(ParameterError, match="K=48 is not a multiple of the Q4_0 block of 32"):
         BlockMatMul("Q4_0", np.zeros((1, 36), np.uint8), 48)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_cost_model_period_skipping_equals_the_block_by_block_walk(seed):
+    from accelkit.accelerators.bfp.cost import _JobTimeline
+    rng = np.random.default_rng(seed)
+    skipped = 0
+    for _ in range(40):
+        spec = get_format(str(rng.choice(HW_FORMATS)))
+        lanes = int(rng.choice([16, 32]))
+        data_width = int(rng.choice([w for w in (32, 64, 128, 256) if w <= 8 * lanes]))
+        tokens = int(rng.choice([1, 1, 2, 3, 9]))
+        shape = (lanes, data_width, spec.block, spec.block_bytes, tokens, tokens * int(rng.integers(1, 20)),
+                 int(rng.choice([1, 2, 3, 8, 16])), int(rng.choice([0, 2, 13])))
+        blocks = int(rng.choice([1, 5, 40, 700]))
+        timeline = _JobTimeline(*shape)
+        walked = timeline.cycles(blocks, periodic=False)
+        assert timeline.cycles(blocks) == walked, (shape, blocks)
+        skipped += timeline.skipped
+    assert skipped > 1000     # most long jobs skipped periods

@@ -77,6 +77,19 @@ def test_q8_k_quantizer_and_bsums():
     np.testing.assert_allclose(u.d[:, None] * u.q, x.reshape(-1, 256), atol=np.abs(x).max() / 127)
 
 
+@pytest.mark.parametrize("fmt, quantizer", [("Q8_0", "ref"), ("Q8_0", "avx2"), ("Q8_K", "ref")])
+def test_unpacked_activations_without_the_bytes_equal_the_decoded_bytes(fmt, quantizer):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 512)).astype(np.float32) * rng.uniform(0.01, 100, (3, 1)).astype(np.float32)
+    x[1, :256] = 0                     # all-zero blocks: scale 0
+    x[2, 7] = -np.abs(x[2]).max() * 2  # a negative peak
+    decoded, _ = quantize_activations(x, fmt, quantizer)
+    direct, none = quantize_activations(x, fmt, quantizer, packed=False)
+    assert none is None
+    for field in ("q", "scales", "mins", "d", "dmin"):
+        np.testing.assert_array_equal(getattr(direct, field), getattr(decoded, field), err_msg=field)
+
+
 @pytest.mark.parametrize("name", WEIGHT_FORMATS)
 def test_integer_block_sums_equal_the_dequantized_dot_with_unit_scales(name):
     """With d = dmin = 1 on both sides, isum - msum is the exact dot of the dequantized operands."""
