@@ -263,7 +263,7 @@ class BfpCore(CoreBase):
         blk_free = Signal()
         m.d.comb += [have.eq(fill >= block_bytes), transfer.eq(weights_phase & have & blk_free)]
         ready_weights = weights_phase & ((fill < block_bytes) | transfer)
-        m.d.comb += gather.take.eq(loading | ready_weights)
+        m.d.comb += self.input.ready.eq(loading | ready_weights)
         accept = Signal()
         m.d.comb += accept.eq(self.input.valid & ready_weights)
         m.d.sync += fill.eq(Mux(transfer, fill - block_bytes, fill) + Mux(accept, WB, 0))
