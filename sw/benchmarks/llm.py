@@ -23,7 +23,8 @@ from rich.markup import escape
 
 from ...accelerators.base import get_accelerator, parse_params
 from ..commands.llm import run_generation
-from ..commands.resources import ZYNQ_7020, accelerator_resources
+from ..commands.resources import print_figures
+from ..hardware.figures import design_figures
 from ..llm.forward import Llama
 from ..llm.gguf_model import load_llama
 from ..llm.smollm2 import VARIANTS, smollm2_variant
@@ -90,28 +91,10 @@ def llama_cpp_comparison(model_path, prompt_ids, generated_ids):
 
 
 def _resources(accelerator):
-    """The design's Yosys estimate (cached by the Verilog) and, when cached, its measured Fmax."""
-    estimate = accelerator_resources(accelerator, progress_printer())
-    used = {"lut": estimate.lut_total, "ff": estimate.ff, "dsp": estimate.dsp, "bram36": estimate.bram36}
-    record = {"resources": estimate.as_dict(), "zynq_7020": ZYNQ_7020,
-              "fits_zynq_7020": all(used[name] <= limit for name, limit in ZYNQ_7020.items())}
-    try:
-        from ...sim.verilator import convert_verilog
-        from ..execution.devices import design_key
-        from ..hardware.timing import cached_timing
-        timing = cached_timing(convert_verilog(accelerator.shell(), accelerator.top_name, design_key(accelerator)),
-                               accelerator.top_name)
-    except Exception as error:          # a timing cache in another format: report, do not fail the benchmark
-        timing, record["fmax_note"] = None, f"timing cache unreadable: {error}"
-    record["fmax_mhz"] = getattr(timing, "fmax_mhz", None) if timing else None
-    if timing is None and "fmax_note" not in record:
-        record["fmax_note"] = "no timing run of this design in the cache (place and route is not run here)"
-    console.print(table(f"{accelerator!r}: Yosys synth_xilinx (xc7) estimate",
-                        ["resource", "used", "Zynq-7020", "share"],
-                        [[name.upper(), used[name], limit, f"{used[name] / limit:.3f}"]
-                         for name, limit in ZYNQ_7020.items()]))
-    console.print(f"Fmax: {record['fmax_mhz']:.1f} MHz" if record["fmax_mhz"] else f"Fmax: {record['fmax_note']}")
-    return record
+    """The design's Yosys estimate on the Zynq-7020 (cached) and, when a timing run is cached, its measured Fmax."""
+    figures = design_figures(accelerator, "xc7z020", progress=progress_printer())
+    print_figures(f"{accelerator!r}", figures)
+    return figures
 
 
 def _rate(seconds):
