@@ -14,7 +14,7 @@ from ..errors import DeviceError, ParameterError, ToolchainError
 from .toolchain import (MAKE_FLAGS, cache_root, content_hash, cached_build, make_flags, run_logged,
                         verilator_environment, verilator_version)
 
-__all__ = ["VerilatorDevice", "convert_verilog", "build_native", "trace_kind", "VERILATOR_FLAGS", "single_eval_allowed",
+__all__ = ["VerilatorDevice", "cached_verilog", "convert_verilog", "build_native", "trace_kind", "VERILATOR_FLAGS", "single_eval_allowed",
            "single_eval_safe", "UNEVALUATED_INPUTS"]
 
 HARNESS = Path(__file__).with_name("native") / "harness.cpp"
@@ -27,15 +27,23 @@ VERILATOR_FLAGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "--noasse
 CXX_FLAGS = "-O2 -fPIC"
 
 
+def cached_verilog(design_key) -> str | None:
+    """The Verilog converted earlier for ``design_key``, or None (never converts)."""
+    path = cache_root() / "verilog" / f"{design_key}.v"
+    if not path.exists():
+        return None
+    text = path.read_text(errors="replace")
+    return text if text.rstrip().endswith("endmodule") else None     # else cut short by a kill
+
+
 def convert_verilog(shell, top_name, design_key=None, progress=None) -> str:
     """Verilog of ``shell``; with a ``design_key`` (a hash of the sources and parameters) it is cached."""
     if design_key:
         path = cache_root() / "verilog" / f"{design_key}.v"
-        if path.exists():
-            text = path.read_text(errors="replace")
-            if text.rstrip().endswith("endmodule"):     # else cut short: converted again below
-                _mark_used(shell)
-                return text
+        text = cached_verilog(design_key)
+        if text is not None:
+            _mark_used(shell)
+            return text
     if progress:
         progress(f"converting {top_name} to Verilog")
     text = verilog.convert(shell, name=top_name, emit_src=False)

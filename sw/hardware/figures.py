@@ -10,7 +10,7 @@ faster than an ECP5 for the same logic), and only when it is already cached:
 
 from __future__ import annotations
 
-from ...sim.verilator import convert_verilog
+from ...sim.verilator import cached_verilog, convert_verilog
 from ..execution.devices import design_key
 from .devices import RESOURCES, FpgaPart, get_part
 from .synthesis import estimate_resources
@@ -29,8 +29,17 @@ def design_verilog(accelerator, progress=None) -> str:
 
 
 def measured_clock(accelerator, progress=None):
-    """(MHz, source) of the design's cached ECP5-85F place-and-route Fmax, or None; never runs a tool."""
-    result = cached_timing(design_verilog(accelerator, progress), accelerator.top_name)
+    """(MHz, source) of the design's cached ECP5-85F place-and-route Fmax, or None; never runs a tool.
+
+    A design that was placed and routed here was converted to Verilog through the
+    cache, so when no Verilog is cached for its design key there is no Fmax to
+    find either; the lookup then costs nothing (a report on the model backend
+    need not elaborate the gateware).
+    """
+    verilog = cached_verilog(design_key(accelerator))
+    if verilog is None:
+        return None
+    result = cached_timing(verilog, accelerator.top_name)
     return None if result is None else (float(result.fmax_mhz), TIMING_SOURCE)
 
 

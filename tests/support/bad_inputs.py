@@ -82,6 +82,11 @@ CASES = [
      r"operator 0 \(CONV_2D\): stride \(1, 0\); each must be a positive integer"),
     ("model-stride-0-tvm", "run {tmp}/stride0.tflite --backend model --frontend tvm", "clean error",
      r"stride \(1, 0\)"),
+    # an operator's output pointed at a weight buffer: LiteRT wrote into read-only memory (SIGSEGV)
+    ("model-output-constant", "run {tmp}/output_constant.tflite --backend model", "clean error",
+     r"operator 2 \(CONV_2D\) writes tensor \d+ .*holds constant data"),
+    ("model-output-constant-tvm", "run {tmp}/output_constant.tflite --backend model --frontend tvm", "clean error",
+     r"holds constant data"),
     ("empty-batch", f"{DIGITS} --input {{tmp}}/x0.npy", "clean error", r"holds no sample"),
     ("empty-batch-tvm", f"{DIGITS} --frontend tvm --input {{tmp}}/x0.npy", "clean error", r"holds no sample"),
     ("nan-input-compare", "run {tmp}/float_fc.tflite --backend model --compare ref --input {tmp}/nan.npy",
@@ -130,7 +135,7 @@ def softmax_model(scale, classes, rows=1):
 
 def make_files(folder):
     """Write every file the cases refer to into ``folder``."""
-    from accelkit.sw.verification.fuzz import model_fields, set_field
+    from accelkit.sw.verification.fuzz import field_value, model_fields, set_field
     from accelkit.sw.zoo import resolve_array, resolve_model
     from tflite_single_op import float_fully_connected_model
     folder = Path(folder)
@@ -160,6 +165,15 @@ def make_files(folder):
     huge = set_field(digits, fields[f"tensors[{first}].shape[1]"], 1 << 20)
     huge = set_field(huge, fields[f"tensors[{first}].shape[2]"], 1 << 20)
     (folder / "huge.tflite").write_bytes(huge)
+    # the third convolution's 128-byte output pointed at a 128-byte constant (the fuzz campaign's mutant 1827
+    # did this to a MEAN): the shapes agree, so only the constant-output check catches it
+    model = read_model(digits)
+    conv = model.ops[2]
+    output = model.tensors[conv.outputs[0]]
+    size = output.dtype.itemsize * int(np.prod(output.shape))
+    same_size = next(t.index for t in model.tensors if t.is_constant and t.data.nbytes == size)
+    (folder / "output_constant.tflite").write_bytes(set_field(
+        digits, fields[f"tensors[{output.index}].buffer"], field_value(digits, fields[f"tensors[{same_size}].buffer"])))
     return folder
 
 

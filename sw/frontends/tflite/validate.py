@@ -84,6 +84,12 @@ def _check_dataflow(model, where):
     available = set(model.inputs)
     for op in model.ops:
         available.update(op.outputs)
+        for index in op.outputs:
+            # LiteRT maps a constant's data read-only and would write the result into it (a segfault)
+            if index >= 0 and model.tensors[index].is_constant:
+                raise ModelError(f"{where}: operator {op.index} ({op.op}) writes tensor {index} "
+                                 f"({model.tensors[index].name!r}), which holds constant data; an operator's "
+                                 "output must have no buffer data")
     for op in model.ops:
         for index in op.inputs:
             if index >= 0 and index not in available and not model.tensors[index].is_constant \

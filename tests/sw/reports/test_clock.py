@@ -24,6 +24,7 @@ def _cached(fmax_by_top):
 
 def test_given_clock_wins_then_the_cached_fmax_then_unmeasured(monkeypatch):
     accelerator = GemmAccelerator(**TINY)
+    figures.design_verilog(accelerator)     # a placed-and-routed design has its Verilog cached
     monkeypatch.setattr(figures, "cached_timing", _cached({accelerator.top_name: 87.5}))
     assert report_clock([accelerator], 200.0).as_dict() == {"clock_mhz": 200.0, "clock_source": "--clock-mhz"}
     measured = report_clock([accelerator])
@@ -37,6 +38,7 @@ def test_given_clock_wins_then_the_cached_fmax_then_unmeasured(monkeypatch):
 @pytest.mark.parametrize("fmax", [None, 64.0])
 def test_run_reports_time_only_at_a_measured_clock(monkeypatch, tmp_path, capsys, fmax):
     accelerator = GemmAccelerator()
+    figures.design_verilog(accelerator)
     monkeypatch.setattr(figures, "cached_timing", _cached({accelerator.top_name: fmax}))
     path = tmp_path / "run.json"
     assert cli.main(["run", "digits_cnn", "--backend", "model", "--json", str(path)]) == 0
@@ -52,3 +54,16 @@ def test_run_reports_time_only_at_a_measured_clock(monkeypatch, tmp_path, capsys
         assert totals["clock_source"] == "ECP5-85F P&R"
         assert totals["estimated_accelerator_latency_ms"] == pytest.approx(totals["accelerator_cycles"] / 64e3)
         assert "at 64 MHz (ECP5-85F P&R)" in out
+
+
+def test_looking_up_the_clock_never_elaborates_a_design_with_no_cached_verilog(monkeypatch, tmp_path):
+    # `run --backend model` with new parameters must not spend a minute converting gateware just to find
+    # that no place-and-route result exists for it (the fuzz campaign timed such a run out under load).
+    monkeypatch.setenv("ACCELKIT_CACHE", str(tmp_path))
+
+    def refuse(*_, **__):
+        raise AssertionError("the clock lookup converted the design to Verilog")
+    monkeypatch.setattr(figures, "convert_verilog", refuse)
+    monkeypatch.setattr(figures, "cached_timing", _cached({"accelkit_gemm": 87.5}))
+    assert figures.measured_clock(GemmAccelerator(**TINY)) is None
+    assert report_clock([GemmAccelerator(**TINY)]) is UNMEASURED
