@@ -29,10 +29,18 @@ def _gemm_plan(accelerator, gemm):
 
 
 def _timed_job(device, accelerator, gemm):
-    started = time.perf_counter()
+    """(output, stats, wall seconds, CPU seconds) of one GEMM job."""
+    started, cpu = time.perf_counter(), time.process_time()
     plan, a = _gemm_plan(accelerator, gemm)
     out, stats = accelerator.run(plan, device, a)
-    return out, stats, time.perf_counter() - started
+    return out, stats, time.perf_counter() - started, time.process_time() - cpu
+
+
+def _bare_rate(device, cycles):
+    """(wall, CPU) cycles/s of the model clocked with nothing else."""
+    started, cpu = time.perf_counter(), time.process_time()
+    device.clock_only(cycles)
+    return cycles / (time.perf_counter() - started), cycles / max(time.process_time() - cpu, 1e-9)
 
 
 # Run inside a checkout of an older commit (its own accelkit first on sys.path): the same GEMM on its
@@ -63,17 +71,20 @@ dma = DmaTiming(args["dma_bytes"], args["dma_latency"])
 with open_device(accelerator, "verilator", dma) as device:
     job(device, random_gemm(np.random.default_rng(1), 8, 8, 8))
     gemm = random_gemm(np.random.default_rng(args["seed"]), args["size"], args["size"], args["size"])
-    times, exact = [], True
+    times, cpu_times, exact = [], [], True
     for _ in range(args["repeat"]):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         out, stats = job(device, gemm)
         times.append(time.perf_counter() - started)
+        cpu_times.append(time.process_time() - cpu)
         exact &= bool(np.array_equal(out, gemm.reference()))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     device.clock_only(args["bare_cycles"])
     bare = args["bare_cycles"] / (time.perf_counter() - started)
-print("ACCELKIT-BASELINE " + json.dumps({"cycles": int(stats.cycles), "times": times, "bit_exact": exact,
-                                         "bare_cycles_per_second": bare}))
+    bare_cpu = args["bare_cycles"] / max(time.process_time() - cpu, 1e-9)
+print("ACCELKIT-BASELINE " + json.dumps({"cycles": int(stats.cycles), "times": times, "cpu_times": cpu_times,
+                                         "bit_exact": exact, "bare_cycles_per_second": bare,
+                                         "bare_cpu_cycles_per_second": bare_cpu}))
 """
 
 
@@ -119,21 +130,30 @@ def _baseline_route(args, params, sources, progress):
         tail = "\n".join((process.stdout + process.stderr).strip().splitlines()[-15:])
         raise ToolchainError(f"the baseline {commit[:12]} could not run the GEMM on its native route; last lines:\n{tail}")
     result = json.loads(found[-1].split(" ", 1)[1])
-    times = sorted(result["times"])
-    seconds = float(np.median(times))
-    return {"commit": commit, "cycles": result["cycles"], "seconds": seconds, "runs": len(times),
-            "seconds_min": times[0], "seconds_max": times[-1], "cycles_per_second": result["cycles"] / seconds,
-            "bit_exact": result["bit_exact"], "times": times,
-            "bare_cycles_per_second": result["bare_cycles_per_second"]}
+    return _summary(result["cycles"], result["times"], result["cpu_times"], result["bit_exact"], commit=commit,
+                    bare=[(result["bare_cycles_per_second"], result["bare_cpu_cycles_per_second"])])
+
+
+def _summary(cycles, times, cpu_times, bit_exact, **extra):
+    """Median wall and CPU figures of a batch of runs of one job (``bare``: its bare-loop (wall, CPU) rates)."""
+    times, cpu_times = sorted(times), sorted(cpu_times)
+    seconds, cpu_seconds = float(np.median(times)), float(np.median(cpu_times))
+    summary = {"cycles": cycles, "seconds": seconds, "runs": len(times), "seconds_min": times[0],
+               "seconds_max": times[-1], "cycles_per_second": cycles / seconds, "cpu_seconds": cpu_seconds,
+               "cpu_cycles_per_second": cycles / max(cpu_seconds, 1e-9), "bit_exact": bit_exact,
+               "times": times, "cpu_times": cpu_times, **extra}
+    if "bare" in extra:
+        summary["bare_cycles_per_second"] = float(np.median([wall for wall, _ in extra["bare"]]))
+        summary["bare_cpu_cycles_per_second"] = float(np.median([cpu for _, cpu in extra["bare"]]))
+    return summary
 
 
 def _merged(first, second):
-    """Two baseline batches as one: the median and extremes over all their runs."""
-    times = sorted(first["times"] + second["times"])
-    seconds = float(np.median(times))
-    return {**first, "seconds": seconds, "runs": len(times), "seconds_min": times[0], "seconds_max": times[-1],
-            "cycles_per_second": first["cycles"] / seconds, "bit_exact": first["bit_exact"] and second["bit_exact"],
-            "times": times}
+    """Two batches of the same job as one: the medians and extremes over all their runs."""
+    return _summary(first["cycles"], first["times"] + second["times"], first["cpu_times"] + second["cpu_times"],
+                    first["bit_exact"] and second["bit_exact"],
+                    **{key: value for key, value in first.items() if key in ("commit", "large", "single_eval")},
+                    **({"bare": first["bare"] + second["bare"]} if "bare" in first else {}))
 
 
 def sim_speed(args):
@@ -158,71 +178,69 @@ def sim_speed(args):
             # The same number of timed runs on the two fast routes, each summarized by its median
             # (a 64^3 job is a few milliseconds natively, so one run is at the mercy of the machine).
             runs = [_timed_job(device, accelerator, gemm) for _ in range(1 if backend == "amaranth" else args.repeat)]
-            out, stats, _ = runs[-1]
-            times = sorted(seconds for _, _, seconds in runs)
-            seconds = float(np.median(times))
-            routes[backend] = {"cycles": stats.cycles, "seconds": seconds, "cycles_per_second": stats.cycles / seconds,
-                               "runs": len(times), "seconds_min": times[0], "seconds_max": times[-1],
-                               "bit_exact": all(np.array_equal(o, golden) for o, _, _ in runs)}
+            out, stats, _, _ = runs[-1]
+            routes[backend] = _summary(stats.cycles, [r[2] for r in runs], [r[3] for r in runs],
+                                       all(np.array_equal(r[0], golden) for r in runs))
             if backend == "verilator":
-                bare = _BARE_CYCLES
-                started = time.perf_counter()
-                device.clock_only(bare)
-                bare_rate = bare / (time.perf_counter() - started)
+                bare = [_bare_rate(device, _BARE_CYCLES)]
                 big = random_gemm(np.random.default_rng(2), 256, 256, 256)
                 total_before = device.total_cycles
-                big_out, big_stats, big_seconds = _timed_job(device, accelerator, big)
-                routes["verilator"]["large"] = {
+                big_out, big_stats, big_seconds, big_cpu = _timed_job(device, accelerator, big)
+                large = {
                     "shape": [256, 256, 256], "cycles": big_stats.cycles, "seconds": big_seconds,
-                    "cycles_per_second": (device.total_cycles - total_before) / big_seconds,
+                    "cycles_per_second": (device.total_cycles - total_before) / big_seconds, "cpu_seconds": big_cpu,
+                    "cpu_cycles_per_second": (device.total_cycles - total_before) / max(big_cpu, 1e-9),
                     "utilization": big_stats.utilization, "bit_exact": bool(np.array_equal(big_out, big.reference()))}
-                routes["bare_verilator_loop"] = {"cycles_per_second": bare_rate,
-                                                  "single_eval": bool(getattr(device, "single_eval", False))}
                 if baseline is not None:
-                    # side by side, alternating: this route, the baseline, this route, the baseline, this route
-                    again = []
+                    # side by side, alternating: this route, the baseline, this route, the baseline, this route;
+                    # the bare loops too, so both sides see the same spells of load
                     for round_ in range(2):
                         batch = _baseline_route(args, params, baseline, progress)
                         routes["baseline"] = batch if round_ == 0 else _merged(routes["baseline"], batch)
                         progress(f"verilator: running the {args.size}^3 GEMM again after the baseline")
-                        again += [_timed_job(device, accelerator, gemm) for _ in range(args.repeat)]
-                    times = sorted([*times, *(seconds for _, _, seconds in again)])
-                    seconds = float(np.median(times))
-                    routes["verilator"].update(seconds=seconds, cycles_per_second=stats.cycles / seconds,
-                                               runs=len(times), seconds_min=times[0], seconds_max=times[-1],
-                                               bit_exact=routes["verilator"]["bit_exact"] and all(
-                                                   np.array_equal(o, golden) for o, _, _ in again))
+                        runs += [_timed_job(device, accelerator, gemm) for _ in range(args.repeat)]
+                        bare.append(_bare_rate(device, _BARE_CYCLES))
+                routes["verilator"] = _summary(stats.cycles, [r[2] for r in runs], [r[3] for r in runs],
+                                               all(np.array_equal(r[0], golden) for r in runs), large=large,
+                                               bare=bare)
+                routes["bare_verilator_loop"] = {
+                    "cycles_per_second": routes["verilator"]["bare_cycles_per_second"],
+                    "cpu_cycles_per_second": routes["verilator"]["bare_cpu_cycles_per_second"],
+                    "single_eval": bool(getattr(device, "single_eval", False))}
     native = routes["verilator"]["large"]["cycles_per_second"]
     ratios = {f"native_over_{name}": routes["verilator"]["cycles_per_second"] / routes[name]["cycles_per_second"]
               for name in ("cocotb", "amaranth") if name in routes}
-    ratios["native_over_bare_loop"] = native / routes["bare_verilator_loop"]["cycles_per_second"]
+    # the driver path's share of a bare loop's speed, both in CPU time (the harness runs on this thread)
+    ratios["native_over_bare_loop"] = (routes["verilator"]["large"]["cpu_cycles_per_second"]
+                                       / routes["bare_verilator_loop"]["cpu_cycles_per_second"])
     if "baseline" in routes:
-        ratios["native_over_baseline"] = (routes["verilator"]["cycles_per_second"]
-                                          / routes["baseline"]["cycles_per_second"])
-        # the least disturbed run of each: on a busy machine the medians carry the other jobs' noise
-        ratios["native_over_baseline_fastest"] = (routes["verilator"]["cycles"] / routes["verilator"]["seconds_min"]
-                                                  / (routes["baseline"]["cycles"] / routes["baseline"]["seconds_min"]))
+        ours, theirs = routes["verilator"], routes["baseline"]
+        # CPU time is the primary figure: on a shared machine wall time also counts the other jobs' turns
+        ratios["native_over_baseline"] = ours["cpu_cycles_per_second"] / theirs["cpu_cycles_per_second"]
+        ratios["native_over_baseline_wall"] = ours["cycles_per_second"] / theirs["cycles_per_second"]
         # the verilated design alone, without harness or driver: what the gateware costs per cycle
-        ratios["bare_loop_over_baseline_bare_loop"] = (routes["bare_verilator_loop"]["cycles_per_second"]
-                                                       / routes["baseline"]["bare_cycles_per_second"])
+        ratios["bare_loop_over_baseline_bare_loop"] = (ours["bare_cpu_cycles_per_second"]
+                                                       / theirs["bare_cpu_cycles_per_second"])
     names = {"baseline": f"verilator at {routes['baseline']['commit'][:9]} (baseline)" if "baseline" in routes else ""}
     rows = [[names.get(name) or name, r.get("cycles", ""), r.get("seconds", ""), r["cycles_per_second"],
-             {True: "yes", False: "NO"}.get(r.get("bit_exact"), "")] for name, r in routes.items()]
-    rows.insert(1, ["verilator, 256^3 GEMM", native and routes["verilator"]["large"]["cycles"],
-                    routes["verilator"]["large"]["seconds"], native,
-                    "yes" if routes["verilator"]["large"]["bit_exact"] else "NO"])
+             r.get("cpu_cycles_per_second", ""), {True: "yes", False: "NO"}.get(r.get("bit_exact"), "")]
+            for name, r in routes.items()]
+    large = routes["verilator"]["large"]
+    rows.insert(1, ["verilator, 256^3 GEMM", large["cycles"], large["seconds"], native, large["cpu_cycles_per_second"],
+                    "yes" if large["bit_exact"] else "NO"])
     console.print(table(f"simulation speed, {accelerator!r}, {args.size}^3 GEMM, DMA {dma.bytes_per_cycle} B/cycle "
                         f"(median of {args.repeat} runs on verilator and cocotb)",
-                        ["backend", "cycles", "seconds", "cycles/s", "bit-exact"], rows))
+                        ["backend", "cycles", "seconds", "cycles/s", "cycles/CPU s", "bit-exact"], rows))
     console.print(", ".join([*(f"native / {name} = {ratios[f'native_over_{name}']:.1f}x" for name in ("cocotb", "amaranth")
                                if name in routes),
-                             f"native driver path / bare Verilator loop = {ratios['native_over_bare_loop']:.1%}"]))
+                             f"native driver path / bare Verilator loop = {ratios['native_over_bare_loop']:.1%} "
+                             "of CPU time"]))
     if "baseline" in routes:
         console.print(f"native route on the {args.size}^3 GEMM / the same route at {routes['baseline']['commit'][:9]} "
-                      f"= {ratios['native_over_baseline']:.1%} (medians of {routes['verilator']['runs']} and "
-                      f"{routes['baseline']['runs']} runs, alternating, in this run; fastest runs: "
-                      f"{ratios['native_over_baseline_fastest']:.1%}); bare model loop / the baseline's = "
-                      f"{ratios['bare_loop_over_baseline_bare_loop']:.1%}", highlight=False)
+                      f"= {ratios['native_over_baseline']:.1%} of CPU time (medians of {routes['verilator']['runs']} "
+                      f"and {routes['baseline']['runs']} runs, alternating, in this run; wall time: "
+                      f"{ratios['native_over_baseline_wall']:.1%}); bare model loop / the baseline's = "
+                      f"{ratios['bare_loop_over_baseline_bare_loop']:.1%} of CPU time", highlight=False)
     console.print(f"one model evaluation per cycle: "
                   f"{'yes' if routes['bare_verilator_loop']['single_eval'] else 'no (two)'}", highlight=False)
     console.print(f"utilization on 256x256x256 at {dma.bytes_per_cycle} B/cycle: "
