@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from accelkit.accelerators.gemm import GemmAccelerator
-from accelkit.driver.board_cli import main as board_main
+from accelkit.sw.hardware.deploy.board_cli import main as board_main
 from accelkit.driver.kinds import get_kind
 from accelkit.driver.trace import RecordingDevice
 from accelkit.hw.serial_link import SerialShellTop
