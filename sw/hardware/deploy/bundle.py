@@ -15,8 +15,10 @@ relative imports hold inside ``accelkit_board``; :data:`BUNDLED` lists them and
 :func:`check_bundle_sources` checks that they import nothing else of
 accelkit's (but the gateware modules in :data:`GATEWARE_ONLY`, which only the
 functions that build gateware import, and a board never calls), and parse as
-Python 3.10. Their struct formats must name a byte order, so that no size or
-alignment depends on the board's word size (PYNQ-Z1/Z2 run 32-bit armv7l).
+Python 3.10. Their struct formats must name a byte order and their numpy
+integers a width, so that no size depends on the board's word size (PYNQ-Z1/Z2
+run 32-bit armv7l); this is checked on the source, since no 32-bit Python runs
+here.
 """
 
 import ast
@@ -95,9 +97,23 @@ def _struct_formats(tree):
             yield node.lineno, node.func.attr, node.args[0].value
 
 
+def _platform_integers(tree):
+    """Uses of numpy integers whose width is the platform's (32 bits on armv7l, 64 on x86-64 and aarch64)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "np" \
+                and node.attr in ("int_", "intp", "uint", "uintp", "long", "ulong"):
+            yield node.lineno, f"np.{node.attr}"
+        elif isinstance(node, ast.keyword) and node.arg == "dtype" and isinstance(node.value, ast.Name) \
+                and node.value.id == "int":
+            yield node.lineno, "dtype=int"
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "astype" \
+                and node.args and isinstance(node.args[0], ast.Name) and node.args[0].id == "int":
+            yield node.lineno, "astype(int)"
+
+
 def check_bundle_sources():
     """Problems found in the bundled modules: imports leaving the bundle, syntax newer than :data:`BOARD_PYTHON`,
-    struct formats whose sizes depend on the machine."""
+    struct formats and numpy integer types whose sizes depend on the machine."""
     problems = []
     inside = {Path(path).with_suffix("").as_posix() for path in BUNDLED}
     inside |= {f"{folder.as_posix()}/__init__" for folder in _packages()}
@@ -129,6 +145,9 @@ def check_bundle_sources():
             if not form or form[0] not in "<>!=":
                 problems.append(f"{name}:{line}: struct.{function}({form!r}) uses the machine's native sizes and "
                                 "alignment; name a byte order (<, >, ! or =)")
+        for line, use in _platform_integers(tree):
+            problems.append(f"{name}:{line}: {use} is 32 bits on a 32-bit board and 64 here; name the width "
+                            "(np.int64, np.int32)")
     return problems
 
 

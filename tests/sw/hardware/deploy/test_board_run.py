@@ -3,7 +3,7 @@
 No board here, so the device is a recorded Verilator run of the same model (`accelkit run --record`):
 the board-side run must make exactly the recorded transactions (TraceDevice), gets the recorded
 gateware's answers, and must end with the output `accelkit run` printed, bit for bit. The clean-venv
-run of the same, with the wheel alone, is in test_board_bundle.py.
+run of the same, with the wheel alone, is in test_board_bundle.py; the recording is conftest.py's.
 """
 
 import json
@@ -16,27 +16,10 @@ import pytest
 from accelkit.accelerators.gemm import GemmAccelerator
 from accelkit.driver.trace import DeviceTrace, TraceDevice
 from accelkit.errors import DeviceError, ModelError
-from accelkit.sw.commands import main as cli
 from accelkit.sw.hardware.deploy.board_cli import main as board_main
 from accelkit.sw.hardware.deploy.board_program import write_program
 from accelkit.sw.hardware.deploy.board_run import load_program, run_program
 from accelkit.sw.zoo import resolve_model
-
-#: digits_cnn's deepest reduction is K=288; a small array keeps the Verilator build short
-PARAMS = {"rows": 4, "cols": 4, "data_width": 32, "k_max": 1024, "a_depth": 1024}
-PARAM_TEXT = ",".join(f"{key}={value}" for key, value in PARAMS.items())
-
-
-@pytest.fixture(scope="session")
-def digits_on_the_board_way(tmp_path_factory):
-    """(folder, host JSON, host output): digits_cnn recorded on Verilator, and its board program."""
-    work = tmp_path_factory.mktemp("board-run")
-    code = cli.main(["run", "digits_cnn", "--params", PARAM_TEXT, "--seed", "3", "--record", str(work / "digits"),
-                     "--output", str(work / "host.npy"), "--json", str(work / "host.json")])
-    assert code == 0
-    write_program(resolve_model("digits_cnn"), GemmAccelerator(**PARAMS), work / "digits.board")
-    return work, json.loads((work / "host.json").read_text()), np.load(work / "host.npy")
-
 
 def test_the_board_run_equals_accelkit_run(digits_on_the_board_way, capsys):
     work, host, host_output = digits_on_the_board_way
@@ -55,10 +38,10 @@ def test_the_board_run_equals_accelkit_run(digits_on_the_board_way, capsys):
     assert "layers offloaded 5 of 7" in printed and "SOFTMAX is not offloaded" in printed
 
 
-def test_a_cpu_only_program_equals_it_too_without_a_device_transaction(digits_on_the_board_way, tmp_path,
-                                                                         capsys):
+def test_a_cpu_only_program_equals_it_too_without_a_device_transaction(digits_on_the_board_way, board_params,
+                                                                         tmp_path, capsys):
     work, _, host_output = digits_on_the_board_way
-    folder = write_program(resolve_model("digits_cnn"), GemmAccelerator(**PARAMS), tmp_path / "cpu.board",
+    folder = write_program(resolve_model("digits_cnn"), GemmAccelerator(**board_params), tmp_path / "cpu.board",
                            cpu_only=True)
     program = load_program(folder)
     assert all(op.plan is None for op in program.ops)
@@ -82,15 +65,15 @@ def test_a_driver_that_strays_from_the_trace_is_stopped_at_the_transaction(digit
         device.write_register(0x1234, 1)
 
 
-def test_programs_the_board_cannot_run_are_refused_on_the_host(tmp_path):
+def test_programs_the_board_cannot_run_are_refused_on_the_host(board_params, tmp_path):
     with pytest.raises(ModelError, match=r"operator \d+ \(ADD\) cannot run on the board"):
-        write_program(resolve_model("resnet_tiny"), GemmAccelerator(**PARAMS), tmp_path / "resnet.board")
+        write_program(resolve_model("resnet_tiny"), GemmAccelerator(**board_params), tmp_path / "resnet.board")
     (tmp_path / "bad.board").mkdir()
     (tmp_path / "bad.board" / "program.json").write_text("{}")
     assert board_main(["run", str(tmp_path / "bad.board"), "--trace", str(tmp_path / "none")]) == 2
 
 
-def test_the_gemm_driver_runs_without_amaranth(digits_on_the_board_way):
+def test_the_gemm_driver_runs_without_amaranth(digits_on_the_board_way, board_params):
     work, _, host_output = digits_on_the_board_way
     script = f"""
 import sys
@@ -100,4 +83,4 @@ sys.exit(main(["run", {str(work / "digits.board")!r}, "--trace", {str(work / "di
 """
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert GemmAccelerator(**PARAMS).register_map() == GemmAccelerator(**PARAMS).core_class.register_map()
+    assert GemmAccelerator(**board_params).register_map() == GemmAccelerator(**board_params).core_class.register_map()
