@@ -18,7 +18,6 @@ from ..driver.kinds import digest, get_kind
 from ..driver.plan import Plan
 from ..driver.quant import ACTIVATIONS
 from ..errors import ParameterError, UnsupportedLayer
-from ..hw.shell import AcceleratorShell
 
 __all__ = ["Param", "ParamSpace", "Accelerator", "registry", "get_accelerator", "parse_params"]
 
@@ -161,8 +160,10 @@ class Accelerator(ABC):
     def core(self):
         """A fresh gateware core (a :class:`~accelkit.hw.shell.CoreBase`)."""
 
-    def shell(self) -> AcceleratorShell:
-        """A fresh shell around a fresh core (Amaranth components are single-use)."""
+    def shell(self):
+        """A fresh :class:`~accelkit.hw.shell.AcceleratorShell` around a fresh core (Amaranth components are
+        single-use); imported here so that planning and driving need no Amaranth."""
+        from ..hw.shell import AcceleratorShell
         return AcceleratorShell(self.core())
 
     @property

@@ -14,6 +14,13 @@ depend on timing must be equal; cycle counters are compared and reported,
 not required to be equal (a board's DMA and memory differ from the
 simulator's timing model). That is how a board is brought up from a simulator
 trace: record a layer on Verilator, replay it on the board's device.
+
+:class:`TraceDevice` turns the roles round: it *is* the recorded device, for
+code that drives it. Every transaction must be the trace's next one, and reads
+and receives answer what the recorded gateware answered. A program that runs
+on it to the end has made, byte for byte, the transactions the recorded run
+made: that is how the board-side bundle's own driver code is checked here
+against a simulator run, without a board.
 """
 
 import hashlib
@@ -25,9 +32,9 @@ import numpy as np
 
 from ..errors import DeviceError
 from ..hw.registers import STATUS_DONE, Register, RegisterMap
-from .device import Device
+from .device import Device, DmaTiming
 
-__all__ = ["DeviceTrace", "RecordingDevice", "replay", "ReplayReport", "TIMING_REGISTERS"]
+__all__ = ["DeviceTrace", "RecordingDevice", "TraceDevice", "replay", "ReplayReport", "TIMING_REGISTERS"]
 
 #: Registers whose values depend on timing (the DMA, the memory system, the link), not on the data.
 TIMING_REGISTERS = frozenset({"CYCLES", "BUSY_CYCLES", "IN_STALL_CYCLES", "OUT_STALL_CYCLES"})
@@ -151,6 +158,67 @@ class RecordingDevice(Device):
 
     def close(self):
         self.device.close()
+
+
+class TraceDevice(Device):
+    """A device whose answers are a recorded trace's; see the module docstring.
+
+    A transaction that is not the trace's next one raises :class:`DeviceError`
+    naming the entry and what differs; :attr:`remaining` counts the entries not
+    yet played (a complete run leaves none).
+    """
+
+    def __init__(self, trace: DeviceTrace):
+        self.trace = trace
+        recorded = trace.device
+        try:
+            dma = DmaTiming(**recorded["dma"])
+            super().__init__(trace.register_map(), int(recorded["data_width"]), dma)
+        except (KeyError, TypeError, ValueError) as error:
+            raise DeviceError(f"the trace does not describe the device it was recorded on ({error!r})") from None
+        self.backend = f"trace of {recorded.get('backend', 'a device')}"
+        self._at = 0
+        self._pending = []
+
+    @property
+    def remaining(self):
+        return len(self.trace.entries) - self._at
+
+    def _next(self, op, **expected):
+        if self._at >= len(self.trace.entries):
+            raise DeviceError(f"the driver made a {op} after the trace's last transaction "
+                              f"({len(self.trace.entries)} entries)")
+        index, entry = self._at, self.trace.entries[self._at]
+        differing = {key: (value, entry.get(key)) for key, value in expected.items() if entry.get(key) != value}
+        if entry["op"] != op or differing:
+            raise DeviceError(f"transaction {index}: the driver made a {op} {expected}, the trace has "
+                              f"{json.dumps({k: v for k, v in entry.items() if k != 'sha256'})}")
+        self._at += 1
+        return entry
+
+    def read_register(self, offset):
+        return self._next("read", offset=offset)["value"]
+
+    def write_register(self, offset, word):
+        self._next("write", offset=offset, value=int(word))
+
+    def dma_send(self, data):
+        data = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+        self._next("send", nbytes=int(data.size), sha256=hashlib.sha256(data.tobytes()).hexdigest())
+
+    def dma_receive(self, nbytes):
+        entry = self._next("receive", nbytes=int(nbytes))
+        buffer = np.zeros(int(nbytes), dtype=np.uint8)
+        self._pending.append((entry, buffer))
+        return buffer
+
+    def _run(self, cycle_budget):
+        entry = self._next("run", budget=int(cycle_budget))
+        for receive, buffer in self._pending:
+            if "payload" in receive:
+                buffer[:] = self.trace.payloads[receive["payload"]]
+        self._pending = []
+        return entry["finished"], entry["cycles"]
 
 
 @dataclass

@@ -28,10 +28,13 @@ from amaranth import Module, Signal, Cat, Const, Mux, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .constants import REQUANT_LATENCY
+
 __all__ = ["Requantizer", "LATENCY"]
 
-#: Cycles from ``valid`` with an accumulator to ``out_valid`` with its output.
-LATENCY = 15
+#: Cycles from ``valid`` with an accumulator to ``out_valid`` with its output (declared without Amaranth in
+#: ``hw/constants.py``, where the drivers' cost models read it).
+LATENCY = REQUANT_LATENCY
 
 
 class Requantizer(wiring.Component):

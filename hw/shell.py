@@ -23,6 +23,7 @@ from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 
 from ..errors import ParameterError
+from .constants import word_beats
 from .registers import SHELL_REGISTERS, RegisterMap, ID_MAGIC
 
 __all__ = ["beat_layout", "core_signature", "CoreBase", "AcceleratorShell", "check_data_width", "word_beats"]
@@ -31,11 +32,6 @@ __all__ = ["beat_layout", "core_signature", "CoreBase", "AcceleratorShell", "che
 def check_data_width(data_width):
     if not isinstance(data_width, int) or data_width < 8 or data_width % 8 or data_width > 1024:
         raise ParameterError(f"data width must be a multiple of 8 bits between 8 and 1024, not {data_width!r}")
-
-
-def word_beats(nbytes, data_width):
-    """Beats one word of ``nbytes`` bytes occupies on a ``data_width``-bit stream (words start on a beat)."""
-    return -(-nbytes // (data_width // 8))
 
 
 def beat_layout(data_width):

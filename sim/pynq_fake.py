@@ -26,20 +26,22 @@ sees the job end at its first poll, which changes no data.
 Not modelled: DMA errors, interrupts, partial S2MM transfers (a transfer reports
 the length it was given; the simulator's harness does not report TLAST).
 
-Every access is appended to :attr:`transactions` (see :class:`TransactionLog`),
-so a run can be replayed on a board and compared.
+The accelerator's side of every access is recorded by ``driver/trace.py``'s
+:class:`~accelkit.driver.trace.RecordingDevice` around the simulator: its
+register reads and writes, the bytes of every DMA transfer and every job, in
+the trace format ``accelkit replay`` and ``accelkit-board replay`` play
+(:attr:`trace`). The DMA engine's own registers are PYNQ's business, not the
+accelerator's, and are not in it.
 """
 
-import hashlib
-import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..driver.trace import RecordingDevice
 from ..errors import DeviceError
 
-__all__ = ["simulated_pynq_device", "TransactionLog", "DMA_REGISTERS"]
+__all__ = ["simulated_pynq_device", "DMA_REGISTERS"]
 
 #: AXI DMA simple-mode register offsets (PG021): channel base, then offsets within a channel.
 DMA_REGISTERS = {"MM2S": 0x00, "S2MM": 0x30, "DMACR": 0x00, "DMASR": 0x04, "ADDRESS": 0x18,
@@ -47,45 +49,6 @@ DMA_REGISTERS = {"MM2S": 0x00, "S2MM": 0x30, "DMACR": 0x00, "DMASR": 0x04, "ADDR
 _HALTED, _IDLE, _IOC = 0x1, 0x2, 0x1000
 _MEMORY_BASE = 0x1000_0000
 _PAGE = 4096
-
-
-@dataclass
-class TransactionLog:
-    """Register and DMA transactions in order, with the DMA payloads, for replay on a board.
-
-    Each entry is a dict: ``{"op": "write"|"read", "address", "value"}`` for
-    registers (absolute bus addresses), ``{"op": "mm2s"|"s2mm", "address",
-    "nbytes", "sha256", "payload"}`` for DMA transfers (``payload`` indexes
-    :attr:`payloads`, the bytes sent or received).
-    """
-
-    entries: list = field(default_factory=list)
-    payloads: list = field(default_factory=list)
-
-    def add(self, op, **values):
-        self.entries.append({"op": op, **values})
-
-    def add_payload(self, op, address, data):
-        data = np.ascontiguousarray(data, dtype=np.uint8).copy()
-        self.payloads.append(data)
-        self.add(op, address=address, nbytes=int(data.size), sha256=hashlib.sha256(data.tobytes()).hexdigest(),
-                 payload=len(self.payloads) - 1)
-
-    def save(self, path):
-        """Write ``PATH.jsonl`` (entries) and ``PATH.npz`` (payloads)."""
-        path = Path(path)
-        with open(path.with_suffix(".jsonl"), "w") as out:
-            for entry in self.entries:
-                out.write(json.dumps(entry) + "\n")
-        np.savez_compressed(path.with_suffix(".npz"), *self.payloads)
-
-    @classmethod
-    def load(cls, path):
-        path = Path(path)
-        entries = [json.loads(line) for line in open(path.with_suffix(".jsonl"))]
-        with np.load(path.with_suffix(".npz")) as archive:
-            payloads = [archive[f"arr_{i}"] for i in range(len(archive.files))]
-        return cls(entries, payloads)
 
 
 class _Channel:
@@ -120,14 +83,15 @@ def _device_class():
     class SimulatedPynqDevice(pynq.Device):
         """A pynq.Device backed by a simulator device (see the module docstring)."""
 
-        def __init__(self, simulator, *, accel_base, dma_base, window=0x1_0000, chunk_cycles=50_000_000):
+        def __init__(self, simulator, *, accel_base, dma_base, window=0x1_0000, chunk_cycles=50_000_000,
+                     record=True):
             super().__init__("accelkit-simulated")
             self.name = "accelkit-simulated"
             self.capabilities = {"REGISTER_RW": True}
-            self.simulator = simulator
+            #: the simulator, behind a RecordingDevice when ``record`` (then :attr:`trace` is its trace)
+            self.simulator = RecordingDevice(simulator) if record else simulator
             self.accel_base, self.dma_base, self.window = accel_base, dma_base, window
             self.chunk_cycles = chunk_cycles
-            self.transactions = TransactionLog()
             self._status = simulator.register_map["STATUS"].offset
             self._ctrl = simulator.register_map["CTRL"].offset
             self._channels = {"MM2S": _Channel("MM2S"), "S2MM": _Channel("S2MM")}
@@ -135,6 +99,13 @@ def _device_class():
             self._next_address = _MEMORY_BASE
             self._job_running = False
             self.jobs = 0
+
+        @property
+        def trace(self):
+            """The accelerator's transactions so far (a :class:`~accelkit.driver.trace.DeviceTrace`)."""
+            if not isinstance(self.simulator, RecordingDevice):
+                raise DeviceError("this simulated PYNQ device was opened with record=False")
+            return self.simulator.trace
 
         # -- metadata: the .hwh beside the bitstream (synthetic in tests) --
         def get_bitfile_metadata(self, bitfile_name, partial=False):
@@ -144,7 +115,8 @@ def _device_class():
             return RuntimeMetadataParser(Metadata(input=hwh))
 
         def download(self, bitstream, parser=None):
-            self.transactions.add("download", bitstream=str(getattr(bitstream, "bitfile_name", bitstream)))
+            if isinstance(self.simulator, RecordingDevice):
+                self.trace.device["bitstream"] = str(getattr(bitstream, "bitfile_name", bitstream))
 
         # -- memory --
         def allocate(self, shape, dtype, **kwargs):
@@ -205,11 +177,9 @@ def _device_class():
                     value = channel.length
                 else:
                     value = 0
-            self.transactions.add("read", address=address, value=value)
             return value
 
         def _write_word(self, address, value):
-            self.transactions.add("write", address=address, value=value)
             where, offset = self._where(address)
             if where == "accelerator":
                 self.simulator.write_register(offset, value)
@@ -237,7 +207,6 @@ def _device_class():
             channel.length, channel.in_flight = nbytes, True
             memory = self._memory(channel.address, nbytes)
             if channel.name == "MM2S":
-                self.transactions.add_payload("mm2s", channel.address, memory)
                 self.simulator.dma_send(memory.copy())
             else:
                 channel.receive = (self.simulator.dma_receive(nbytes), channel.address)
@@ -256,7 +225,6 @@ def _device_class():
                     if channel.receive is not None:
                         received, address = channel.receive
                         self._memory(address, received.size)[:] = received
-                        self.transactions.add_payload("s2mm", address, received)
                         channel.receive = None
 
         def close(self):

@@ -1,23 +1,35 @@
-"""The int8 systolic GEMM accelerator plug-in."""
+"""The int8 systolic GEMM accelerator plug-in.
+
+The gateware (``gateware.py``, ``pe.py``) is imported only when a core is
+built: planning, driving a device and the cost model need numpy alone, so this
+class runs on a board's own Python too (``sw/hardware/deploy/bundle.py``).
+"""
 
 import numpy as np
 
 from ...driver.device import DmaTiming
 from ...driver.layers import LayerStats, QuantizedGemm
 from ...errors import ParameterError, UnsupportedLayer
+from ...hw.registers import SHELL_REGISTERS
 from ..base import Accelerator, Param, ParamSpace
-from .gateware import GemmCore
-from .pe import PEArray, WeightLayout
+from .layout import GEMM_CONFIG_REGISTERS, WeightLayout
 from . import cost, driver, faults
 
 __all__ = ["GemmAccelerator", "GemmCore"]
+
+
+def __getattr__(name):
+    # ``GemmCore`` stays importable from here without making Amaranth a dependency of the driver
+    if name == "GemmCore":
+        from .gateware import GemmCore
+        return GemmCore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class GemmAccelerator(Accelerator):
     """rows x cols int8 output-stationary systolic array with on-chip TFLite requantization."""
 
     name = "gemm"
-    core_class = GemmCore
     description = "int8 output-stationary systolic GEMM, TFLite per-channel requantization on chip"
     space = ParamSpace(
         params=(
@@ -35,8 +47,17 @@ class GemmAccelerator(Accelerator):
     faults_available = faults.FAULTS
     gateware_faults = faults.GATEWARE_FAULTS
 
+    @property
+    def core_class(self):
+        from .gateware import GemmCore
+        return GemmCore
+
     def core(self):
-        return GemmCore(**self.params, **faults.core_faults(self.faults, self.params))
+        return self.core_class(**self.params, **faults.core_faults(self.faults, self.params))
+
+    def register_map(self):
+        # the core's declaration, read without building (or importing) the gateware
+        return SHELL_REGISTERS.extend(*GEMM_CONFIG_REGISTERS)
 
     @property
     def layout(self):
@@ -45,6 +66,7 @@ class GemmAccelerator(Accelerator):
 
     def pe_array(self):
         """The PE grid alone, as its own component (to synthesize it apart from buffers and requantizer)."""
+        from .pe import PEArray
         return PEArray(self.params["rows"], self.layout)
 
     @property

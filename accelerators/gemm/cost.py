@@ -25,8 +25,8 @@ from functools import lru_cache
 import numpy as np
 
 from ...driver.device import beats_done
-from .gateware import PARAM_WORDS, word_beats, readout_delay, settle_delay
-from .pe import WeightLayout
+from ...hw.constants import word_beats
+from .layout import PARAM_WORDS, WeightLayout, readout_delay, settle_delay
 
 __all__ = ["plan_jobs", "job_cycles", "gemm_cycles", "cycle_bound", "beats_done"]
 

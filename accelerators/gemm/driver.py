@@ -5,8 +5,8 @@ import numpy as np
 from ...driver.layers import LayerStats
 from ...driver.quant import DOUBLE, float_scale_fields
 from .cost import cycle_bound, gemm_cycles, plan_jobs
-from .gateware import PARAM_WORDS, word_beats
-from .pe import WeightLayout
+from ...hw.constants import word_beats
+from .layout import PARAM_WORDS, WeightLayout
 
 __all__ = ["pack_tiles", "pack_job", "unpack_job", "run_gemm", "estimate_gemm"]
 

@@ -37,31 +37,17 @@ from amaranth import Module, Signal, Cat, Const, Mux, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
-from .pe import PEArray, WeightLayout, RESULT_DELAY
+from .layout import (GEMM_CONFIG_REGISTERS, PARAM_WORDS, RESULT_DELAY, WeightLayout, readout_delay,
+                     settle_delay)
+from .pe import PEArray
 
 from ...errors import ParameterError
-from ...hw.registers import Register, CONFIG_BASE
 from ...hw.shell import CoreBase, word_beats
 from ...hw import pipeline
 from ...hw.words import WordGatherer, WordSender
-from ...hw.requantize import Requantizer, LATENCY as REQUANT_LATENCY
+from ...hw.requantize import LATENCY as REQUANT_LATENCY, Requantizer
 
 __all__ = ["GemmCore", "GEMM_CONFIG_REGISTERS", "PARAM_WORDS", "word_beats", "readout_delay", "settle_delay"]
-
-GEMM_CONFIG_REGISTERS = (
-    Register("K", CONFIG_BASE + 0x00, "rw", 16, doc="reduction depth of the job, 1..k_max"),
-    Register("M_TILES", CONFIG_BASE + 0x04, "rw", 16, doc="row tiles in the A block"),
-    Register("N_TILES", CONFIG_BASE + 0x08, "rw", 16, doc="column tiles streamed after the A block"),
-    Register("OUTPUT_ZERO_POINT", CONFIG_BASE + 0x0C, "rw", 8, signed=True, doc="added after requantization"),
-    Register("ACT_MIN", CONFIG_BASE + 0x10, "rw", 8, signed=True, doc="lower clamp of the int8 output"),
-    Register("ACT_MAX", CONFIG_BASE + 0x14, "rw", 8, signed=True, doc="upper clamp of the int8 output"),
-    Register("REQUANT_MODE", CONFIG_BASE + 0x18, "rw", 1, doc="0: double rounding (CONV_2D), 1: float (FC)"),
-    Register("ROW_OFFSET", CONFIG_BASE + 0x1C, "rw", 9, signed=True,
-             doc="times the sum of each output row's A operands, added before requantization (-B zero point)"),
-)
-
-#: Parameter words per column tile: bias, multiplier low, multiplier high, shifts.
-PARAM_WORDS = 4
 
 
 def _positive(name, value, maximum):
@@ -366,25 +352,6 @@ class GemmCore(CoreBase):
                     m.d.sync += [read_t.eq(0), read_n.eq(read_n + 1),
                                  half_full.bit_select(read_half, 1).eq(0)]
         return m
-
-
-def settle_delay(cols):
-    """Cycles from a tile's last step issuing to row 0 of its results entering the requantizer.
-
-    Stage 1 (the operands out of the buffers), stage 2 (registered), ``cols -
-    1`` hops to the last column, and the PE's ``RESULT_DELAY`` to its result register.
-    """
-    return cols + 1 + RESULT_DELAY
-
-
-def readout_delay(rows):
-    """Cycles from a tile's rows starting to enter the requantizer to the readout's start token.
-
-    The readout loads row 0 the cycle after the token: no earlier than the step
-    has crossed the array (``rows``) and row 0 has come out of the requantizer
-    into the row buffer (``REQUANT_LATENCY + 1``).
-    """
-    return max(rows, REQUANT_LATENCY + 1)
 
 
 def _select(values, index):

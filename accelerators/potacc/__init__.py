@@ -23,7 +23,7 @@ import numpy as np
 from ...errors import ModelError, ParameterError, UnsupportedLayer
 from ..base import Param, ParamSpace
 from ..gemm import GemmAccelerator
-from ..gemm.pe import WeightLayout, on_shift_grid, shift_grid
+from ..gemm.layout import WeightLayout, on_shift_grid, shift_grid
 
 __all__ = ["PotAccelerator", "column_plan", "method_params", "METHODS"]
 

@@ -27,7 +27,30 @@ def add_arguments(parser):
                         help="ECP5 boards: load the bitstream with openFPGALoader (OPENFPGALOADER names the tool)")
     parser.add_argument("--params-file", metavar="PARAMS.json", help="the design's parameters as `accelkit dse "
                         "--export` writes them (its accelerator replaces --accel; --params override)")
+    parser.add_argument("--model", action="append", default=[], metavar="MODEL",
+                        help="also write MODEL's board program into OUT/MODEL.board/ (a .tflite file or a bundled "
+                        "model; repeatable), for `accelkit-board run` on the board")
+    parser.add_argument("--bundle", action="store_true",
+                        help="also build the board-side wheel (accelkit_board) into OUT/")
     parser.add_argument("--json", metavar="PATH", help="write what was exported as JSON")
+
+
+def _board_side(args, accelerator):
+    """The board programs of ``--model`` and the wheel of ``--bundle``; their paths."""
+    from pathlib import Path
+    from ..hardware.deploy.board_program import write_program
+    from ..hardware.deploy.bundle import build_bundle
+    from ..zoo import resolve_model
+    written = []
+    for model in args.model:
+        path = resolve_model(model)
+        written.append(write_program(path, accelerator, Path(args.out_dir) / f"{path.stem}.board"))
+        console.print(f"board program of {path.name}: {written[-1]}   (accelkit-board run {written[-1].name} "
+                      "--bitfile ... on the board)", highlight=False)
+    if args.bundle:
+        written.append(build_bundle(args.out_dir))
+        console.print(f"board-side wheel: {written[-1]}   (pip install it on the board)", highlight=False)
+    return written
 
 
 def run(args):
@@ -45,6 +68,7 @@ def run(args):
                              f"{args.board}'s is built by Vivado from the exported project")
     result = export_design(accelerator, args.board, args.out_dir, clock_mhz=args.clock_mhz,
                            generator=f"accelkit {version('accelkit')}", progress=progress_printer())
+    board_side = _board_side(args, accelerator)
     design = result.design
     rows = [[segment.slave, f"0x{segment.offset:08X}", f"0x{segment.range:X}"]
             for segment in design.addresses if segment.master.startswith(design.board.ps_cell)]
@@ -54,7 +78,7 @@ def run(args):
     if args.json:
         write_json(args.json, provenance("export", accelerator, board=design.board.name,
                                          clock_mhz=design.clock_mhz, clock_source=result.clock_source,
-                                         files=[str(path) for path in result.files]))
+                                         files=[str(path) for path in [*result.files, *board_side]]))
     return 0
 
 
@@ -64,6 +88,7 @@ def _run_ecp5(args, accelerator):
         raise ParameterError(f"--clock-mhz: the {args.board} design runs on the board's 25 MHz oscillator; "
                              f"it cannot be set (got {args.clock_mhz:g})")
     result = build_ulx3s(accelerator, args.out_dir, board=args.board, baud=args.baud, progress=progress_printer())
+    board_side = _board_side(args, accelerator)
     rows = [[name, str(count)] for name, count in sorted(result.utilisation.items())]
     console.print(table(f"{result.top} on {args.board}: cells used", ["cell", "used"], rows))
     console.print(f"Fmax {result.fmax_mhz:.1f} MHz at a {result.clock_mhz:g} MHz clock "
@@ -74,5 +99,6 @@ def _run_ecp5(args, accelerator):
         command = program_ulx3s(result.bitstream)
         console.print(f"loaded: {' '.join(command)}")
     if args.json:
-        write_json(args.json, provenance("export", accelerator, board=args.board, ecp5=result.as_dict()))
+        write_json(args.json, provenance("export", accelerator, board=args.board, ecp5=result.as_dict(),
+                                         files=[str(path) for path in board_side]))
     return 0

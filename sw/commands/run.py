@@ -7,6 +7,7 @@ import numpy as np
 
 from ...accelerators.base import parse_params
 from ...driver.device import DmaTiming
+from ...driver.trace import RecordingDevice
 from ...errors import ModelError, ParameterError
 from ..frontends.inputs import check_labels, load_inputs, load_labels
 from ..reports.clock import report_clock
@@ -34,6 +35,9 @@ def add_arguments(parser):
                         "else time is not shown)")
     parser.add_argument("--seed", type=arguments.seed, default=0, help="seed of the random input (without --input)")
     parser.add_argument("--limit", type=arguments.sample_limit, help="run only the first N samples of --input")
+    parser.add_argument("--record", metavar="TRACE", help="record the device transactions to TRACE.jsonl and "
+                        "TRACE.npz (one accelerator on a simulator): what `accelkit-board run --trace` and "
+                        "`accelkit-board replay` play")
     parser.add_argument("--params-file", metavar="PARAMS.json", help="a design's parameters (as `accelkit dse "
                         "--export` writes them) for the accelerator it names; --params given too override them")
 
@@ -71,8 +75,14 @@ def run(args):
     dma = DmaTiming(args.dma_bytes, args.dma_latency)
     clock = report_clock(accelerators, args.clock_mhz, progress)
     labels = load_labels(args.labels) if args.labels else None
+    if args.record and (len(accelerators) != 1 or args.backend == "model"):
+        raise ParameterError(f"--record records one accelerator's device on a simulator; got --accel {args.accel} "
+                             f"on backend {args.backend}")
     with open_claiming_executor(accelerators, args.backend, dma, progress=progress) as executor:
         accelerator = executor.accelerator
+        if args.record:
+            executor.device = RecordingDevice(executor.device)
+            executor.device.trace.device["accelerator"] = {"name": accelerator.name, "params": accelerator.params}
         if args.frontend == "tvm":
             from ..frontends.tvm.runner import TvmModel
             model = TvmModel(path, executor, keep_inputs=bool(args.compare))
@@ -122,6 +132,9 @@ def run(args):
             if len(batch) > 20 and (i + 1) % max(1, len(batch) // 5) == 0:
                 progress(f"{i + 1}/{len(batch)} samples")
         wall = time.perf_counter() - started - reference_seconds
+        if args.record:
+            executor.device.trace.save(args.record)
+            progress(f"recorded {len(executor.device.trace.entries)} transactions to {args.record}.jsonl/.npz")
     if args.compare:
         for node, (exact, difference) in layer_checks.items():
             model.records[node].bit_exact, model.records[node].max_difference = exact, difference

@@ -51,7 +51,7 @@ def bram36_for(width, depth):
 
 def _gemm_memories(p):
     """(width, depth) of the GEMM core's memories: A buffer, B buffer (two halves), output row buffer."""
-    from ...accelerators.gemm.pe import WeightLayout
+    from ...accelerators.gemm.layout import WeightLayout
     layout = WeightLayout.from_params(p)
     return [(8 * p["rows"], p["a_depth"]), (layout.row_bits, 2 * p["k_max"] // layout.words_per_row),
             (8 * p["cols"], p["rows"])]

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...accelerators.gemm.pe import shift_fields
+from ...accelerators.gemm.layout import shift_fields
 from ...accelerators.potacc import METHODS
 from ...errors import ModelError, ParameterError
 from ..reports.output import replacing, write_bytes

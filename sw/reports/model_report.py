@@ -1,10 +1,53 @@
-"""Per-layer model reports shared by the TFLite and TVM paths: table, totals, JSON, plot."""
+"""Per-layer model reports shared by the TFLite and TVM paths and the board: records, table, totals, plot.
 
-from pathlib import Path
+The board-side bundle carries this module (with :mod:`.tables`), so a model run
+on a board prints the report ``accelkit run`` prints.
+"""
 
-from .output import console, table
+from dataclasses import dataclass, field
 
-__all__ = ["totals", "print_report", "save_plot"]
+from .tables import console, table
+
+__all__ = ["LayerRecord", "totals", "print_report", "save_plot"]
+
+
+@dataclass
+class LayerRecord:
+    """One operator of the model in the report."""
+
+    index: int
+    op: str
+    inputs: list
+    output: list
+    macs: int
+    where: str                 # "accelerator" or "cpu"
+    reason: str = ""           # why it stayed on the CPU
+    cycles: int = 0
+    utilization: float = 0.0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    jobs: int = 0
+    stall_cycles: int = 0
+    bit_exact: bool | None = None
+    max_difference: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def take_stats(self, stats):
+        """Fill the accelerator's figures in from the LayerStats of running the layer."""
+        self.cycles, self.utilization = stats.cycles, stats.utilization
+        self.bytes_in, self.bytes_out, self.jobs = stats.bytes_in, stats.bytes_out, stats.jobs
+        self.stall_cycles = stats.in_stall_cycles + stats.out_stall_cycles
+        self.extra["busy_cycles"] = stats.busy_cycles
+        self.extra["gemm_shape"] = [stats.shape.get("m"), stats.shape.get("n"), stats.shape.get("k")]
+        if "weight_bytes" in stats.extra:
+            self.extra["weight_bytes"] = stats.extra["weight_bytes"]
+
+    def as_dict(self, clock_hz):
+        """The record as JSON; ``time_us`` is None when ``clock_hz`` is (an unmeasured clock)."""
+        record = {k: v for k, v in self.__dict__.items() if k != "extra"}
+        record["time_us"] = None if clock_hz is None else self.cycles / clock_hz * 1e6
+        record.update(self.extra)
+        return record
 
 
 def totals(records, clock_hz, clock_source=None):
@@ -65,7 +108,7 @@ def save_plot(path, records, title):
     axis.set_ylabel("accelerator cycles")
     axis.set_title(title, fontsize=9)
     figure.tight_layout()
-    from .output import replacing
+    from .output import replacing     # only where results are written (not on a board)
     try:
         with replacing(path) as handle:
             figure.savefig(handle, dpi=120, format="png")

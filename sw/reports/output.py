@@ -8,18 +8,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
 from ... import __version__
 from ...sim.toolchain import tool_versions
+from .tables import console, error_console, progress_printer, table
 
 __all__ = ["SCHEMA_VERSION", "provenance", "replacing", "write_json", "write_bytes", "save_arrays", "console", "error_console", "progress_printer", "table"]
 
 SCHEMA_VERSION = 1
 
-console = Console(width=None if sys.stdout.isatty() else 160)
-error_console = Console(stderr=True)
 
 
 def provenance(command, accelerator=None, backend=None, dma=None, seed=None, **extra) -> dict:
@@ -89,30 +85,4 @@ def _plain(value):
         return value.tolist()
     if hasattr(value, "as_dict"):
         return value.as_dict()
-    return str(value)
-
-
-def progress_printer(prefix="accelkit"):
-    """A progress callback that prints timestamped lines on stderr (long builds and runs)."""
-    started = time.monotonic()
-
-    def report(message):
-        error_console.print(f"[dim]{prefix} {time.monotonic() - started:6.1f}s[/dim] {message}", highlight=False)
-    return report
-
-
-def table(title, columns, rows):
-    result = Table(title=title, title_justify="left")
-    for column in columns:
-        result.add_column(column, justify="left" if column in ("op", "where", "backend", "name", "check") else "right")
-    for row in rows:
-        result.add_row(*(_cell(v) for v in row))
-    return result
-
-
-def _cell(value):
-    if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
     return str(value)

@@ -2,10 +2,9 @@
 
 import time
 import warnings
-from dataclasses import dataclass, field
-
 
 from ....errors import ModelError, UnsupportedLayer
+from ...reports.model_report import LayerRecord
 from .delegate import PythonDelegate
 from .frontend import activation_inputs, kind_for
 from .model import op_macs, read_model
@@ -33,35 +32,6 @@ def make_interpreter(path, cpu_kernels="ref", delegates=(), preserve_all_tensors
     except (ValueError, RuntimeError) as error:
         raise ModelError(f"LiteRT cannot load {path}: {error}") from None
     return interpreter
-
-
-@dataclass
-class LayerRecord:
-    """One operator of the model in the report."""
-
-    index: int
-    op: str
-    inputs: list
-    output: list
-    macs: int
-    where: str                 # "accelerator" or "cpu"
-    reason: str = ""           # why it stayed on the CPU
-    cycles: int = 0
-    utilization: float = 0.0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    jobs: int = 0
-    stall_cycles: int = 0
-    bit_exact: bool | None = None
-    max_difference: int | None = None
-    extra: dict = field(default_factory=dict)
-
-    def as_dict(self, clock_hz):
-        """The record as JSON; ``time_us`` is None when ``clock_hz`` is (an unmeasured clock)."""
-        record = {k: v for k, v in self.__dict__.items() if k != "extra"}
-        record["time_us"] = None if clock_hz is None else self.cycles / clock_hz * 1e6
-        record.update(self.extra)
-        return record
 
 
 class DelegatedModel:
@@ -120,14 +90,7 @@ class DelegatedModel:
             out = out.reshape(tensors[op.outputs[0]].shape)
             values[op.outputs[0]] = out
             self.outputs_by_node[node] = out
-            record = self.records[node]
-            record.cycles, record.utilization = stats.cycles, stats.utilization
-            record.bytes_in, record.bytes_out, record.jobs = stats.bytes_in, stats.bytes_out, stats.jobs
-            record.stall_cycles = stats.in_stall_cycles + stats.out_stall_cycles
-            record.extra["busy_cycles"] = stats.busy_cycles
-            record.extra["gemm_shape"] = [stats.shape.get("m"), stats.shape.get("n"), stats.shape.get("k")]
-            if "weight_bytes" in stats.extra:
-                record.extra["weight_bytes"] = stats.extra["weight_bytes"]
+            self.records[node].take_stats(stats)
         self.layer_seconds += time.perf_counter() - started
         for index in partition.outputs:
             write_tensor(index, values[index])

@@ -1,18 +1,24 @@
-"""The board-side bundle: a pure-Python wheel with the device layer only, for the board's own Python.
+"""The board-side bundle: a pure-Python wheel with the device layer, the GEMM driver and the model runner.
 
 What a user copies to a board: ``accelkit_board-VERSION-py3-none-any.whl``,
-holding accelkit's device interface (``driver/device.py``), the PYNQ and
-serial devices, the transaction trace and replay, the register declarations
-and the exception family, plus the ``accelkit-board`` command
-(``driver/board_cli.py``). It depends on numpy only (pynq comes with the PYNQ image;
-pyserial is an extra), so no Amaranth, Verilator, LiteRT or TVM is needed on
-the board, and nothing in it depends on the word size: PYNQ-Z1/Z2 images are
-32-bit armv7l with Python 3.10, the KV260's aarch64.
+holding accelkit's device interface, the PYNQ and serial devices, the
+transaction trace and replay, the register declarations, the layer kinds and
+the CPU operators (numpy), the GEMM accelerator's plans, driver and cost model
+(not its gateware), the model runner and report printer, and the
+``accelkit-board`` command (``board_cli.py``). It depends on numpy and rich
+(pynq comes with the PYNQ image; pyserial is an extra), so no Amaranth,
+Verilator, LiteRT, TVM or TFLite reader is needed on the board: a model
+travels as a board program (``board_program.py``), planned on the host.
 
 The modules are copied unchanged, keeping their relative places, so their
 relative imports hold inside ``accelkit_board``; :data:`BUNDLED` lists them and
 :func:`check_bundle_sources` checks that they import nothing else of
-accelkit's and parse as Python 3.10.
+accelkit's (but the gateware modules in :data:`GATEWARE_ONLY`, which only the
+functions that build gateware import, and a board never calls), and parse as
+Python 3.10. Their struct formats must name a byte order and their numpy
+integers a width, so that no size depends on the board's word size (PYNQ-Z1/Z2
+run 32-bit armv7l); this is checked on the source, since no 32-bit Python runs
+here.
 """
 
 import ast
@@ -24,14 +30,26 @@ from pathlib import Path
 
 from ....errors import ToolchainError
 
-__all__ = ["BUNDLED", "BOARD_PYTHON", "build_bundle", "check_bundle_sources", "BUNDLE_NAME"]
+__all__ = ["BUNDLED", "GATEWARE_ONLY", "BOARD_PYTHON", "build_bundle", "check_bundle_sources", "BUNDLE_NAME"]
 
 BUNDLE_NAME = "accelkit_board"
 #: The oldest Python a supported board image has (PYNQ 3.0 images: 3.10).
 BOARD_PYTHON = (3, 10)
-#: accelkit modules in the bundle, relative to the package root.
-BUNDLED = ("errors.py", "hw/registers.py", "hw/serial_protocol.py", "driver/device.py", "driver/pynq_device.py",
-           "driver/serial_device.py", "driver/trace.py", "driver/board_cli.py")
+#: accelkit modules in the bundle, relative to the package root. The layer kinds but block_matmul (llama.cpp
+#: blocks, which need gguf and are no TFLite layer); packages without their ``__init__.py`` here get an empty one.
+BUNDLED = ("errors.py", "hw/registers.py", "hw/serial_protocol.py", "hw/constants.py",
+           "driver/device.py", "driver/pynq_device.py", "driver/serial_device.py", "driver/trace.py",
+           "driver/layers.py", "driver/quant.py", "driver/plan.py", "driver/cpu_ops.py",
+           "driver/kinds/__init__.py", "driver/kinds/base.py", "driver/kinds/fields.py", "driver/kinds/conv2d.py",
+           "driver/kinds/fc.py", "driver/kinds/gemm.py", "driver/kinds/depthwise_conv2d.py",
+           "driver/kinds/batch_matmul.py", "driver/kinds/tconv.py",
+           "accelerators/base.py", "accelerators/gemm/__init__.py", "accelerators/gemm/layout.py",
+           "accelerators/gemm/cost.py", "accelerators/gemm/driver.py", "accelerators/gemm/faults.py",
+           "sw/reports/model_report.py", "sw/reports/tables.py",
+           "sw/hardware/deploy/board_run.py", "sw/hardware/deploy/board_cli.py")
+#: modules outside the bundle that bundled code imports inside functions a board never calls (building
+#: gateware, writing result files on the host)
+GATEWARE_ONLY = ("hw/shell", "accelerators/gemm/gateware", "accelerators/gemm/pe", "sw/reports/output")
 _ROOT = Path(__file__).resolve().parents[3]
 
 _PYPROJECT = """[build-system]
@@ -41,18 +59,18 @@ build-backend = "setuptools.build_meta"
 [project]
 name = "accelkit-board"
 version = "{version}"
-description = "accelkit's device layer for the board: PYNQ and serial devices, transaction replay"
+description = "accelkit on the board: PYNQ and serial devices, the GEMM driver, models, transaction replay"
 requires-python = ">={python}"
-dependencies = ["numpy>=1.21"]
+dependencies = ["numpy>=1.21", "rich>=12"]
 
 [project.optional-dependencies]
 serial = ["pyserial>=3.5"]
 
 [project.scripts]
-accelkit-board = "accelkit_board.driver.board_cli:main"
+accelkit-board = "accelkit_board.sw.hardware.deploy.board_cli:main"
 
 [tool.setuptools]
-packages = ["accelkit_board", "accelkit_board.hw", "accelkit_board.driver"]
+packages = [{packages}]
 """
 
 
@@ -60,10 +78,45 @@ def _sources():
     return {path: _ROOT / path for path in BUNDLED}
 
 
+def _packages():
+    """Dotted names of the bundle's packages (every folder holding a bundled module, and their parents)."""
+    folders = set()
+    for path in BUNDLED:
+        parent = Path(path).parent
+        while parent != Path("."):
+            folders.add(parent)
+            parent = parent.parent
+    return sorted(folders)
+
+
+def _struct_formats(tree):
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "struct"
+                and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            yield node.lineno, node.func.attr, node.args[0].value
+
+
+def _platform_integers(tree):
+    """Uses of numpy integers whose width is the platform's (32 bits on armv7l, 64 on x86-64 and aarch64)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "np" \
+                and node.attr in ("int_", "intp", "uint", "uintp", "long", "ulong"):
+            yield node.lineno, f"np.{node.attr}"
+        elif isinstance(node, ast.keyword) and node.arg == "dtype" and isinstance(node.value, ast.Name) \
+                and node.value.id == "int":
+            yield node.lineno, "dtype=int"
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "astype" \
+                and node.args and isinstance(node.args[0], ast.Name) and node.args[0].id == "int":
+            yield node.lineno, "astype(int)"
+
+
 def check_bundle_sources():
-    """Problems found in the bundled modules: imports leaving the bundle, syntax newer than :data:`BOARD_PYTHON`."""
+    """Problems found in the bundled modules: imports leaving the bundle, syntax newer than :data:`BOARD_PYTHON`,
+    struct formats and numpy integer types whose sizes depend on the machine."""
     problems = []
     inside = {Path(path).with_suffix("").as_posix() for path in BUNDLED}
+    inside |= {f"{folder.as_posix()}/__init__" for folder in _packages()}
     for name, source in _sources().items():
         text = source.read_text()
         try:
@@ -80,14 +133,21 @@ def check_bundle_sources():
                 target = (base / (node.module or "").replace(".", "/")).as_posix().lstrip("./")
                 names = [target] if node.module else [f"{target}/{alias.name}".lstrip("/") for alias in node.names]
                 for module in names:
-                    if module not in inside:
+                    if module not in inside and f"{module}/__init__" not in inside and module not in GATEWARE_ONLY:
                         problems.append(f"{name}:{node.lineno}: imports {module!r}, which the bundle does not hold")
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
                 modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module]
                 for module in modules:
                     if module.split(".")[0] in ("accelkit", "amaranth", "tflite", "ai_edge_litert", "tvm",
-                                                "verilator", "cocotb", "tomllib"):
+                                                "verilator", "cocotb", "tomllib", "ctypes", "gguf"):
                         problems.append(f"{name}:{node.lineno}: imports {module}, unavailable on a board")
+        for line, function, form in _struct_formats(tree):
+            if not form or form[0] not in "<>!=":
+                problems.append(f"{name}:{line}: struct.{function}({form!r}) uses the machine's native sizes and "
+                                "alignment; name a byte order (<, >, ! or =)")
+        for line, use in _platform_integers(tree):
+            problems.append(f"{name}:{line}: {use} is 32 bits on a 32-bit board and 64 here; name the width "
+                            "(np.int64, np.int32)")
     return problems
 
 
@@ -104,11 +164,14 @@ def build_bundle(out_dir, *, version="0.1.0") -> Path:
             target = package / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, target)
-        for folder in (package, package / "hw", package / "driver"):
-            (folder / "__init__.py").write_text('"""accelkit\'s device layer, as bundled for a board."""\n'
-                                                if folder == package else "")
-        (Path(work) / "pyproject.toml").write_text(_PYPROJECT.format(version=version,
-                                                                     python=".".join(map(str, BOARD_PYTHON))))
+        (package / "__init__.py").write_text('"""accelkit on a board: see accelkit\'s sw/hardware/deploy/bundle.py."""'
+                                             f'\n\n__version__ = "{version}"\n')
+        for folder in _packages():
+            if not (package / folder / "__init__.py").exists():
+                (package / folder / "__init__.py").write_text("")
+        names = [BUNDLE_NAME] + [f"{BUNDLE_NAME}.{folder.as_posix().replace('/', '.')}" for folder in _packages()]
+        (Path(work) / "pyproject.toml").write_text(_PYPROJECT.format(
+            version=version, python=".".join(map(str, BOARD_PYTHON)), packages=", ".join(f'"{n}"' for n in names)))
         process = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                                   "--wheel-dir", str(out_dir), work], stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")

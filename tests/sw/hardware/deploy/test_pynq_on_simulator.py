@@ -17,7 +17,7 @@ except ImportError as error:      # the main venv has no PYNQ: numpy 2 (see scri
     pytest.skip(f"PYNQ is not importable here ({error}); this module runs in .venv-pynq", allow_module_level=True)
 
 from accelkit.accelerators.gemm import GemmAccelerator
-from accelkit.sim.pynq_fake import TransactionLog
+from accelkit.driver.trace import DeviceTrace, replay
 from accelkit.sw.execution.devices import open_device
 from accelkit.sw.execution.executors import DeviceExecutor
 from accelkit.sw.frontends.tflite.runner import DelegatedModel
@@ -82,25 +82,26 @@ def test_digits_cnn_runs_end_to_end_through_pynq(board, simulator, accelerator, 
     x = np.load(ZOO / "data" / "digits_test_x.npy")[:3]
     through_pynq = DelegatedModel(DIGITS, DeviceExecutor(accelerator, device))
     direct = DelegatedModel(DIGITS, DeviceExecutor(accelerator, simulator))
-    start = len(fake.transactions.entries)
+    start = len(fake.trace.entries)
     for sample in x:
         a, b = through_pynq.invoke(sample[None]), direct.invoke(sample[None])
         for left, right in zip(a, b):
             np.testing.assert_array_equal(left, right)
-    # The transactions are recorded with their payloads and survive a save and load (for replay on a board).
-    log = fake.transactions
-    kinds = {entry["op"] for entry in log.entries[start:]}
-    assert {"write", "read", "mm2s", "s2mm"} <= kinds
-    log.save(tmp_path / "digits")
-    loaded = TransactionLog.load(tmp_path / "digits")
-    assert loaded.entries == log.entries
-    assert all(np.array_equal(a, b) for a, b in zip(loaded.payloads, log.payloads))
-
+    # The accelerator's transactions are recorded through driver/trace.py, in the format replays take:
+    # saved, loaded, and played on the direct simulator, every received byte is as recorded.
+    trace = fake.trace
+    assert {entry["op"] for entry in trace.entries[start:]} == {"write", "read", "send", "receive", "run"}
+    trace.save(tmp_path / "digits")
+    loaded = DeviceTrace.load(tmp_path / "digits")
+    assert loaded.entries == trace.entries and loaded.device["registers"] == trace.device["registers"]
+    report = replay(DeviceTrace(loaded.entries[start:], loaded.payloads, loaded.device), simulator)
+    assert report.ok, report.mismatches[:3]
+    assert report.jobs >= 5 * len(x) and report.receives == report.jobs
 
 
 def test_a_verilator_trace_replays_through_pynq(board, simulator, accelerator):
     """Bring-up by replay: a trace recorded on the simulator, played through PYNQ's MMIO and DMA driver."""
-    from accelkit.driver.trace import RecordingDevice, replay
+    from accelkit.driver.trace import RecordingDevice
     device, fake = board
     layer, inputs = accelerator.random_layer("fc", np.random.default_rng(4), batch=3, k=40, n=12)
     recorder = RecordingDevice(simulator)
@@ -133,7 +134,7 @@ def test_kv260_overlay_maps_the_zynq_ultrascale_addresses(accelerator, tmp_path)
     class NoSimulator:                          # only the metadata is read here
         register_map = accelerator.register_map()
 
-    fake = simulated_pynq_device(NoSimulator(), accel_base=0xA001_0000, dma_base=0xA000_0000)
+    fake = simulated_pynq_device(NoSimulator(), accel_base=0xA001_0000, dma_base=0xA000_0000, record=False)
     overlay = pynq.Overlay(str(bitfile), download=False, device=fake)
     assert overlay.ip_dict["accelerator_0"]["phys_addr"] == 0xA001_0000
     assert overlay.ip_dict["axi_dma_0"]["phys_addr"] == 0xA000_0000

@@ -209,9 +209,17 @@ def test_export_command(tmp_path, capsys):
     from accelkit.sw.commands.main import main
     params = ",".join(f"{k}={v}" for k, v in GemmAccelerator.small_params.items())
     assert main(["export", "--accel", "gemm", "--params", params, "--board", "kv260", "--clock-mhz", "180",
-                 str(tmp_path / "out")]) == 0
+                 str(tmp_path / "out"), "--model", "digits_cnn", "--bundle"]) == 0
     out = capsys.readouterr().out
     assert "0xA0010000" in out and "fabric clock 166.667 MHz" in out   # 1000 / 6: the PS's clock below 180
     assert (tmp_path / "out" / "build.sh").stat().st_mode & 0o100
+    # what the board needs beside the bitstream: the model's program and the wheel
+    from accelkit.sw.hardware.deploy.board_run import load_program
+    program = load_program(tmp_path / "out" / "digits_cnn.board")
+    assert program.accelerator.params == GemmAccelerator(**GemmAccelerator.small_params).params
+    assert len(program.ops) == 7 and list((tmp_path / "out").glob("accelkit_board-*.whl"))
+    assert main(["export", "--accel", "gemm", "--params", params, "--board", "kv260", str(tmp_path / "r"),
+                 "--model", "resnet_tiny"]) == 2
+    assert "(ADD) cannot run on the board" in capsys.readouterr().err
     assert main(["export", "--accel", "gemm", "--params", "rows=0", "--board", "kv260", str(tmp_path / "x")]) == 2
     assert "rows must be in 1..64, not 0" in capsys.readouterr().err
