@@ -48,12 +48,20 @@ class Requantizer(wiring.Component):
     ``act_min``, ``act_max``, ``float_mode``) are read in later stages than
     ``acc``: they must hold still while a value is in the pipeline (the cores
     change them only between tiles).
+
+    With ``follow_params=True`` (keyword-only) ``multiplier`` and ``shifts`` are
+    instead sampled with ``acc`` and travel down the pipeline beside it, so they
+    may change every cycle (a core that requantizes a different group of
+    channels each cycle); this costs registers for their copies, nothing else.
     """
 
-    def __init__(self, *, float_support=True):
+    def __init__(self, *, float_support=True, follow_params=False):
         if not isinstance(float_support, bool):
             raise TypeError(f"float_support must be a bool, not {float_support!r}")
+        if not isinstance(follow_params, bool):
+            raise TypeError(f"follow_params must be a bool, not {follow_params!r}")
         self.float_support = float_support
+        self.follow_params = follow_params
         super().__init__({
             "valid": In(1), "acc": In(signed(32)), "bias": In(signed(32)), "float_mode": In(1),
             "multiplier": In(54), "shifts": In(16), "zero_point": In(signed(8)),
@@ -83,8 +91,18 @@ class Requantizer(wiring.Component):
             return signal
 
         float_mode = self.float_mode if self.float_support else Const(0, 1)
-        left, right, exponent = self.shifts[:5], self.shifts[8:13], self.shifts[:7]
-        multiplier = self.multiplier
+        if self.follow_params:
+            # copies registered stage by stage up to the stage whose logic reads them
+            shifts, multipliers = [self.shifts], [self.multiplier]
+            for index in range(1, 11):
+                shifts.append(stage(index, "shifts", shifts[-1], 16))
+                if index <= 5:
+                    multipliers.append(stage(index, "multiplier", multipliers[-1], 54))
+            left, exponent, right = shifts[2][:5], shifts[4][:7], shifts[10][8:13]
+            multiplier = multipliers[5]
+        else:
+            left, right, exponent = self.shifts[:5], self.shifts[8:13], self.shifts[:7]
+            multiplier = self.multiplier
 
         # 1-2: the accumulator, then with its bias.
         acc = stage(1, "acc", self.acc, signed(32))

@@ -8,9 +8,9 @@ fires with its last beat; its sums are written ``write_delay`` cycles later. A
 READOUT hands its tile to the readout engine once the engine has taken the last
 word of the tile before (the accumulation buffer has two banks), and the
 decoder moves on the cycle after. The engine waits for the tile's last write,
-issues one accumulation word per cycle, each reaching the output FIFO
-``readout_delay`` cycles after its read; the sender takes a word when the
-previous one has left. The output FIFO's credit never slows the readout below
+issues one (word, lane group) item per cycle, each reaching the output FIFO
+``readout_delay`` cycles after its read as one output beat; the sender takes
+an item when the previous one has left. The output FIFO's credit never slows the readout below
 the output stream's pace (its depth exceeds the read-to-FIFO delay), so no
 term for it appears. Cycle indices count from the start write; the job takes
 (last output beat + 1) cycles, what the CYCLES counter reports.
@@ -37,7 +37,7 @@ def program_cycles(design, program, dma):
         last_fire = beats_done(in_beat, run.beats - 1, ready, beat, bpc, latency)
         header = max(last_fire + 1, latency + (in_beat + run.beats - 1) * beat // bpc)
         in_beat += run.beats
-        words, out_word = run.words, run.word_beats
+        words, out_word = run.words * run.word_beats, 1     # items: one output beat each
         handover = max(header + 1, taken + 1)
         first_read = max(handover + 1, last_fire + write + 1)
         arrive = first_read + delay          # the FIFO offers word w from cycle arrive + w

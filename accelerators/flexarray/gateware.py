@@ -40,10 +40,12 @@ header's low 32 bits: opcode (bits 0-2), ``first`` (3), ``last`` (4), a count
   commands stream in while this one is read out (double-buffered
   accumulation). The decoder waits here only while the engine still reads the
   tile before. The engine waits for the tile's last write, then reads words
-  ``0..count-1`` in order through ``RN_BW`` requantizers and sends the first
-  ``beats per step`` beats of each (``RN_BW`` int8 lanes from byte 0; bytes past
-  the lanes the tile uses are don't-care), TLAST on the last beat of a READOUT
-  marked ``last``, which ends the job.
+  ``0..count-1`` in order, each ``beats per step`` times, once per group of
+  ``min(DN_BW, RN_BW)`` lanes: the group goes through that many requantizers
+  (their per-channel parameters travel down the pipeline with the data, so the
+  group may change every cycle) and becomes one output beat (lanes from byte 0;
+  bytes past the lanes the tile uses are don't-care). TLAST marks the last beat
+  of a READOUT marked ``last``, which ends the job.
 
 Every multiplier output, every tree level and every memory read is registered.
 """
@@ -136,6 +138,9 @@ class FlexArrayCore(CoreBase):
             raise ParameterError(f"acc_depth must be a power of two in 2..65536, not {acc_depth!r}")
         self.n, self.dn_bw, self.rn_bw, self.rn, self.dn, self.acc_depth = multipliers, dn_bw, rn_bw, rn, dn, acc_depth
         self.info = multipliers | (rn_bw << 8)
+        #: lanes requantized per cycle (one output beat) and lane groups per accumulation word
+        self.per_beat = min(dn_bw, rn_bw)
+        self.groups = -(-rn_bw // self.per_beat)
         super().__init__(8 * dn_bw)
 
     @property
@@ -149,7 +154,6 @@ class FlexArrayCore(CoreBase):
         map_beats = word_beats(self.map_bytes, width)
         weight_beats = word_beats(n, width)
         param_beats = word_beats(PARAM_BYTES_PER_LANE * lanes, width)
-        out_beats = word_beats(lanes, width)
 
         # ---- configuration registers, loaded by shifting beats in (byte 0 ends at bit 0) ----
         map_reg = Signal(map_beats * width, reset_less=True)
@@ -184,7 +188,8 @@ class FlexArrayCore(CoreBase):
         bank = Signal()                   # the bank STEPS accumulate into
         engine_busy, engine_bank, engine_last, engine_count = Signal(), Signal(), Signal(), Signal(16)
         engine_beats = Signal(8)          # output beats per word of the tile being read out
-        issued, popped = Signal(16), Signal(16)
+        issued, popped = Signal(16), Signal(16)            # words
+        group, popped_group = Signal(8), Signal(8)         # lane groups (output beats) within the word
         outstanding = Signal(range(fifo_depth() + 1))
         param_active = Signal(param_beats * width, reset_less=True)
 
@@ -243,6 +248,7 @@ class FlexArrayCore(CoreBase):
                 with m.If(~engine_busy):
                     m.d.sync += [engine_busy.eq(1), engine_bank.eq(bank), engine_last.eq(last),
                                  engine_count.eq(count), engine_beats.eq(per_step), issued.eq(0), popped.eq(0),
+                                 group.eq(0), popped_group.eq(0),
                                  bank.eq(~bank),
                                  param_active.eq(param_reg)]
                     m.next = "HEADER"
@@ -314,25 +320,40 @@ class FlexArrayCore(CoreBase):
                        + sums[LANE_WIDTH * j:LANE_WIDTH * (j + 1)])[:LANE_WIDTH] for j in range(lanes))
         m.d.comb += [acc_wr.addr.eq(write_tag.addr), acc_wr.data.eq(updated), acc_wr.en.eq(write_tag.valid)]
 
-        # ---- readout: issue reads (credits keep the FIFO from overflowing), requantize, queue, send ----
+        # ---- readout: issue (word, lane group) reads, one a cycle (credits keep the FIFO from overflowing);
+        # each group of ``per_beat`` lanes goes through the requantizers with its own parameters, which
+        # follow the data down their pipelines, and becomes one output beat ----
         depth = fifo_depth()
         issue = Signal()
         m.d.comb += issue.eq(engine_busy & ~in_flight & (issued != engine_count) & (outstanding < depth))
         m.d.comb += [acc_rd.addr.eq(read_tag.addr), out_rd.addr.eq(Cat(issued[:bank_bits], engine_bank))]
         requant_valid = Signal()
-        m.d.sync += requant_valid.eq(issue)
+        read_group, bias_group = Signal(8), Signal(8)
+        m.d.sync += [requant_valid.eq(issue), read_group.eq(group), bias_group.eq(read_group)]
         with m.If(issue):
-            m.d.sync += issued.eq(issued + 1)
+            m.d.sync += group.eq(group + 1)
+            with m.If(group + 1 == engine_beats):
+                m.d.sync += [group.eq(0), issued.eq(issued + 1)]
+
+        per_beat, groups = self.per_beat, self.groups
+        padded_acc = Cat(out_rd.data, Const(0, LANE_WIDTH * (groups * per_beat - lanes)))
+        lane_bits = 8 * PARAM_BYTES_PER_LANE
+        padded_params = Cat(param_active[:lane_bits * lanes], Const(0, lane_bits * (groups * per_beat - lanes)))
+        acc_groups = Array(padded_acc.word_select(g, LANE_WIDTH * per_beat) for g in range(groups))
+        param_groups = Array(padded_params.word_select(g, lane_bits * per_beat) for g in range(groups))
+        group_acc = acc_groups[read_group]
+        group_params, bias_params = param_groups[read_group], param_groups[bias_group]
 
         out_bytes = []
-        for j in range(lanes):
-            unit = requant.LaneRequantizer()
+        for j in range(per_beat):
+            unit = requant.LaneRequantizer(follow_params=groups > 1)
             m.submodules[f"requant{j}"] = unit
-
-            lane_params = param_active[8 * PARAM_BYTES_PER_LANE * j:8 * PARAM_BYTES_PER_LANE * (j + 1)]
+            lane_params = group_params[lane_bits * j:lane_bits * (j + 1)]
             shifts = lane_params[86:96]
-            m.d.comb += [unit.valid.eq(requant_valid), unit.acc.eq(out_rd.data[LANE_WIDTH * j:LANE_WIDTH * (j + 1)]),
-                         unit.bias.eq(lane_params[:32]), unit.multiplier.eq(lane_params[32:86]),
+            m.d.comb += [unit.valid.eq(requant_valid), unit.acc.eq(group_acc[LANE_WIDTH * j:LANE_WIDTH * (j + 1)]),
+                         # the requantizer reads the bias a cycle after the accumulator
+                         unit.bias.eq(bias_params[lane_bits * j:lane_bits * j + 32]),
+                         unit.multiplier.eq(lane_params[32:86]),
                          # left (double rounding) and the exponent (float) at bits 0.., right at bits 8..
                          unit.shifts.eq(Cat(shifts[:7], Const(0, 1), shifts[5:10])),
                          unit.float_mode.eq(cfg.requant_mode),
@@ -341,31 +362,29 @@ class FlexArrayCore(CoreBase):
             out_bytes.append(unit.value)
             ready = unit.out_valid
 
-        m.submodules.out_fifo = fifo = SyncFIFO(width=8 * lanes, depth=depth)
+        m.submodules.out_fifo = fifo = SyncFIFO(width=8 * per_beat, depth=depth)
         m.d.comb += [fifo.w_data.eq(Cat(*out_bytes)), fifo.w_en.eq(ready)]
-        # the sender: hw.words.WordSender with a length per word (a tile sends only the beats its lanes fill)
-        word = Signal(out_beats * width, reset_less=True)
-        word_valid, word_final, word_beat, word_length = Signal(), Signal(), Signal(range(out_beats)), Signal(8)
+        # the sender: one FIFO entry is one output beat
+        word = Signal(width, reset_less=True)
+        word_valid, word_final = Signal(), Signal()
         sent = self.output.valid & self.output.ready
-        last_beat = word_beat == word_length - 1
-        word_sent = sent & last_beat
-        m.d.comb += [self.output.valid.eq(word_valid), self.output.payload.data.eq(word.word_select(word_beat, width)),
-                     self.output.payload.last.eq(word_final & last_beat), self.done.eq(word_sent & word_final)]
+        m.d.comb += [self.output.valid.eq(word_valid), self.output.payload.data.eq(word),
+                     self.output.payload.last.eq(word_final), self.done.eq(sent & word_final)]
         with m.If(sent):
-            m.d.sync += word_beat.eq(Mux(last_beat, 0, word_beat + 1))
-        with m.If(word_sent):
             m.d.sync += word_valid.eq(0)
-        m.d.comb += [pop.eq(fifo.r_rdy & (~word_valid | word_sent)), fifo.r_en.eq(pop)]
+        m.d.comb += [pop.eq(fifo.r_rdy & (~word_valid | sent)), fifo.r_en.eq(pop)]
         m.d.sync += outstanding.eq(outstanding + issue - pop)
+        final_item = (popped + 1 == engine_count) & (popped_group + 1 == engine_beats)
         with m.If(pop):
-            m.d.sync += [word.eq(Cat(fifo.r_data, Const(0, out_beats * width - 8 * lanes))), word_valid.eq(1),
-                         word_final.eq(engine_last & (popped + 1 == engine_count)), word_length.eq(engine_beats),
-                         popped.eq(popped + 1)]
-            with m.If(popped + 1 == engine_count):
+            m.d.sync += [word.eq(Cat(fifo.r_data, Const(0, width - 8 * per_beat))), word_valid.eq(1),
+                         word_final.eq(engine_last & final_item), popped_group.eq(popped_group + 1)]
+            with m.If(popped_group + 1 == engine_beats):
+                m.d.sync += [popped_group.eq(0), popped.eq(popped + 1)]
+            with m.If(final_item):
                 m.d.sync += engine_busy.eq(0)
 
         with m.If(self.start):
-            m.d.sync += [word_valid.eq(0), word_beat.eq(0), outstanding.eq(0), engine_busy.eq(0), bank.eq(0)]
+            m.d.sync += [word_valid.eq(0), outstanding.eq(0), engine_busy.eq(0), bank.eq(0)]
 
         m.d.comb += [self.busy.eq(fire), self.macs.eq(Mux(fire, used_count, 0)),
                      self.input_wait.eq((fsm.ongoing("STEPS") | fsm.ongoing("LOAD") | fsm.ongoing("HEADER"))

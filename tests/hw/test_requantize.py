@@ -65,3 +65,48 @@ def test_requantizer_matches_golden_in_both_modes():
     for (rounding, bias, zero_point, act_min, act_max, params, accs), outputs in zip(cases, seen):
         expected = requantize(np.array(accs), bias, zero_point, act_min, act_max, rounding=rounding, **params)
         assert outputs == [int(v) for v in expected], (rounding, bias, params, accs)
+
+
+def _fields(rounding, params):
+    if rounding == FLOAT:
+        mantissa, exponent = (int(v[0]) for v in float_scale_fields(params["scale"]))
+        return mantissa, exponent
+    shift = params["shift"]
+    return params["multiplier"], max(shift, 0) | (max(-shift, 0) << 8)
+
+
+def test_parameters_that_follow_the_data_may_change_every_cycle():
+    """follow_params: a new multiplier, shifts and bias with every value, back to back, each mode's stream."""
+    cases = _cases(np.random.default_rng(7), 40)
+    dut = Requantizer(follow_params=True)
+    streams = {mode: [(acc, bias, _fields(mode, params), params) for rounding, bias, _, _, _, params, accs in cases
+                      if rounding == mode for acc in accs] for mode in (DOUBLE, FLOAT)}
+    seen = {}
+
+    async def bench(ctx):
+        for mode, values in streams.items():
+            for port, value in ((dut.float_mode, int(mode == FLOAT)), (dut.zero_point, -5), (dut.act_min, -128),
+                                (dut.act_max, 127)):
+                ctx.set(port, value)
+            outputs = []
+            for cycle in range(len(values) + LATENCY + 1):
+                current = values[cycle] if cycle < len(values) else (0, 0, (0, 0), None)
+                ctx.set(dut.valid, cycle < len(values))
+                ctx.set(dut.acc, current[0])
+                ctx.set(dut.multiplier, current[2][0])
+                ctx.set(dut.shifts, current[2][1])
+                # the bias is read a cycle after its accumulator
+                ctx.set(dut.bias, values[cycle - 1][1] if 0 < cycle <= len(values) else 0)
+                if ctx.get(dut.out_valid):
+                    outputs.append(ctx.get(dut.value))
+                await ctx.tick()
+            seen[mode] = outputs
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    for mode, values in streams.items():
+        expected = [int(requantize(np.array([acc]), bias, -5, -128, 127, rounding=mode, **params)[0])
+                    for acc, bias, _, params in values]
+        assert seen[mode] == expected, mode

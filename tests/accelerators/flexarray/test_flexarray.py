@@ -42,11 +42,14 @@ def _check(accelerator, device, layer, x, plan):
     assert stats.array_macs == plan.schedule["macs_issued"], (layer.op, x.shape, mapping)
 
 
-@pytest.mark.parametrize("rn, dma, count", [(0, DmaTiming(4, 0), 16), (0, DmaTiming(2, 3), 8), (1, DmaTiming(8, 1), 10)],
-                         ids=["fan", "fan_slow_dma", "seq"])
-def test_random_legal_mappings_bit_and_cycle_exact(device_pool, rn, dma, count):
-    accelerator, device = device_pool({**SMALL, "rn": rn}, "verilator", dma, FlexArrayAccelerator)
-    rng = np.random.default_rng(100 + rn + dma.bytes_per_cycle)
+@pytest.mark.parametrize("params, dma, count", [({"rn": 0}, DmaTiming(4, 0), 16), ({"rn": 0}, DmaTiming(2, 3), 8),
+                                                ({"rn": 1}, DmaTiming(8, 1), 10),
+                                                ({"rn": 0, "rn_bw": 8}, DmaTiming(4, 1), 12)],
+                         ids=["fan", "fan_slow_dma", "seq", "two_lane_groups"])
+def test_random_legal_mappings_bit_and_cycle_exact(device_pool, params, dma, count):
+    """``two_lane_groups``: 8 lanes over a 4-byte beat, read out as two beats a word through 4 requantizers."""
+    accelerator, device = device_pool({**SMALL, **params}, "verilator", dma, FlexArrayAccelerator)
+    rng = np.random.default_rng(100 + params["rn"] + dma.bytes_per_cycle + params.get("rn_bw", 0))
     for i in range(count):
         layer, x = random_layer(KINDS[i % len(KINDS)], rng, max_dim=10)
         _check(accelerator, device, layer, x, _random_plan(accelerator, layer, x, rng))
