@@ -22,11 +22,10 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from ..errors import ParameterError, ToolchainError
-from .toolchain import cache_root, content_hash
+from .toolchain import cache_root, content_hash, scratch_dir
 
 __all__ = ["outputs_reached", "STOPPING_CELLS"]
 
@@ -76,7 +75,7 @@ def outputs_reached(verilog: str, top: str, inputs, *, progress=None) -> frozens
         pass
     if progress:
         progress(f"finding combinational input-to-output paths of {top} with Yosys")
-    with tempfile.TemporaryDirectory(prefix="accelkit-paths-") as work:
+    with scratch_dir("paths") as work:
         (Path(work) / "design.v").write_text(verilog)
         (Path(work) / "paths.ys").write_text(script)
         env = dict(os.environ)

@@ -23,7 +23,7 @@ from ..errors import ToolchainError
 
 __all__ = ["MAKE_FLAGS", "make_flags", "cache_root", "verilator_environment", "verilator_version", "content_hash", "cached_build",
            "write_manifest", "manifest_problem", "MANIFEST",
-           "require_compiler", "tool_versions"]
+           "require_compiler", "tool_versions", "scratch_dir"]
 
 
 # The wheel's precompiled-header flag is broken (CFG_CXXFLAGS_PCH_I). The model's
@@ -171,6 +171,28 @@ def _clean_abandoned(base: Path) -> None:
         if _process_alive(int(match.group(1))):
             continue                        # its builder is still running
         shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str):
+    """A temporary working folder for one tool run, removed afterwards.
+
+    Its name carries this process's id, so a run killed outright (kill -9, where
+    no ``finally`` runs) leaves a folder the next run with the same prefix
+    recognises as abandoned and removes; a synthesis or place-and-route leaves
+    tens of megabytes there.
+    """
+    base = Path(tempfile.gettempdir())
+    marker = f"accelkit-{prefix}-"
+    for path in base.glob(f"{marker}*"):
+        match = re.match(re.escape(marker) + r"(\d+)-", path.name)
+        if match and path.is_dir() and not _process_alive(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{marker}{os.getpid()}-", dir=base))
+    try:
+        yield str(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _process_alive(pid: int) -> bool:

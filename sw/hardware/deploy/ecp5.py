@@ -29,7 +29,7 @@ from dataclasses import dataclass, asdict, field
 from pathlib import Path
 
 from ....errors import ParameterError, ToolchainError
-from ....sim.toolchain import cache_root
+from ....sim.toolchain import cache_root, scratch_dir
 
 __all__ = ["Ecp5Build", "build_ulx3s", "program_ulx3s", "uart_divisor", "ULX3S_CLOCK_HZ", "DEFAULT_BAUD",
            "ECP5_BOARDS", "ECP5_85F_CELLS"]
@@ -172,7 +172,7 @@ def build_ulx3s(accelerator, out_dir, *, board="ulx3s-85f", baud=DEFAULT_BAUD, c
         report(f"using the cached {board} bitstream of {name} ({entry.name[:12]})")
     else:
         env = _tool_environment()
-        with tempfile.TemporaryDirectory(prefix="accelkit-ulx3s-") as work:
+        with scratch_dir("ulx3s") as work:
             plan.extract(work)
             report(f"building {name} for {board}: Yosys synth_ecp5, nextpnr-ecp5, ecppack")
             process = subprocess.run(["sh", f"{plan.script}.sh"], cwd=work, env=env, stdin=subprocess.DEVNULL,
