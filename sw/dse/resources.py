@@ -28,7 +28,7 @@ import numpy as np
 from ...errors import ParameterError
 
 __all__ = ["MODELS", "ResourceModel", "resource_model", "bram36_for", "calibration_report", "CALIBRATION_FILE",
-           "record_calibration"]
+           "record_calibration", "FmaxModel", "fmax_model", "record_fmax"]
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 RESOURCES = ("lut", "ff", "dsp", "bram36")
@@ -168,8 +168,73 @@ def record_calibration(name, accelerators, progress=None):
         points.append({"params": dict(accelerator.params), "lut": estimate.lut, "lut_ram": estimate.lut_ram,
                        "ff": estimate.ff, "dsp": estimate.dsp, "bram36": estimate.bram36,
                        "family": estimate.family})
-    data[name] = {"source": "Yosys synth_xilinx -family xc7 (accelkit resources), measured on this project's "
-                            "machine", "points": points}
+    data.setdefault(name, {}).update(source="Yosys synth_xilinx -family xc7 (accelkit resources), measured on "
+                                            "this project's machine", points=points)
     CALIBRATION_FILE.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     resource_model.cache_clear()
     return points
+
+
+class FmaxModel:
+    """A design point's clock, from the placed-and-routed (ECP5-85F) Fmax of the nearest measured point.
+
+    Place and route takes ten minutes or more per design here, so only a few points
+    are ever measured. The estimate is the Fmax of the measured point nearest in
+    parameters (distance: summed ``|log2((1 + a) / (1 + b))|`` over the parameters, so
+    doubling an array counts the same at any size), which suits arrays whose critical
+    path lies in one PE or one requantizer rather than across the array. It is a coarse
+    stand-in, named as such wherever it prunes a point; a point measured exactly gets its
+    own figure.
+    """
+
+    def __init__(self, name, points):
+        if not points:
+            raise ParameterError(f"no placed-and-routed Fmax is recorded for {name!r} in {CALIBRATION_FILE}, so "
+                                 "a required clock cannot be checked; `accelkit dse --place-route` or "
+                                 f"`accelkit resources --accel {name} --target ecp5-85f` measures one")
+        self.name, self.points = name, points
+
+    def estimate(self, params):
+        """(Fmax in MHz, where it comes from) for a resolved parameter dict."""
+        def distance(point):
+            other = point["params"]
+            return sum(abs(np.log2((1 + float(params[k])) / (1 + float(other[k]))))
+                       for k in params if k in other and isinstance(params[k], (int, float)))
+        nearest = min(self.points, key=distance)
+        exact = distance(nearest) == 0
+        return float(nearest["fmax_mhz"]), (f"{nearest['source']}, this design" if exact else
+                                            f"{nearest['source']} of the nearest measured design")
+
+
+@lru_cache(maxsize=None)
+def fmax_model(name) -> FmaxModel:
+    """The Fmax model of accelerator ``name`` (:class:`ParameterError` when it has no measured point)."""
+    return FmaxModel(name, _calibration().get(name, {}).get("fmax", []))
+
+
+def record_fmax(name, accelerators, *, run=False, progress=None):
+    """Store the ECP5-85F place-and-route Fmax of each design as ``name``'s Fmax points.
+
+    Only cached results are read unless ``run`` (each run takes minutes); designs with no
+    result are skipped. Points already stored for other parameters are kept.
+    """
+    from ..hardware.figures import design_verilog
+    from ..hardware.timing import TIMING_SOURCE, cached_timing, ecp5_timing
+    data = _calibration()
+    entry = data.setdefault(name, {})
+    points = {json.dumps(p["params"], sort_keys=True): p for p in entry.get("fmax", [])}
+    added = []
+    for accelerator in accelerators:
+        verilog = design_verilog(accelerator, progress)
+        result = (ecp5_timing(verilog, accelerator.top_name, progress=progress) if run
+                  else cached_timing(verilog, accelerator.top_name))
+        if result is None:
+            continue
+        point = {"params": dict(accelerator.params), "fmax_mhz": float(result.fmax_mhz),
+                 "source": TIMING_SOURCE, "seeds": sorted(int(s) for s in result.per_seed)}
+        points[json.dumps(point["params"], sort_keys=True)] = point
+        added.append(point)
+    entry["fmax"] = sorted(points.values(), key=lambda p: json.dumps(p["params"], sort_keys=True))
+    CALIBRATION_FILE.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    fmax_model.cache_clear()
+    return added
