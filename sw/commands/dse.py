@@ -166,17 +166,18 @@ def _place_route(chosen, pareto, args, progress):
         console.print("[bold]no front point to place and route[/bold]")
         return None
     params = chosen["params"] if chosen else pareto[0][1]["params"]
-    from ..hardware.figures import design_verilog
-    from ..hardware.timing import ecp5_timing
+    from ..hardware import figures, timing
+    design_verilog, ecp5_timing = figures.design_verilog, timing.ecp5_timing
     accelerator = get_accelerator(args.accel, params)
     progress(f"placing and routing {accelerator!r} on the ECP5-85F (cached by design hash)")
     result = ecp5_timing(design_verilog(accelerator, progress), accelerator.top_name, progress=progress)
+    from ..dse.resources import fmax_model, remember_fmax
     estimate = None
     try:
-        from ..dse.resources import fmax_model
         estimate = fmax_model(args.accel).estimate(dict(accelerator.params))[0]
     except ParameterError:
         pass
+    remember_fmax(accelerator, result)      # the Fmax model's next searches use it
     required = args.min_clock_mhz
     record = {"params": dict(accelerator.params), "fmax_mhz": result.fmax_mhz, "source": result.source,
               "per_seed": dict(result.per_seed), "critical_path": [result.path_from, result.path_to],

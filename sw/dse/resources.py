@@ -18,6 +18,7 @@ accelerators listed in ``MODELS``; others are refused with that list.
 """
 
 import json
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from math import ceil
@@ -28,7 +29,7 @@ import numpy as np
 from ...errors import ParameterError
 
 __all__ = ["MODELS", "ResourceModel", "resource_model", "bram36_for", "calibration_report", "CALIBRATION_FILE",
-           "record_calibration", "FmaxModel", "fmax_model", "record_fmax"]
+           "record_calibration", "FmaxModel", "fmax_model", "record_fmax", "remember_fmax"]
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 RESOURCES = ("lut", "ff", "dsp", "bram36")
@@ -189,9 +190,9 @@ class FmaxModel:
 
     def __init__(self, name, points):
         if not points:
-            raise ParameterError(f"no placed-and-routed Fmax is recorded for {name!r} in {CALIBRATION_FILE}, so "
-                                 "a required clock cannot be checked; `accelkit dse --place-route` or "
-                                 f"`accelkit resources --accel {name} --target ecp5-85f` measures one")
+            raise ParameterError(f"no placed-and-routed Fmax is recorded for {name!r} (in {CALIBRATION_FILE} or "
+                                 "the cache's dse-fmax folder), so a required clock cannot be checked; "
+                                 "`accelkit dse ... --place-route` without --min-clock-mhz measures one")
         self.name, self.points = name, points
 
     def estimate(self, params):
@@ -206,20 +207,58 @@ class FmaxModel:
                                             f"{nearest['source']} of the nearest measured design")
 
 
+def _measured_fmax_file(name):
+    from ...sim.toolchain import cache_root
+    return cache_root() / "dse-fmax" / f"{name}.json"
+
+
+def _measured_fmax(name):
+    try:
+        return json.loads(_measured_fmax_file(name).read_text())
+    except (OSError, ValueError):
+        return []
+
+
 @lru_cache(maxsize=None)
 def fmax_model(name) -> FmaxModel:
-    """The Fmax model of accelerator ``name`` (:class:`ParameterError` when it has no measured point)."""
-    return FmaxModel(name, _calibration().get(name, {}).get("fmax", []))
+    """The Fmax model of accelerator ``name``: the points in ``calibration.json`` and those measured on this
+    machine (or cluster) by ``dse --place-route``, kept in the shared cache; :class:`ParameterError` when
+    there are none."""
+    points = {json.dumps(p["params"], sort_keys=True): p for p in _calibration().get(name, {}).get("fmax", [])}
+    points.update({json.dumps(p["params"], sort_keys=True): p for p in _measured_fmax(name)})
+    return FmaxModel(name, list(points.values()))
+
+
+def _fmax_point(accelerator, result):
+    from ..hardware.timing import TIMING_SOURCE
+    return {"params": dict(accelerator.params), "fmax_mhz": float(result.fmax_mhz), "source": TIMING_SOURCE,
+            "seeds": sorted(int(s) for s in result.per_seed)}
+
+
+def remember_fmax(accelerator, result):
+    """Keep a place-and-route result of ``accelerator`` as an Fmax point in the shared cache (written by
+    rename, like the cache's other entries)."""
+    points = {json.dumps(p["params"], sort_keys=True): p for p in _measured_fmax(accelerator.name)}
+    point = _fmax_point(accelerator, result)
+    points[json.dumps(point["params"], sort_keys=True)] = point
+    path = _measured_fmax_file(accelerator.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(sorted(points.values(), key=lambda p: json.dumps(p["params"], sort_keys=True)),
+                                    indent=1) + "\n")
+    os.replace(temporary, path)
+    fmax_model.cache_clear()
+    return point
 
 
 def record_fmax(name, accelerators, *, run=False, progress=None):
-    """Store the ECP5-85F place-and-route Fmax of each design as ``name``'s Fmax points.
+    """Store the ECP5-85F place-and-route Fmax of each design in ``calibration.json`` as ``name``'s Fmax points.
 
     Only cached results are read unless ``run`` (each run takes minutes); designs with no
     result are skipped. Points already stored for other parameters are kept.
     """
     from ..hardware.figures import design_verilog
-    from ..hardware.timing import TIMING_SOURCE, cached_timing, ecp5_timing
+    from ..hardware.timing import cached_timing, ecp5_timing
     data = _calibration()
     entry = data.setdefault(name, {})
     points = {json.dumps(p["params"], sort_keys=True): p for p in entry.get("fmax", [])}
@@ -230,8 +269,7 @@ def record_fmax(name, accelerators, *, run=False, progress=None):
                   else cached_timing(verilog, accelerator.top_name))
         if result is None:
             continue
-        point = {"params": dict(accelerator.params), "fmax_mhz": float(result.fmax_mhz),
-                 "source": TIMING_SOURCE, "seeds": sorted(int(s) for s in result.per_seed)}
+        point = _fmax_point(accelerator, result)
         points[json.dumps(point["params"], sort_keys=True)] = point
         added.append(point)
     entry["fmax"] = sorted(points.values(), key=lambda p: json.dumps(p["params"], sort_keys=True))
