@@ -51,7 +51,7 @@ def add_arguments(parser):
     parser.add_argument("--prompt", default="The capital of France is", help="llm: the prompt")
     parser.add_argument("--only", metavar="NAMES", default=None,
                         help="timing: comma-separated accelerators (default: every registered one, at its defaults "
-                        "unless --params says otherwise)")
+                        "unless --params says otherwise); dse: parts among speed, ray, exhaustive, reuse (default all)")
     parser.add_argument("--clock-mhz", type=arguments.clock_mhz, default=None,
                         help="llm: clock for tokens/s (default: bfp's ECP5-85F place-and-route Fmax when cached)")
 
