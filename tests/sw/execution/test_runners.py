@@ -78,3 +78,22 @@ def test_conformance_and_tconv_sweeps_give_the_same_results_on_worker_processes(
     assert all(r.bit_exact and r.cycles == r.estimated_cycles for r in spread)
     assert tconv == [call(config) for config in configs]
     assert [r["index"] for r in tconv] == [0, 1, 2, 3]
+
+
+def test_run_spreads_a_batch_over_workers_with_the_same_results(tmp_path, monkeypatch):
+    import json
+    import numpy as np
+    from accelkit.sw.commands import main as cli, run as run_cmd
+    monkeypatch.setattr(run_cmd, "SPREAD_SECONDS", 0.0)      # spread even this small batch
+
+    def run(runner):
+        path = tmp_path / f"{runner}.json"
+        assert cli.main(["run", "digits_cnn", "--backend", "model", "--input", "zoo:digits_test_x", "--labels",
+                         "zoo:digits_test_y", "--limit", "9", "--compare", "ref", "--runner", runner, "--workers",
+                         "2", "--json", str(path), "--output", str(tmp_path / f"{runner}.npy")]) == 0
+        return json.loads(path.read_text()), np.load(tmp_path / f"{runner}.npy")
+    (alone, alone_out), (spread, spread_out) = run("serial"), run("local")
+    assert alone["totals"]["workers"] == 1 and spread["totals"]["workers"] == 2
+    assert np.array_equal(alone_out, spread_out) and alone_out.shape == (9, 10)
+    assert alone["accuracy"] == spread["accuracy"] and spread["compare"]["offloaded_layers_bit_exact"]
+    assert alone["layers"] == spread["layers"]
