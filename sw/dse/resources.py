@@ -73,8 +73,30 @@ class _Family:
     features: object
 
 
-#: accelerators with an analytic model (potacc shares the GEMM core, its shift columns a feature of their own)
-MODELS = {"gemm": _Family(_gemm_memories, _gemm_features), "potacc": _Family(_gemm_memories, _gemm_features)}
+def _potacc_features(p):
+    """The GEMM core's features, a shift PE apart from a multiplier PE, and a shift PE's second term (APoT)."""
+    features = _gemm_features(p)
+    shift = features.pop("shift_pes")
+    rows = features.pop("rows")
+    return {**features, "shift_pes": shift, "second_term_pes": shift * (p["terms"] - 1), "rows": rows}
+
+
+def _mm2im_memories(p):
+    """(width, depth) of MM2IM's memories: weights (a rows x cols tile a word), the input-row buffer's two
+    halves, the accumulation buffer (32-bit lanes), the output queue."""
+    return [(8 * p["rows"] * p["cols"], p["w_depth"]), (8 * p["rows"], 2 * p["in_depth"]),
+            (32 * p["cols"], p["acc_depth"]), (8 * p["cols"], 32)]
+
+
+def _mm2im_features(p):
+    """An output lane's requantizer and accumulator port, a multiplier, the stream width, an input lane."""
+    return {"one": 1.0, "cols": p["cols"], "multiplier_pes": p["rows"] * p["cols"], "data_width": p["data_width"],
+            "rows": p["rows"]}
+
+
+#: accelerators with an analytic model (potacc shares the GEMM core, its shift columns features of their own)
+MODELS = {"gemm": _Family(_gemm_memories, _gemm_features), "potacc": _Family(_gemm_memories, _potacc_features),
+          "mm2im": _Family(_mm2im_memories, _mm2im_features)}
 
 
 def _calibration():

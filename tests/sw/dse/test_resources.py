@@ -30,5 +30,5 @@ def test_model_error_against_yosys_is_reported_and_bounded():
 
 
 def test_accelerators_without_a_model_are_refused():
-    with pytest.raises(ParameterError, match="no analytic resource model for accelerator 'mm2im'"):
-        resource_model("mm2im")
+    with pytest.raises(ParameterError, match="no analytic resource model for accelerator 'flexarray'"):
+        resource_model("flexarray")
