@@ -18,8 +18,8 @@ from . import arguments
 
 __all__ = ["add_arguments", "run", "evaluate_samples", "SPREAD_SECONDS"]
 
-#: A batch is spread over the runner's workers when running it here would take longer than this (about
-#: what starting a worker process and loading the model and its simulator takes on this machine).
+#: A batch is spread over the runner's workers when running it here would take longer than this plus the
+#: time this process took to open the model (about what starting a worker process takes on this machine).
 SPREAD_SECONDS = 10.0
 
 
@@ -153,6 +153,7 @@ def run(args):
     spec = {"path": str(path), "accelerators": accelerators, "backend": args.backend, "dma": dma,
             "frontend": args.frontend, "cpu_kernels": args.cpu_kernels, "compare": bool(args.compare),
             "reference": bool(args.compare or labels is not None)}
+    opening = time.perf_counter()
     with open_claiming_executor(accelerators, args.backend, dma, progress=progress) as executor, \
             arguments.open_args_runner(args) as runner:
         accelerator = executor.accelerator
@@ -160,6 +161,7 @@ def run(args):
             executor.device = RecordingDevice(executor.device)
             executor.device.trace.device["accelerator"] = {"name": accelerator.name, "params": accelerator.params}
         model = _open_model(spec, executor, progress)
+        setup_seconds = time.perf_counter() - opening     # what each worker pays again (a TVM compile, say)
         batch = load_inputs(args.input, model.input_detail, args.seed, args.limit)
         labels = check_labels(labels, len(batch), args.limit is not None, args.labels)
         if not model.offloaded:
@@ -170,12 +172,12 @@ def run(args):
         started = time.perf_counter()
         # The first sample runs here; the rest are spread over the runner's workers (each opens its own
         # simulator and front end, which cannot cross processes) when they would take longer than starting
-        # workers does, or always on Ray (asked for by name).
+        # a worker and opening the model there does, or always on Ray (asked for by name).
         results = [_evaluate(spec, model, executor, batch[:1])]
         rest = batch[1:]
         expected = results[0]["wall"] * len(rest)
         parts = min(runner.workers, len(rest))
-        if parts > 1 and not args.record and (runner.name == "ray" or expected > SPREAD_SECONDS):
+        if parts > 1 and not args.record and (runner.name == "ray" or expected > SPREAD_SECONDS + setup_seconds):
             progress(f"spreading the other {len(rest)} samples over {parts} {runner.name} workers "
                      f"(about {expected:.0f} s of work)")
             size = -(-len(rest) // parts)
