@@ -6,8 +6,9 @@ parameter dict with cycles (the accelerator's closed-form ``estimate``, the
 analytic model, ``resources.py``), energy (``sw/hardware/power.py``) and
 whether the design fits the board and reaches a required clock (the Fmax model in
 ``resources.py``, from placed-and-routed points). A point over the board's
-budget or under the required clock is still costed: its ``violations`` (how far
-over each limit, relative, > 0) let a constrained sampler learn from it. Per-layer figures are remembered by
+budget, under the required clock or unable to run some layers is still costed (over
+the layers it runs): its ``violations`` (how far over each limit, relative, > 0; the
+share of layers it cannot run) let a constrained sampler learn from it. Per-layer figures are remembered by
 (parameters, layer signature), so a search that comes back to a point, or a
 model that repeats a layer shape, pays once.
 """
@@ -163,19 +164,28 @@ class Evaluator:
             if not self.cost_infeasible:
                 return result
         key = tuple(sorted(resolved.items()))
+        unrunnable = []
         for index, layer, shapes in self.workload.layers:
             if index not in self.required:
                 continue
             cycles, busy, moved, unsupported = self._layer(accelerator, key, index, layer, shapes)
             if unsupported is not None:
-                # no latency without this layer: nothing a constrained sampler could learn from
-                result.infeasible = f"cannot run layer {index} ({layer.op}): {unsupported}"
-                result.violations = {}
-                return result
+                unrunnable.append(f"cannot run layer {index} ({layer.op}): {unsupported}")
+                if not self.cost_infeasible:
+                    break
+                continue
             result.cycles += cycles
             result.busy_cycles += busy
             result.bytes_moved += moved
             result.layers_run += 1
+        if unrunnable:
+            # the share of the required layers it cannot run is the violation; its latency (of the layers it
+            # runs) is then a lower bound, which a constrained sampler ranks below every feasible point
+            more = f" (and {len(unrunnable) - 1} more layers)" if len(unrunnable) > 1 else ""
+            result.infeasible = unrunnable[0] + more + (f"; {result.infeasible}" if result.infeasible else "")
+            result.violations["layers"] = len(unrunnable) / len(self.required)
+            if not self.cost_infeasible:
+                return result
         result.latency_ms = result.cycles / (self.clock_mhz * 1e3)
         energy = design_energy(result.resources, cycles=result.cycles, busy_cycles=result.busy_cycles,
                                bytes_moved=result.bytes_moved, clock_mhz=self.clock_mhz,

@@ -9,13 +9,14 @@ those (left RUNNING) are marked FAIL and the sweep goes on until ``trials``
 points are finished (complete or pruned).
 
 Infeasible points keep the reason in the trial's ``infeasible`` attribute. A
-point over the board's budget or under the required clock is still costed and
-told COMPLETE with its objective values and its constraint violations
+point over the board's budget, under the required clock or unable to run some
+of the layers is still costed and told COMPLETE with its objective values and
+its constraint violations
 (``Trial.set_constraint``, optuna's successor of ``constraints_func``): NSGA-II's
 constrained domination and TPE then learn how far out of bounds it lies instead
 of seeing nothing, and the front (``study.best_trials``) holds feasible points
-only. A point with no objective values (invalid parameters, a layer it cannot
-run) is PRUNED.
+only. A point with no objective values (parameters the accelerator refuses)
+is PRUNED.
 """
 
 import functools
