@@ -18,6 +18,7 @@ Figures (all measured here, printed and written with ``--json``):
 """
 
 import json
+import os
 import random
 import tempfile
 import time
@@ -26,9 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from ...accelerators.base import registry
+from ...errors import ParameterError
 from ..dse.boards import get_board
 from ..dse.evaluate import Evaluator, load_workload
-from ..dse.resources import calibration_report
+from ..dse.resources import MODELS, calibration_report
 from ..dse.search import SearchConfig, evaluate_point, hypervolume
 from ..dse.space import SearchSpace
 from ..reports.output import console, progress_printer, provenance, table
@@ -47,18 +49,22 @@ def _clear_caches():
 
 def _speed(model, points, progress):
     workload = load_workload(model)
-    evaluator = Evaluator(accel="gemm", workload=workload, board=get_board("pynq-z1"))
     space = list(SearchSpace(registry()["gemm"], SPEED_SPACE).enumerate())
     chosen = random.Random(0).sample(space, points)
-    _clear_caches()
-    progress(f"evaluating {points} random points on {workload.name} (cold caches)")
-    wall, cpu = time.perf_counter(), time.process_time()
-    results = [evaluator.evaluate(p) for p in chosen]
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    costed = sum(1 for r in results if r.cycles)
-    return {"model": workload.name, "points": points, "costed_points": costed, "cpu_seconds": cpu,
-            "wall_seconds": wall, "points_per_min_per_core": points / cpu * 60,
-            "costed_points_per_min_per_core": costed / cpu * 60 if costed else None, "space": SPEED_SPACE}
+    record = {"model": workload.name, "points": points, "space": SPEED_SPACE}
+    # as `dse` evaluates (points over budget costed too, for the constrained sampler), then pruning them early
+    for label, costing in (("", True), ("_pruning_early", False)):
+        evaluator = Evaluator(accel="gemm", workload=workload, board=get_board("pynq-z1"), cost_infeasible=costing)
+        _clear_caches()
+        progress(f"evaluating {points} random points on {workload.name} (cold caches{'' if costing else ', over-budget points not costed'})")
+        wall, cpu = time.perf_counter(), time.process_time()
+        results = [evaluator.evaluate(p) for p in chosen]
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        costed = sum(1 for r in results if r.cycles)
+        record.update({f"costed_points{label}": costed, f"cpu_seconds{label}": cpu, f"wall_seconds{label}": wall,
+                       f"points_per_min_per_core{label}": points / cpu * 60,
+                       f"costed_points_per_min_per_core{label}": costed / cpu * 60 if costed else None})
+    return record
 
 
 def _ray(model, points, progress):
@@ -66,24 +72,37 @@ def _ray(model, points, progress):
     from ..execution.runners import RayRunner
     config = SearchConfig(accel="gemm", model=str(Path(model)), board="pynq-z1", objectives=["latency", "dsp"],
                           clock_mhz=100.0, dma=[8, 0], space=SPEED_SPACE)
-    call = functools.partial(evaluate_point, json.dumps(config, sort_keys=True))
+    call = functools.partial(_timed_point, json.dumps(config, sort_keys=True))
     space = list(SearchSpace(registry()["gemm"], SPEED_SPACE).enumerate())
     rng = random.Random(1)
     # the same batches for both worker counts, each batch new to the workers' caches
     warm_up, batches = rng.sample(space, 16), [rng.sample(space, points) for _ in range(3)]
-    times = {}
+    times, cpu, loads = {}, {}, {}
     for workers in (1, 2):
         with RayRunner(workers=workers) as runner:
             runner.map(call, warm_up)            # every worker loads the model
             progress(f"Ray, {workers} worker(s): 3 x {points} points")
-            taken = []
+            taken, spent = [], []
+            loads[workers] = os.getloadavg()[0]
             for batch in batches:
                 started = time.perf_counter()
-                runner.map(call, batch)
+                spent.append(sum(seconds for _, seconds in runner.map(call, batch)))
                 taken.append(time.perf_counter() - started)
-            times[workers] = float(np.median(taken))
+            times[workers], cpu[workers] = float(np.median(taken)), float(np.median(spent))
+    # On a loaded machine wall time says little: the workers' CPU time per batch shows whether the work
+    # itself grew when spread over two workers (a ratio near 1: no overhead to pay on free cores).
     return {"points": points, "seconds_1_worker": times[1], "seconds_2_workers": times[2],
-            "speedup": times[1] / times[2]}
+            "speedup": times[1] / times[2], "worker_cpu_seconds_1_worker": cpu[1],
+            "worker_cpu_seconds_2_workers": cpu[2], "worker_cpu_ratio_2_vs_1": cpu[2] / cpu[1],
+            "wall_parallel_efficiency": cpu[2] / times[2] / 2, "load_average_1_worker": loads[1],
+            "load_average_2_workers": loads[2], "cpus": os.cpu_count()}
+
+
+def _timed_point(config_json, params):
+    """A point's result and the CPU seconds it took in the worker."""
+    started = time.process_time()
+    result = evaluate_point(config_json, params)
+    return result, time.process_time() - started
 
 
 def _search_until(evaluator, space, objectives, target, reference, budget, seed, enqueue=()):
@@ -98,11 +117,16 @@ def _search_until(evaluator, space, objectives, target, reference, budget, seed,
     for number in range(1, budget + 1):
         trial = study.ask()
         result = evaluator.evaluate(space.suggest(trial))
-        if result.infeasible:
+        # as `accelkit dse` does: a costed infeasible point is told with its violations
+        if result.infeasible and not result.violations:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             continue
+        for name, amount in sorted(result.violations.items()):
+            trial.set_constraint(name, amount)
         values = [result.objective(o) for o in objectives]
         study.tell(trial, values)
+        if result.infeasible:
+            continue
         front.append(values)
         if hypervolume(front, reference) >= target:
             return number, study
@@ -169,26 +193,56 @@ def dse_bench(args):
     from ..zoo import resolve_model
     progress = progress_printer("bench dse")
     models = (args.models or "mobilenet_v2,efficientnet_tiny").split(",")
+    parts = _parts(args.only)
     first = resolve_model(models[0])
-    record = {"calibration": calibration_report("gemm")}
-    record["speed"] = _speed(first, args.samples or 200, progress)
-    console.print(f"cost model: {record['speed']['points_per_min_per_core']:,.0f} design points/min/core on "
-                  f"{record['speed']['model']} ({record['speed']['costed_points_per_min_per_core'] or 0:,.0f} "
-                  f"fully costed points/min/core; {record['speed']['points']} points, "
-                  f"{record['speed']['cpu_seconds']:.1f} s CPU)")
-    try:
-        record["ray"] = _ray(first, 60, progress)
-        console.print(f"Ray: 2 workers {record['ray']['speedup']:.2f}x of 1 "
-                      f"({record['ray']['seconds_1_worker']:.1f} s vs {record['ray']['seconds_2_workers']:.1f} s)")
-    except ImportError as error:
-        record["ray"] = {"skipped": str(error)}
-    record["exhaustive"] = _exhaustive(first, ("latency", "dsp"), 3, progress)
-    e = record["exhaustive"]
-    console.print(f"enumerable space of {e['points']} points: 95% of the exhaustive hypervolume after "
-                  f"{e['trials_to_95_percent']} trials (median share {e['median_share']})")
-    if len(models) > 1:
+    record = {"calibration": {name: calibration_report(name) for name in MODELS}, "parts": sorted(parts),
+              "load_average_at_start": os.getloadavg()}
+    if "speed" in parts:
+        _speed_part(record, first, args, progress)
+    if "ray" in parts:
+        _ray_part(record, first, progress)
+    if "exhaustive" in parts:
+        record["exhaustive"] = _exhaustive(first, ("latency", "dsp"), 3, progress)
+        e = record["exhaustive"]
+        console.print(f"enumerable space of {e['points']} points: 95% of the exhaustive hypervolume after "
+                      f"{e['trials_to_95_percent']} trials (median share {e['median_share']})")
+    if "reuse" in parts and len(models) > 1:
         record["reuse"] = _reuse(first, resolve_model(models[1]), 120, 3, progress)
         console.print(table("tuning reuse: trials to 95% of the from-scratch front",
                             ["seed", "from scratch", "with reuse"],
                             [[r["seed"], r["from_scratch"], r["with_reuse"]] for r in record["reuse"]["runs"]]))
     return provenance("bench dse", None, None, None, 0, **record)
+
+
+PARTS = ("speed", "ray", "exhaustive", "reuse")
+
+
+def _parts(text):
+    if not text:
+        return set(PARTS)
+    names = {n.strip() for n in text.split(",") if n.strip()}
+    unknown = names - set(PARTS)
+    if unknown or not names:
+        raise ParameterError(f"--only {text!r}: bench dse's parts are {', '.join(PARTS)}")
+    return names
+
+
+def _speed_part(record, first, args, progress):
+    record["speed"] = _speed(first, args.samples or 200, progress)
+    r = record["speed"]
+    console.print(f"cost model: {r['points_per_min_per_core']:,.0f} design points/min/core on {r['model']} as dse "
+                  f"evaluates them ({r['costed_points']} of {r['points']} costed, {r['cpu_seconds']:.1f} s CPU); "
+                  f"{r['points_per_min_per_core_pruning_early']:,.0f} when over-budget points are not costed "
+                  f"({r['costed_points_pruning_early']} costed, {r['cpu_seconds_pruning_early']:.1f} s CPU)")
+
+
+def _ray_part(record, first, progress):
+    try:
+        record["ray"] = r = _ray(first, 60, progress)
+        console.print(f"Ray: 2 workers {r['speedup']:.2f}x of 1 ({r['seconds_1_worker']:.1f} s vs "
+                      f"{r['seconds_2_workers']:.1f} s wall per batch, load average {r['load_average_1_worker']:.1f} "
+                      f"and {r['load_average_2_workers']:.1f} on {r['cpus']} CPUs); worker CPU per batch "
+                      f"{r['worker_cpu_seconds_1_worker']:.1f} s and {r['worker_cpu_seconds_2_workers']:.1f} s "
+                      f"(ratio {r['worker_cpu_ratio_2_vs_1']:.2f}: the work does not grow when spread)")
+    except ImportError as error:
+        record["ray"] = {"skipped": str(error)}

@@ -10,6 +10,7 @@ Both designs get the same PE grid (``rows`` x ``cols``) and the same DMA.
 of both accelerators (bit-exact vs BUILTIN_REF, cycles vs the cost models).
 """
 
+import functools
 import math
 import time
 
@@ -22,7 +23,7 @@ from ...errors import UnsupportedLayer
 from ..verification.random_layers import random_tconv
 from ..reports.output import console, progress_printer, provenance, table
 
-__all__ = ["sweep_configs", "tconv_bench", "evaluate"]
+__all__ = ["sweep_configs", "tconv_bench", "evaluate", "evaluate_config"]
 
 _CHANNELS = (1, 2, 3, 4, 8, 12, 16, 24, 32)
 
@@ -69,6 +70,19 @@ def evaluate(mm2im, gemm, layer, x, dma):
     return record
 
 
+@functools.lru_cache(maxsize=4)
+def _designs(mm2im_params, gemm_params):
+    return get_accelerator("mm2im", dict(mm2im_params)), get_accelerator("gemm", dict(gemm_params))
+
+
+def evaluate_config(mm2im_params, gemm_params, dma, config):
+    """One sweep configuration ``(index, name, layer, x)`` as a record (module level, so a runner's worker
+    process can be handed it; the designs are made once per process)."""
+    index, name, layer, x = config
+    mm2im, gemm = _designs(tuple(sorted(mm2im_params.items())), tuple(sorted(gemm_params.items())))
+    return {"index": index, "name": name, **evaluate(mm2im, gemm, layer, x, DmaTiming(*dma))}
+
+
 def _rtl_check(mm2im, gemm, layer, x, dma, devices):
     from ..frontends.tflite.tconv_model import layer_reference
     expected = layer_reference(layer, x)
@@ -96,11 +110,16 @@ def tconv_bench(args):
     progress = progress_printer()
     configs = sweep_configs(args.count, args.seed)
     started = time.perf_counter()
-    records = []
-    for index, name, layer, x in configs:
-        records.append({"index": index, "name": name, **evaluate(mm2im, gemm, layer, x, dma)})
-        if (index + 1) % 50 == 0:
-            progress(f"{index + 1}/{len(configs)} configurations")
+    call = functools.partial(evaluate_config, dict(mm2im.params), dict(gemm.params), (dma.bytes_per_cycle,
+                                                                                        dma.latency))
+
+    def report(done, total):
+        if done % 50 == 0 or done == total:
+            progress(f"{done}/{total} configurations")
+    from ..commands.arguments import open_args_runner
+    with open_args_runner(args) as runner:
+        records = runner.map(call, configs, progress=report)
+        runner_name, workers = runner.name, runner.workers
     sweep_seconds = time.perf_counter() - started
     done = [r for r in records if r["supported"]]
     speedups = [r["speedup"] for r in done]
@@ -117,7 +136,7 @@ def tconv_bench(args):
         "mm2im_faster": sum(s > 1 for s in speedups),
         "ineffectual_macs_avoided": sum(r["ineffectual_macs_avoided"] for r in done),
         "zero_insertion_macs": sum(r["zero_insertion_macs"] for r in done),
-        "sweep_seconds": sweep_seconds,
+        "sweep_seconds": sweep_seconds, "runner": runner_name, "workers": workers,
         "geomean_by_stride": {s: _geomean([r["speedup"] for r in done if r["stride"] == s]) for s in (1, 2, 3)},
         "geomean_by_input_channels": {
             name: _geomean([r["speedup"] for r in done if lo <= r["input"][3] <= hi])

@@ -323,8 +323,10 @@ def utilization_bench(args):
 def fidelity_bench(args):
     """Cost-model cycles vs RTL cycles for every offloaded layer of every zoo model, per accelerator."""
     from ..verification.fidelity import fidelity_table
-    records = fidelity_table(args.backend, DmaTiming(args.dma_bytes, args.dma_latency), progress_printer(),
-                             parse_params(args.params))
+    from ..commands.arguments import open_args_runner
+    with open_args_runner(args) as runner:
+        records = fidelity_table(args.backend, DmaTiming(args.dma_bytes, args.dma_latency), progress_printer(),
+                                 parse_params(args.params), runner)
     rows = [[r["accelerator"], r["model"], r["layer"], r["op"], r["rtl_cycles"], r["model_cycles"],
              r["error"]] for r in records]
     console.print(table(f"cost model vs {args.backend} cycles, per offloaded layer", ["accelerator", "model", "layer",

@@ -19,6 +19,7 @@ __all__ = [
     "MAX_SIZE", "MAX_CYCLE_BUDGET", "MAX_SEED", "positive_int", "non_negative_int", "bounded_int",
     "dma_bytes", "dma_latency", "cycle_budget", "sample_limit", "seed", "size", "finite_positive_float",
     "clock_mhz", "check_output_path", "check_output_paths", "check_command", "layer_size", "MAX_LAYER_PRODUCT",
+    "add_runner_arguments", "open_args_runner",
 ]
 
 #: Largest layer dimension the ``layer`` command accepts (a larger one cannot be held in memory).
@@ -204,3 +205,21 @@ def check_command(args):
         _check_layer(args)
         _check_record(args)
     _check_trace(args)
+
+
+def add_runner_arguments(parser, what, workers=True):
+    """``--runner``, ``--ray-address`` (and ``--workers``) for a command whose sweep goes through a runner
+    (``sw/execution/runners.py``); ``what`` says what the sweep's items are."""
+    from ..execution.runners import RUNNERS
+    parser.add_argument("--runner", choices=RUNNERS, default="local",
+                        help=f"where {what} are evaluated: local processes (default), serial (this process), or ray")
+    parser.add_argument("--ray-address", metavar="ADDR", help="a Ray cluster to join (with --runner ray)")
+    if workers:
+        parser.add_argument("--workers", type=positive_int("--workers", 1024),
+                            help="workers of the runner (default: the CPUs available)")
+
+
+def open_args_runner(args):
+    """The runner ``add_runner_arguments``' options name (a context manager)."""
+    from ..execution.runners import open_runner
+    return open_runner(args.runner, workers=getattr(args, "workers", None), address=args.ray_address)

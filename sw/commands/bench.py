@@ -42,7 +42,8 @@ def add_arguments(parser):
     parser.add_argument("--cli-sets", type=arguments.non_negative_int("command-line count", 1 << 20), default=500,
                         help="fuzz: random command lines (default 500)")
     parser.add_argument("--workers", type=arguments.positive_int("worker count", 256), default=2,
-                        help="fuzz: cases run at once (default 2)")
+                        help="fuzz: cases run at once; tconv, fidelity: workers of the runner (default 2)")
+    arguments.add_runner_arguments(parser, "tconv configurations and fidelity accelerators", workers=False)
     parser.add_argument("--no-tvm", action="store_true", help="fuzz: mutated models on the LiteRT front end only")
     parser.add_argument("--keep", metavar="DIR", help="fuzz: keep the mutated models in DIR")
     parser.add_argument("--tokens", type=arguments.positive_int("token count", 1 << 16), default=8,
@@ -50,7 +51,7 @@ def add_arguments(parser):
     parser.add_argument("--prompt", default="The capital of France is", help="llm: the prompt")
     parser.add_argument("--only", metavar="NAMES", default=None,
                         help="timing: comma-separated accelerators (default: every registered one, at its defaults "
-                        "unless --params says otherwise)")
+                        "unless --params says otherwise); dse: parts among speed, ray, exhaustive, reuse (default all)")
     parser.add_argument("--clock-mhz", type=arguments.clock_mhz, default=None,
                         help="llm: clock for tokens/s (default: bfp's ECP5-85F place-and-route Fmax when cached)")
 

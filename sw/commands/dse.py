@@ -3,10 +3,13 @@
 Trials come from optuna (``sw/dse/search.py``), each point's latency from the
 closed-form cost model, its resources from the Yosys-calibrated analytic model
 (``sw/dse/resources.py``) and its energy from ``sw/hardware/power.py``; points
-over the board's budget or unable to run a layer are pruned with the reason.
-Afterwards the Pareto front is printed and plotted, the fastest front points are
-synthesized with Yosys and the fastest one is re-run on RTL to confirm its
-cycles and outputs, and the chosen design is exported as a parameters file.
+over the board's budget, under the required clock (``--min-clock-mhz``, from the
+Fmax of placed-and-routed points) or unable to run a layer are infeasible, the reason
+recorded. Afterwards the Pareto front is printed and plotted, the fastest front
+points are synthesized with Yosys and the fastest one is re-run on RTL to confirm
+its cycles and outputs; ``--place-route`` places and routes the chosen design on the
+ECP5-85F (cached; ten minutes or more for an 8x8 GEMM), and the chosen design is
+exported as a parameters file.
 """
 
 import time
@@ -24,7 +27,6 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser):
     from ..dse.boards import BOARDS
-    from ..execution.runners import RUNNERS
     parser.add_argument("model", help="a .tflite file, or a bundled model name (see sw/zoo/models)")
     parser.add_argument("--accel", default="gemm", help="registered accelerator whose parameters are searched")
     parser.add_argument("--board", choices=tuple(BOARDS), default="pynq-z1", help="the budget a design must fit")
@@ -37,13 +39,16 @@ def add_arguments(parser):
     parser.add_argument("--space", default="", help="narrow the searched space: rows=2..16,cols=4|8|16,...")
     parser.add_argument("--sampler", choices=("nsga2", "tpe", "random"), default="nsga2")
     parser.add_argument("--seed", type=arguments.seed, default=0)
-    parser.add_argument("--clock-mhz", type=arguments.clock_mhz, help="clock for latency (default: the board's)")
+    parser.add_argument("--clock-mhz", type=arguments.clock_mhz, help="clock for latency (default: the board's, or "
+                        "--min-clock-mhz when given)")
+    parser.add_argument("--min-clock-mhz", type=arguments.clock_mhz, help="required clock: a design whose Fmax "
+                        "(the nearest placed-and-routed point's, sw/dse/calibration.json) is lower is infeasible")
+    parser.add_argument("--place-route", action="store_true", help="place and route the chosen design on the "
+                        "ECP5-85F (nextpnr; cached by design hash; ten minutes or more for an 8x8 gemm) and "
+                        "check it against --min-clock-mhz")
     parser.add_argument("--dma-bytes", type=arguments.dma_bytes, default=8, help="DMA bytes per cycle (default 8)")
     parser.add_argument("--dma-latency", type=arguments.dma_latency, default=0, help="DMA latency in cycles")
-    parser.add_argument("--runner", choices=RUNNERS, default="local", help="where trials are evaluated")
-    parser.add_argument("--workers", type=arguments.positive_int("--workers", 1024),
-                        help="workers of the runner (default: the CPUs available)")
-    parser.add_argument("--ray-address", help="a Ray cluster to join (with --runner ray)")
+    arguments.add_runner_arguments(parser, "trials")
     parser.add_argument("--yosys", type=arguments.non_negative_int("--yosys", 64), default=2,
                         help="synthesize this many of the fastest front points with Yosys (cached; default 2)")
     parser.add_argument("--confirm", type=arguments.non_negative_int("--confirm", 16), default=1,
@@ -71,9 +76,14 @@ def _config(args):
     resource_model(args.accel)                  # an accelerator without a resource model is refused here
     board = get_board(args.board)
     path = resolve_model(args.model)
-    return SearchConfig(accel=args.accel, model=str(path), board=board.name, objectives=list(check_objectives(
-        args.objectives)), clock_mhz=args.clock_mhz or board.clock_mhz, dma=[args.dma_bytes, args.dma_latency],
-        space=args.space), space, board
+    config = SearchConfig(accel=args.accel, model=str(path), board=board.name, objectives=list(check_objectives(
+        args.objectives)), clock_mhz=args.clock_mhz or args.min_clock_mhz or board.clock_mhz,
+        dma=[args.dma_bytes, args.dma_latency], space=args.space)
+    if args.min_clock_mhz is not None:
+        from ..dse.resources import fmax_model
+        fmax_model(args.accel)                  # no measured Fmax: refused here, with how to measure one
+        config["min_clock_mhz"] = args.min_clock_mhz   # only when given, so earlier studies keep their names
+    return config, space, board
 
 
 def _printer():
@@ -103,7 +113,6 @@ def _reused(args, config):
 def run(args):
     from ..dse.resources import calibration_report
     from ..dse.search import front, finished, run_search
-    from ..execution.runners import open_runner
     config, space, board = _config(args)
     storage = args.storage or f"{Path(config['model']).stem}-{args.accel}-{board.name}.dse.db"
     progress = progress_printer("dse")
@@ -111,7 +120,7 @@ def run(args):
              f"{board.name}, objectives {', '.join(config['objectives'])}; trials kept in {storage}")
     seeds = _reused(args, config)
     started = time.perf_counter()
-    with open_runner(args.runner, workers=args.workers, address=args.ray_address) as runner:
+    with arguments.open_args_runner(args) as runner:
         study = run_search(config, storage, trials=args.trials, runner=runner, sampler=args.sampler, seed=args.seed,
                            progress=_printer(), enqueue=seeds)
     seconds = time.perf_counter() - started
@@ -119,14 +128,15 @@ def run(args):
     pareto = front(study)
     infeasible = Counter(t.user_attrs.get("infeasible", "").split(":")[0] for t in trials
                          if t.user_attrs.get("infeasible"))
-    summary = {"trials": len(trials), "complete": len(trials) - sum(infeasible.values()),
-               "pruned": sum(infeasible.values()), "pruned_by_reason": dict(infeasible),
+    summary = {"trials": len(trials), "feasible": len(trials) - sum(infeasible.values()),
+               "infeasible": sum(infeasible.values()), "infeasible_by_reason": dict(infeasible),
                "search_seconds": seconds, "storage": storage, "study": config.study_name}
     _print_front(pareto, config, space, summary)
     calibration = calibration_report(args.accel)
     synthesized = _synthesize(pareto[:args.yosys], args.accel, board, progress)
     confirmed = _confirm(pareto, args, config, synthesized, board, progress)
     chosen = next((c for c in confirmed if c["confirmed"]), None)
+    timing = _place_route(chosen, pareto, args, progress) if args.place_route else None
     if args.export and chosen:
         from ..execution.params_file import params_record
         accelerator = get_accelerator(args.accel, chosen["params"])
@@ -143,8 +153,42 @@ def run(args):
                                          config=dict(config), space=space.describe(), summary=summary,
                                          front=[{"trial": n, **r, "objectives": v} for n, r, v in pareto],
                                          calibration=calibration, yosys=synthesized, rtl=confirmed,
-                                         chosen=chosen))
+                                         chosen=chosen, place_route=timing))
+    if timing is not None and not timing["meets_required_clock"]:
+        return 1
     return 0 if (chosen or not args.confirm) else 1
+
+
+def _place_route(chosen, pareto, args, progress):
+    """ECP5-85F place and route of the chosen design (else the fastest front point): its Fmax against the
+    required clock and against the Fmax model's estimate."""
+    if chosen is None and not pareto:
+        console.print("[bold]no front point to place and route[/bold]")
+        return None
+    params = chosen["params"] if chosen else pareto[0][1]["params"]
+    from ..hardware import figures, timing
+    design_verilog, ecp5_timing = figures.design_verilog, timing.ecp5_timing
+    accelerator = get_accelerator(args.accel, params)
+    progress(f"placing and routing {accelerator!r} on the ECP5-85F (cached by design hash)")
+    result = ecp5_timing(design_verilog(accelerator, progress), accelerator.top_name, progress=progress)
+    from ..dse.resources import fmax_model, remember_fmax
+    estimate = None
+    try:
+        estimate = fmax_model(args.accel).estimate(dict(accelerator.params))[0]
+    except ParameterError:
+        pass
+    remember_fmax(accelerator, result)      # the Fmax model's next searches use it
+    required = args.min_clock_mhz
+    record = {"params": dict(accelerator.params), "fmax_mhz": result.fmax_mhz, "source": result.source,
+              "per_seed": dict(result.per_seed), "critical_path": [result.path_from, result.path_to],
+              "seconds": result.seconds, "model_fmax_mhz": estimate, "required_mhz": required,
+              "meets_required_clock": required is None or result.fmax_mhz >= required}
+    console.print(f"{accelerator!r} placed and routed: Fmax {result.fmax_mhz:.1f} MHz ({result.source}, worst of "
+                  f"{len(result.per_seed)} seeds; critical path {result.path_from} -> {result.path_to})"
+                  + (f", model {estimate:.1f} MHz" if estimate is not None else "")
+                  + (f"; required {required:g} MHz: {'met' if record['meets_required_clock'] else 'NOT MET'}"
+                     if required else ""), highlight=False)
+    return record
 
 
 def _varying(space):
@@ -159,8 +203,8 @@ def _print_front(pareto, config, space, summary):
     console.print(table(f"Pareto front of {config['accel']} on {Path(config['model']).name} "
                         f"({', '.join(config['objectives'])}), {summary['trials']} trials",
                         ["trial", *names, "latency ms", "cycles", "LUT", "FF", "DSP", "BRAM36", "energy uJ"], rows))
-    reasons = ", ".join(f"{count} {reason}" for reason, count in summary["pruned_by_reason"].items())
-    console.print(f"{summary['complete']} feasible, {summary['pruned']} pruned ({reasons or 'none'}); "
+    reasons = ", ".join(f"{count} {reason}" for reason, count in summary["infeasible_by_reason"].items())
+    console.print(f"{summary['feasible']} feasible, {summary['infeasible']} infeasible ({reasons or 'none'}); "
                   f"search {summary['search_seconds']:.1f} s")
 
 
@@ -232,11 +276,11 @@ def _plot(study, config, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from ..dse.search import finished
+    from ..dse.search import feasible as is_feasible, finished
     objectives = config["objectives"]
     done = finished(study)
     best = {t.number for t in study.best_trials}
-    feasible = [t for t in done if t.values]
+    feasible = [t for t in done if is_feasible(t)]
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     ax.scatter([t.values[0] for t in feasible if t.number not in best],
                [t.values[1] for t in feasible if t.number not in best], s=10, c="0.7", label="feasible trials")
@@ -249,7 +293,7 @@ def _plot(study, config, path):
     ax.set_ylabel(units.get(objectives[1], objectives[1].upper()))
     ax.set_xscale("log")
     ax.set_title(f"{config['accel']} on {Path(config['model']).stem}, {config['board']}: "
-                 f"{len(done)} trials ({len(done) - len(feasible)} pruned)", fontsize=9)
+                 f"{len(done)} trials ({len(done) - len(feasible)} infeasible)", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     with replacing(path) as f:

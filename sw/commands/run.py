@@ -1,5 +1,6 @@
 """`accelkit run MODEL`: a whole model on LiteRT (or TVM) with the accelerator's layers on its RTL simulation."""
 
+import functools
 import time
 from pathlib import Path
 
@@ -15,7 +16,11 @@ from ..reports.model_report import print_report, save_plot, totals
 from ..reports.output import console, progress_printer, provenance, save_arrays, write_json
 from . import arguments
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "run", "evaluate_samples", "SPREAD_SECONDS"]
+
+#: A batch is spread over the runner's workers when running it here would take longer than this plus the
+#: time this process took to open the model (about what starting a worker process takes on this machine).
+SPREAD_SECONDS = 10.0
 
 
 def add_arguments(parser):
@@ -38,6 +43,7 @@ def add_arguments(parser):
     parser.add_argument("--record", metavar="TRACE", help="record the device transactions to TRACE.jsonl and "
                         "TRACE.npz (one accelerator on a simulator): what `accelkit-board run --trace` and "
                         "`accelkit-board replay` play")
+    arguments.add_runner_arguments(parser, "shares of an --input batch (not with --record: one device records)")
     parser.add_argument("--params-file", metavar="PARAMS.json", help="a design's parameters (as `accelkit dse "
                         "--export` writes them) for the accelerator it names; --params given too override them")
 
@@ -64,8 +70,74 @@ def _with_params_file(args, params):
     return merged
 
 
+def _open_model(spec, executor, progress=None):
+    """The model on ``executor`` through the chosen front end."""
+    if spec["frontend"] == "tvm":
+        from ..frontends.tvm.runner import TvmModel
+        model = TvmModel(spec["path"], executor, keep_inputs=spec["compare"])
+        by_origin = model.info.by_origin() if model.info else {}
+        for record in model.offloaded:      # which accelerator runs each offloaded layer
+            if record.index in by_origin:
+                record.extra["accelerator"] = by_origin[record.index].accelerator
+        if progress:
+            progress(f"TVM: import {model.import_seconds:.2f} s, partition and compile {model.compile_seconds:.2f} s, "
+                     f"VM load {model.load_seconds:.2f} s")
+        return model
+    from ..frontends.tflite.runner import DelegatedModel
+    return DelegatedModel(spec["path"], executor, spec["cpu_kernels"])
+
+
+def evaluate_samples(spec, samples):
+    """One share of a batch in a runner's worker: its own executor and model, the samples run as `run` does."""
+    from ..execution.accelerator_lists import open_claiming_executor
+    with open_claiming_executor(spec["accelerators"], spec["backend"], spec["dma"]) as executor:
+        model = _open_model(spec, executor)
+        result = _evaluate(spec, model, executor, samples)
+        result["worker"] = True
+    return result
+
+
+def _evaluate(spec, model, executor, batch, progress=None):
+    """Outputs, reference outputs, per-layer checks and seconds of ``batch`` on ``model``."""
+    from ..frontends.tflite.runner import make_interpreter
+    path = spec["path"]
+    reference = make_interpreter(path, "ref", preserve_all_tensors=spec["compare"]) if spec["reference"] else None
+    outputs, ref_outputs = [], []
+    layer_checks = {r.index: [True, 0] for r in model.offloaded}
+    started = time.perf_counter()
+    run_before, layers_before = executor.run_seconds, model.layer_seconds
+    reference_seconds = 0.0
+    for i, sample in enumerate(batch):
+        outputs.append(model.invoke(sample.reshape(model.input_detail["shape"])))
+        if reference is not None:
+            ref_started = time.perf_counter()
+            reference.set_tensor(reference.get_input_details()[0]["index"],
+                                 sample.reshape(model.input_detail["shape"]))
+            try:
+                reference.invoke()
+            except RuntimeError as error:
+                raise ModelError(f"LiteRT's reference kernels could not run the model: {error}") from None
+            ref_outputs.append([reference.get_tensor(d["index"]) for d in reference.get_output_details()])
+            reference_seconds += time.perf_counter() - ref_started
+            if spec["compare"]:
+                for node, check in layer_checks.items():
+                    if spec["frontend"] == "tvm":
+                        # TVM's CPU layers are its float lowering, so an offloaded layer's input may differ
+                        # from LiteRT's: hold the layer to TFLite's integer result on its own input.
+                        expected = model.layer_reference(node)
+                    else:
+                        expected = reference.get_tensor(model.model.ops[node].outputs[0])
+                    difference = int(np.abs(expected.astype(np.int64) - model.outputs_by_node[node]).max())
+                    check[0] &= difference == 0
+                    check[1] = max(check[1], difference)
+        if progress and len(batch) > 20 and (i + 1) % max(1, len(batch) // 5) == 0:
+            progress(f"{i + 1}/{len(batch)} samples")
+    return {"outputs": outputs, "ref_outputs": ref_outputs, "checks": layer_checks,
+            "wall": time.perf_counter() - started, "reference_seconds": reference_seconds,
+            "run_seconds": executor.run_seconds - run_before, "layer_seconds": model.layer_seconds - layers_before}
+
+
 def run(args):
-    from ..frontends.tflite.runner import DelegatedModel, make_interpreter
     from ..zoo import resolve_model
     path = resolve_model(args.model)
     from ..execution.accelerator_lists import open_claiming_executor, resolve_accelerators
@@ -78,22 +150,18 @@ def run(args):
     if args.record and (len(accelerators) != 1 or args.backend == "model"):
         raise ParameterError(f"--record records one accelerator's device on a simulator; got --accel {args.accel} "
                              f"on backend {args.backend}")
-    with open_claiming_executor(accelerators, args.backend, dma, progress=progress) as executor:
+    spec = {"path": str(path), "accelerators": accelerators, "backend": args.backend, "dma": dma,
+            "frontend": args.frontend, "cpu_kernels": args.cpu_kernels, "compare": bool(args.compare),
+            "reference": bool(args.compare or labels is not None)}
+    opening = time.perf_counter()
+    with open_claiming_executor(accelerators, args.backend, dma, progress=progress) as executor, \
+            arguments.open_args_runner(args) as runner:
         accelerator = executor.accelerator
         if args.record:
             executor.device = RecordingDevice(executor.device)
             executor.device.trace.device["accelerator"] = {"name": accelerator.name, "params": accelerator.params}
-        if args.frontend == "tvm":
-            from ..frontends.tvm.runner import TvmModel
-            model = TvmModel(path, executor, keep_inputs=bool(args.compare))
-            by_origin = model.info.by_origin() if model.info else {}
-            for record in model.offloaded:      # which accelerator runs each offloaded layer
-                if record.index in by_origin:
-                    record.extra["accelerator"] = by_origin[record.index].accelerator
-            progress(f"TVM: import {model.import_seconds:.2f} s, partition and compile {model.compile_seconds:.2f} s, "
-                     f"VM load {model.load_seconds:.2f} s")
-        else:
-            model = DelegatedModel(path, executor, args.cpu_kernels)
+        model = _open_model(spec, executor, progress)
+        setup_seconds = time.perf_counter() - opening     # what each worker pays again (a TVM compile, say)
         batch = load_inputs(args.input, model.input_detail, args.seed, args.limit)
         labels = check_labels(labels, len(batch), args.limit is not None, args.labels)
         if not model.offloaded:
@@ -101,48 +169,44 @@ def run(args):
                           f"({', '.join(sorted({r.reason for r in model.records}))}): it runs fully on the CPU")
         progress(f"running {len(batch)} sample(s) of {path.name}: {len(model.offloaded)} of "
                  f"{len(model.records)} layers on {accelerator!r} ({args.backend})")
-        reference = make_interpreter(path, "ref", preserve_all_tensors=bool(args.compare)) if args.compare or labels is not None else None
-        outputs, ref_outputs = [], []
-        layer_checks = {r.index: [True, 0] for r in model.offloaded}
         started = time.perf_counter()
-        reference_seconds = 0.0
-        for i, sample in enumerate(batch):
-            outputs.append(model.invoke(sample.reshape(model.input_detail["shape"])))
-            if reference is not None:
-                ref_started = time.perf_counter()
-                reference.set_tensor(reference.get_input_details()[0]["index"],
-                                     sample.reshape(model.input_detail["shape"]))
-                try:
-                    reference.invoke()
-                except RuntimeError as error:
-                    raise ModelError(f"LiteRT's reference kernels could not run the model: {error}") from None
-                ref_outputs.append([reference.get_tensor(d["index"]) for d in reference.get_output_details()])
-                reference_seconds += time.perf_counter() - ref_started
-                if args.compare:
-                    for node, check in layer_checks.items():
-                        if args.frontend == "tvm":
-                            # TVM's CPU layers are its float lowering, so an offloaded layer's input may differ
-                            # from LiteRT's: hold the layer to TFLite's integer result on its own input.
-                            expected = model.layer_reference(node)
-                        else:
-                            expected = reference.get_tensor(model.model.ops[node].outputs[0])
-                        difference = int(np.abs(expected.astype(np.int64) - model.outputs_by_node[node]).max())
-                        check[0] &= difference == 0
-                        check[1] = max(check[1], difference)
-            if len(batch) > 20 and (i + 1) % max(1, len(batch) // 5) == 0:
-                progress(f"{i + 1}/{len(batch)} samples")
-        wall = time.perf_counter() - started - reference_seconds
+        # The first sample runs here; the rest are spread over the runner's workers (each opens its own
+        # simulator and front end, which cannot cross processes) when they would take longer than starting
+        # a worker and opening the model there does, or always on Ray (asked for by name).
+        results = [_evaluate(spec, model, executor, batch[:1])]
+        rest = batch[1:]
+        expected = results[0]["wall"] * len(rest)
+        parts = min(runner.workers, len(rest))
+        if parts > 1 and not args.record and (runner.name == "ray" or expected > SPREAD_SECONDS + setup_seconds):
+            progress(f"spreading the other {len(rest)} samples over {parts} {runner.name} workers "
+                     f"(about {expected:.0f} s of work)")
+            size = -(-len(rest) // parts)
+            chunks = [rest[at:at + size] for at in range(0, len(rest), size)]
+            results += runner.map(functools.partial(evaluate_samples, spec), chunks,
+                                  progress=lambda done, total: progress(f"{done}/{total} shares of the samples"))
+        elif len(rest):
+            results.append(_evaluate(spec, model, executor, rest, progress))
+        wall = time.perf_counter() - started
         if args.record:
             executor.device.trace.save(args.record)
             progress(f"recorded {len(executor.device.trace.entries)} transactions to {args.record}.jsonl/.npz")
+    outputs = [o for r in results for o in r["outputs"]]
+    ref_outputs = [o for r in results for o in r["ref_outputs"]]
+    layer_checks = {node: [all(r["checks"][node][0] for r in results), max(r["checks"][node][1] for r in results)]
+                    for node in results[0]["checks"]}
+    run_seconds = sum(r["run_seconds"] for r in results)
+    layer_seconds = sum(r["layer_seconds"] for r in results)
+    if not any(r.get("worker") for r in results):        # all in this process
+        wall -= sum(r["reference_seconds"] for r in results)
     if args.compare:
         for node, (exact, difference) in layer_checks.items():
             model.records[node].bit_exact, model.records[node].max_difference = exact, difference
     records = [r.as_dict(clock.hz) for r in model.records]
     summary = totals(records, clock.hz, clock.source)
-    summary.update(samples=len(batch), wall_seconds=wall, simulation_seconds=executor.run_seconds,
-                   driver_seconds=model.layer_seconds - executor.run_seconds,
-                   cpu_seconds=wall - model.layer_seconds)
+    summary.update(samples=len(batch), wall_seconds=wall, simulation_seconds=run_seconds,
+                   driver_seconds=layer_seconds - run_seconds,
+                   cpu_seconds=sum(r["wall"] - r["reference_seconds"] - r["layer_seconds"] for r in results),
+                   workers=max(1, sum(bool(r.get("worker")) for r in results)))
     result = {"model": str(path), "frontend": args.frontend, "cpu_kernels": args.cpu_kernels, "layers": records,
               "totals": summary}
     if args.frontend == "tvm":
@@ -155,7 +219,7 @@ def run(args):
     if clock.mhz is None:
         console.print(clock.describe(), highlight=False)
     console.print(f"wall {wall:.2f} s for {len(batch)} sample(s): "
-                  f"{'golden and cost models' if args.backend == 'model' else 'simulation'} {executor.run_seconds:.2f} s, "
+                  f"{'golden and cost models' if args.backend == 'model' else 'simulation'} {run_seconds:.2f} s, "
                   f"driver {summary['driver_seconds']:.2f} s, CPU layers and "
                   f"{'TVM' if args.frontend == 'tvm' else 'LiteRT'} {summary['cpu_seconds']:.2f} s",
                   highlight=False)

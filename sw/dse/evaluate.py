@@ -4,7 +4,11 @@
 parameter dict with cycles (the accelerator's closed-form ``estimate``, the
 `model` backend's figure, summed over the layers), resources (the calibrated
 analytic model, ``resources.py``), energy (``sw/hardware/power.py``) and
-whether the design fits the board. Per-layer figures are remembered by
+whether the design fits the board and reaches a required clock (the Fmax model in
+``resources.py``, from placed-and-routed points). A point over the board's
+budget, under the required clock or unable to run some layers is still costed (over
+the layers it runs): its ``violations`` (how far over each limit, relative, > 0; the
+share of layers it cannot run) let a constrained sampler learn from it. Per-layer figures are remembered by
 (parameters, layer signature), so a search that comes back to a point, or a
 model that repeats a layer shape, pays once.
 """
@@ -16,7 +20,7 @@ from ...driver.device import DmaTiming
 from ...errors import ParameterError, UnsupportedLayer
 from ..hardware.power import design_energy
 from .boards import Board
-from .resources import resource_model
+from .resources import fmax_model, resource_model
 
 __all__ = ["Workload", "Evaluator", "PointResult", "load_workload"]
 
@@ -62,6 +66,10 @@ class PointResult:
     energy_uj: float = 0.0
     latency_ms: float = 0.0
     infeasible: str | None = None
+    #: constraint name -> relative violation (> 0: over the limit); empty when no limit applies
+    violations: dict = field(default_factory=dict)
+    #: estimated Fmax in MHz (None when no clock is required)
+    fmax_mhz: float | None = None
 
     def objective(self, name):
         """The value of objective ``name`` (latency in ms, lut/ff/dsp/bram36 counts, energy in uJ)."""
@@ -74,7 +82,8 @@ class PointResult:
     def as_dict(self):
         return {"params": self.params, "cycles": self.cycles, "busy_cycles": self.busy_cycles,
                 "bytes_moved": self.bytes_moved, "layers_run": self.layers_run, "resources": self.resources,
-                "energy_uj": self.energy_uj, "latency_ms": self.latency_ms, "infeasible": self.infeasible}
+                "energy_uj": self.energy_uj, "latency_ms": self.latency_ms, "infeasible": self.infeasible,
+                "violations": self.violations, "fmax_mhz": self.fmax_mhz}
 
 
 class Evaluator:
@@ -83,10 +92,13 @@ class Evaluator:
     ``required`` is the set of layer indices every design must run (by default,
     those the accelerator's default design runs): a point that cannot run one
     is infeasible, since its latency would hide CPU time the cost model cannot
-    give. ``clock_mhz`` converts cycles to time.
+    give. ``clock_mhz`` converts cycles to time. ``min_clock_mhz``: a design whose estimated
+    Fmax (``resources.fmax_model``) is below it is infeasible. ``cost_infeasible``: cost points
+    over a limit too (what a constrained search needs); False skips their cost model.
     """
 
-    def __init__(self, *, accel, workload, board: Board, clock_mhz=None, dma=None, required=None):
+    def __init__(self, *, accel, workload, board: Board, clock_mhz=None, dma=None, required=None,
+                 min_clock_mhz=None, cost_infeasible=True):
         if not isinstance(board, Board):
             raise ParameterError(f"board must be a Board, not {board!r}")
         self.accel, self.workload, self.board = accel, workload, board
@@ -95,6 +107,11 @@ class Evaluator:
             raise ParameterError(f"clock must be positive, not {self.clock_mhz} MHz")
         self.dma = dma or DmaTiming()
         self.resources = resource_model(accel)
+        self.min_clock_mhz = None if min_clock_mhz is None else float(min_clock_mhz)
+        if self.min_clock_mhz is not None and self.min_clock_mhz <= 0:
+            raise ParameterError(f"required clock must be positive, not {self.min_clock_mhz} MHz")
+        self.fmax = None if self.min_clock_mhz is None else fmax_model(accel)
+        self.cost_infeasible = bool(cost_infeasible)
         self._layers, self._signatures = {}, {}
         # looked up once: the registry reads entry-point metadata from disk on every call
         self._class = type(get_accelerator(accel, {}))
@@ -131,23 +148,44 @@ class Evaluator:
         result = PointResult(params=resolved)
         # resources first: a point over the board's budget needs no cost model
         result.resources = self.resources.estimate(resolved)
+        budget = self.board.budget()
+        result.violations = {name: result.resources[name] / limit - 1.0 for name, limit in budget.items()}
         over = [f"{name.upper()} {result.resources[name]:g} > {limit:g}"
-                for name, limit in self.board.budget().items() if result.resources[name] > limit]
-        if over:
-            result.infeasible = f"over the {self.board.name}'s budget: {', '.join(over)}"
-            return result
+                for name, limit in budget.items() if result.resources[name] > limit]
+        reasons = [f"over the {self.board.name}'s budget: {', '.join(over)}"] if over else []
+        if self.fmax is not None:
+            result.fmax_mhz, source = self.fmax.estimate(resolved)
+            result.violations["clock"] = 1.0 - result.fmax_mhz / self.min_clock_mhz
+            if result.fmax_mhz < self.min_clock_mhz:
+                reasons.append(f"under the required clock: Fmax {result.fmax_mhz:.1f} MHz ({source}) < "
+                               f"{self.min_clock_mhz:g} MHz")
+        if reasons:
+            result.infeasible = "; ".join(reasons)
+            if not self.cost_infeasible:
+                return result
         key = tuple(sorted(resolved.items()))
+        unrunnable = []
         for index, layer, shapes in self.workload.layers:
             if index not in self.required:
                 continue
             cycles, busy, moved, unsupported = self._layer(accelerator, key, index, layer, shapes)
             if unsupported is not None:
-                result.infeasible = f"cannot run layer {index} ({layer.op}): {unsupported}"
-                return result
+                unrunnable.append(f"cannot run layer {index} ({layer.op}): {unsupported}")
+                if not self.cost_infeasible:
+                    break
+                continue
             result.cycles += cycles
             result.busy_cycles += busy
             result.bytes_moved += moved
             result.layers_run += 1
+        if unrunnable:
+            # the share of the required layers it cannot run is the violation; its latency (of the layers it
+            # runs) is then a lower bound, which a constrained sampler ranks below every feasible point
+            more = f" (and {len(unrunnable) - 1} more layers)" if len(unrunnable) > 1 else ""
+            result.infeasible = unrunnable[0] + more + (f"; {result.infeasible}" if result.infeasible else "")
+            result.violations["layers"] = len(unrunnable) / len(self.required)
+            if not self.cost_infeasible:
+                return result
         result.latency_ms = result.cycles / (self.clock_mhz * 1e3)
         energy = design_energy(result.resources, cycles=result.cycles, busy_cycles=result.busy_cycles,
                                bytes_moved=result.bytes_moved, clock_mhz=self.clock_mhz,

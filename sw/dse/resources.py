@@ -18,6 +18,7 @@ accelerators listed in ``MODELS``; others are refused with that list.
 """
 
 import json
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from math import ceil
@@ -28,7 +29,7 @@ import numpy as np
 from ...errors import ParameterError
 
 __all__ = ["MODELS", "ResourceModel", "resource_model", "bram36_for", "calibration_report", "CALIBRATION_FILE",
-           "record_calibration"]
+           "record_calibration", "FmaxModel", "fmax_model", "record_fmax", "remember_fmax"]
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 RESOURCES = ("lut", "ff", "dsp", "bram36")
@@ -72,8 +73,30 @@ class _Family:
     features: object
 
 
-#: accelerators with an analytic model (potacc shares the GEMM core, its shift columns a feature of their own)
-MODELS = {"gemm": _Family(_gemm_memories, _gemm_features), "potacc": _Family(_gemm_memories, _gemm_features)}
+def _potacc_features(p):
+    """The GEMM core's features, a shift PE apart from a multiplier PE, and a shift PE's second term (APoT)."""
+    features = _gemm_features(p)
+    shift = features.pop("shift_pes")
+    rows = features.pop("rows")
+    return {**features, "shift_pes": shift, "second_term_pes": shift * (p["terms"] - 1), "rows": rows}
+
+
+def _mm2im_memories(p):
+    """(width, depth) of MM2IM's memories: weights (a rows x cols tile a word), the input-row buffer's two
+    halves, the accumulation buffer (32-bit lanes), the output queue."""
+    return [(8 * p["rows"] * p["cols"], p["w_depth"]), (8 * p["rows"], 2 * p["in_depth"]),
+            (32 * p["cols"], p["acc_depth"]), (8 * p["cols"], 32)]
+
+
+def _mm2im_features(p):
+    """An output lane's requantizer and accumulator port, a multiplier, the stream width, an input lane."""
+    return {"one": 1.0, "cols": p["cols"], "multiplier_pes": p["rows"] * p["cols"], "data_width": p["data_width"],
+            "rows": p["rows"]}
+
+
+#: accelerators with an analytic model (potacc shares the GEMM core, its shift columns features of their own)
+MODELS = {"gemm": _Family(_gemm_memories, _gemm_features), "potacc": _Family(_gemm_memories, _potacc_features),
+          "mm2im": _Family(_mm2im_memories, _mm2im_features)}
 
 
 def _calibration():
@@ -168,8 +191,110 @@ def record_calibration(name, accelerators, progress=None):
         points.append({"params": dict(accelerator.params), "lut": estimate.lut, "lut_ram": estimate.lut_ram,
                        "ff": estimate.ff, "dsp": estimate.dsp, "bram36": estimate.bram36,
                        "family": estimate.family})
-    data[name] = {"source": "Yosys synth_xilinx -family xc7 (accelkit resources), measured on this project's "
-                            "machine", "points": points}
+    data.setdefault(name, {}).update(source="Yosys synth_xilinx -family xc7 (accelkit resources), measured on "
+                                            "this project's machine", points=points)
     CALIBRATION_FILE.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     resource_model.cache_clear()
     return points
+
+
+class FmaxModel:
+    """A design point's clock, from the placed-and-routed (ECP5-85F) Fmax of the nearest measured point.
+
+    Place and route takes ten minutes or more per design here, so only a few points
+    are ever measured. The estimate is the Fmax of the measured point nearest in
+    parameters (distance: summed ``|log2((1 + a) / (1 + b))|`` over the parameters, so
+    doubling an array counts the same at any size), which suits arrays whose critical
+    path lies in one PE or one requantizer rather than across the array. It is a coarse
+    stand-in, named as such wherever it prunes a point; a point measured exactly gets its
+    own figure.
+    """
+
+    def __init__(self, name, points):
+        if not points:
+            raise ParameterError(f"no placed-and-routed Fmax is recorded for {name!r} (in {CALIBRATION_FILE} or "
+                                 "the cache's dse-fmax folder), so a required clock cannot be checked; "
+                                 "`accelkit dse ... --place-route` without --min-clock-mhz measures one")
+        self.name, self.points = name, points
+
+    def estimate(self, params):
+        """(Fmax in MHz, where it comes from) for a resolved parameter dict."""
+        def distance(point):
+            other = point["params"]
+            return sum(abs(np.log2((1 + float(params[k])) / (1 + float(other[k]))))
+                       for k in params if k in other and isinstance(params[k], (int, float)))
+        nearest = min(self.points, key=distance)
+        exact = distance(nearest) == 0
+        return float(nearest["fmax_mhz"]), (f"{nearest['source']}, this design" if exact else
+                                            f"{nearest['source']} of the nearest measured design")
+
+
+def _measured_fmax_file(name):
+    from ...sim.toolchain import cache_root
+    return cache_root() / "dse-fmax" / f"{name}.json"
+
+
+def _measured_fmax(name):
+    try:
+        return json.loads(_measured_fmax_file(name).read_text())
+    except (OSError, ValueError):
+        return []
+
+
+@lru_cache(maxsize=None)
+def fmax_model(name) -> FmaxModel:
+    """The Fmax model of accelerator ``name``: the points in ``calibration.json`` and those measured on this
+    machine (or cluster) by ``dse --place-route``, kept in the shared cache; :class:`ParameterError` when
+    there are none."""
+    points = {json.dumps(p["params"], sort_keys=True): p for p in _calibration().get(name, {}).get("fmax", [])}
+    points.update({json.dumps(p["params"], sort_keys=True): p for p in _measured_fmax(name)})
+    return FmaxModel(name, list(points.values()))
+
+
+def _fmax_point(accelerator, result):
+    from ..hardware.timing import TIMING_SOURCE
+    return {"params": dict(accelerator.params), "fmax_mhz": float(result.fmax_mhz), "source": TIMING_SOURCE,
+            "seeds": sorted(int(s) for s in result.per_seed)}
+
+
+def remember_fmax(accelerator, result):
+    """Keep a place-and-route result of ``accelerator`` as an Fmax point in the shared cache (written by
+    rename, like the cache's other entries)."""
+    points = {json.dumps(p["params"], sort_keys=True): p for p in _measured_fmax(accelerator.name)}
+    point = _fmax_point(accelerator, result)
+    points[json.dumps(point["params"], sort_keys=True)] = point
+    path = _measured_fmax_file(accelerator.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(sorted(points.values(), key=lambda p: json.dumps(p["params"], sort_keys=True)),
+                                    indent=1) + "\n")
+    os.replace(temporary, path)
+    fmax_model.cache_clear()
+    return point
+
+
+def record_fmax(name, accelerators, *, run=False, progress=None):
+    """Store the ECP5-85F place-and-route Fmax of each design in ``calibration.json`` as ``name``'s Fmax points.
+
+    Only cached results are read unless ``run`` (each run takes minutes); designs with no
+    result are skipped. Points already stored for other parameters are kept.
+    """
+    from ..hardware.figures import design_verilog
+    from ..hardware.timing import cached_timing, ecp5_timing
+    data = _calibration()
+    entry = data.setdefault(name, {})
+    points = {json.dumps(p["params"], sort_keys=True): p for p in entry.get("fmax", [])}
+    added = []
+    for accelerator in accelerators:
+        verilog = design_verilog(accelerator, progress)
+        result = (ecp5_timing(verilog, accelerator.top_name, progress=progress) if run
+                  else cached_timing(verilog, accelerator.top_name))
+        if result is None:
+            continue
+        point = _fmax_point(accelerator, result)
+        points[json.dumps(point["params"], sort_keys=True)] = point
+        added.append(point)
+    entry["fmax"] = sorted(points.values(), key=lambda p: json.dumps(p["params"], sort_keys=True))
+    CALIBRATION_FILE.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    fmax_model.cache_clear()
+    return added

@@ -6,8 +6,17 @@ has workers, evaluates them through the runner (``sw/execution/runners.py``)
 and tells the results. Every told trial is committed to the database at once,
 so ``kill -9`` loses at most the points being evaluated; on the next start
 those (left RUNNING) are marked FAIL and the sweep goes on until ``trials``
-points are finished (complete or pruned). Infeasible points are PRUNED with
-the reason in the trial's ``infeasible`` attribute.
+points are finished (complete or pruned).
+
+Infeasible points keep the reason in the trial's ``infeasible`` attribute. A
+point over the board's budget, under the required clock or unable to run some
+of the layers is still costed and told COMPLETE with its objective values and
+its constraint violations
+(``Trial.set_constraint``, optuna's successor of ``constraints_func``): NSGA-II's
+constrained domination and TPE then learn how far out of bounds it lies instead
+of seeing nothing, and the front (``study.best_trials``) holds feasible points
+only. A point with no objective values (parameters the accelerator refuses)
+is PRUNED.
 """
 
 import functools
@@ -20,7 +29,8 @@ import numpy as np
 from ...errors import ParameterError
 from .evaluate import Evaluator, load_workload
 
-__all__ = ["OBJECTIVES", "SearchConfig", "run_search", "front", "hypervolume", "evaluate_point", "finished"]
+__all__ = ["OBJECTIVES", "SearchConfig", "run_search", "front", "hypervolume", "evaluate_point", "finished",
+           "feasible"]
 
 #: objective name -> what it measures (all minimised)
 OBJECTIVES = {"latency": "model latency in ms at the clock", "dsp": "DSP slices", "lut": "LUTs (logic and RAM)",
@@ -52,7 +62,8 @@ def _evaluator(config_json):
     from .boards import get_board
     config = json.loads(config_json)
     return Evaluator(accel=config["accel"], workload=load_workload(config["model"]), board=get_board(config["board"]),
-                     clock_mhz=config["clock_mhz"], dma=DmaTiming(*config["dma"]))
+                     clock_mhz=config["clock_mhz"], dma=DmaTiming(*config["dma"]),
+                     min_clock_mhz=config.get("min_clock_mhz"))
 
 
 def evaluate_point(config_json, params):
@@ -65,6 +76,11 @@ def finished(study):
     """Trials that ended (complete or pruned): what counts towards ``trials``."""
     from optuna.trial import TrialState
     return [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+
+
+def feasible(trial):
+    """Whether a finished trial met every limit (complete, no infeasibility recorded)."""
+    return trial.values is not None and not trial.user_attrs.get("infeasible")
 
 
 def _fail_interrupted(study):
@@ -124,9 +140,12 @@ def run_search(config, storage, *, trials, runner, sampler="nsga2", seed=0, prog
             trial.set_user_attr("result", result)
             if result["infeasible"]:
                 trial.set_user_attr("infeasible", result["infeasible"])
+            if result["infeasible"] and not result["violations"]:
                 study.tell(trial, state=TrialState.PRUNED)
-            else:
-                study.tell(trial, [_objective(result, name) for name in objectives])
+                continue
+            for name, amount in sorted(result["violations"].items()):
+                trial.set_constraint(name, amount)
+            study.tell(trial, [_objective(result, name) for name in objectives])
         done += len(asked)
         if progress:
             rate = (done - at_start) / max(time.monotonic() - started, 1e-9)

@@ -9,11 +9,16 @@ reference, the accelerator's golden model with that reference (so the lowering
 and placement are checked even on the `model` backend), and the simulated cycles
 with the cost model's estimate.
 
+:func:`check_sweep` checks a whole sweep through a runner
+(``sw/execution/runners.py``): the cases go out in one chunk per worker, and each
+worker opens its own executor of the backend (a simulator cannot cross processes).
+
 Seeds are plain integers (no ``hash()`` of names, which Python randomises per
 process), and every mismatch message carries the seed and case index that
 reproduce it.
 """
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +28,7 @@ from ...driver.kinds import get_kind
 from ...driver.quant import ACTIVATIONS
 from ...errors import ParameterError, UnsupportedLayer
 
-__all__ = ["Case", "CaseResult", "sweep", "check_case", "edge_cases", "declared_pairs"]
+__all__ = ["Case", "CaseResult", "sweep", "check_case", "check_sweep", "edge_cases", "declared_pairs"]
 
 
 @dataclass
@@ -146,3 +151,22 @@ def check_case(accelerator, target, case, dma=None, cycle_budget=None):
     if mismatch:
         mismatch = f"{accelerator!r} {case.name} (seed {case.seed}): {mismatch}"
     return CaseResult(case, not mismatch, stats.cycles, estimate, stats, mismatch, plan)
+
+
+def check_sweep(accelerator, backend, cases, *, dma=None, runner=None):
+    """:func:`check_case` of every case on a ``backend`` executor of ``accelerator``, spread over ``runner``
+    (default: this process); results in the order of ``cases``."""
+    from ..execution.runners import SerialRunner
+    from ...driver.device import DmaTiming
+    runner = runner or SerialRunner()
+    cases = list(cases)
+    size = max(1, -(-len(cases) // runner.workers))
+    chunks = [cases[at:at + size] for at in range(0, len(cases), size)]
+    call = functools.partial(_check_chunk, accelerator, backend, dma or DmaTiming())
+    return [result for chunk in runner.map(call, chunks) for result in chunk]
+
+
+def _check_chunk(accelerator, backend, dma, cases):
+    from ..execution.executors import open_executor
+    with open_executor(accelerator, backend, dma) as executor:
+        return [check_case(accelerator, executor, case) for case in cases]

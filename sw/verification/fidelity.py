@@ -1,10 +1,12 @@
 """Fidelity of the fast model: cost-model cycles against RTL cycles, layer by layer, on the zoo."""
 
+import functools
+
 from ...accelerators.base import registry
 from ...driver.kinds import get_kind
 from ..zoo import ZOO, model_names
 
-__all__ = ["TOLERANCE", "compare_records", "fidelity_table"]
+__all__ = ["TOLERANCE", "compare_records", "fidelity_table", "accelerator_fidelity"]
 
 #: Largest relative difference allowed between cost-model and RTL cycles. The cores
 #: here are deterministic and their models exact; the tolerance leaves room for
@@ -30,25 +32,37 @@ def compare_records(rtl_records, model_records):
     return rows
 
 
-def fidelity_table(backend, dma, progress=None, params=None):
-    """One simulated inference of every zoo model on every registered accelerator, against the cost model."""
+def fidelity_table(backend, dma, progress=None, params=None, runner=None):
+    """One simulated inference of every zoo model on every registered accelerator, against the cost model.
+
+    Accelerators are the sweep's items (each one's RTL is built or loaded once), spread over ``runner``
+    (``sw/execution/runners.py``; default: this process).
+    """
+    from ..execution.runners import SerialRunner
+    names = [name for name, cls in sorted(registry().items())
+             # broken, or runs no kind a TFLite model has (bfp's quantized MatMuls come from GGUF models)
+             if not isinstance(cls, str) and any(get_kind(kind).tflite_ops for kind in cls.kinds)]
+    call = functools.partial(accelerator_fidelity, backend=backend, dma=dma, params=dict(params or {}))
+
+    def report(done, total):
+        if progress:
+            progress(f"{done}/{total} accelerators")
+    rows = (runner or SerialRunner()).map(call, names, progress=report)
+    return [row for per_accelerator in rows for row in per_accelerator]
+
+
+def accelerator_fidelity(name, *, backend, dma, params):
+    """The fidelity rows of one accelerator over the zoo (module level: a runner's worker is handed it)."""
     from ..execution.executors import open_executor
     from ..frontends.tflite.runner import one_inference
     rows = []
-    for name, cls in sorted(registry().items()):
-        # broken, or runs no kind a TFLite model has (bfp's quantized MatMuls come from GGUF models)
-        if isinstance(cls, str) or not any(get_kind(kind).tflite_ops for kind in cls.kinds):
-            continue
-        accelerator = cls(**(params or {}))
-        with open_executor(accelerator, backend, dma, progress=progress) as executor, \
-                open_executor(accelerator, "model", dma) as fast:
-            for model_name in model_names():
-                if progress:
-                    progress(f"{name}: {model_name}")
-                path = ZOO / "models" / f"{model_name}.tflite"
-                simulated, _, _, _ = one_inference(path, executor, 0)
-                estimated, _, _, _ = one_inference(path, fast, 0)
-                for row in compare_records([r.as_dict(1e8) for r in simulated.records],
-                                           [r.as_dict(1e8) for r in estimated.records]):
-                    rows.append({"accelerator": name, "model": model_name, **row})
+    accelerator = registry()[name](**params)
+    with open_executor(accelerator, backend, dma) as executor, open_executor(accelerator, "model", dma) as fast:
+        for model_name in model_names():
+            path = ZOO / "models" / f"{model_name}.tflite"
+            simulated, _, _, _ = one_inference(path, executor, 0)
+            estimated, _, _, _ = one_inference(path, fast, 0)
+            for row in compare_records([r.as_dict(1e8) for r in simulated.records],
+                                       [r.as_dict(1e8) for r in estimated.records]):
+                rows.append({"accelerator": name, "model": model_name, **row})
     return rows

@@ -13,8 +13,7 @@ import pytest
 
 from accelkit.accelerators.base import registry
 from accelkit.driver.device import DmaTiming
-from accelkit.sw.execution.executors import open_executor
-from accelkit.sw.verification.conformance import check_case, declared_pairs, sweep
+from accelkit.sw.verification.conformance import check_case, check_sweep, declared_pairs, sweep
 
 PAIRS = declared_pairs(registry())
 LIMITS = {"max_dim": 20, "max_k": 64}
@@ -35,9 +34,8 @@ def _failures(results):
 @pytest.mark.parametrize("name, cls, kind", PAIRS, ids=[f"{n}-{k}" for n, _, k in PAIRS])
 def test_model_backend_golden_equals_reference(name, cls, kind):
     accelerator = cls(**cls.small_params)
-    with open_executor(accelerator, "model", DmaTiming(4, 1)) as executor:
-        cases = sweep(accelerator, kind, _seed(name, kind), 200, LIMITS)
-        failures = _failures([check_case(accelerator, executor, case) for case in cases])
+    cases = sweep(accelerator, kind, _seed(name, kind), 200, LIMITS)
+    failures = _failures(check_sweep(accelerator, "model", cases, dma=DmaTiming(4, 1)))
     assert not failures, "\n".join(failures[:10])
 
 

@@ -30,5 +30,21 @@ def test_model_error_against_yosys_is_reported_and_bounded():
 
 
 def test_accelerators_without_a_model_are_refused():
-    with pytest.raises(ParameterError, match="no analytic resource model for accelerator 'mm2im'"):
-        resource_model("mm2im")
+    with pytest.raises(ParameterError, match="no analytic resource model for accelerator 'flexarray'"):
+        resource_model("flexarray")
+
+
+@pytest.mark.parametrize("name", ["potacc", "mm2im"])
+def test_other_accelerators_are_calibrated_and_their_held_out_error_bounded(name):
+    report = calibration_report(name)
+    assert report["points"] >= 5 and len(report["leave_one_out"]) == report["points"]
+    assert report["mean_abs_error"]["lut"] < 0.25 and report["mean_abs_error"]["ff"] < 0.25, report["mean_abs_error"]
+
+
+def test_potacc_model_prices_shift_columns_apart_from_multiplier_columns():
+    model = resource_model("potacc")
+    base = {"rows": 8, "cols": 8, "data_width": 64, "k_max": 512, "a_depth": 1024, "terms": 1}
+    pot, msq = model.estimate({**base, "mult_cols": 0}), model.estimate({**base, "mult_cols": 8})
+    apot = model.estimate({**base, "terms": 2, "mult_cols": 0})
+    assert msq["dsp"] > pot["dsp"], "int8 multiplier columns take DSPs that shift columns do not"
+    assert apot["lut"] > pot["lut"], "a second power-of-two term costs logic"
