@@ -68,7 +68,7 @@ HW_FORMATS = ("Q8_0", "Q4_0", "Q2_K", "Q3_K")
 #: results that may be in flight between issue and the output stream
 FIFO_DEPTH = 8
 #: cycles from a block's last step issuing to its result being written to the FIFO
-PIPELINE = 4
+PIPELINE = 5
 RESULT_BYTES = 8
 GROUP = 16
 
@@ -452,18 +452,31 @@ class BfpCore(CoreBase):
         # Datapath registers are reset-less and load only under their stage's valid bit: their values only
         # count there, and Verilator then computes a stage only in the cycles it works (a register with a
         # reset recomputes its next value from the reset input every cycle, twice with the input phase).
+        # stage 1b: the operands registered. The activation memory's read data (an ECP5 block RAM's output,
+        # slow) into the multiplier was the design's critical path at 59.6 MHz (ECP5-85F, placer seed 1),
+        # and so was the column read and decode in front of the weight operand.
+        a_read = [act_rd[l // WB].data[8 * (l % WB):8 * (l % WB) + 8].as_signed() for l in range(L)]
+        a_lane = [Signal(signed(8), name=f"a1_{l}", reset_less=True) for l in range(L)]
+        w_reg = [Signal(signed(8), name=f"w1_{l}", reset_less=True) for l in range(L)]
+        s1 = [Signal(signed(8), name=f"s1_{g}", reset_less=True) for g in range(groups)]
+        n1 = [Signal(signed(8), name=f"n1_{g}", reset_less=True) for g in range(groups)]
+        vb, firstb, lastb = Signal(), Signal(reset_less=True), Signal(reset_less=True)
+        with m.If(v1):
+            m.d.sync += [a_lane[l].eq(a_read[l]) for l in range(L)] + [w_reg[l].eq(w_lane[l]) for l in range(L)]
+            m.d.sync += [s1[g].eq(g_scale[g]) for g in range(groups)] + [n1[g].eq(g_min[g]) for g in range(groups)]
+        m.d.sync += [vb.eq(v1), firstb.eq(first1), lastb.eq(last1)]
+
         # stage 2: products
-        a_lane = [act_rd[l // WB].data[8 * (l % WB):8 * (l % WB) + 8].as_signed() for l in range(L)]
         prod = [Signal(signed(16), name=f"prod_{l}", reset_less=True) for l in range(L)]
         a2 = [Signal(signed(8), name=f"a2_{l}", reset_less=True) for l in range(L)]
         s2 = [Signal(signed(8), name=f"s2_{g}", reset_less=True) for g in range(groups)]
         n2 = [Signal(signed(8), name=f"n2_{g}", reset_less=True) for g in range(groups)]
         v2, first2, last2 = Signal(), Signal(reset_less=True), Signal(reset_less=True)
-        with m.If(v1):
-            m.d.sync += [prod[l].eq(a_lane[l] * w_lane[l]) for l in range(L)]
+        with m.If(vb):
+            m.d.sync += [prod[l].eq(a_lane[l] * w_reg[l]) for l in range(L)]
             m.d.sync += [a2[l].eq(a_lane[l]) for l in range(L)]
-            m.d.sync += [s2[g].eq(g_scale[g]) for g in range(groups)] + [n2[g].eq(g_min[g]) for g in range(groups)]
-        m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1)]
+            m.d.sync += [s2[g].eq(s1[g]) for g in range(groups)] + [n2[g].eq(n1[g]) for g in range(groups)]
+        m.d.sync += [v2.eq(vb), first2.eq(firstb), last2.eq(lastb)]
 
         # stage 3: per-group sums (adder trees)
         def tree(values):
@@ -528,5 +541,5 @@ class BfpCore(CoreBase):
                          wr_pos.eq(0), wr_blk.eq(0), cur.eq(0), nxt.eq(0),
                          blk_valid.eq(0), step.eq(0), token.eq(0), tok_addr.eq(0), blk_base.eq(0),
                          row_block.eq(0), outstanding.eq(0), w_ptr.eq(0), r_ptr.eq(0), count.eq(0), sent.eq(0),
-                         v1.eq(0), v2.eq(0), v3.eq(0), v4.eq(0)]
+                         v1.eq(0), vb.eq(0), v2.eq(0), v3.eq(0), v4.eq(0)]
         return m
