@@ -50,7 +50,7 @@ output stream; the sequencer issues only while the FIFO has room for every
 result in flight.
 """
 
-from amaranth import Module, Signal, Cat, Mux, signed, unsigned, Array
+from amaranth import Module, Signal, Const, Cat, Mux, signed, unsigned, Array
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
@@ -68,7 +68,7 @@ HW_FORMATS = ("Q8_0", "Q4_0", "Q2_K", "Q3_K")
 #: results that may be in flight between issue and the output stream
 FIFO_DEPTH = 8
 #: cycles from a block's last step issuing to its result being written to the FIFO
-PIPELINE = 4
+PIPELINE = 5
 RESULT_BYTES = 8
 GROUP = 16
 
@@ -108,7 +108,9 @@ class _Layout:
       {(format, step): (shift, mask, to_bit)})] of lanes that share those;
     * ``groups[kind][k][g]``: the k-th piece of group g's scale or min: {(format, step): (column, shift,
       mask, to_bit)}, all read from one scale window per step (``scale_window``);
-    * ``data[f][c]``: bit q set when offset ``c + q * lanes`` holds bytes the core uses (not d or dmin).
+    * ``beat_masks[f][pos]``: for a beat whose first byte is at offset ``pos`` of its block, (bit i: byte i of
+      the beat is a used byte of this block; bit j: column j takes a used byte of the next block). Bytes the
+      core never reads (d, dmin) are not written.
 
     Raises :class:`ParameterError` when a beat of ``beat`` bytes cannot be written that way.
     """
@@ -123,11 +125,15 @@ class _Layout:
                 for i in range(codes.count if codes else 0):
                     offsets.update(p[0] for p in _pieces(spec, codes, i))
             used.append(offsets)
-        self.data = [[sum(1 << q for q in range(-(-s.block_bytes // lanes)) if c + q * lanes in used[f])
-                      for c in range(lanes)] for f, s in enumerate(specs)]
         self.rows = 1 << ((max(s.block_bytes for s in specs) - 1) // lanes).bit_length()
         for f, spec in enumerate(specs):
             self._check_beats(spec, used[f], beat)
+        # per format and position of a beat's first byte in its block: (bytes i of the beat that this block
+        # uses, columns of the next block's used bytes that the beat carries)
+        self.beat_masks = [[(sum(1 << i for i in range(beat) if pos + i < s.block_bytes and pos + i in used[f]),
+                             sum(1 << (pos + i - s.block_bytes) for i in range(beat)
+                                 if pos + i >= s.block_bytes and pos + i - s.block_bytes in used[f]))
+                            for pos in range(s.block_bytes)] for f, s in enumerate(specs)]
 
         self.quants = []
         for k in range(max(len(_pieces(s, s.quants, 0)) for s in specs)):
@@ -285,33 +291,41 @@ class BfpCore(CoreBase):
         nxt = Signal(bank_bits)              # bank of the next block to hand over
         # an accepted beat is written into the columns the next cycle, from registers: the per-column write
         # logic then depends on no input (Verilator evaluates it once a cycle), and a block is still whole
-        # in memory before its first read (the sequencer reads it two cycles after its last beat, at the soonest)
+        # in memory before its first read (the sequencer reads it two cycles after its last beat, at the soonest).
+        # What each column does with a beat is decided once per beat, as column masks from a table over
+        # (format, position in the block) (see _Layout.beat_masks), and the beat is rotated so that column c
+        # takes byte c mod beat of one of two rotations: each column's port is then a mask bit and two muxes,
+        # which is what keeps 32 write ports cheap to simulate every cycle.
+        here_bytes, there_cols = Signal(WB), Signal(WB)
+        with m.Switch(Cat(wr_pos, fmt)):
+            for f in range(len(specs)):
+                for pos, (here, there) in enumerate(layout.beat_masks[f]):
+                    with m.Case(pos | f << len(wr_pos)):
+                        m.d.comb += [here_bytes.eq(here), there_cols.eq(there)]
+        column_pos = wr_pos[:log_l]
+        padded = Cat(here_bytes, Const(0, L - WB))
+        here_cols = Cat(padded, padded).bit_select((L - column_pos).as_unsigned(), L)    # rotated left by column_pos
+        byte_bits = (WB - 1).bit_length()
+        write_en = Signal(L)                        # columns that take a byte of the registered beat
+        there_en = Signal(L, reset_less=True)       # ... a byte of the next block (its row 0, the next bank)
+        wrap = Signal(L, reset_less=True)           # columns whose byte is in the row after the beat's first
+        row0 = Signal(row_bits, reset_less=True)
+        bank, next_bank = Signal(bank_bits, reset_less=True), Signal(bank_bits, reset_less=True)
+        here_shift, there_shift = Signal(byte_bits, reset_less=True), Signal(byte_bits, reset_less=True)
         beat = Signal(W, reset_less=True)
-        beat_valid = Signal()
-        beat_pos = Signal(range(MAXB), reset_less=True)
-        beat_blk = Signal(bank_bits, reset_less=True)
-        m.d.sync += beat_valid.eq(accept)
+        m.d.sync += write_en.eq(Mux(accept, here_cols | there_cols, 0))
         with m.If(accept):
-            m.d.sync += [beat.eq(self.input.payload.data), beat_pos.eq(wr_pos), beat_blk.eq(wr_blk)]
+            m.d.sync += [beat.eq(self.input.payload.data), there_en.eq(there_cols),
+                         wrap.eq(((Const(1, 1) << column_pos) - 1)[:L]), row0.eq(wr_pos[log_l:]),
+                         bank.eq(wr_blk), next_bank.eq(wr_blk + 1),
+                         # column c takes byte (c - position) of this block's bytes, (c + bytes left) of the next's
+                         here_shift.eq(-wr_pos), there_shift.eq(block_bytes - wr_pos)]
         for c, mem in enumerate(columns):
-            used_rows = Signal(layout.rows, name=f"used_rows_{c}")      # loaded per job: a format's constant
-            with m.If(self.start):
-                with m.Switch(fmt):
-                    for f in range(len(specs)):
-                        with m.Case(f):
-                            m.d.sync += used_rows.eq(layout.data[f][c])
-            # this block's byte in column c (if the beat reaches it), or the next block's byte c
-            slot = Signal(log_l, name=f"slot_{c}")
-            m.d.comb += slot.eq(c - beat_pos)
-            offset = beat_pos + slot
-            here = (slot < WB) & (offset < block_bytes) & used_rows.bit_select(offset[log_l:], 1)
-            next_slot = block_bytes - beat_pos + c
-            there = (next_slot < WB) & used_rows[0]
             port = mem.write_port()
-            m.d.comb += [port.en.eq(beat_valid & (here | there)),
-                         port.addr.eq(Cat(Mux(there, 0, offset[log_l:])[:row_bits],
-                                          Mux(there, beat_blk + 1, beat_blk))),
-                         port.data.eq(beat.word_select(Mux(there, next_slot, slot)[:(WB - 1).bit_length()], 8))]
+            there = there_en[c]
+            m.d.comb += [port.en.eq(write_en[c]),
+                         port.addr.eq(Cat(Mux(there, 0, row0 + wrap[c])[:row_bits], Mux(there, next_bank, bank))),
+                         port.data.eq(beat.word_select((c + Mux(there, there_shift, here_shift))[:byte_bits], 8))]
         with m.If(accept):
             position = wr_pos + WB
             over = position >= block_bytes
@@ -374,10 +388,13 @@ class BfpCore(CoreBase):
 
         def read_window(window, name):
             """Each column's byte of the ``lanes``-byte window starting at the table's offset."""
-            (start,) = table({key: (v,) for key, v in window.items()}, [range(MAXB)], f"{name}_window")
+            # the window's first row, and the columns whose byte is in the next row (before the window's first
+            # column): constants per (format, step), so a column's row is one add
+            base, wrap = table({key: (v >> log_l, (1 << (v % L)) - 1) for key, v in window.items()},
+                               [(MAXB >> log_l).bit_length(), L], f"{name}_window")
             data = []
             for c, mem in enumerate(columns):
-                row = start[log_l:] + (c < start[:log_l])
+                row = base + wrap[c]
                 port = mem.read_port(transparent_for=())
                 m.d.comb += [port.addr.eq(Cat(row[:row_bits], cur)), port.en.eq(issue)]
                 data.append(port.data)
@@ -435,18 +452,31 @@ class BfpCore(CoreBase):
         # Datapath registers are reset-less and load only under their stage's valid bit: their values only
         # count there, and Verilator then computes a stage only in the cycles it works (a register with a
         # reset recomputes its next value from the reset input every cycle, twice with the input phase).
+        # stage 1b: the operands registered. The activation memory's read data (an ECP5 block RAM's output,
+        # slow) into the multiplier was the design's critical path at 59.6 MHz (ECP5-85F, placer seed 1),
+        # and so was the column read and decode in front of the weight operand.
+        a_read = [act_rd[l // WB].data[8 * (l % WB):8 * (l % WB) + 8].as_signed() for l in range(L)]
+        a_lane = [Signal(signed(8), name=f"a1_{l}", reset_less=True) for l in range(L)]
+        w_reg = [Signal(signed(8), name=f"w1_{l}", reset_less=True) for l in range(L)]
+        s1 = [Signal(signed(8), name=f"s1_{g}", reset_less=True) for g in range(groups)]
+        n1 = [Signal(signed(8), name=f"n1_{g}", reset_less=True) for g in range(groups)]
+        vb, firstb, lastb = Signal(), Signal(reset_less=True), Signal(reset_less=True)
+        with m.If(v1):
+            m.d.sync += [a_lane[l].eq(a_read[l]) for l in range(L)] + [w_reg[l].eq(w_lane[l]) for l in range(L)]
+            m.d.sync += [s1[g].eq(g_scale[g]) for g in range(groups)] + [n1[g].eq(g_min[g]) for g in range(groups)]
+        m.d.sync += [vb.eq(v1), firstb.eq(first1), lastb.eq(last1)]
+
         # stage 2: products
-        a_lane = [act_rd[l // WB].data[8 * (l % WB):8 * (l % WB) + 8].as_signed() for l in range(L)]
         prod = [Signal(signed(16), name=f"prod_{l}", reset_less=True) for l in range(L)]
         a2 = [Signal(signed(8), name=f"a2_{l}", reset_less=True) for l in range(L)]
         s2 = [Signal(signed(8), name=f"s2_{g}", reset_less=True) for g in range(groups)]
         n2 = [Signal(signed(8), name=f"n2_{g}", reset_less=True) for g in range(groups)]
         v2, first2, last2 = Signal(), Signal(reset_less=True), Signal(reset_less=True)
-        with m.If(v1):
-            m.d.sync += [prod[l].eq(a_lane[l] * w_lane[l]) for l in range(L)]
+        with m.If(vb):
+            m.d.sync += [prod[l].eq(a_lane[l] * w_reg[l]) for l in range(L)]
             m.d.sync += [a2[l].eq(a_lane[l]) for l in range(L)]
-            m.d.sync += [s2[g].eq(g_scale[g]) for g in range(groups)] + [n2[g].eq(g_min[g]) for g in range(groups)]
-        m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1)]
+            m.d.sync += [s2[g].eq(s1[g]) for g in range(groups)] + [n2[g].eq(n1[g]) for g in range(groups)]
+        m.d.sync += [v2.eq(vb), first2.eq(firstb), last2.eq(lastb)]
 
         # stage 3: per-group sums (adder trees)
         def tree(values):
@@ -507,9 +537,9 @@ class BfpCore(CoreBase):
                      self.input_wait.eq(loading | (weights_phase & ~blk_valid))]
 
         with m.If(self.start):
-            m.d.sync += [loading.eq(1), weights_phase.eq(0), act_count.eq(0), act_beat.eq(0), fill.eq(0), beat_valid.eq(0),
+            m.d.sync += [loading.eq(1), weights_phase.eq(0), act_count.eq(0), act_beat.eq(0), fill.eq(0), write_en.eq(0),
                          wr_pos.eq(0), wr_blk.eq(0), cur.eq(0), nxt.eq(0),
                          blk_valid.eq(0), step.eq(0), token.eq(0), tok_addr.eq(0), blk_base.eq(0),
                          row_block.eq(0), outstanding.eq(0), w_ptr.eq(0), r_ptr.eq(0), count.eq(0), sent.eq(0),
-                         v1.eq(0), v2.eq(0), v3.eq(0), v4.eq(0)]
+                         v1.eq(0), vb.eq(0), v2.eq(0), v3.eq(0), v4.eq(0)]
         return m

@@ -22,6 +22,31 @@ def test_committed_tiny_model_is_what_the_script_writes(tmp_path):
     assert TINY_PATH.stat().st_size < 2 * 1024 * 1024
 
 
+def test_fast_reader_reads_what_gguf_py_reads(tmp_path):
+    """The plain-view reader (gguf_model._PlainReader) against gguf-py's own, field by field and tensor by
+    tensor, on a GPT-2 BPE vocabulary (string arrays with merges) and the committed model."""
+    from accelkit.sw.llm.gguf_model import _PlainReader
+    for path in (TINY_PATH, write_tiny_llama(tmp_path / "bpe.gguf", tokenizer="gpt2", n_layers=1)):
+        stock, fast = gguf.GGUFReader(path), _PlainReader(path)
+        assert list(stock.fields) == list(fast.fields)
+        for key, field in stock.fields.items():
+            assert fast.fields[key].types == field.types, key
+            assert fast.fields[key].contents() == field.contents(), key
+        assert [t.name for t in fast.tensors] == [t.name for t in stock.tensors]
+        for ours, theirs in zip(fast.tensors, stock.tensors):
+            assert (ours.tensor_type, ours.data_offset, ours.n_bytes) == \
+                (theirs.tensor_type, theirs.data_offset, theirs.n_bytes)
+            assert ours.data.dtype == theirs.data.dtype and np.array_equal(ours.data, theirs.data)
+
+
+def test_a_changed_file_is_read_again(tmp_path):
+    path = write_tiny_llama(tmp_path / "m.gguf", n_layers=1)
+    first = load_llama(path)
+    assert load_llama(path) is first
+    write_tiny_llama(path, n_layers=2)
+    assert load_llama(path).config.n_layers == 2
+
+
 def test_tiny_model_mixes_formats(tiny):
     types = {w.type_name for w in tiny.matmul_weights()}
     assert {"Q8_0", "Q4_0", "Q2_K", "Q3_K", "Q6_K"} <= types
