@@ -12,8 +12,9 @@ spent on a contribution that the crop would discard, and none on the zeros a
 zero-insertion lowering would multiply.
 
 Array: ``rows`` x ``cols`` PEs. In one step it takes ``rows`` input channels of
-one input pixel (plus the input offset, -zero point, so the operands are 9-bit)
-and the ``rows`` x ``cols`` weights of one tap, and adds ``cols`` dot products
+one input pixel (plus the input offset, -zero point, added as the row is
+loaded, so the operands are 10-bit) and the ``rows`` x ``cols`` weights of one
+tap, and adds ``cols`` dot products
 of length ``rows`` (registered products, then a registered adder tree);
 ``CIN_CHUNKS`` steps cover all input channels, then the ``cols`` sums are added
 into the accumulation buffer, a block RAM with synchronous reads, by a
@@ -60,6 +61,8 @@ __all__ = ["Mm2imCore", "MM2IM_CONFIG_REGISTERS", "PARAM_WORDS", "word_beats", "
 MAX_KERNEL = 15
 MAX_STRIDE = 15
 PARAM_WORDS = 3
+#: Bits of an input value with the input offset added (int8 plus a 9-bit signed offset).
+OPERAND_BITS = 10
 
 
 def _reg(name, offset, width, signed=False, doc=""):
@@ -132,7 +135,7 @@ class Mm2imCore(CoreBase):
         cfg = self.config
 
         m.submodules.w_mem = w_mem = Memory(shape=unsigned(8 * R * C), depth=self.w_depth, init=[])
-        m.submodules.in_mem = in_mem = Memory(shape=unsigned(8 * R), depth=2 * self.in_depth, init=[])
+        m.submodules.in_mem = in_mem = Memory(shape=unsigned(OPERAND_BITS * R), depth=2 * self.in_depth, init=[])
         m.submodules.acc_mem = acc_mem = Memory(shape=unsigned(32 * C), depth=self.acc_depth, init=[])
         w_wr, w_rd = w_mem.write_port(), w_mem.read_port()
         in_wr, in_rd = in_mem.write_port(), in_mem.read_port()
@@ -206,6 +209,11 @@ class Mm2imCore(CoreBase):
         def word(beats, nbytes):
             return gather.word(beats, 8 * nbytes)
 
+        def with_offset(values):
+            # Input values are stored with the input offset already added, so the
+            # operand stage takes block RAM data straight into a register.
+            return Cat(*[(values[8 * r:8 * r + 8].as_signed() + cfg.input_offset)[:OPERAND_BITS] for r in range(R)])
+
         load_index = Signal(24)
         load_kind = Signal(2)
         load_row = Signal(16)
@@ -245,7 +253,7 @@ class Mm2imCore(CoreBase):
             with m.State("LOAD_ROW"):
                 m.d.comb += [gather.take.eq(1), want.eq(n_a),
                              in_wr.addr.eq(Cat(load_index[:len(in_wr.addr) - 1], load_half)),
-                             in_wr.data.eq(word(n_a, R)), in_wr.en.eq(word_done)]
+                             in_wr.data.eq(with_offset(word(n_a, R))), in_wr.en.eq(word_done)]
                 with m.If(word_done):
                     m.d.sync += load_index.eq(load_index + 1)
                     with m.If(load_index == row_words_m1):
@@ -381,13 +389,14 @@ class Mm2imCore(CoreBase):
         s1_addr = Signal(range(self.acc_depth))
         m.d.sync += [s1_valid.eq(issue), s1_first.eq(first_chunk), s1_last.eq(last_chunk),
                      s1_addr.eq(acc_row + acc_column)]
-        # Stage 2: the operands (with the input offset) and weights registered, so
-        # no block RAM output drives an adder or a multiplier in the same cycle.
+        # Stage 2: the operands (the input buffer holds them with the input offset
+        # added on load) and weights registered, so no block RAM output drives an
+        # adder or a multiplier in the same cycle.
         operands = []
         for r in range(R):
             value = Signal(signed(10), name=f"a{r}", reset_less=True)
             with m.If(s1_valid):
-                m.d.sync += value.eq(in_rd.data[8 * r:8 * r + 8].as_signed() + cfg.input_offset)
+                m.d.sync += value.eq(in_rd.data[OPERAND_BITS * r:OPERAND_BITS * (r + 1)].as_signed())
             operands.append(value)
         weights = Signal(8 * R * C, name="weights", reset_less=True)
         with m.If(s1_valid):
