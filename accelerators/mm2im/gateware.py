@@ -495,7 +495,7 @@ class Mm2imCore(CoreBase):
         m.d.sync += read_valid.eq(read)
         out_bytes = []
         for c in range(C):
-            m.submodules[f"requantizer{c}"] = requantizer = Requantizer(float_support=False)
+            m.submodules[f"requantizer{c}"] = requantizer = Requantizer(float_support=False, registered_masks=True)
             m.d.comb += [
                 requantizer.valid.eq(read_valid),
                 requantizer.acc.eq(acc_rd.data[32 * c:32 * c + 32].as_signed()),
