@@ -53,15 +53,22 @@ class Requantizer(wiring.Component):
     instead sampled with ``acc`` and travel down the pipeline beside it, so they
     may change every cycle (a core that requantizes a different group of
     channels each cycle); this costs registers for their copies, nothing else.
+
+    With ``registered_masks=True`` the rounding mask and thresholds of stage 11
+    are registered from ``shifts`` instead of decoded there: same latency and
+    contract, a shorter stage 11. Held parameters settle two cycles after
+    ``shifts`` changes, long before a value reaches stage 11; followed
+    parameters are decoded in stage 10, beside the value they belong to.
     """
 
-    def __init__(self, *, float_support=True, follow_params=False):
-        if not isinstance(float_support, bool):
-            raise TypeError(f"float_support must be a bool, not {float_support!r}")
-        if not isinstance(follow_params, bool):
-            raise TypeError(f"follow_params must be a bool, not {follow_params!r}")
+    def __init__(self, *, float_support=True, follow_params=False, registered_masks=False):
+        for name, value in (("float_support", float_support), ("follow_params", follow_params),
+                            ("registered_masks", registered_masks)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be a bool, not {value!r}")
         self.float_support = float_support
         self.follow_params = follow_params
+        self.registered_masks = registered_masks
         super().__init__({
             "valid": In(1), "acc": In(signed(32)), "bias": In(signed(32)), "float_mode": In(1),
             "multiplier": In(54), "shifts": In(16), "zero_point": In(signed(8)),
@@ -177,9 +184,25 @@ class Requantizer(wiring.Component):
 
         # 11: RoundingDivideByPOT with the gemmlowp threshold rule (mask from
         # per-channel registers that hold still).
-        mask = wire("mask", (Const(1, 32) << right)[:32] - 1, 32)
         high_shifted = stage(11, "high_shifted", high >> right, signed(34))
-        round_up = stage(11, "round_up", (high[:32] & mask) > ((mask >> 1) + high[33]), 1)
+        if self.registered_masks:
+            # The shift holds still while a value is in the pipeline, so the mask and
+            # both thresholds (mask >> 1, plus 1 when negative) are registered from it
+            # and settle long before a value reaches this stage: one compare here.
+            if self.follow_params:
+                # decoded in stage 10 from the copy one stage earlier, so it arrives with its value
+                early = shifts[9][8:13]
+                mask = stage(10, "mask", Cat(*[early > bit for bit in range(32)]), 32)
+                below = stage(10, "below", Cat(*[early > bit + 1 for bit in range(31)]), 32)
+                above = stage(10, "above", Cat(*[early > bit + 1 for bit in range(31)]) + 1, 33)
+            else:
+                mask, below, above = Signal(32, name="mask"), Signal(32, name="below"), Signal(33, name="above")
+                m.d.sync += [mask.eq(Cat(*[right > bit for bit in range(32)])), below.eq(mask >> 1),
+                             above.eq((mask >> 1) + 1)]
+            round_up = stage(11, "round_up", (high[:32] & mask) > Mux(high[33], above, below), 1)
+        else:
+            mask = wire("mask", (Const(1, 32) << right)[:32] - 1, 32)
+            round_up = stage(11, "round_up", (high[:32] & mask) > ((mask >> 1) + high[33]), 1)
         # 12: the double-rounding result.
         rounded = stage(12, "rounded", high_shifted + round_up, signed(34))
 

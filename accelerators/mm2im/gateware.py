@@ -12,8 +12,9 @@ spent on a contribution that the crop would discard, and none on the zeros a
 zero-insertion lowering would multiply.
 
 Array: ``rows`` x ``cols`` PEs. In one step it takes ``rows`` input channels of
-one input pixel (plus the input offset, -zero point, so the operands are 9-bit)
-and the ``rows`` x ``cols`` weights of one tap, and adds ``cols`` dot products
+one input pixel (plus the input offset, -zero point, added as the row is
+loaded, so the operands are 10-bit) and the ``rows`` x ``cols`` weights of one
+tap, and adds ``cols`` dot products
 of length ``rows`` (registered products, then a registered adder tree);
 ``CIN_CHUNKS`` steps cover all input channels, then the ``cols`` sums are added
 into the accumulation buffer, a block RAM with synchronous reads, by a
@@ -60,6 +61,8 @@ __all__ = ["Mm2imCore", "MM2IM_CONFIG_REGISTERS", "PARAM_WORDS", "word_beats", "
 MAX_KERNEL = 15
 MAX_STRIDE = 15
 PARAM_WORDS = 3
+#: Bits of an input value with the input offset added (int8 plus a 9-bit signed offset).
+OPERAND_BITS = 10
 
 
 def _reg(name, offset, width, signed=False, doc=""):
@@ -132,13 +135,68 @@ class Mm2imCore(CoreBase):
         cfg = self.config
 
         m.submodules.w_mem = w_mem = Memory(shape=unsigned(8 * R * C), depth=self.w_depth, init=[])
-        m.submodules.in_mem = in_mem = Memory(shape=unsigned(8 * R), depth=2 * self.in_depth, init=[])
+        m.submodules.in_mem = in_mem = Memory(shape=unsigned(OPERAND_BITS * R), depth=2 * self.in_depth, init=[])
         m.submodules.acc_mem = acc_mem = Memory(shape=unsigned(32 * C), depth=self.acc_depth, init=[])
         w_wr, w_rd = w_mem.write_port(), w_mem.read_port()
         in_wr, in_rd = in_mem.write_port(), in_mem.read_port()
         acc_wr, acc_rd = acc_mem.write_port(), acc_mem.read_port()
 
         params = [Signal(32 * C, name=f"param_{kind}") for kind in ("bias", "mult", "shift")]
+
+        def delayed(value, cycles, name):
+            return pipeline.delayed(m, value, cycles, name)
+
+        # ---- per-job constants ----
+        # Registered arithmetic on the configuration, which holds still for the
+        # whole job, so that loop ends compare a counter with a register instead
+        # of adding and comparing in one cycle. Each settles one or two cycles
+        # after START, before any loop uses it.
+        def constant(value, shape, name):
+            held = Signal(shape, name=f"job_{name}", reset_less=True)
+            m.d.sync += held.eq(value)
+            return held
+
+        coord, pointer = signed(20), signed(28)
+        w_words_m1 = constant(cfg.w_words - 1, 24, "w_words_m1")
+        row_words_m1 = constant(cfg.row_words - 1, 24, "row_words_m1")
+        out_pixels_m1 = constant(cfg.out_pixels - 1, 24, "out_pixels_m1")
+        in_rows_m1 = constant(cfg.in_rows - 1, 16, "in_rows_m1")
+        in_rows_m2 = constant(cfg.in_rows - 2, 16, "in_rows_m2")
+        in_w_m1 = constant(cfg.in_w - 1, 16, "in_w_m1")
+        in_w_m2 = constant(cfg.in_w - 2, 16, "in_w_m2")
+        one_column = constant(cfg.in_w == 1, 1, "one_column")
+        chunks_m2 = constant(cfg.cin_chunks - 2, 16, "chunks_m2")
+        one_chunk = constant(cfg.cin_chunks == 1, 1, "one_chunk")
+        kw_m1 = constant(cfg.kw - 1, 4, "kw_m1")
+        kh_m1 = constant(cfg.kh - 1, 4, "kh_m1")
+        x_minus_base = constant(-cfg.base_x, coord, "x_minus_base")
+        y_minus_base = constant(-cfg.base_y, coord, "y_minus_base")
+        x_room = constant(constant(cfg.out_w - 1, coord, "out_w_m1") - cfg.base_x, coord, "x_room")
+        y_room = constant(constant(cfg.out_h - 1, coord, "out_h_m1") - cfg.base_y, coord, "y_room")
+
+        def decoder(name, load, advance, wrap, sums, decode):
+            """The next column's (or row's) decoded fields, registered one step ahead of the walk.
+
+            ``sums`` maps a name to (first value, stride, shape): running sums that
+            take the first value on ``load`` (and on an ``advance`` while ``wrap``
+            holds) and add the stride on an ``advance``. ``decode`` maps them to
+            {field: (shape, value)}; the fields are registered on ``advance``.
+            """
+            raw = {}
+            for key, (first, stride, shape) in sums.items():
+                value = Signal(shape, name=f"{name}_{key}", reset_less=True)
+                with m.If(load):
+                    m.d.sync += value.eq(first)
+                with m.Elif(advance):
+                    m.d.sync += value.eq(Mux(wrap, first, value + stride))
+                raw[key] = value
+            fields = {}
+            for key, (shape, value) in decode(raw).items():
+                held = Signal(shape, name=f"next_{name}_{key}", reset_less=True)
+                with m.If(advance):
+                    m.d.sync += held.eq(value)
+                fields[key] = held
+            return fields
         half_full = Signal(2)
 
         # ---- loader: gathers beats into words and files them ----
@@ -150,6 +208,11 @@ class Mm2imCore(CoreBase):
 
         def word(beats, nbytes):
             return gather.word(beats, 8 * nbytes)
+
+        def with_offset(values):
+            # Input values are stored with the input offset already added, so the
+            # operand stage takes block RAM data straight into a register.
+            return Cat(*[(values[8 * r:8 * r + 8].as_signed() + cfg.input_offset)[:OPERAND_BITS] for r in range(R)])
 
         load_index = Signal(24)
         load_kind = Signal(2)
@@ -177,7 +240,7 @@ class Mm2imCore(CoreBase):
                              w_wr.data.eq(word(n_w, R * C)), w_wr.en.eq(word_done)]
                 with m.If(word_done):
                     m.d.sync += load_index.eq(load_index + 1)
-                    with m.If(load_index + 1 == cfg.w_words):
+                    with m.If(load_index == w_words_m1):
                         m.d.sync += load_index.eq(0)
                         with m.If(cfg.in_rows == 0):
                             m.d.comb += empty_done.eq(1)
@@ -190,71 +253,101 @@ class Mm2imCore(CoreBase):
             with m.State("LOAD_ROW"):
                 m.d.comb += [gather.take.eq(1), want.eq(n_a),
                              in_wr.addr.eq(Cat(load_index[:len(in_wr.addr) - 1], load_half)),
-                             in_wr.data.eq(word(n_a, R)), in_wr.en.eq(word_done)]
+                             in_wr.data.eq(with_offset(word(n_a, R))), in_wr.en.eq(word_done)]
                 with m.If(word_done):
                     m.d.sync += load_index.eq(load_index + 1)
-                    with m.If(load_index + 1 == cfg.row_words):
+                    with m.If(load_index == row_words_m1):
                         m.d.sync += [load_index.eq(0), half_full.bit_select(load_half, 1).eq(1),
                                      load_row.eq(load_row + 1)]
-                        with m.If(load_row + 1 == cfg.in_rows):
+                        with m.If(load_row == in_rows_m1):
                             m.next = "IDLE"
                         with m.Else():
                             m.next = "WAIT_ROW"
 
         # ---- walker: input row, valid ky, input column, valid kx, channel chunk; one step per cycle ----
-        # Memory addresses are counters, not products: the host supplies each
-        # product the walk needs as a per-job constant (see the *_INIT and *_STEP
-        # registers), so no multiplier sits in the address path.
+        # No step decision adds and compares in one cycle: loop ends are
+        # registered flags or 4-bit equalities, and the taps of the next column
+        # (and of the next row) are decoded a column (a row) ahead from running
+        # sums that step by the stride, so starting a column only copies
+        # registers. Memory addresses are counters, never products: the host
+        # supplies each product the walk needs as a per-job constant (the *_INIT
+        # and *_STEP registers).
         feeding = Signal()
         row = Signal(16)
         cur_half = row[0]
         ky, kx = Signal(4), Signal(4)
+        ky_end, kx_end = Signal(4), Signal(4)            # last valid tap of this row, of this column
         ix, chunk = Signal(16), Signal(16)
-        base_y, base_x = Signal(signed(18)), Signal(signed(18))
-
-        def low_tap(base):
-            return Mux(base < 0, -base, 0)[:4]
-
-        def high_tap(base, kernel, size):
-            room = Signal(signed(19))
-            m.d.comb += room.eq(size - base)
-            return Mux(room < kernel, room, kernel)
-
-        def positive(value):
-            return Mux(value < 0, 0, value)
-
-        next_base_x, next_base_y = base_x + cfg.stride_w, base_y + cfg.stride_h
-        last_chunk = chunk + 1 == cfg.cin_chunks
-        last_kx = kx + 1 == high_tap(base_x, cfg.kw, cfg.out_w)
-        last_ix = ix + 1 == cfg.in_w
-        last_ky = ky + 1 == high_tap(base_y, cfg.kh, cfg.out_h)
-        last_row = row + 1 == cfg.in_rows
+        last_chunk, first_chunk, last_ix, last_row = Signal(), Signal(), Signal(), Signal()
+        last_kx, last_ky = kx == kx_end, ky == ky_end
         issue = Signal()
         final_step = Signal()
-
-        # Weight word (ky * KW + kx) * CIN_CHUNKS + chunk: the first kx of a column is
-        # max(0, -base_x), so its offset max(0, -base_x) * CIN_CHUNKS follows a
-        # pointer that starts at -BASE_X * CIN_CHUNKS and steps by -STRIDE_W *
-        # CIN_CHUNKS; likewise for the first ky of a row, in units of KW * CIN_CHUNKS.
-        w_addr = Signal(24)
-        w_ky_base = Signal(24)                 # ky * KW * CIN_CHUNKS
-        w_kx_pointer = Signal(signed(26))      # -base_x * CIN_CHUNKS
-        w_ky_pointer = Signal(signed(26))      # -base_y * KW * CIN_CHUNKS
-        next_w_kx_pointer = w_kx_pointer - cfg.w_kx_step
-        next_w_ky_pointer = w_ky_pointer - cfg.w_ky_step
+        # Weight word (ky * KW + kx) * CIN_CHUNKS + chunk = w_ky_base + w_column; the
+        # first valid kx of a column starts w_column at max(0, -base_x) * CIN_CHUNKS.
+        w_ky_base, w_column = Signal(24), Signal(24)
         # Input word ix * CIN_CHUNKS + chunk of the current row.
         in_addr, in_column = Signal(24), Signal(24)
-        # Accumulation word (base_y + ky) * OUT_W + base_x + kx: the first ky of a row
-        # gives max(0, base_y) * OUT_W, a pointer stepping by STRIDE_H * OUT_W.
-        acc_addr = Signal(range(self.acc_depth))
-        acc_row = Signal(24)                   # (base_y + ky) * OUT_W
-        acc_pointer = Signal(signed(26))       # base_y * OUT_W
-        next_acc_pointer = acc_pointer + cfg.acc_y_step
+        # Accumulation word (base_y + ky) * OUT_W + base_x + kx = acc_row + acc_column.
+        acc_row, acc_column = Signal(24), Signal(24)
+
+        # The decoders start two cycles after START, when the per-job constants
+        # have settled, and are primed by two steps; the first step can issue
+        # seven cycles after START at the earliest (three parameter words, a
+        # weight word, WAIT_ROW, a row word), after the priming.
+        load = delayed(self.start, 2, "walk_load")
+        prime = delayed(load, 1, "walk_prime1") | delayed(load, 2, "walk_prime2")
+        column_advance, row_advance = Signal(), Signal()
+        raw_column = Signal(16)           # index of the column the running sums are at (cyclic over IN_W)
+        raw_wrap = raw_column == in_w_m1
+        with m.If(load):
+            m.d.sync += raw_column.eq(0)
+        with m.Elif(column_advance | prime):
+            m.d.sync += raw_column.eq(Mux(raw_wrap, 0, raw_column + 1))
+
+        def positive(value):
+            return Mux(value[-1], 0, value)
+
+        def smaller(value, bound):
+            return Mux(value < bound, value, bound)
+
+        # columns repeat for every ky of every row, so their sums wrap at IN_W
+        next_column = decoder("column", load, column_advance | prime, raw_wrap, {
+            "base": (cfg.base_x, cfg.stride_w, coord),
+            "minus_base": (x_minus_base, -cfg.stride_w, coord),
+            "room": (x_room, -cfg.stride_w, coord),
+            "w_pointer": (cfg.w_kx_init, -cfg.w_kx_step, pointer),
+        }, lambda raw: {
+            "kx": (4, positive(raw["minus_base"])[:4]),
+            "kx_end": (4, smaller(raw["room"], kw_m1)[:4]),
+            "w_column": (24, positive(raw["w_pointer"])[:24]),
+            "acc_column": (24, positive(raw["base"])[:24]),
+        })
+        next_row = decoder("row", load, row_advance | prime, Const(0), {
+            "minus_base": (y_minus_base, -cfg.stride_h, coord),
+            "room": (y_room, -cfg.stride_h, coord),
+            "w_pointer": (cfg.w_ky_init, -cfg.w_ky_step, pointer),
+            "acc_pointer": (cfg.acc_y_init, cfg.acc_y_step, pointer),
+        }, lambda raw: {
+            "ky": (4, positive(raw["minus_base"])[:4]),
+            "ky_end": (4, smaller(raw["room"], kh_m1)[:4]),
+            "w_ky_base": (24, positive(raw["w_pointer"])[:24]),
+            "acc_row": (24, positive(raw["acc_pointer"])[:24]),
+        })
+
+        def start_column():
+            m.d.sync += [kx.eq(next_column["kx"]), kx_end.eq(next_column["kx_end"]),
+                         w_column.eq(next_column["w_column"]), acc_column.eq(next_column["acc_column"])]
+
+        def start_row():
+            m.d.sync += [ky.eq(next_row["ky"]), ky_end.eq(next_row["ky_end"]),
+                         w_ky_base.eq(next_row["w_ky_base"]), acc_row.eq(next_row["acc_row"])]
 
         m.d.comb += [
             issue.eq(feeding & half_full.bit_select(cur_half, 1)),
-            final_step.eq(last_chunk & last_kx & last_ix & last_ky & last_row),
-            w_rd.addr.eq(w_addr),
+            column_advance.eq(issue & last_chunk & last_kx),
+            row_advance.eq(column_advance & last_ix & last_ky),
+            final_step.eq(row_advance & last_row),
+            w_rd.addr.eq(w_ky_base + w_column),
             in_rd.addr.eq(Cat(in_addr[:len(in_rd.addr) - 1], cur_half)),
             self.busy.eq(issue),
             self.input_wait.eq(feeding & ~half_full.bit_select(cur_half, 1)),
@@ -262,60 +355,48 @@ class Mm2imCore(CoreBase):
         ]
 
         with m.If(self.start):
-            first_w_ky = positive(cfg.w_ky_init)
-            m.d.sync += [feeding.eq(cfg.in_rows != 0), row.eq(0), chunk.eq(0), ix.eq(0),
-                         base_x.eq(cfg.base_x), base_y.eq(cfg.base_y),
-                         kx.eq(low_tap(cfg.base_x)), ky.eq(low_tap(cfg.base_y)),
-                         w_kx_pointer.eq(cfg.w_kx_init), w_ky_pointer.eq(cfg.w_ky_init),
-                         w_ky_base.eq(first_w_ky), w_addr.eq(first_w_ky + positive(cfg.w_kx_init)),
-                         in_addr.eq(0), in_column.eq(0),
-                         acc_pointer.eq(cfg.acc_y_init), acc_row.eq(positive(cfg.acc_y_init)),
-                         acc_addr.eq(positive(cfg.acc_y_init) + positive(cfg.base_x))]
+            m.d.sync += [feeding.eq(cfg.in_rows != 0), row.eq(0), last_row.eq(cfg.in_rows == 1),
+                         chunk.eq(0), last_chunk.eq(cfg.cin_chunks == 1), first_chunk.eq(1),
+                         ix.eq(0), last_ix.eq(cfg.in_w == 1), in_addr.eq(0), in_column.eq(0)]
+        with m.Elif(prime):
+            start_column()
+            start_row()
         with m.Elif(issue):
-            m.d.sync += [chunk.eq(chunk + 1), w_addr.eq(w_addr + 1), in_addr.eq(in_addr + 1)]
+            m.d.sync += [chunk.eq(chunk + 1), last_chunk.eq(chunk == chunks_m2), first_chunk.eq(0),
+                         w_column.eq(w_column + 1), in_addr.eq(in_addr + 1)]
             with m.If(last_chunk):
-                m.d.sync += [chunk.eq(0), kx.eq(kx + 1), in_addr.eq(in_column), acc_addr.eq(acc_addr + 1)]
+                m.d.sync += [chunk.eq(0), last_chunk.eq(one_chunk), first_chunk.eq(1), kx.eq(kx + 1),
+                             in_addr.eq(in_column), acc_column.eq(acc_column + 1)]
                 with m.If(last_kx):
-                    m.d.sync += [ix.eq(ix + 1), base_x.eq(next_base_x), kx.eq(low_tap(next_base_x)),
-                                 w_kx_pointer.eq(next_w_kx_pointer),
-                                 w_addr.eq(w_ky_base + positive(next_w_kx_pointer)),
-                                 in_addr.eq(in_addr + 1), in_column.eq(in_addr + 1),
-                                 acc_addr.eq(acc_row + positive(next_base_x))]
+                    start_column()
+                    m.d.sync += [ix.eq(ix + 1), last_ix.eq(ix == in_w_m2),
+                                 in_addr.eq(in_addr + 1), in_column.eq(in_addr + 1)]
                     with m.If(last_ix):
-                        m.d.sync += [ix.eq(0), base_x.eq(cfg.base_x), kx.eq(low_tap(cfg.base_x)), ky.eq(ky + 1),
-                                     w_kx_pointer.eq(cfg.w_kx_init), w_ky_base.eq(w_ky_base + cfg.w_ky_row),
-                                     w_addr.eq(w_ky_base + cfg.w_ky_row + positive(cfg.w_kx_init)),
-                                     in_addr.eq(0), in_column.eq(0),
-                                     acc_row.eq(acc_row + cfg.out_w),
-                                     acc_addr.eq(acc_row + cfg.out_w + positive(cfg.base_x))]
+                        m.d.sync += [ix.eq(0), last_ix.eq(one_column), ky.eq(ky + 1),
+                                     w_ky_base.eq(w_ky_base + cfg.w_ky_row), acc_row.eq(acc_row + cfg.out_w),
+                                     in_addr.eq(0), in_column.eq(0)]
                         with m.If(last_ky):
-                            first_w_ky = positive(next_w_ky_pointer)
-                            first_acc_row = positive(next_acc_pointer)
-                            m.d.sync += [row.eq(row + 1), base_y.eq(next_base_y), ky.eq(low_tap(next_base_y)),
-                                         half_full.bit_select(cur_half, 1).eq(0),
-                                         w_ky_pointer.eq(next_w_ky_pointer), w_ky_base.eq(first_w_ky),
-                                         w_addr.eq(first_w_ky + positive(cfg.w_kx_init)),
-                                         acc_pointer.eq(next_acc_pointer), acc_row.eq(first_acc_row),
-                                         acc_addr.eq(first_acc_row + positive(cfg.base_x))]
+                            start_row()
+                            m.d.sync += [row.eq(row + 1), last_row.eq(row == in_rows_m2),
+                                         half_full.bit_select(cur_half, 1).eq(0)]
                             with m.If(last_row):
                                 m.d.sync += feeding.eq(0)
 
         # ---- MatMul: one step's rows x cols products, summed per output channel over the chunks ----
         # Stage 1: memory data. Then the operands, the products, registered, and a
         # registered adder tree (tree_levels(R) levels); the flags travel alongside.
-        def delayed(value, cycles, name):
-            return pipeline.delayed(m, value, cycles, name)
-
         s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
         s1_addr = Signal(range(self.acc_depth))
-        m.d.sync += [s1_valid.eq(issue), s1_first.eq(chunk == 0), s1_last.eq(last_chunk), s1_addr.eq(acc_addr)]
-        # Stage 2: the operands (with the input offset) and weights registered, so
-        # no block RAM output drives an adder or a multiplier in the same cycle.
+        m.d.sync += [s1_valid.eq(issue), s1_first.eq(first_chunk), s1_last.eq(last_chunk),
+                     s1_addr.eq(acc_row + acc_column)]
+        # Stage 2: the operands (the input buffer holds them with the input offset
+        # added on load) and weights registered, so no block RAM output drives an
+        # adder or a multiplier in the same cycle.
         operands = []
         for r in range(R):
             value = Signal(signed(10), name=f"a{r}", reset_less=True)
             with m.If(s1_valid):
-                m.d.sync += value.eq(in_rd.data[8 * r:8 * r + 8].as_signed() + cfg.input_offset)
+                m.d.sync += value.eq(in_rd.data[OPERAND_BITS * r:OPERAND_BITS * (r + 1)].as_signed())
             operands.append(value)
         weights = Signal(8 * R * C, name="weights", reset_less=True)
         with m.If(s1_valid):
@@ -355,26 +436,31 @@ class Mm2imCore(CoreBase):
 
         # ---- col2IM: add the partial sums into their output pixel ----
         # A pipelined read-modify-write on block RAM (synchronous reads): read
-        # (stage 0), add (stage 1), write (stage 2). A sum still in stage 2, or
-        # written in the cycle the read happened (stage 3), is newer than what the
-        # memory returned: it is bypassed in, chosen by address matches found a
-        # stage early.
-        r1_valid, r2_valid, r3_valid = Signal(), Signal(), Signal()
-        r1_addr, r2_addr, r3_addr = (Signal(range(self.acc_depth), name=f"r{i}_addr") for i in (1, 2, 3))
-        r1_partial = Signal(32 * C, reset_less=True)
-        r2_sum, r3_sum = Signal(32 * C, reset_less=True), Signal(32 * C, reset_less=True)
-        from_r2, from_r3 = Signal(), Signal()
+        # (stage 0), memory data (stage 1), registered data (stage 2, so no block
+        # RAM output drives the adder), add, write (stage 3). The memory cannot
+        # hold the sums of the three operations issued just before (written at
+        # stage 3 in the cycle of the read or later): the newest of them with the
+        # same address is bypassed in, chosen by address matches found a stage
+        # early.
+        r1_valid, r2_valid, r3_valid, r4_valid = Signal(), Signal(), Signal(), Signal()
+        r1_addr, r2_addr, r3_addr, r4_addr = (Signal(range(self.acc_depth), name=f"r{i}_addr") for i in (1, 2, 3, 4))
+        r1_partial, r2_partial = Signal(32 * C, reset_less=True), Signal(32 * C, reset_less=True)
+        r2_stored = Signal(32 * C, reset_less=True)
+        r3_sum, r4_sum, r5_sum = (Signal(32 * C, reset_less=True, name=f"r{i}_sum") for i in (3, 4, 5))
+        from_r3, from_r4, from_r5 = Signal(), Signal(), Signal()
         m.d.sync += [
             r1_valid.eq(rmw_valid), r1_addr.eq(rmw_addr), r1_partial.eq(Cat(*partial)),
-            r2_valid.eq(r1_valid), r2_addr.eq(r1_addr),
-            r3_valid.eq(r2_valid), r3_addr.eq(r2_addr), r3_sum.eq(r2_sum),
-            # In stage 1 next cycle, r1 will be in stage 2 and r2 in stage 3.
-            from_r2.eq(r1_valid & (r1_addr == rmw_addr)),
-            from_r3.eq(r2_valid & (r2_addr == rmw_addr)),
+            r2_valid.eq(r1_valid), r2_addr.eq(r1_addr), r2_partial.eq(r1_partial), r2_stored.eq(acc_rd.data),
+            r3_valid.eq(r2_valid), r3_addr.eq(r2_addr),
+            r4_valid.eq(r3_valid), r4_addr.eq(r3_addr), r4_sum.eq(r3_sum), r5_sum.eq(r4_sum),
+            # In stage 2 next cycle, r2 will be in stage 3, r3 in stage 4 and r4 in stage 5.
+            from_r3.eq(r2_valid & (r2_addr == r1_addr)),
+            from_r4.eq(r3_valid & (r3_addr == r1_addr)),
+            from_r5.eq(r4_valid & (r4_addr == r1_addr)),
         ]
-        stored = Mux(from_r2, r2_sum, Mux(from_r3, r3_sum, acc_rd.data))
-        m.d.sync += r2_sum.eq(Cat(*[(stored[32 * c:32 * c + 32].as_signed()
-                                     + r1_partial[32 * c:32 * c + 32].as_signed())[:32] for c in range(C)]))
+        stored = Mux(from_r3, r3_sum, Mux(from_r4, r4_sum, Mux(from_r5, r5_sum, r2_stored)))
+        m.d.sync += r3_sum.eq(Cat(*[(stored[32 * c:32 * c + 32].as_signed()
+                                     + r2_partial[32 * c:32 * c + 32].as_signed())[:32] for c in range(C)]))
 
         # The last step's sums are in the memory RMW_DONE cycles after it issues;
         # the readout's first read comes then.
@@ -401,15 +487,15 @@ class Mm2imCore(CoreBase):
         ]
         with m.If(read):
             m.d.comb += [acc_wr.addr.eq(read_index), acc_wr.data.eq(0), acc_wr.en.eq(1)]
-        with m.Elif(r2_valid):
-            m.d.comb += [acc_wr.addr.eq(r2_addr), acc_wr.data.eq(r2_sum), acc_wr.en.eq(1)]
+        with m.Elif(r3_valid):
+            m.d.comb += [acc_wr.addr.eq(r3_addr), acc_wr.data.eq(r3_sum), acc_wr.en.eq(1)]
         m.d.sync += in_flight.eq(in_flight + read - take)
 
         read_valid = Signal()
         m.d.sync += read_valid.eq(read)
         out_bytes = []
         for c in range(C):
-            m.submodules[f"requantizer{c}"] = requantizer = Requantizer(float_support=False)
+            m.submodules[f"requantizer{c}"] = requantizer = Requantizer(float_support=False, registered_masks=True)
             m.d.comb += [
                 requantizer.valid.eq(read_valid),
                 requantizer.acc.eq(acc_rd.data[32 * c:32 * c + 32].as_signed()),
@@ -431,11 +517,11 @@ class Mm2imCore(CoreBase):
             m.d.sync += [reading.eq(1), read_index.eq(0)]
         with m.If(read):
             m.d.sync += read_index.eq(read_index + 1)
-            with m.If(read_index + 1 == cfg.out_pixels):
+            with m.If(read_index == out_pixels_m1):
                 m.d.sync += reading.eq(0)
         m.d.comb += [sender.clear.eq(self.start), self.done.eq(sender.done), sender.words.valid.eq(queue.r_rdy),
                      sender.words.payload.data.eq(Cat(queue.r_data, Const(0, n_o * W - 8 * C))),
-                     sender.words.payload.final.eq(sent_index + 1 == cfg.out_pixels)]
+                     sender.words.payload.final.eq(sent_index == out_pixels_m1)]
         with m.If(take):
             m.d.sync += sent_index.eq(sent_index + 1)
         return m
@@ -455,9 +541,10 @@ def rmw_done(rows):
     """Cycles from a job's last step issuing to the readout's first read of the accumulation buffer.
 
     Stage 1 (memory data), stage 2 (registered operands), the products, the
-    adder tree, the partial sum, then the read-modify-write's read, add and write.
+    adder tree, the partial sum, then the read-modify-write's read, registered
+    data, add and write.
     """
-    return 7 + tree_levels(rows)
+    return 8 + tree_levels(rows)
 
 
 def first_output(rows):

@@ -1,6 +1,7 @@
 """The shared requantizer pipeline against the TFLite-exact golden model, value by value."""
 
 import numpy as np
+import pytest
 from amaranth.sim import Simulator
 
 from accelkit.driver.quant import DOUBLE, FLOAT, float_scale_fields, requantize
@@ -32,9 +33,11 @@ def _cases(rng, count):
     return cases
 
 
-def test_requantizer_matches_golden_in_both_modes():
-    cases = _cases(np.random.default_rng(2026), 60)
-    dut = Requantizer()
+@pytest.mark.parametrize("float_support, registered_masks", [(True, False), (False, True)])
+def test_requantizer_matches_golden_in_both_modes(float_support, registered_masks):
+    # mm2im's variant (no float datapath, rounding masks registered from the shift) on the double-rounding cases
+    cases = [case for case in _cases(np.random.default_rng(2026), 60) if float_support or case[0] == DOUBLE]
+    dut = Requantizer(float_support=float_support, registered_masks=registered_masks)
     seen = []
 
     async def bench(ctx):
@@ -75,10 +78,11 @@ def _fields(rounding, params):
     return params["multiplier"], max(shift, 0) | (max(-shift, 0) << 8)
 
 
-def test_parameters_that_follow_the_data_may_change_every_cycle():
+@pytest.mark.parametrize("registered_masks", [False, True])
+def test_parameters_that_follow_the_data_may_change_every_cycle(registered_masks):
     """follow_params: a new multiplier, shifts and bias with every value, back to back, each mode's stream."""
     cases = _cases(np.random.default_rng(7), 40)
-    dut = Requantizer(follow_params=True)
+    dut = Requantizer(follow_params=True, registered_masks=registered_masks)
     streams = {mode: [(acc, bias, _fields(mode, params), params) for rounding, bias, _, _, _, params, accs in cases
                       if rounding == mode for acc in accs] for mode in (DOUBLE, FLOAT)}
     seen = {}
