@@ -120,6 +120,22 @@ def check_output_path(path, what="output"):
     return path
 
 
+def check_output_folder(path, what="output folder"):
+    """Check before any work that ``path`` is, or can be made, a writable folder; returns it as a Path."""
+    path = Path(path)
+    if str(path) == "":
+        raise ParameterError(f"{what} names no folder")
+    if path.exists() and not path.is_dir():
+        raise ParameterError(f"{what} {str(path)!r} is a file; name a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".accelkit.", suffix=".check"):
+            pass
+    except OSError as error:
+        raise ParameterError(f"{what} {str(path)!r} cannot be written: {error.strerror or error}") from None
+    return path
+
+
 def check_output_paths(args, *names):
     """:func:`check_output_path` on each ``args.<name>`` that is set; two outputs may not be one file."""
     seen = {}

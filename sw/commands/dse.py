@@ -110,11 +110,22 @@ def _reused(args, config):
     return seeds_from(args.reuse, config)
 
 
+def _check_storage(storage):
+    """The trials' database can be created, or is an existing SQLite file (checked before any work)."""
+    path = arguments.check_output_path(storage, "--storage")
+    if path.exists() and path.stat().st_size:
+        with open(path, "rb") as handle:
+            if handle.read(16) != b"SQLite format 3\x00":
+                raise ParameterError(f"--storage {str(path)!r} exists and is not an SQLite database; "
+                                     "name a new file or an earlier search's database")
+
+
 def run(args):
     from ..dse.resources import calibration_report
     from ..dse.search import front, finished, run_search
     config, space, board = _config(args)
     storage = args.storage or f"{Path(config['model']).stem}-{args.accel}-{board.name}.dse.db"
+    _check_storage(storage)
     progress = progress_printer("dse")
     progress(f"searching {space.size:,} combinations of {args.accel} on {Path(config['model']).name} for "
              f"{board.name}, objectives {', '.join(config['objectives'])}; trials kept in {storage}")

@@ -55,12 +55,14 @@ def _board_side(args, accelerator):
 
 def run(args):
     from importlib.metadata import version
+    from .arguments import check_output_folder
     name, params = args.accel, parse_params(args.params)
     if args.params_file:
         from ..execution.params_file import read_params_file
         name, from_file = read_params_file(args.params_file)
         params = {**from_file, **params}
     accelerator = get_accelerator(name, params)
+    check_output_folder(args.out_dir, "OUT/")
     if args.board in ECP5_BOARDS:
         return _run_ecp5(args, accelerator)
     if args.program:

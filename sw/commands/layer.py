@@ -34,7 +34,8 @@ def add_arguments(parser):
         flag = "--" + name.replace("_", "-")
         help_text = f"{option.help + '; ' if option.help else ''}{', '.join(users)} (default {option.default})"
         if option.choices:
-            shapes.add_argument(flag, dest=name, choices=option.choices, type=str.upper, default=None, help=help_text)
+            shapes.add_argument(flag, dest=name, choices=option.choices, type=_any_case(option.choices), default=None,
+                                help=help_text)
         else:
             shapes.add_argument(flag, dest=name, type=arguments.layer_size(option.minimum), default=None,
                                 help=help_text)
@@ -120,3 +121,9 @@ def _plan_summary(plan):
         else:
             items.append(f"{key}: {value}")
     return ", ".join(items)
+
+
+def _any_case(choices):
+    """A choice given in any letter case, spelled as the kind declares it (``same`` -> ``SAME``, ``AVX2`` -> ``avx2``)."""
+    spelled = {str(choice).lower(): choice for choice in choices}
+    return lambda text: spelled.get(text.lower(), text)

@@ -10,6 +10,7 @@ to the weight format's partner, integer block sums, the fixed float combine); an
 accelerator executor is another hook with the same signature.
 """
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,16 +70,22 @@ class Sampler:
     rng: np.random.Generator = field(init=False, repr=False)
 
     def __post_init__(self):
-        if self.temperature < 0:
-            raise ParameterError(f"temperature must be >= 0, not {self.temperature}")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ParameterError(f"temperature must be a finite number >= 0, not {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ParameterError(f"top_p must be in (0, 1], not {self.top_p}")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
+            raise ParameterError(f"top_k must be an integer >= 0 (0: no limit), not {self.top_k}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ParameterError(f"seed must be an integer >= 0, not {self.seed}")
         self.rng = np.random.default_rng(self.seed)
 
     def __call__(self, logits):
         if self.temperature == 0:
             return int(np.argmax(logits))
-        z = logits.astype(np.float64) / self.temperature
+        # shifted before the division, so a tiny temperature gives -inf (weight 0), never inf - inf
+        z = logits.astype(np.float64)
+        z = (z - z.max()) / self.temperature
         order = np.argsort(-z)
         if self.top_k:
             order = order[:self.top_k]

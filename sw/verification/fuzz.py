@@ -476,6 +476,15 @@ def _hostile_files(folder):
     np.save(files["digits_empty"], x[:0])
     files["digits_float"] = folder / "xf.npy"
     np.save(files["digits_float"], np.full(x[:2].shape, np.nan, np.float32))
+    from ..llm.tiny import TINY_PATH
+    files["gguf"] = TINY_PATH
+    files["gguf_cut"] = folder / "cut.gguf"
+    files["gguf_cut"].write_bytes(TINY_PATH.read_bytes()[:200_000])
+    files["trace_bad"] = folder / "bad_trace"
+    (folder / "bad_trace.jsonl").write_text('{"format": "accelkit-trace", "version": 1}\n{not json\n')
+    (folder / "bad_trace.npz").write_bytes(b"PK\x03\x04 not a zip")
+    files["json_list"] = folder / "list.json"
+    files["json_list"].write_text("[1, 2, 3]\n")
     files["under_file"] = files["text"] / "out.json"
     files["proc"] = Path("/proc/accelkit-fuzz/out.json")
     return files
@@ -508,14 +517,27 @@ def cli_cases(count, seed, folder):
     pick = lambda options: options[rng.integers(len(options))]      # noqa: E731
     for i in range(count):
         command = pick(("layer", "layer", "layer", "run", "run", "run", "diff", "accelerators", "quantize",
-                        "resources", "bench"))
+                        "resources", "bench", "llm", "llm", "layer", "dse", "export", "replay"))
         argv, category = [command], command
         if command == "accelerators":
             if rng.random() < 0.8:
                 argv += ["--json", _path_value(rng, files, folder, ".json")]
         elif command == "layer":
-            op = pick(("gemm", "fc", "conv2d", "tconv", "gemm", "conv2d"))
+            op = pick(("gemm", "fc", "conv2d", "tconv", "gemm", "conv2d", "block_matmul"))
             argv.append(op)
+            if op == "block_matmul":
+                argv += ["--backend", "model", "--accel", pick(("bfp", "bfp", "bfp", "gemm")),
+                         "--params", pick(("", "", "lanes=16", "lanes=0", "lanes=33", *_BAD_PARAMS)),
+                         "--format", pick(("Q8_0", "Q4_0", "Q2_K", "Q3_K", "Q4_K", "Q6_K", "Q9_9", ""))]
+                for flag, valid in (("--n", 8), ("--k", 256), ("--m", 2), ("--seed", 1)):
+                    if rng.random() < 0.5:
+                        argv += [flag, _integer_value(rng, valid)]
+                if rng.random() < 0.2:
+                    argv += ["--quantizer", pick(("ref", "avx2", "nope"))]
+                if rng.random() < 0.3:
+                    argv += ["--json", _path_value(rng, files, folder, ".json")]
+                cases.append(Case(argv, " ".join(map(str, argv)), "layer block_matmul", timeout=120.0))
+                continue
             backend = pick(("model", "model", "model", "verilator"))
             accel = "mm2im" if op == "tconv" and rng.random() < 0.8 else pick(("gemm", "gemm", "mm2im", "nope"))
             params = _SMALL_GEMM if backend == "verilator" and accel == "gemm" else pick(_PARAM_SETS)
@@ -595,6 +617,62 @@ def cli_cases(count, seed, folder):
                      "--params", pick(_BAD_PARAMS) if poison == 0 else _SMALL_GEMM]
             argv += ["--json", _path_value(rng, files, folder, ".json") if poison == 0 else
                      pick((str(files["dir"]), str(files["under_file"]), str(files["proc"]), ""))]
+        elif command == "llm":
+            # the model backend only (the RTL route would build the bfp design); the tiny model is cheap
+            argv += [pick((str(files["gguf"]), str(files["gguf"]), str(files["gguf"]), str(files["gguf_cut"]),
+                           str(files["text"]), str(files["dir"]), "no_such.gguf")),
+                     "--backend", "model", "--accel", pick(("bfp", "bfp", "gemm", "nope")),
+                     "--prompt", pick(("the capital of France is", "", "hi", "\u00fc\u00fc 12345 !!", "x" * 300))]
+            if rng.random() < 0.3:
+                argv += ["--params", pick(("lanes=16", "lanes=0", "lanes=99", *_BAD_PARAMS))]
+            for flag, valid in (("--max-tokens", 2), ("--seed", 1), ("--top-k", 5), ("--dma-bytes", 8)):
+                if rng.random() < 0.3:
+                    argv += [flag, _integer_value(rng, valid)]
+            for flag, values in (("--temperature", ("0", "0.8", "nan", "inf", "-1", "1e-300")),
+                                 ("--top-p", ("1", "0.5", "0", "2", "nan")), ("--clock-mhz", ("100", "0", "nan")),
+                                 ("--quantizer", ("ref", "avx2", "nope"))):
+                if rng.random() < 0.2:
+                    argv += [flag, pick(values)]
+            if rng.random() < 0.3:
+                argv += ["--json", _path_value(rng, files, folder, ".json")]
+        elif command == "dse":
+            # a valid search runs for minutes: every set carries one value that must be refused first
+            argv += [pick(("digits_cnn", "digits_cnn", str(files["text"]), "no_such_model")),
+                     "--accel", pick(("gemm", "potacc", "mm2im", "nope")),
+                     "--board", pick(("pynq-z1", "kv260", "ecp5-85f"))]
+            argv += pick((["--trials", pick(("0", "-1", "abc", "1e9"))],
+                          ["--objectives", pick(("latency", "nope,dsp", "", "latency,latency", "latency,,dsp"))],
+                          ["--space", pick(("rows=0..3", "nope=1", "rows=5..2", "rows=", "rows=1..2000000"))],
+                          ["--min-clock-mhz", pick(("-1", "nan", "0"))], ["--workers", pick(("0", "-2", "x"))],
+                          ["--yosys", "-1"], ["--confirm", "-1"], ["--dma-bytes", "0"],
+                          ["--reuse", pick((str(files["text"]), str(files["dir"]), "missing.db"))],
+                          ["--storage", pick((str(files["dir"]), str(files["under_file"]), str(files["text"])))],
+                          ["--export", pick((str(files["dir"]), str(files["under_file"]), str(files["proc"])))],
+                          ["--plot", pick((str(files["dir"]), str(files["under_file"])))]))
+        elif command == "export":
+            board = pick(("pynq-z1", "pynq-z2", "kv260", "ulx3s-85f", "nope"))
+            argv += [_path_value(rng, files, folder, ""), "--board", board]
+            if rng.random() < 0.4:
+                argv += ["--params", pick(_PARAM_SETS)]
+            if rng.random() < 0.3:
+                argv += ["--accel", pick(("gemm", "mm2im", "nope"))]
+            if rng.random() < 0.2:
+                argv += ["--params-file", pick((str(files["json_list"]), str(files["text"]), "missing.json",
+                                                str(files["dir"])))]
+            if rng.random() < 0.2:
+                argv += ["--model", pick(("digits_cnn", "no_such_model", str(files["text"])))]
+            poison = pick((["--clock-mhz", pick(("0", "-5", "nan", "1e9"))], ["--baud", pick(("0", "-5", "x"))],
+                           ["--params", pick(_BAD_PARAMS)], []))
+            if board == "ulx3s-85f" and not poison:
+                poison = ["--clock-mhz", "0"]       # a valid ECP5 export builds a bitstream (tens of minutes)
+            argv += poison
+        elif command == "replay":
+            argv += [pick((str(files["text"]), str(Path(folder) / "no_trace"), str(files["dir"]), str(files["trace_bad"]),
+                           str(files["pickle"]).removesuffix(".npy")))]
+            if rng.random() < 0.4:
+                argv += ["--accel", pick(("gemm", "nope", "mm2im"))]
+            if rng.random() < 0.3:
+                argv += ["--backend", pick(("verilator", "amaranth", "cocotb"))]
         else:
             name = pick(("sim-speed", "model", "utilization", "fidelity", "scalesim", "potacc", "tconv", "mutate",
                          "fuzz", "nope"))

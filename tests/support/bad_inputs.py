@@ -13,11 +13,13 @@ import numpy as np
 import tflite
 
 from accelkit.sw.frontends.tflite.single_op import Tensor, build_model
+from accelkit.sw.llm.tiny import TINY_PATH
 from tests_params import SMALL_PARAMS
 
 SMALL = ",".join(f"{k}={v}" for k, v in SMALL_PARAMS.items())
 GEMM8 = "layer gemm --m 8 --n 8 --k 16"
 DIGITS = "run digits_cnn --backend model"
+LLM = f"llm {TINY_PATH} --prompt hi --max-tokens 2 --backend model --accel bfp"
 SMALL_LAYER = f"layer gemm --m 8 --n 8 --k 16 --params {SMALL}"
 
 # (id, command, expected outcome, pattern in stderr)
@@ -113,6 +115,18 @@ CASES = [
     ("model-huge-shape", "run {tmp}/huge.tflite --backend model", "clean error",
      r"bytes, more than the 2,147,483,647 a tensor may hold"),
     ("params-own-prefix", f"{DIGITS} --params gemm.rows=4", "success", ""),
+    # found by the CLI campaign once it covered llm, dse and export
+    ("llm-temperature-nan", f"{LLM} --temperature nan", "clean error", r"temperature must be a finite number"),
+    ("llm-top-k-negative", f"{LLM} --temperature 1 --top-k -3", "clean error", r"top_k must be an integer >= 0"),
+    ("dse-storage-under-file", "dse digits_cnn --accel gemm --board pynq-z1 --storage {tmp}/notes.txt/d.db",
+     "clean error", r"--storage path .* cannot be written: .* is a file, not a folder"),
+    ("dse-storage-not-sqlite", "dse digits_cnn --accel gemm --board pynq-z1 --storage {tmp}/notes.txt", "clean error",
+     r"--storage .* is not an SQLite database"),
+    ("export-out-under-file", "export {tmp}/notes.txt/project --board pynq-z1", "clean error",
+     r"OUT/ .* cannot be written"),
+    ("layer-quantizer-lowercase", "layer block_matmul --accel bfp --backend model --format q4_0 --k 256 --n 8 --m 2 "
+     "--quantizer avx2", "success", ""),
+    ("export-out-is-file", "export {tmp}/notes.txt --board pynq-z1", "clean error", r"OUT/ .* is a file"),
 ]
 
 

@@ -162,8 +162,14 @@ def test_generation_greedy_and_sampled_are_reproducible(tiny):
     assert sampled[0] == sampled[1]
     stop = greedy[0][1]
     assert list(Llama(tiny).generate(prompt, 5, stop=stop))[-1] == stop
-    with pytest.raises(ParameterError, match="temperature must be >= 0"):
-        Sampler(temperature=-1)
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(ParameterError, match="temperature must be a finite number >= 0"):
+            Sampler(temperature=bad)
+    with pytest.raises(ParameterError, match="top_k must be an integer >= 0"):
+        Sampler(temperature=1.0, top_k=-3)
+    # a temperature so small that logits / temperature overflow is still the argmax, not NaN probabilities
+    logits = np.array([0.5, 2.0, -1.0, 1.9])
+    assert Sampler(temperature=1e-300, seed=1)(logits) == 1
 
 
 def test_bad_models_are_clear_errors(tmp_path, tiny):
