@@ -56,3 +56,6 @@ def test_ci_subset_has_no_traceback_signal_or_hang():
     assert result["models"]["cases"] == 200 and result["cli"]["cases"] == 100
     hit = set(result["models"]["by_category"])
     assert {"shape", "stride", "tensor index", "quantization", "byte flip", "truncation"} <= hit
+    # every command a user can mistype reaches the campaign, the newer ones too
+    assert {"run", "layer block_matmul", "llm", "dse", "export", "replay", "resources", "bench"} <= set(
+        result["cli"]["by_category"])
