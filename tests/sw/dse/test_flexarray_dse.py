@@ -18,6 +18,9 @@ POINT = {"multipliers": 16, "dn_bw": 4, "rn_bw": 8, "rn": 0, "acc_depth": 32}
 
 def _dse(tmp_path, model, db, *extra):
     from accelkit.sw.commands.main import main
+    from accelkit.sw.dse import search as dse_search
+    # each command starts as a fresh process would: no evaluator (and its per-layer cache) left from the last
+    dse_search._evaluator.cache_clear()
     out = tmp_path / f"{model}.json"
     code = main(["dse", model, "--accel", "flexarray", "--space", SMALL, "--trials", "4", "--storage", str(db),
                  "--runner", "serial", "--yosys", "0", "--confirm", "0", "--sampler", "random", "--json", str(out),
