@@ -25,7 +25,7 @@ import json
 from ...accelerators.base import get_accelerator
 from ...errors import ParameterError
 
-__all__ = ["workload_signatures", "seeds_from", "choices_from"]
+__all__ = ["workload_signatures", "seeds_from", "choices_from", "stored_choices", "params_key"]
 
 
 def workload_signatures(accel, workload) -> dict:
@@ -49,6 +49,23 @@ def _overlap(mine, theirs):
     return sum(macs for signature, macs in mine.items() if signature in theirs) / total if total else 0.0
 
 
+def params_key(params):
+    """The key per-layer choices are stored under: the design's resolved parameters as sorted JSON."""
+    return json.dumps({k: params[k] for k in sorted(params)}, sort_keys=True)
+
+
+def stored_choices(study):
+    """{params key: {layer signature: choice}} of a study's finished trials (the per-layer choices they made,
+    kept in each trial's ``result`` attribute)."""
+    from optuna.trial import TrialState
+    table = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        result = trial.user_attrs.get("result") or {}
+        if result.get("mappings"):
+            table.setdefault(params_key(result["params"]), {}).update(result["mappings"])
+    return table
+
+
 def _studies(path):
     """The studies stored in the optuna SQLite file ``path`` (:class:`ParameterError` if it is not one)."""
     import optuna
@@ -66,7 +83,6 @@ def _studies(path):
 def choices_from(path, accel):
     """{params key: {layer signature: choice}}: the per-layer choices of every trial of ``accel`` stored in
     ``path`` (empty for accelerators without per-layer choices)."""
-    from .search import stored_choices
     table = {}
     for study in _studies(path):
         if study.user_attrs.get("config", {}).get("accel") != accel:

@@ -28,6 +28,7 @@ import numpy as np
 
 from ...errors import ParameterError
 from .evaluate import Evaluator, load_workload
+from .reuse import params_key, stored_choices, workload_signatures
 
 __all__ = ["OBJECTIVES", "SearchConfig", "run_search", "front", "hypervolume", "evaluate_point", "finished",
            "feasible"]
@@ -85,21 +86,6 @@ def _evaluate_item(config_json, item):
     return evaluate_point(config_json, *item)
 
 
-def params_key(params):
-    """The key per-layer choices are stored under: the design's resolved parameters as sorted JSON."""
-    return json.dumps({k: params[k] for k in sorted(params)}, sort_keys=True)
-
-
-def stored_choices(study):
-    """{params key: {layer signature: choice}} of a study's finished trials (per-layer choices they made)."""
-    table = {}
-    for trial in finished(study):
-        result = trial.user_attrs.get("result") or {}
-        if result.get("mappings"):
-            table.setdefault(params_key(result["params"]), {}).update(result["mappings"])
-    return table
-
-
 def _resolved(cls, params):
     """The parameters ``cls`` resolves ``params`` to (defaults filled in), or None when it refuses them."""
     try:
@@ -143,7 +129,6 @@ def open_study(config, storage, sampler="nsga2", seed=0, trials=200):
     study = optuna.create_study(study_name=config.study_name, storage=f"sqlite:///{storage}", sampler=chosen,
                                 directions=["minimize"] * len(config["objectives"]), load_if_exists=True)
     if not study.user_attrs.get("config"):
-        from .reuse import workload_signatures
         study.set_user_attr("config", dict(config))
         study.set_user_attr("signatures", workload_signatures(config["accel"], load_workload(config["model"])))
     return study
