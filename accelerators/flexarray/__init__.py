@@ -58,6 +58,19 @@ class FlexArrayAccelerator(Accelerator):
             signature += "#nz" + digest(np.packbits(weights != 0))
         return signature
 
+    def choice_signature(self, layer, *input_shapes):
+        """What the mapping search's choice depends on: the layer's structure as the compiler sees it (kind,
+        operand index pattern, output geometry, kernel, stride, dilation), and the weights' non-zero pattern
+        when they are sparse enough to map sparsely; not its quantization. Layers of different models with
+        the same structure share it, so a mapping found for one (by ``plan``) serves the other."""
+        s = compiler.structure_of(layer, tuple(input_shapes[0]))
+        signature = (f"{s.kind}:m{s.m}k{s.k}n{s.n}:out{list(s.out_shape)}:geo{list(s.geometry or ())}"
+                     f":ker{list(s.kernel or ())}x{s.depth_multiplier}:s{list(s.stride or ())}:d{list(s.dilation or ())}"
+                     f":ix{digest(s.index)}")
+        if np.mean(s.weights == 0) >= SPARSE_SIGNATURE:
+            signature += "#nz" + digest(np.packbits(s.weights != 0))
+        return signature
+
     def make_plan(self, layer, input_shape, mapping=None):
         """A plan with ``mapping`` (checked), or with the mapping the cycle model finds best (``search``)."""
         structure = compiler.structure_of(layer, input_shape)
@@ -72,6 +85,18 @@ class FlexArrayAccelerator(Accelerator):
     def plan_with(self, layer, input_shape, mapping):
         """A plan with a given ``compiler.Mapping`` (bypassing the search and the plan cache)."""
         return self.make_plan(layer, tuple(input_shape), mapping)
+
+    def plan_choice(self, layer, input_shapes, choice):
+        """A plan with a stored mapping (``Mapping.as_dict`` form, e.g. from a search's record): the per-layer
+        choice without the mapping search. :class:`UnsupportedLayer` when the mapping does not fit the layer or
+        design; :class:`ParameterError` when ``choice`` is not a mapping."""
+        from ...errors import ParameterError
+        try:
+            mapping = compiler.Mapping.from_dict(choice)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ParameterError(f"not a flexarray mapping: {choice!r} ({error})") from None
+        shapes = tuple(tuple(int(d) for d in shape) for shape in input_shapes)
+        return self.make_plan(layer, shapes[0], mapping)
 
     def run(self, plan, device, x, cycle_budget=None):
         return driver.run_plan(self, plan, device, x, cycle_budget)

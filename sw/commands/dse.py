@@ -9,7 +9,8 @@ recorded. Afterwards the Pareto front is printed and plotted, the fastest front
 points are synthesized with Yosys and the fastest one is re-run on RTL to confirm
 its cycles and outputs; ``--place-route`` places and routes the chosen design on the
 ECP5-85F (cached; ten minutes or more for an 8x8 GEMM), and the chosen design is
-exported as a parameters file.
+exported as a parameters file, with its per-layer mappings for an accelerator that
+searches them (flexarray).
 """
 
 import time
@@ -54,9 +55,12 @@ def add_arguments(parser):
     parser.add_argument("--confirm", type=arguments.non_negative_int("--confirm", 16), default=1,
                         help="re-run this many of the fastest fitting front points on RTL (default 1)")
     parser.add_argument("--rtl-backend", choices=("verilator", "amaranth"), default="verilator")
-    parser.add_argument("--reuse", metavar="DB", help="a finished search's database whose front seeds this one")
+    parser.add_argument("--reuse", metavar="DB", help="a finished search's database whose front seeds this one "
+                        "and whose per-layer choices (flexarray's mappings, by design and layer signature) are "
+                        "used instead of searching again")
     parser.add_argument("--export", metavar="PARAMS.json", help="write the chosen design (the fastest confirmed "
-                        "front point) for `accelkit run --params-file`")
+                        "front point; with --confirm 0 the fastest front point, marked unconfirmed) for "
+                        "`accelkit run --params-file`, with its per-layer mappings for flexarray")
     parser.add_argument("--plot", metavar="FRONT.png", help="plot the trials and the front")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
 
@@ -103,11 +107,31 @@ def _printer():
 
 
 def _reused(args, config):
-    """Front parameters of the ``--reuse`` database's studies, nearest workloads first."""
+    """Front parameters of the ``--reuse`` database's studies, nearest workloads first, and the per-layer
+    choices (flexarray's mappings) stored there for this accelerator."""
     if not args.reuse:
+        return [], {}
+    from ..dse.reuse import choices_from, seeds_from
+    return seeds_from(args.reuse, config), choices_from(args.reuse, config["accel"])
+
+
+def _layer_choices(config, result):
+    """The chosen design's per-layer choices, layer by layer: [{layer, op, signature, mapping}]."""
+    if not result.get("mappings"):
         return []
-    from ..dse.reuse import seeds_from
-    return seeds_from(args.reuse, config)
+    from ..dse.evaluate import load_workload
+    accelerator = get_accelerator(config["accel"], result["params"])
+    sign = getattr(accelerator, "choice_signature", None) or accelerator.signature
+    rows = []
+    for index, layer, shapes in load_workload(config["model"]).layers:
+        try:
+            signature = sign(layer, *shapes)
+        except Exception:       # noqa: BLE001 - a layer its kind cannot sign has no stored choice
+            continue
+        if signature in result["mappings"]:
+            rows.append({"layer": index, "op": layer.op, "signature": signature,
+                         "mapping": result["mappings"][signature]})
+    return rows
 
 
 def _check_storage(storage):
@@ -129,32 +153,50 @@ def run(args):
     progress = progress_printer("dse")
     progress(f"searching {space.size:,} combinations of {args.accel} on {Path(config['model']).name} for "
              f"{board.name}, objectives {', '.join(config['objectives'])}; trials kept in {storage}")
-    seeds = _reused(args, config)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    seeds, choices = _reused(args, config)
+    if args.reuse:
+        progress(f"--reuse {args.reuse}: {len(seeds)} front point(s) to try first, per-layer choices stored for "
+                 f"{len(choices)} design(s)")
     with arguments.open_args_runner(args) as runner:
         study = run_search(config, storage, trials=args.trials, runner=runner, sampler=args.sampler, seed=args.seed,
-                           progress=_printer(), enqueue=seeds)
-    seconds = time.perf_counter() - started
+                           progress=_printer(), enqueue=seeds, choices=choices)
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     trials = finished(study)
     pareto = front(study)
     infeasible = Counter(t.user_attrs.get("infeasible", "").split(":")[0] for t in trials
                          if t.user_attrs.get("infeasible"))
     summary = {"trials": len(trials), "feasible": len(trials) - sum(infeasible.values()),
                "infeasible": sum(infeasible.values()), "infeasible_by_reason": dict(infeasible),
-               "search_seconds": seconds, "storage": storage, "study": config.study_name}
+               "search_seconds": seconds, "search_cpu_seconds": cpu_seconds, "storage": storage,
+               "study": config.study_name,
+               # per-layer choices (flexarray's mappings): searched, or taken from --reuse's stored ones
+               "choice_searches": sum(t.user_attrs.get("result", {}).get("choice_searches", 0) for t in trials),
+               "choices_reused": sum(t.user_attrs.get("result", {}).get("choices_reused", 0) for t in trials)}
     _print_front(pareto, config, space, summary)
     calibration = calibration_report(args.accel)
     synthesized = _synthesize(pareto[:args.yosys], args.accel, board, progress)
     confirmed = _confirm(pareto, args, config, synthesized, board, progress)
     chosen = next((c for c in confirmed if c["confirmed"]), None)
     timing = _place_route(chosen, pareto, args, progress) if args.place_route else None
-    if args.export and chosen:
+    exported = chosen
+    if exported is None and not args.confirm and pareto:
+        # no RTL confirmation asked for: the fastest front point, said to be unconfirmed
+        result = pareto[0][1]
+        exported = {"params": result["params"], "figures": {"latency_ms": result["latency_ms"],
+                                                            "resources": result["resources"],
+                                                            "energy_uj": result["energy_uj"], "board": board.name}}
+    if args.export and exported:
         from ..execution.params_file import params_record
-        accelerator = get_accelerator(args.accel, chosen["params"])
+        accelerator = get_accelerator(args.accel, exported["params"])
+        result = next((r for _, r, _ in pareto if r["params"] == dict(accelerator.params)), {})
+        extra = {"mappings": _layer_choices(config, result)} if result.get("mappings") else {}
         write_json(args.export, params_record(accelerator, source="accelkit dse", model=config["model"],
-                                              board=board.name, confirmed_on=args.rtl_backend,
-                                              figures=chosen["figures"]))
-        console.print(f"chosen design written to {args.export} (`accelkit run --params-file {args.export}`)")
+                                              board=board.name, confirmed_on=args.rtl_backend if chosen else None,
+                                              figures=exported["figures"], **extra))
+        console.print(f"{'chosen' if chosen else 'fastest front (not confirmed on RTL)'} design written to "
+                      f"{args.export} (`accelkit run --params-file {args.export}`)"
+                      + (f", with its {len(extra['mappings'])} per-layer mappings" if extra else ""))
     elif args.export:
         console.print(f"[bold]no front point was confirmed on RTL: {args.export} not written[/bold]")
     if args.plot:
@@ -216,7 +258,10 @@ def _print_front(pareto, config, space, summary):
                         ["trial", *names, "latency ms", "cycles", "LUT", "FF", "DSP", "BRAM36", "energy uJ"], rows))
     reasons = ", ".join(f"{count} {reason}" for reason, count in summary["infeasible_by_reason"].items())
     console.print(f"{summary['feasible']} feasible, {summary['infeasible']} infeasible ({reasons or 'none'}); "
-                  f"search {summary['search_seconds']:.1f} s")
+                  f"search {summary['search_seconds']:.1f} s ({summary['search_cpu_seconds']:.1f} s CPU in this "
+                  f"process)" + (f"; per-layer mapping searches {summary['choice_searches']}, stored mappings "
+                                 f"reused {summary['choices_reused']}"
+                                 if summary["choice_searches"] or summary["choices_reused"] else ""))
 
 
 def _synthesize(points, accel, board, progress):

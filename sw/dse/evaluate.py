@@ -11,6 +11,15 @@ the layers it runs): its ``violations`` (how far over each limit, relative, > 0;
 share of layers it cannot run) let a constrained sampler learn from it. Per-layer figures are remembered by
 (parameters, layer signature), so a search that comes back to a point, or a
 model that repeats a layer shape, pays once.
+
+Per-layer choices: an accelerator whose planner searches a choice per layer
+(flexarray's mapping compiler; it says so with ``plan_choice`` and keeps the
+choice in ``plan.schedule["mapping"]``) has the choice of each layer returned in
+``PointResult.mappings`` ({layer signature: choice}, keyed by the accelerator's
+``choice_signature``: what the choice depends on), so the search can store it.
+A choice given to :meth:`Evaluator.evaluate` for a signature (tuning reuse) is
+planned directly, without the accelerator's per-layer search; ``searched`` and
+``reused`` count the two.
 """
 
 from dataclasses import dataclass, field
@@ -70,6 +79,8 @@ class PointResult:
     violations: dict = field(default_factory=dict)
     #: estimated Fmax in MHz (None when no clock is required)
     fmax_mhz: float | None = None
+    #: per-layer choices of the accelerator's planner (flexarray: mappings), {layer signature: choice}
+    mappings: dict = field(default_factory=dict)
 
     def objective(self, name):
         """The value of objective ``name`` (latency in ms, lut/ff/dsp/bram36 counts, energy in uJ)."""
@@ -83,7 +94,17 @@ class PointResult:
         return {"params": self.params, "cycles": self.cycles, "busy_cycles": self.busy_cycles,
                 "bytes_moved": self.bytes_moved, "layers_run": self.layers_run, "resources": self.resources,
                 "energy_uj": self.energy_uj, "latency_ms": self.latency_ms, "infeasible": self.infeasible,
-                "violations": self.violations, "fmax_mhz": self.fmax_mhz}
+                "violations": self.violations, "fmax_mhz": self.fmax_mhz, "mappings": self.mappings}
+
+
+def _choice_signature(accelerator, layer, shapes):
+    """The key of a layer's per-layer choice: the accelerator's ``choice_signature`` if it has one (what the
+    choice depends on), else its plan signature."""
+    sign = getattr(accelerator, "choice_signature", None) or accelerator.signature
+    try:
+        return sign(layer, *shapes)
+    except UnsupportedLayer:
+        return accelerator.signature(layer, *shapes)
 
 
 class Evaluator:
@@ -112,7 +133,9 @@ class Evaluator:
             raise ParameterError(f"required clock must be positive, not {self.min_clock_mhz} MHz")
         self.fmax = None if self.min_clock_mhz is None else fmax_model(accel)
         self.cost_infeasible = bool(cost_infeasible)
-        self._layers, self._signatures = {}, {}
+        self._layers, self._signatures, self._choice_signatures = {}, {}, {}
+        #: per-layer searches the planner ran, and stored choices used instead of one
+        self.searched = self.reused = 0
         # looked up once: the registry reads entry-point metadata from disk on every call
         self._class = type(get_accelerator(accel, {}))
         if required is None:
@@ -123,23 +146,46 @@ class Evaluator:
             raise ParameterError(f"{accel} runs no layer of {workload.name} at its default parameters: "
                                  "nothing to explore")
 
-    def _layer(self, accelerator, key, index, layer, shapes):
+    def _layer(self, accelerator, key, index, layer, shapes, known):
         # a layer's signature depends on the layer and the design's class, never on its parameters
         signature = self._signatures.get(index)
         if signature is None:
             signature = self._signatures[index] = accelerator.signature(layer, *shapes)
+        chooses = hasattr(accelerator, "plan_choice")
+        if chooses:
+            # per-layer choices are stored under what they depend on (``choice_signature``), which layers of
+            # other models share; the figures stay cached under the full signature
+            choice_signature = self._choice_signatures.get(index)
+            if choice_signature is None:
+                choice_signature = self._choice_signatures[index] = _choice_signature(accelerator, layer, shapes)
         entry = self._layers.get((key, signature))
         if entry is None:
             try:
-                stats = accelerator.estimate(accelerator.plan(layer, *shapes), self.dma)
-                entry = (stats.cycles, stats.busy_cycles, stats.bytes_in + stats.bytes_out, None)
+                plan = None
+                if chooses and choice_signature in known:
+                    try:
+                        plan = accelerator.plan_choice(layer, shapes, known[choice_signature])
+                        self.reused += 1
+                    except (UnsupportedLayer, ParameterError):
+                        plan = None     # a stored choice this design or compiler no longer takes: search
+                if plan is None:
+                    plan = accelerator.plan(layer, *shapes)
+                    self.searched += chooses
+                stats = accelerator.estimate(plan, self.dma)
+                choice = plan.schedule.get("mapping") if chooses else None
+                entry = (stats.cycles, stats.busy_cycles, stats.bytes_in + stats.bytes_out, None, choice)
             except UnsupportedLayer as error:
-                entry = (0, 0, 0, str(error))
+                entry = (0, 0, 0, str(error), None)
             self._layers[(key, signature)] = entry
-        return entry
+        return (choice_signature if chooses else signature), entry
 
-    def evaluate(self, params) -> PointResult:
-        """The :class:`PointResult` of a parameter dict (invalid parameters: infeasible, with the reason)."""
+    def evaluate(self, params, known=None) -> PointResult:
+        """The :class:`PointResult` of a parameter dict (invalid parameters: infeasible, with the reason).
+
+        ``known``: {layer signature: choice} stored for these parameters (tuning reuse); those layers are
+        planned with the stored choice instead of the accelerator's per-layer search.
+        """
+        known = known or {}
         try:
             accelerator = self._class(**params)
         except ParameterError as error:
@@ -168,7 +214,10 @@ class Evaluator:
         for index, layer, shapes in self.workload.layers:
             if index not in self.required:
                 continue
-            cycles, busy, moved, unsupported = self._layer(accelerator, key, index, layer, shapes)
+            signature, (cycles, busy, moved, unsupported, choice) = self._layer(accelerator, key, index, layer,
+                                                                                shapes, known)
+            if choice is not None:
+                result.mappings[signature] = choice
             if unsupported is not None:
                 unrunnable.append(f"cannot run layer {index} ({layer.op}): {unsupported}")
                 if not self.cost_infeasible:

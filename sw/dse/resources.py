@@ -7,7 +7,8 @@ from a model:
 * block RAM from first principles: each memory of the design (its width and
   depth, from the parameters) is packed into RAMB36/RAMB18 aspect ratios the
   way 7-series and UltraScale block RAMs allow, and a memory of 64 words or
-  fewer goes to distributed RAM (RAM64M: 3 bits x 64 words per 4 LUTs);
+  fewer goes to distributed RAM (RAM64M: 3 bits x 64 words per 4 LUTs); a
+  memory with two read ports takes a block RAM copy per port;
 * LUT, FF and DSP as linear functions of a few features of the parameters
   (PEs, array edge, stream width), with coefficients fitted by least squares to
   Yosys ``synth_xilinx`` runs at measured points (``calibration.json``).
@@ -48,6 +49,20 @@ def bram36_for(width, depth):
     best = min(ceil(width / w) * ceil(depth / d) for d, w in _RAMB36)
     halves = min(ceil(width / w) * ceil(depth / d) for d, w in _RAMB18)
     return min(float(best), halves / 2), 0
+
+
+def _memory_cost(width, depth, read_ports=1):
+    """(RAMB36 equivalents, LUTs as distributed RAM) of a memory with ``read_ports`` read ports besides its
+    write port: block RAM holds a copy per read port; distributed RAM serves up to three reads per primitive
+    (RAM64M: 1 bit per read of 64 words; RAM32M: 2 bits of 32 words), which is how Yosys mapped flexarray's
+    two-read accumulation buffer (its calibration points)."""
+    bram, lutram = bram36_for(width, depth)
+    if read_ports == 1:
+        return bram, lutram
+    if depth > _LUTRAM_DEPTH:
+        return bram * read_ports, 0
+    per_primitive = 6 if depth <= 32 else 3
+    return 0.0, 4 * ceil(width * read_ports / per_primitive)
 
 
 def _gemm_memories(p):
@@ -94,9 +109,28 @@ def _mm2im_features(p):
             "rows": p["rows"]}
 
 
+def _flexarray_memories(p):
+    """(width, depth, read ports) of flexarray's memories: the two-bank accumulation buffer (32-bit lanes,
+    read by the adder and by the readout engine) and the output FIFO (``min(dn_bw, rn_bw)`` bytes)."""
+    from ...accelerators.flexarray.gateware import fifo_depth
+    return [(32 * p["rn_bw"], 2 * p["acc_depth"], 2), (8 * min(p["dn_bw"], p["rn_bw"]), fifo_depth(), 1)]
+
+
+def _flexarray_features(p):
+    """In the order they join a fit: a requantizer (8 DSP48 and its pipeline; ``min(dn_bw, rn_bw)`` of them),
+    a multiplier switch (its DSP48, operand and map registers, a tree adder), a reduction lane's collector
+    (a 32-bit choice among the tree's nodes, about one per multiplier: rn_bw x multipliers), a crossbar input
+    (each multiplier picks one of dn_bw values), a reduction lane (accumulator adder, parameters), and the
+    reference network's own per-multiplier lane logic (``rn`` = 1)."""
+    return {"one": 1.0, "requantizers": min(p["dn_bw"], p["rn_bw"]), "multipliers": p["multipliers"],
+            "collectors": p["rn_bw"] * p["multipliers"], "crossbar": p["multipliers"] * p["dn_bw"],
+            "rn_bw": p["rn_bw"], "seq_multipliers": p["multipliers"] * (p.get("rn", 0) == 1)}
+
+
 #: accelerators with an analytic model (potacc shares the GEMM core, its shift columns features of their own)
 MODELS = {"gemm": _Family(_gemm_memories, _gemm_features), "potacc": _Family(_gemm_memories, _potacc_features),
-          "mm2im": _Family(_mm2im_memories, _mm2im_features)}
+          "mm2im": _Family(_mm2im_memories, _mm2im_features),
+          "flexarray": _Family(_flexarray_memories, _flexarray_features)}
 
 
 def _calibration():
@@ -140,8 +174,8 @@ class ResourceModel:
 
     def memories(self, params):
         bram, lutram = 0.0, 0
-        for width, depth in self.family.memories(params):
-            b, l = bram36_for(width, depth)
+        for memory in self.family.memories(params):
+            b, l = _memory_cost(*memory)
             bram, lutram = bram + b, lutram + l
         return bram, lutram
 

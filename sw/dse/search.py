@@ -28,6 +28,7 @@ import numpy as np
 
 from ...errors import ParameterError
 from .evaluate import Evaluator, load_workload
+from .reuse import params_key, stored_choices, workload_signatures
 
 __all__ = ["OBJECTIVES", "SearchConfig", "run_search", "front", "hypervolume", "evaluate_point", "finished",
            "feasible"]
@@ -66,10 +67,31 @@ def _evaluator(config_json):
                      min_clock_mhz=config.get("min_clock_mhz"))
 
 
-def evaluate_point(config_json, params):
+def evaluate_point(config_json, params, known=None):
     """A point's result as a dict (module-level and keyed by the config's JSON, so workers build the
-    evaluator once per process and a runner can pickle the call)."""
-    return _evaluator(config_json).evaluate(params).as_dict()
+    evaluator once per process and a runner can pickle the call).
+
+    ``known``: stored per-layer choices for these parameters ({layer signature: choice}, tuning reuse);
+    the result counts the per-layer searches run (``choice_searches``) and skipped (``choices_reused``).
+    """
+    evaluator = _evaluator(config_json)
+    searched, reused = evaluator.searched, evaluator.reused
+    result = evaluator.evaluate(params, known).as_dict()
+    result["choice_searches"] = evaluator.searched - searched
+    result["choices_reused"] = evaluator.reused - reused
+    return result
+
+
+def _evaluate_item(config_json, item):
+    return evaluate_point(config_json, *item)
+
+
+def _resolved(cls, params):
+    """The parameters ``cls`` resolves ``params`` to (defaults filled in), or None when it refuses them."""
+    try:
+        return dict(cls(**params).params)
+    except ParameterError:
+        return None
 
 
 def finished(study):
@@ -107,17 +129,20 @@ def open_study(config, storage, sampler="nsga2", seed=0, trials=200):
     study = optuna.create_study(study_name=config.study_name, storage=f"sqlite:///{storage}", sampler=chosen,
                                 directions=["minimize"] * len(config["objectives"]), load_if_exists=True)
     if not study.user_attrs.get("config"):
-        from .reuse import workload_signatures
         study.set_user_attr("config", dict(config))
         study.set_user_attr("signatures", workload_signatures(config["accel"], load_workload(config["model"])))
     return study
 
 
-def run_search(config, storage, *, trials, runner, sampler="nsga2", seed=0, progress=None, enqueue=()):
+def run_search(config, storage, *, trials, runner, sampler="nsga2", seed=0, progress=None, enqueue=(),
+               choices=None):
     """Run the search until ``trials`` points are finished; returns the study.
 
-    ``enqueue``: parameter dicts to evaluate first (tuning reuse). ``progress(dict)`` is called after each
-    batch with trials done, feasible count, the current front and the estimated time left.
+    ``enqueue``: parameter dicts to evaluate first (tuning reuse). ``choices``: per-layer choices stored by
+    earlier searches, {params key: {layer signature: choice}} (``reuse.choices_from``); a point with stored
+    choices plans those layers with them instead of searching. The study's own trials' choices are used the
+    same way when it resumes. ``progress(dict)`` is called after each batch with trials done, feasible
+    count, the current front and the estimated time left.
     """
     from optuna.trial import TrialState
     from .space import SearchSpace
@@ -130,13 +155,24 @@ def run_search(config, storage, *, trials, runner, sampler="nsga2", seed=0, prog
         for params in enqueue:
             study.enqueue_trial({k: v for k, v in params.items() if k in space.choices}, skip_if_exists=True)
     config_json = json.dumps(config, sort_keys=True)
-    call = functools.partial(evaluate_point, config_json)
+    call = functools.partial(_evaluate_item, config_json)
+    cls = registry()[config["accel"]]
+    table = {}
+    for source in (choices or {}, stored_choices(study) if done else {}):
+        for key, by_signature in source.items():
+            table.setdefault(key, {}).update(by_signature)
     started, at_start = time.monotonic(), done
     objectives = config["objectives"]
     while done < trials:
         asked = [study.ask() for _ in range(min(runner.workers, trials - done))]
         points = [space.suggest(trial) for trial in asked]
-        for trial, result in zip(asked, runner.map(call, points)):
+        items = []
+        for params in points:
+            resolved = _resolved(cls, params) if table else None
+            items.append((params, table.get(params_key(resolved)) if resolved else None))
+        for trial, result in zip(asked, runner.map(call, items)):
+            if result["mappings"]:
+                table.setdefault(params_key(result["params"]), {}).update(result["mappings"])
             trial.set_user_attr("result", result)
             if result["infeasible"]:
                 trial.set_user_attr("infeasible", result["infeasible"])
