@@ -121,7 +121,7 @@ def replay(folder, replayer, top=8):
     if result.returncode:
         raise SystemExit(f"sim_instructions: the replay failed:\n{result.stderr[-2000:]}")
     counts = re.search(r"cycles (\d+) bare (\d+)", result.stdout)
-    annotate = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(out)], capture_output=True,
+    annotate = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(out)], capture_output=True,
                               text=True, check=True).stdout
     inclusive = {}
     for line in annotate.splitlines():
@@ -156,7 +156,8 @@ def main(argv=None):
             print(f"sim_instructions: {tool} is not on PATH (Debian: apt-get install valgrind g++)", file=sys.stderr)
             return 2
     import accelkit
-    sides = [("this tree", str(Path(accelkit.__file__).resolve().parents[1]))]
+    # the folder that holds this accelkit (not resolved: it may be a link named accelkit to a worktree)
+    sides = [("this tree", os.path.dirname(os.path.dirname(os.path.abspath(accelkit.__file__))))]
     if args.baseline:
         from accelkit.sw.benchmarks.simulation import _baseline_sources
         from accelkit.errors import ParameterError
