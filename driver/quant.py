@@ -38,24 +38,24 @@ def effective_scale(input_scale, filter_scales, output_scale):
 def quantize_multiplier(real_multiplier):
     """Split positive real multipliers into (int32 multiplier in [2^30, 2^31), shift), as TFLite does.
 
-    Accepts a scalar or an array; returns int64 arrays of the same shape.
+    Accepts a scalar or an array; returns int64 arrays of the same shape. Vectorized (a GEMM lowers
+    one multiplier per output channel for every job): ``fraction * 2^31`` is exact in a double, and
+    ``np.rint`` rounds its halves to even as Python's ``round`` does.
     """
     real = np.atleast_1d(np.asarray(real_multiplier, dtype=np.float64))
-    multipliers = np.zeros(real.shape, dtype=np.int64)
-    shifts = np.zeros(real.shape, dtype=np.int64)
-    for index, value in np.ndenumerate(real):
-        if value == 0.0:
-            continue
-        if not value > 0.0 or not math.isfinite(value):
-            raise ParameterError(f"requantization scale must be a positive finite number, not {value}")
-        fraction, exponent = math.frexp(value)
-        q = round(fraction * (1 << 31))
-        if q == 1 << 31:
-            q //= 2
-            exponent += 1
-        if exponent < -31:  # too small to represent: TFLite flushes to zero
-            q, exponent = 0, 0
-        multipliers[index], shifts[index] = q, exponent
+    with np.errstate(invalid="ignore"):
+        bad = (real != 0.0) & ~((real > 0.0) & np.isfinite(real))
+    if bad.any():
+        value = real[bad][0]
+        raise ParameterError(f"requantization scale must be a positive finite number, not {value}")
+    fraction, exponent = np.frexp(real)
+    multipliers = np.rint(fraction * float(1 << 31)).astype(np.int64)
+    shifts = exponent.astype(np.int64)
+    carried = multipliers == 1 << 31
+    multipliers[carried] //= 2
+    shifts[carried] += 1
+    flushed = shifts < -31          # too small to represent: TFLite flushes to zero
+    multipliers[flushed], shifts[flushed] = 0, 0
     if np.ndim(real_multiplier) == 0:
         return multipliers[0], shifts[0]
     return multipliers, shifts

@@ -59,27 +59,41 @@ class Requantizer(wiring.Component):
     contract, a shorter stage 11. Held parameters settle two cycles after
     ``shifts`` changes, long before a value reaches stage 11; followed
     parameters are decoded in stage 10, beside the value they belong to.
+
+    With ``shared_valid=True`` (keyword-only) the requantizer keeps no valid bits of
+    its own: ``stage_valid`` bit ``k - 1`` must be ``valid`` delayed by ``k`` cycles
+    (k = 1..LATENCY, the valid bit of stage k), from a delay line the core already
+    has or shares between several requantizers fed in lockstep. The hardware is the
+    same (synthesis merges identical valid registers anyway); a simulator then
+    updates one valid chain instead of one per instance.
     """
 
-    def __init__(self, *, float_support=True, follow_params=False, registered_masks=False):
+    def __init__(self, *, float_support=True, follow_params=False, registered_masks=False, shared_valid=False):
         for name, value in (("float_support", float_support), ("follow_params", follow_params),
-                            ("registered_masks", registered_masks)):
+                            ("registered_masks", registered_masks), ("shared_valid", shared_valid)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be a bool, not {value!r}")
         self.float_support = float_support
         self.follow_params = follow_params
         self.registered_masks = registered_masks
-        super().__init__({
+        self.shared_valid = shared_valid
+        ports = {
             "valid": In(1), "acc": In(signed(32)), "bias": In(signed(32)), "float_mode": In(1),
             "multiplier": In(54), "shifts": In(16), "zero_point": In(signed(8)),
             "act_min": In(signed(8)), "act_max": In(signed(8)),
             "out_valid": Out(1), "value": Out(signed(8)),
-        })
+        }
+        if shared_valid:
+            ports["stage_valid"] = In(LATENCY)
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
         valid = [self.valid]
         for index in range(LATENCY):
+            if self.shared_valid:
+                valid.append(self.stage_valid[index])
+                continue
             stage_valid = Signal(name=f"valid{index + 1}")
             m.d.sync += stage_valid.eq(valid[-1])
             valid.append(stage_valid)
@@ -136,9 +150,11 @@ class Requantizer(wiring.Component):
         length = stage(4, "length", length, range(33))
         normalize_by = stage(4, "normalize_by", normalize_by, 5)
         shifted_magnitude = stage(4, "shifted_magnitude", Mux(shifted < 0, -shifted, shifted), 32)
-        negative = stage(4, "negative", shifted[31], 1)
         magnitude = stage(4, "magnitude", magnitude, 32)
-        acc_negative = stage(4, "acc_negative", acc_negative, 1)
+        # The one-bit flags and the float shift travel together, one register per stage
+        # (a verilated model then moves one value per stage, not four).
+        signs = stage(4, "signs", Cat(shifted[31], acc_negative), 2)
+        negative, acc_negative = signs[0], signs[1]
 
         # 5: float mode works on |acc| normalized to [2^31, 2^32), so the product
         # with the 53-bit mantissa has 84 or 85 bits and rounding it to 53
@@ -146,10 +162,8 @@ class Requantizer(wiring.Component):
         # serves both modes.
         normalized = wire("normalized", magnitude << normalize_by, 32)
         operand = stage(5, "operand", Mux(float_mode, normalized, shifted_magnitude), 32)
-        negative = stage(5, "negative", negative, 1)
-        acc_negative = stage(5, "acc_negative", acc_negative, 1)
-        shift_base = stage(5, "shift_base", exponent + 32 - length, signed(10))
-        zero = stage(5, "zero", length == 0, 1)
+        shift_base = wire("shift_base", exponent + 32 - length, signed(10))
+        flags = stage(5, "flags", Cat(negative, acc_negative, length == 0, shift_base), 13)
 
         # 6-8: low = operand * M[0:32] and high = normalized * M[32:53] from 16-bit
         # partial products: registered products, then the middle terms, then the sums.
@@ -166,18 +180,19 @@ class Requantizer(wiring.Component):
         if self.float_support:
             normalized = stage(5, "normalized", normalized, 32)
             high_part = product("high_part", normalized, multiplier[32:53], 21)
-        negative = stage(8, "negative", stage(7, "negative", stage(6, "negative", negative, 1), 1), 1)
-        acc_negative = stage(8, "acc_negative",
-                             stage(7, "acc_negative", stage(6, "acc_negative", acc_negative, 1), 1), 1)
-        shift_base = stage(8, "shift_base", stage(7, "shift_base", stage(6, "shift_base", shift_base, signed(10)),
-                                                  signed(10)), signed(10))
-        zero = stage(8, "zero", stage(7, "zero", stage(6, "zero", zero, 1), 1), 1)
+        for index in (6, 7, 8):
+            flags = stage(index, "flags", flags, 13)
+        negative = flags[0]
 
         # 9: double rounding, first step on the magnitude: (|p| + 2^30) >> 31 for
         # p >= 0 and -((|p| + 2^30 - 1) >> 31) for p < 0 is the nudge-and-truncate of
         # the reference, without 65-bit values. Float: the product >> 32.
         high_magnitude = stage(9, "high_magnitude", (low[:63] + Mux(negative, (1 << 30) - 1, 1 << 30)) >> 31, 33)
-        negative = stage(9, "negative", negative, 1)
+        if self.float_support:
+            flags = stage(9, "flags", flags, 13)
+            negative, acc_negative, zero, shift_base = flags[0], flags[1], flags[2], flags[3:13].as_signed()
+        else:
+            negative = stage(9, "negative", negative, 1)
 
         # 10: the sign; float: round the 84/85-bit product to 53 bits, half to even.
         high = stage(10, "high", Mux(negative, -high_magnitude, high_magnitude), signed(34))
@@ -212,24 +227,20 @@ class Requantizer(wiring.Component):
             low_bits = stage(9, "low_bits", low[30:32], 2)
             sticky_31 = stage(9, "sticky_31", low[:31] != 0, 1)
             sticky_30 = stage(9, "sticky_30", low[:30] != 0, 1)
-            acc_negative = stage(9, "acc_negative", acc_negative, 1)
-            shift_base = stage(9, "shift_base", shift_base, signed(10))
-            zero = stage(9, "zero", zero, 1)
             top = upper[52]
             kept = wire("kept", Mux(top, upper[:53], Cat(low_bits[1], upper[:52])), 53)
             guard = Mux(top, low_bits[1], low_bits[0])
             sticky = Mux(top, sticky_31, sticky_30)
             mantissa = stage(10, "mantissa", kept + (guard & (sticky | kept[0])), 55)
             shift = stage(10, "shift", shift_base - Mux(top, 32, 31), signed(10))
-            zero = stage(10, "zero", zero, 1)
-            acc_negative = stage(10, "acc_negative", acc_negative, 1)
+            signs = stage(10, "signs", Cat(zero, acc_negative), 2)
             # 11-12: mantissa * 2^-shift as ((mantissa >> (shift - 1)) + 1) >> 1, which
             # avoids a left shift that would widen; shifts beyond 63 give 0.
             scaled_down = stage(11, "scaled_down", mantissa >> (shift - 1)[:6], 55)
             too_far = stage(11, "too_far", shift > 63, 1)
             overflow = stage(11, "overflow", shift <= 0, 1)
-            zero = stage(11, "zero", zero, 1)
-            acc_negative = stage(11, "acc_negative", acc_negative, 1)
+            signs = stage(11, "signs", signs, 2)
+            zero, acc_negative = signs[0], signs[1]
             # 12: the rounded integer, saturated: ((x + 1) >> 1) >= 2^31 exactly when x >= 2^32 - 1,
             # which is decided from the bits of x beside the adder, not after it.
             saturate = overflow | (~too_far & ((scaled_down[32:] != 0) | (scaled_down[:32] == 0xFFFF_FFFF)))

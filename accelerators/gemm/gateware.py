@@ -104,8 +104,11 @@ class GemmCore(CoreBase):
         b_wr, b_rd = b_mem.write_port(), b_mem.read_port()
 
         # Per-channel parameters, double-buffered like B: [half][bias, mult_lo, mult_hi, shift].
-        params = [[Signal(32 * C, name=f"param{h}_{kind}") for kind in ("bias", "mult_lo", "mult_hi", "shift")]
-                  for h in range(2)]
+        # One 32-bit register per column (no reset: a tile's parameters are always loaded before
+        # it is computed), not one word-wide register: a verilated model handles values wider
+        # than 64 bits as arrays, at several operations per access.
+        params = [[[Signal(32, name=f"param{h}_{kind}{j}", reset_less=True) for j in range(C)]
+                   for kind in ("bias", "mult_lo", "mult_hi", "shift")] for h in range(2)]
         half_full = Signal(2)
         pending = Signal()      # a tile's results are in the PEs' result registers, not yet read out
         a_words = Signal(range(self.a_depth + 1))
@@ -153,7 +156,8 @@ class GemmCore(CoreBase):
                     for h in range(2):
                         for kind in range(PARAM_WORDS):
                             with m.If((load_half == h) & (load_kind == kind)):
-                                m.d.sync += params[h][kind].eq(word(n_p, 4 * C))
+                                values = word(n_p, 4 * C)
+                                m.d.sync += [params[h][kind][j].eq(values[32 * j:32 * j + 32]) for j in range(C)]
                     m.d.sync += [load_kind.eq(load_kind + 1), load_k.eq(0)]
                     with m.If(load_kind == PARAM_WORDS - 1):
                         m.next = "LOAD_B"
@@ -214,16 +218,16 @@ class GemmCore(CoreBase):
         with m.If(s1_valid):
             m.d.sync += [a_data.eq(a_rd.data), b_data.eq(b_word)]
 
-        def delayed(value, cycles, name):
-            return pipeline.delayed(m, value, cycles, name)
+        def delayed(value, cycles, name, reset_less=False):
+            return pipeline.delayed(m, value, cycles, name, reset_less)
 
         m.submodules.pe_array = array = PEArray(R, layout, self.stuck_pe)
         for i in range(R):
-            m.d.comb += [array.a[i].eq(delayed(a_data[8 * i:8 * i + 8].as_signed(), i, f"skew_a{i}")),
-                         array.flags[i].eq(delayed(Cat(s2_valid, s2_first, s2_last), i, f"skew_f{i}"))]
+            m.d.comb += array.a[i].eq(delayed(a_data[8 * i:8 * i + 8].as_signed(), i, f"skew_a{i}", True))
+        m.d.comb += array.flags.eq(Cat(s2_valid, s2_first, s2_last))
         for j in range(C):
             field = b_data[layout.offsets[j]:layout.offsets[j] + layout.bits(j)]
-            m.d.comb += array.b[j].eq(delayed(field, j, f"skew_b{j}"))
+            m.d.comb += array.b[j].eq(delayed(field, j, f"skew_b{j}", True))
         results = array.results
 
         # Row i of a tile's results is final settle_delay(C) + i cycles after its
@@ -294,8 +298,13 @@ class GemmCore(CoreBase):
         with m.If(delayed(selecting, 1, "term_valid")):
             m.d.sync += row_term.eq(selected * cfg.row_offset)
 
-        tag = delayed(Cat(enter_row, entering), REQUANT_LATENCY, "requant_tag")
-        row, valid = tag[:-1], tag[-1]
+        # The row number travels beside the requantizers' values; its valid bit at each
+        # stage is also the valid bit of that stage in all C requantizers (shared_valid).
+        tags = [Cat(enter_row, entering)]
+        for index in range(REQUANT_LATENCY):
+            tags.append(delayed(tags[-1], 1, f"requant_tag{index + 1}"))
+        stage_valid = Cat(*[tag[-1] for tag in tags[1:]])
+        row, valid = tags[-1][:-1], tags[-1][-1]
         with m.If(self.start):
             m.d.sync += [reading.eq(0), read_t.eq(0), read_n.eq(0)]
         with m.Elif(ready_token):
@@ -308,13 +317,12 @@ class GemmCore(CoreBase):
         # copy lags read_n by a cycle, and the next tile's rows enter many cycles later.
         def field(kind, j, width=32):
             copy = Signal(width, name=f"tile_param{kind}_{j}", reset_less=True)
-            m.d.sync += copy.eq(Mux(read_half, params[1][kind][32 * j:32 * j + width],
-                                    params[0][kind][32 * j:32 * j + width]))
+            m.d.sync += copy.eq(Mux(read_half, params[1][kind][j][:width], params[0][kind][j][:width]))
             return copy
 
         out_bytes = []
         for j in range(C):
-            m.submodules[f"requantizer{j}"] = requantizer = Requantizer()
+            m.submodules[f"requantizer{j}"] = requantizer = Requantizer(shared_valid=True)
             # The requantizer reads its bias a cycle after the accumulator, when the
             # row term of the row (valid in the cycle the row enters) is in this sum.
             bias = field(0, j)
@@ -323,6 +331,7 @@ class GemmCore(CoreBase):
                 m.d.sync += biased.eq(bias + row_term)
             m.d.comb += [
                 requantizer.valid.eq(entering),
+                requantizer.stage_valid.eq(stage_valid),
                 requantizer.acc.eq(_select([results[i][j] for i in range(R)], enter_row)),
                 requantizer.bias.eq(biased),
                 requantizer.float_mode.eq(cfg.requant_mode),

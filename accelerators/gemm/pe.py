@@ -29,11 +29,15 @@ __all__ = ["shift_grid", "WeightLayout", "PEArray", "shift_fields", "on_shift_gr
 class PEArray(wiring.Component):
     """The ``rows x cols`` output-stationary PE grid (a separate module, so it can be synthesized alone).
 
-    Row ``i`` receives an int8 operand and its flags (valid, first, last step of
-    a tile), column ``j`` its weight field, both already skewed; operands move one
-    PE per cycle, A to the right and B down. ``results[i][j]`` holds the sum of
-    the last finished tile, ``RESULT_DELAY`` cycles after the tile's last step
-    entered the PE.
+    Row ``i`` receives an int8 operand, column ``j`` its weight field, both
+    already skewed (row ``i`` and column ``j`` by ``i`` and ``j`` cycles);
+    operands move one PE per cycle, A to the right and B down. ``flags`` are the
+    step's flags (valid, first, last step of a tile), not skewed: they reach PE
+    ``(i, j)`` with its operands, ``i + j + 1`` cycles later, through one delay
+    line shared by each anti-diagonal of the array (every PE of a diagonal sees
+    the same flags in the same cycle, so per-PE copies would be identical
+    registers). ``results[i][j]`` holds the sum of the last finished tile,
+    ``RESULT_DELAY`` cycles after the tile's last step entered the PE.
 
     ``stuck`` names one PE (row, column) whose accumulator never adds: a fault injected on
     purpose for mutation testing, never a design parameter (see ``faults.py``).
@@ -44,7 +48,7 @@ class PEArray(wiring.Component):
         cols = layout.cols
         super().__init__({
             "a": In(signed(8)).array(rows),
-            "flags": In(3).array(rows),
+            "flags": In(3),
             "b": In(unsigned(8)).array(cols),
             "results": Out(signed(32)).array(rows, cols),
         })
@@ -72,15 +76,24 @@ class PEArray(wiring.Component):
         rows, cols = self.rows, self.layout.cols
         a_pass = [[None] * cols for _ in range(rows)]
         b_pass = [[None] * cols for _ in range(rows)]
-        f_pass = [[None] * cols for _ in range(rows)]
+        # diagonal[d]: the flags of the PEs (i, j) with i + j = d as they take their operands
+        # (diagonal[d + 1] is also the flags of their product registers, a cycle later).
+        diagonal = [self.flags]
+        for d in range(rows + cols - 1):
+            stage = Signal(3, name=f"diagonal{d}_flags")
+            m.d.sync += stage.eq(diagonal[-1])
+            diagonal.append(stage)
         for i in range(rows):
             for j in range(cols):
                 a = self.a[i] if j == 0 else a_pass[i][j - 1]
-                flags = self.flags[i] if j == 0 else f_pass[i][j - 1]
+                flags = diagonal[i + j]
                 b = self.b[j] if i == 0 else b_pass[i - 1][j]
-                a_pass[i][j] = Signal(signed(8), name=f"pe{i}_{j}_a")
-                b_pass[i][j] = Signal(self.layout.bits(j), name=f"pe{i}_{j}_b")
-                f_pass[i][j] = Signal(3, name=f"pe{i}_{j}_flags")
+                # The operands need no reset: a PE uses them only with a valid step. They are
+                # loaded in every cycle: loading them only with a valid step would make a
+                # verilated model copy each through a temporary in every evaluation, since each
+                # is read by its neighbour in the same update.
+                a_pass[i][j] = Signal(signed(8), name=f"pe{i}_{j}_a", reset_less=True)
+                b_pass[i][j] = Signal(self.layout.bits(j), name=f"pe{i}_{j}_b", reset_less=True)
                 # Accumulator and result registers need no reset: a tile's first step
                 # overwrites the accumulator, and the readout only reads results that a
                 # tile's last step wrote. Without one, a verilated model computes their
@@ -92,11 +105,10 @@ class PEArray(wiring.Component):
                 # block and a 32-bit carry chain in one cycle, with the routing to and
                 # from the DSP column, held the array to 66 MHz on the ECP5.
                 product = Signal(signed(16), name=f"pe{i}_{j}_product", reset_less=True)
-                product_flags = Signal(3, name=f"pe{i}_{j}_product_flags")
+                product_flags = diagonal[i + j + 1]
                 total = Signal(signed(32), name=f"pe{i}_{j}_sum")
                 m.d.comb += total.eq(Mux(product_flags[1], 0, acc) + product)
-                m.d.sync += [a_pass[i][j].eq(a), b_pass[i][j].eq(b), f_pass[i][j].eq(flags),
-                             product_flags.eq(flags)]
+                m.d.sync += [a_pass[i][j].eq(a), b_pass[i][j].eq(b)]
                 with m.If(flags[0]):
                     m.d.sync += product.eq(self.contribution(m, i, j, a, b))
                 with m.If(product_flags[0]):

@@ -15,6 +15,27 @@ def test_quantize_multiplier_matches_frexp_convention():
     assert np.allclose(multiplier * 2.0 ** (shift.astype(float) - 31), [0.001, 1.5], rtol=1e-9)
 
 
+def test_quantize_multiplier_arrays_match_the_scalar_rule():
+    # the scalar rule (math.frexp, Python's round: halves to even) against the vectorized split,
+    # on random scales, the carry to 2^31, flushing below 2^-31 and exact halves of the last bit
+    import math
+
+    def scalar(value):
+        if value == 0.0:
+            return 0, 0
+        fraction, exponent = math.frexp(value)
+        q = round(fraction * (1 << 31))
+        if q == 1 << 31:
+            q, exponent = q // 2, exponent + 1
+        return (0, 0) if exponent < -31 else (q, exponent)
+
+    rng = np.random.default_rng(3)
+    values = np.concatenate([2.0 ** rng.uniform(-40, 10, 2000), [0.0, 1.0, 2.0 ** -31, 2.0 ** -32, 1 - 2.0 ** -33],
+                             [(k + 0.5) / 2 ** 31 for k in range(1 << 30, (1 << 30) + 20)]])
+    multipliers, shifts = quantize_multiplier(values)
+    assert [(int(m), int(s)) for m, s in zip(multipliers, shifts)] == [scalar(v) for v in values]
+
+
 def test_double_rounding_cases_seen_on_litert():
     # acc=281 at scale 0.375: exact 105.375; LiteRT's CONV_2D gives 104 + zp(-2) = 104 -> 106 before zp.
     multiplier, shift = quantize_multiplier(0.375)

@@ -33,14 +33,18 @@ def _cases(rng, count):
     return cases
 
 
-@pytest.mark.parametrize("float_support, registered_masks", [(True, False), (False, True)])
-def test_requantizer_matches_golden_in_both_modes(float_support, registered_masks):
-    # mm2im's variant (no float datapath, rounding masks registered from the shift) on the double-rounding cases
+@pytest.mark.parametrize("float_support, registered_masks, shared_valid",
+                         [(True, False, False), (False, True, False), (True, False, True)])
+def test_requantizer_matches_golden_in_both_modes(float_support, registered_masks, shared_valid):
+    # mm2im's variant (no float datapath, rounding masks registered from the shift) on the double-rounding
+    # cases; gemm's (stage valid bits from outside, here from the testbench's own record of valid)
     cases = [case for case in _cases(np.random.default_rng(2026), 60) if float_support or case[0] == DOUBLE]
-    dut = Requantizer(float_support=float_support, registered_masks=registered_masks)
+    dut = Requantizer(float_support=float_support, registered_masks=registered_masks, shared_valid=shared_valid)
     seen = []
+    history = [0] * LATENCY      # valid of the last LATENCY cycles, newest first
 
     async def bench(ctx):
+        nonlocal history
         for rounding, bias, zero_point, act_min, act_max, params, accs in cases:
             if rounding == FLOAT:
                 mantissa, exponent = (int(v[0]) for v in float_scale_fields(params["scale"]))
@@ -56,8 +60,11 @@ def test_requantizer_matches_golden_in_both_modes(float_support, registered_mask
             for cycle in range(len(accs) + LATENCY):
                 ctx.set(dut.valid, cycle < len(accs))
                 ctx.set(dut.acc, accs[cycle] if cycle < len(accs) else 0)
+                if shared_valid:
+                    ctx.set(dut.stage_valid, sum(bit << k for k, bit in enumerate(history)))
                 if ctx.get(dut.out_valid):
                     outputs.append(ctx.get(dut.value))
+                history = [int(cycle < len(accs))] + history[:-1]
                 await ctx.tick()
             seen.append(outputs)
 
