@@ -8,11 +8,15 @@ design's Yosys resource estimate (xc7, against the Zynq-7020) comes first; its
 Fmax is printed when a timing run of this design is in the cache (the benchmark
 runs no place and route).
 
-llama.cpp is the reference when llama-cpp-python is importable (an optional
-extra that builds from source in about 7 minutes, never needed by the tests):
-then each variant also reports llama.cpp's greedy tokens against the model
-backend's, the top-1 agreement and mean KL divergence of the two logit sets over
-the same token ids, and llama.cpp's CPU tokens/s. Without it the record says so.
+llama.cpp is the reference when llama-cpp-python 0.3.36 is importable (an optional
+extra that builds from source in about 7 minutes, never needed by `make test`):
+then each variant also reports every weight MatMul node of the prompt read inside
+llama.cpp through its eval callback against accelkit's host MatMul on the same input
+(largest relative error), the top-1 agreement and mean KL divergence of accelkit's
+logits against llama.cpp's over the prompt and generated ids, with bounds calibrated
+on llama.cpp's own spread (batched against token by token), llama.cpp's greedy
+tokens, and its tokens/s (wall and CPU) with 1 and 2 threads. Without it the
+record says so.
 """
 
 import argparse

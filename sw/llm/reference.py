@@ -88,6 +88,16 @@ def _float_array(tensor):
     return np.array(np.lib.stride_tricks.as_strided(flat, shape=ne[::-1], strides=nb[::-1]), dtype=np.float32)
 
 
+_QUIET = []
+
+
+def _silence(lc):
+    """Route llama.cpp's log to nowhere, once per process (the callback must outlive every context)."""
+    if not _QUIET:
+        _QUIET.append(lc.llama_log_callback(lambda level, text, user: None))
+        lc.llama_log_set(_QUIET[0], ctypes.c_void_p())
+
+
 class LlamaCpp:
     """One llama.cpp model and context through the low-level API: F32 KV cache, no flash attention,
     ``threads`` CPU threads, an optional eval callback ``callback(tensor, ask) -> bool`` (tensor a
@@ -102,8 +112,7 @@ class LlamaCpp:
                                  f"declares ggml_tensor for {LLAMA_CPP_VERSION} (pyproject's `llama` extra)")
         self.lc, self.n_ctx, self.threads = lc, n_ctx, threads
         lc.llama_backend_init()
-        self._quiet = lc.llama_log_callback(lambda level, text, user: None)
-        lc.llama_log_set(self._quiet, ctypes.c_void_p())
+        _silence(lc)
         self.model = lc.llama_model_load_from_file(str(path).encode(), lc.llama_model_default_params())
         if not self.model:
             raise LlamaCppError(f"llama.cpp could not load {path}")

@@ -35,8 +35,9 @@ def tiny_f32(tmp_path_factory):
 
 
 def _check_nodes(rows, model):
-    # every weight MatMul of the graph: 7 per layer and the (tied) output projection
-    assert [r["name"] for r in rows] == [w.name for w in model.matmul_weights()]
+    # every weight MatMul of the graph, once: 7 per layer and the (tied) output projection (llama.cpp's
+    # graph runs them in its own order)
+    assert sorted(r["name"] for r in rows) == sorted(w.name for w in model.matmul_weights())
     worst = max(rows, key=lambda r: r["relative_error"])
     assert worst["relative_error"] <= 1e-6, worst
 
