@@ -31,8 +31,9 @@ from ..commands.resources import print_figures
 from ..hardware.figures import design_figures
 from ..llm.forward import HostMatMul, Llama
 from ..llm.gguf_model import load_llama
-from ..llm.reference import (LLAMA_CPP_VERSION, LlamaCpp, agreement, calibrated_bounds, compare_matmuls,
-                             llama_cpp_module, logits as reference_logits, within_bounds)
+from ..llm.reference import (LLAMA_CPP_VERSION, LlamaCpp, agreement, calibrated_bounds, combined_spread,
+                             compare_matmuls, llama_cpp_module, logits as reference_logits, ulp_nudged,
+                             within_bounds)
 from ..llm.smollm2 import VARIANTS, smollm2_variant
 from ..reports.output import console, progress_printer, provenance, table
 
@@ -97,10 +98,15 @@ def llama_cpp_comparison(model_path, prompt_ids, generated_ids, *, threads=(1, 2
                              for fmt in sorted({r["format"] for r in rows})}}
     batched = reference_logits(model_path, ids)
     spread = agreement(batched, reference_logits(model_path, ids, batched=False))
-    bounds = calibrated_bounds(spread)
-    result = {"llama_cpp_version": LLAMA_CPP_VERSION, "matmuls": matmuls, "spread": spread, "bounds": bounds}
-    for quantizer in ("avx2", "ref"):
-        ours = Llama(model, matmul=HostMatMul(quantizer=quantizer), max_context=len(ids)).forward(ids, all_logits=True)
+
+    def forward(matmul):
+        return Llama(model, matmul=matmul, max_context=len(ids)).forward(ids, all_logits=True)
+    host = {quantizer: forward(HostMatMul(quantizer=quantizer)) for quantizer in ("avx2", "ref")}
+    own = agreement(host["avx2"], forward(ulp_nudged(HostMatMul(quantizer="avx2"))))
+    bounds = calibrated_bounds(combined_spread(spread, own))
+    result = {"llama_cpp_version": LLAMA_CPP_VERSION, "matmuls": matmuls, "spread": spread,
+              "accelkit_ulp_spread": own, "bounds": bounds}
+    for quantizer, ours in host.items():
         found = agreement(batched, ours)
         found["within_bounds"] = within_bounds(found, bounds)
         result[f"host_{quantizer}"] = found
@@ -139,7 +145,7 @@ def _pair(found):
 def _comparison_row(name, reference):
     m, b = reference["matmuls"], reference["bounds"]
     return [name, f"{m['nodes_within_1e-6']}/{m['nodes']}", f"{m['max_relative_error']:.1e} ({m['worst_node']})",
-            _pair(reference["spread"]), _pair(reference["host_avx2"]), _pair(reference["host_ref"]),
+            _pair(reference["spread"]), _pair(reference["accelkit_ulp_spread"]), _pair(reference["host_avx2"]), _pair(reference["host_ref"]),
             f"{b['min_top1_agreement']:.2f} / {b['max_mean_kl']:.1e}", "yes" if reference["same_greedy_tokens"] else "no",
             ", ".join(f"{s['threads']}: {_speed(s)}" for s in reference["speed"])]
 
@@ -188,8 +194,9 @@ def llm_bench(args):
     else:
         console.print(table(f"accelkit against llama.cpp {LLAMA_CPP_VERSION} (CPU): weight MatMul nodes of the prompt "
                             "through the eval callback; logits over prompt + generated ids (top-1 agreement / mean "
-                            "KL), bounds calibrated on llama.cpp batched vs token by token",
+                            "KL), bounds calibrated on llama.cpp batched vs token by token and accelkit vs its 1-ulp-nudged self",
                             ["variant", "MatMul nodes <= 1e-6", "max rel. error (node)", "llama.cpp spread",
+                             "accelkit 1-ulp spread",
                              "host, x86 quantizer", "host, ref quantizer (= bfp)", "bounds (top-1 >= / KL <=)",
                              "same greedy", "llama.cpp tokens/s by threads (wall / CPU)"], compared))
     return provenance("bench llm", accelerator=accelerator, prompt=args.prompt, tokens=args.tokens,

@@ -16,8 +16,8 @@ from accelkit.sw.execution.executors import open_executor                   # no
 from accelkit.sw.llm.accelerated import AcceleratorMatMul                   # noqa: E402
 from accelkit.sw.llm.forward import HostMatMul, Llama                       # noqa: E402
 from accelkit.sw.llm.gguf_model import load_llama                           # noqa: E402
-from accelkit.sw.llm.reference import (agreement, calibrated_bounds, compare_matmuls,  # noqa: E402
-                                       logits, within_bounds)
+from accelkit.sw.llm.reference import (agreement, calibrated_bounds, combined_spread,  # noqa: E402
+                                       compare_matmuls, logits, ulp_nudged, within_bounds)
 from accelkit.sw.llm.tiny import TINY_PATH, write_tiny_llama                # noqa: E402
 
 PROMPT = [1, 293, 514, 298, 293]
@@ -80,8 +80,10 @@ def test_f32_model_matmuls_and_logits(tiny_f32):
 def test_quantized_logits_agree_within_llama_cpps_own_spread(tiny, quantizer):
     ids = PROMPT + list(Llama(tiny).generate(PROMPT, 11))
     batched, one_by_one = logits(TINY_PATH, ids), logits(TINY_PATH, ids, batched=False)
-    spread = agreement(batched, one_by_one)
-    ours = agreement(batched, Llama(tiny, matmul=HostMatMul(quantizer=quantizer)).forward(ids, all_logits=True))
+    host = Llama(tiny, matmul=HostMatMul(quantizer=quantizer)).forward(ids, all_logits=True)
+    nudged = Llama(tiny, matmul=ulp_nudged(HostMatMul(quantizer=quantizer))).forward(ids, all_logits=True)
+    spread = combined_spread(agreement(batched, one_by_one), agreement(host, nudged))
+    ours = agreement(batched, host)
     bounds = calibrated_bounds(spread)
     assert within_bounds(ours, bounds), (ours, spread, bounds)
     # and the bounds are tight enough to catch float activations (no ggml quantization)

@@ -20,13 +20,14 @@ def test_agreement_of_identical_and_shifted_logits():
     assert found["max_kl"] == pytest.approx(found["mean_kl"] * 6)
 
 
-def test_bounds_follow_the_spread_with_a_floor():
+def test_bounds_follow_the_spread_with_floors():
     bounds = calibrated_bounds({"top1_agreement": 0.9, "mean_kl": 1e-3})
-    assert bounds == {"max_mean_kl": pytest.approx(4e-3), "min_top1_agreement": pytest.approx(0.85)}
-    assert calibrated_bounds({"top1_agreement": 1.0, "mean_kl": 0.0})["max_mean_kl"] == reference.KL_FLOOR
-    assert within_bounds({"top1_agreement": 0.86, "mean_kl": 3e-3}, bounds)
-    assert not within_bounds({"top1_agreement": 0.84, "mean_kl": 3e-3}, bounds)
-    assert not within_bounds({"top1_agreement": 1.0, "mean_kl": 5e-3}, bounds)
+    assert bounds == {"max_mean_kl": pytest.approx(5e-3), "min_top1_agreement": pytest.approx(0.5)}
+    assert calibrated_bounds({"top1_agreement": 1.0, "mean_kl": 0.0}) == \
+        {"max_mean_kl": reference.KL_FLOOR, "min_top1_agreement": pytest.approx(1 - reference.TOP1_FLOOR)}
+    assert within_bounds({"top1_agreement": 0.6, "mean_kl": 4e-3}, bounds)
+    assert not within_bounds({"top1_agreement": 0.4, "mean_kl": 4e-3}, bounds)
+    assert not within_bounds({"top1_agreement": 1.0, "mean_kl": 6e-3}, bounds)
 
 
 def test_without_llama_cpp_the_comparison_says_so(monkeypatch):
