@@ -77,7 +77,7 @@ def test_f32_model_matmuls_and_logits(tiny_f32):
 
 
 @pytest.mark.parametrize("quantizer", ["avx2", "ref"])
-def test_quantized_logits_agree_within_llama_cpps_own_spread(tiny, quantizer):
+def test_quantized_logits_agree_within_the_calibrated_spread(tiny, quantizer):
     ids = PROMPT + list(Llama(tiny).generate(PROMPT, 11))
     batched, one_by_one = logits(TINY_PATH, ids), logits(TINY_PATH, ids, batched=False)
     host = Llama(tiny, matmul=HostMatMul(quantizer=quantizer)).forward(ids, all_logits=True)
