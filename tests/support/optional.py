@@ -24,3 +24,15 @@ def need_tvm():
         if required("tvm"):
             raise
         pytest.skip(str(error), allow_module_level=True)
+
+
+def need_llama_cpp():
+    """Skip the calling test module without llama-cpp-python, saying so (fail instead under
+    ``ACCELKIT_REQUIRE=llama``). ``make test`` and CI never build it (about 7 minutes from source)."""
+    from accelkit.sw.llm.reference import llama_cpp_module
+    if llama_cpp_module() is None:
+        message = ("llama-cpp-python is not installed: the llama.cpp comparison needs the optional extra "
+                   "`llama` (pip install .[llama], built from source in ~7 minutes)")
+        if required("llama"):
+            raise ToolchainError(message)
+        pytest.skip(message, allow_module_level=True)
