@@ -36,8 +36,13 @@ def cached_verilog(design_key) -> str | None:
     return text if text.rstrip().endswith("endmodule") else None     # else cut short by a kill
 
 
-def convert_verilog(shell, top_name, design_key=None, progress=None) -> str:
-    """Verilog of ``shell``; with a ``design_key`` (a hash of the sources and parameters) it is cached."""
+def convert_verilog(shell, top_name, design_key=None, progress=None, platform=None) -> str:
+    """Verilog of ``shell``; with a ``design_key`` (a hash of the sources and parameters) it is cached.
+
+    ``platform`` is what the gateware's ``elaborate`` sees: None for simulation, or a
+    platform naming an FPGA family (the ECP5 timing flow's gets hard multiplier blocks
+    instantiated); a design key must then name the platform too.
+    """
     if design_key:
         path = cache_root() / "verilog" / f"{design_key}.v"
         text = cached_verilog(design_key)
@@ -46,7 +51,7 @@ def convert_verilog(shell, top_name, design_key=None, progress=None) -> str:
             return text
     if progress:
         progress(f"converting {top_name} to Verilog")
-    text = verilog.convert(shell, name=top_name, emit_src=False)
+    text = verilog.convert(shell, name=top_name, emit_src=False, platform=platform)
     if design_key:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

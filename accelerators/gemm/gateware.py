@@ -235,7 +235,8 @@ class GemmCore(CoreBase):
         # 2, and its sum is in the result register RESULT_DELAY cycles later); the
         # readout may load row 0 readout_delay(R) + 1 cycles after the rows start to
         # enter. The row-term pipeline starts two cycles before the rows enter.
-        term_token = delayed(issue & step_last, settle_delay(C) - 2, "term_token")
+        term_select = settle_delay(C) - 2
+        term_token = delayed(issue & step_last, term_select, "term_token")
         entry_token = delayed(term_token, 1, "entry_token")
         ready_token = delayed(entry_token, readout_delay(R), "result_token")
 
@@ -284,8 +285,10 @@ class GemmCore(CoreBase):
                 m.d.sync += running.eq(step_sum)
                 with m.If(s2_last):
                     m.d.sync += total.eq(step_sum)
-            # With one column, row 0's total is selected in the cycle it is latched.
-            row_totals.append(step_sum if (i == 0 and C == 1) else total)
+            # Row 0's total is selected TERM_SELECT cycles after the last step issues; the
+            # total is latched at the end of cycle 2 (stage 2), so before cycle 3 the
+            # selection takes the sum being latched.
+            row_totals.append(step_sum if (i == 0 and term_select < 3) else total)
         term_row = Signal(range(R), name="term_row")
         selecting = Signal()
         selected = Signal(sum_shape, name="row_total_selected", reset_less=True)

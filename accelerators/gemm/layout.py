@@ -25,7 +25,7 @@ __all__ = ["WeightLayout", "shift_grid", "shift_fields", "on_shift_grid", "MAX_E
 MAX_EXPONENT = 6
 #: Cycles from a step's operands entering a PE to its sum being readable in the PE's result
 #: register: the registered product (or sum of shifts), then the accumulation.
-RESULT_DELAY = 2
+RESULT_DELAY = 3
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ...hw.dsp import registered_product
 from .layout import MAX_EXPONENT, RESULT_DELAY, WeightLayout, on_shift_grid, shift_fields, shift_grid
 
 __all__ = ["shift_grid", "WeightLayout", "PEArray", "shift_fields", "on_shift_grid", "MAX_EXPONENT",
@@ -33,7 +34,7 @@ class PEArray(wiring.Component):
     already skewed (row ``i`` and column ``j`` by ``i`` and ``j`` cycles);
     operands move one PE per cycle, A to the right and B down. ``flags`` are the
     step's flags (valid, first, last step of a tile), not skewed: they reach PE
-    ``(i, j)`` with its operands, ``i + j + 1`` cycles later, through one delay
+    ``(i, j)`` with its operands, ``i + j`` cycles later, through one delay
     line shared by each anti-diagonal of the array (every PE of a diagonal sees
     the same flags in the same cycle, so per-PE copies would be identical
     registers). ``results[i][j]`` holds the sum of the last finished tile,
@@ -76,17 +77,17 @@ class PEArray(wiring.Component):
         rows, cols = self.rows, self.layout.cols
         a_pass = [[None] * cols for _ in range(rows)]
         b_pass = [[None] * cols for _ in range(rows)]
-        # diagonal[d]: the flags of the PEs (i, j) with i + j = d as they take their operands
-        # (diagonal[d + 1] is also the flags of their product registers, a cycle later).
+        # diagonal[d]: the flags of the PEs (i, j) with i + j = d as they take their operands;
+        # diagonal[d + 1] is also the flags of their product registers, loaded from the
+        # operands a cycle later, and diagonal[d + 2] those of their accumulators.
         diagonal = [self.flags]
-        for d in range(rows + cols - 1):
+        for d in range(rows + cols):
             stage = Signal(3, name=f"diagonal{d}_flags")
             m.d.sync += stage.eq(diagonal[-1])
             diagonal.append(stage)
         for i in range(rows):
             for j in range(cols):
                 a = self.a[i] if j == 0 else a_pass[i][j - 1]
-                flags = diagonal[i + j]
                 b = self.b[j] if i == 0 else b_pass[i - 1][j]
                 # The operands need no reset: a PE uses them only with a valid step. They are
                 # loaded in every cycle: loading them only with a valid step would make a
@@ -94,6 +95,7 @@ class PEArray(wiring.Component):
                 # is read by its neighbour in the same update.
                 a_pass[i][j] = Signal(signed(8), name=f"pe{i}_{j}_a", reset_less=True)
                 b_pass[i][j] = Signal(self.layout.bits(j), name=f"pe{i}_{j}_b", reset_less=True)
+                m.d.sync += [a_pass[i][j].eq(a), b_pass[i][j].eq(b)]
                 # Accumulator and result registers need no reset: a tile's first step
                 # overwrites the accumulator, and the readout only reads results that a
                 # tile's last step wrote. Without one, a verilated model computes their
@@ -101,18 +103,24 @@ class PEArray(wiring.Component):
                 acc = Signal(signed(32), name=f"pe{i}_{j}_acc", reset_less=True)
                 result = Signal(signed(32), name=f"pe{i}_{j}_result", reset_less=True)
                 m.d.comb += self.results[i][j].eq(result)
-                # The product is registered before it is accumulated: a multiplier
-                # block and a 32-bit carry chain in one cycle, with the routing to and
-                # from the DSP column, held the array to 66 MHz on the ECP5.
-                product = Signal(signed(16), name=f"pe{i}_{j}_product", reset_less=True)
-                product_flags = diagonal[i + j + 1]
+                # The product is formed from the PE's own operand registers and registered
+                # before it is accumulated. On an ECP5 the operand and product registers
+                # are the multiplier block's own (hw/dsp.py): with fabric registers, the
+                # routing to and from the DSP column held the array to 66 MHz (product
+                # unregistered) and then 136 MHz (registered in the fabric).
+                product_flags, acc_flags = diagonal[i + j + 1], diagonal[i + j + 2]
+                if j < self.layout.mult_cols and (i, j) != self.stuck:
+                    product = registered_product(m, platform, f"pe{i}_{j}", a=a, b=b[:8].as_signed(),
+                                                 a_held=a_pass[i][j], b_held=b_pass[i][j][:8].as_signed(),
+                                                 p_enable=product_flags[0])
+                else:
+                    product = Signal(signed(16), name=f"pe{i}_{j}_product", reset_less=True)
+                    with m.If(product_flags[0]):
+                        m.d.sync += product.eq(self.contribution(m, i, j, a_pass[i][j], b_pass[i][j]))
                 total = Signal(signed(32), name=f"pe{i}_{j}_sum")
-                m.d.comb += total.eq(Mux(product_flags[1], 0, acc) + product)
-                m.d.sync += [a_pass[i][j].eq(a), b_pass[i][j].eq(b)]
-                with m.If(flags[0]):
-                    m.d.sync += product.eq(self.contribution(m, i, j, a, b))
-                with m.If(product_flags[0]):
+                m.d.comb += total.eq(Mux(acc_flags[1], 0, acc) + product)
+                with m.If(acc_flags[0]):
                     m.d.sync += acc.eq(total)
-                    with m.If(product_flags[2]):
+                    with m.If(acc_flags[2]):
                         m.d.sync += result.eq(total)
         return m

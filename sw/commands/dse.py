@@ -220,10 +220,10 @@ def _place_route(chosen, pareto, args, progress):
         return None
     params = chosen["params"] if chosen else pareto[0][1]["params"]
     from ..hardware import figures, timing
-    design_verilog, ecp5_timing = figures.design_verilog, timing.ecp5_timing
+    ecp5_verilog, ecp5_timing = figures.ecp5_verilog, timing.ecp5_timing
     accelerator = get_accelerator(args.accel, params)
     progress(f"placing and routing {accelerator!r} on the ECP5-85F (cached by design hash)")
-    result = ecp5_timing(design_verilog(accelerator, progress), accelerator.top_name, progress=progress)
+    result = ecp5_timing(ecp5_verilog(accelerator, progress), accelerator.top_name, progress=progress)
     from ..dse.resources import fmax_model, remember_fmax
     estimate = None
     try:

@@ -313,14 +313,14 @@ def record_fmax(name, accelerators, *, run=False, progress=None):
     Only cached results are read unless ``run`` (each run takes minutes); designs with no
     result are skipped. Points already stored for other parameters are kept.
     """
-    from ..hardware.figures import design_verilog
+    from ..hardware.figures import ecp5_verilog
     from ..hardware.timing import cached_timing, ecp5_timing
     data = _calibration()
     entry = data.setdefault(name, {})
     points = {json.dumps(p["params"], sort_keys=True): p for p in entry.get("fmax", [])}
     added = []
     for accelerator in accelerators:
-        verilog = design_verilog(accelerator, progress)
+        verilog = ecp5_verilog(accelerator, progress)
         result = (ecp5_timing(verilog, accelerator.top_name, progress=progress) if run
                   else cached_timing(verilog, accelerator.top_name))
         if result is None:

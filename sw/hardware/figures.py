@@ -10,13 +10,15 @@ faster than an ECP5 for the same logic), and only when it is already cached:
 
 from __future__ import annotations
 
+from ...hw.dsp import ECP5_TIMING
 from ...sim.verilator import cached_verilog, convert_verilog
 from ..execution.devices import design_key
 from .devices import RESOURCES, FpgaPart, get_part
 from .synthesis import estimate_resources
 from .timing import TIMING_SOURCE, cached_timing, ecp5_timing
 
-__all__ = ["design_verilog", "design_figures", "measured_clock", "STAND_IN_NOTE"]
+__all__ = ["design_verilog", "ecp5_verilog", "cached_ecp5_verilog", "design_figures", "measured_clock",
+           "STAND_IN_NOTE"]
 
 #: What a report says beside an ECP5 Fmax used for a Zynq.
 STAND_IN_NOTE = ("the one measured clock (ECP5-85F place and route, worst placer seed); "
@@ -28,6 +30,23 @@ def design_verilog(accelerator, progress=None) -> str:
     return convert_verilog(accelerator.shell(), accelerator.top_name, design_key(accelerator), progress)
 
 
+def ecp5_verilog(accelerator, progress=None) -> str:
+    """The top-level Verilog the ECP5 timing flow places and routes (cached by design key).
+
+    It is elaborated for the ECP5 family, so registered products become MULT18X18D
+    blocks with their own input and output registers (``hw/dsp.py``); the
+    simulators and the Xilinx figures use :func:`design_verilog`, the plain form
+    with the same cycle-by-cycle behaviour.
+    """
+    return convert_verilog(accelerator.shell(), accelerator.top_name, design_key(accelerator) + "-ecp5", progress,
+                           platform=ECP5_TIMING)
+
+
+def cached_ecp5_verilog(accelerator) -> str | None:
+    """:func:`ecp5_verilog` if already converted, else None (never elaborates)."""
+    return cached_verilog(design_key(accelerator) + "-ecp5")
+
+
 def measured_clock(accelerator, progress=None):
     """(MHz, source) of the design's cached ECP5-85F place-and-route Fmax, or None; never runs a tool.
 
@@ -36,7 +55,7 @@ def measured_clock(accelerator, progress=None):
     find either; the lookup then costs nothing (a report on the model backend
     need not elaborate the gateware).
     """
-    verilog = cached_verilog(design_key(accelerator))
+    verilog = cached_ecp5_verilog(accelerator)
     if verilog is None:
         return None
     result = cached_timing(verilog, accelerator.top_name)
@@ -62,15 +81,16 @@ def design_figures(accelerator, part: FpgaPart | str, *, progress=None) -> dict:
     ``shares``, ``fits`` and ``notes``.
     """
     part = get_part(part) if isinstance(part, str) else part
-    verilog = design_verilog(accelerator, progress)
     top = accelerator.top_name
     notes = []
     if part.flow == "yosys-xilinx":
+        verilog = design_verilog(accelerator, progress)
         estimate = estimate_resources(verilog, top, family=part.yosys_family, progress=progress)
         usage = {"lut": estimate.lut_total, "ff": estimate.ff, "dsp": estimate.dsp, "bram": estimate.bram36}
         lut_logic, lut_ram, depth = estimate.lut, estimate.lut_ram, estimate.logic_depth
         ram_unit = "LUT6 (RAM32M/RAM64M/SRL...)"
-        timing = cached_timing(verilog, top)
+        ecp5 = cached_ecp5_verilog(accelerator)
+        timing = None if ecp5 is None else cached_timing(ecp5, top)
         if timing is None:
             notes.append("Fmax not measured: no ECP5-85F place-and-route result of this design is cached "
                          "(`accelkit resources --target ecp5-85f` runs it)")
@@ -78,7 +98,7 @@ def design_figures(accelerator, part: FpgaPart | str, *, progress=None) -> dict:
             notes.append(f"Fmax is {STAND_IN_NOTE}")
         flow = f"Yosys synth_xilinx -family {part.yosys_family} (not placed or routed)"
     else:
-        timing = ecp5_timing(verilog, top, progress=progress)
+        timing = ecp5_timing(ecp5_verilog(accelerator, progress), top, progress=progress)
         used = timing.utilisation
         usage = {"lut": used.get("TRELLIS_COMB", 0), "ff": used.get("TRELLIS_FF", 0),
                  "dsp": used.get("MULT18X18D", 0), "bram": used.get("DP16KD", 0)}

@@ -34,8 +34,9 @@ class ExportResult:
     files: tuple
 
 
-def default_clock(verilog: str, top: str) -> tuple[float, str]:
-    """(MHz, where it came from): the design's cached ECP5 Fmax, or :data:`SAFE_DEFAULT_MHZ`.
+def default_clock(verilog: str | None, top: str) -> tuple[float, str]:
+    """(MHz, where it came from): the cached ECP5 Fmax of ``verilog`` (the design as the ECP5 timing flow
+    converts it; None when it was never converted), or :data:`SAFE_DEFAULT_MHZ`.
 
     Only a cached figure is used; this never starts place and route.
     """
@@ -43,7 +44,7 @@ def default_clock(verilog: str, top: str) -> tuple[float, str]:
         from ..timing import cached_timing      # the ECP5 timing flow (sw/hardware/timing.py)
     except ImportError:
         cached_timing = None
-    result = cached_timing(verilog, top) if cached_timing else None
+    result = cached_timing(verilog, top) if (cached_timing and verilog is not None) else None
     if result is None:
         return SAFE_DEFAULT_MHZ, (f"no measured Fmax of this design is cached (run the ECP5 timing flow first); "
                                   f"using the safe default of {SAFE_DEFAULT_MHZ:g} MHz")
@@ -159,7 +160,8 @@ def export_design(accelerator, board_name, out_dir, *, clock_mhz=None, verilog=N
         verilog = convert_verilog(accelerator.shell(), accelerator.top_name, design_key(accelerator), progress)
     top = accelerator.top_name
     if clock_mhz is None:
-        requested, source = default_clock(verilog, top)
+        from ..figures import cached_ecp5_verilog
+        requested, source = default_clock(cached_ecp5_verilog(accelerator), top)
     else:
         if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, (int, float)) or not clock_mhz > 0:
             raise ParameterError(f"--clock-mhz must be a positive number, not {clock_mhz!r}")

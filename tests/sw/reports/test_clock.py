@@ -24,7 +24,7 @@ def _cached(fmax_by_top):
 
 def test_given_clock_wins_then_the_cached_fmax_then_unmeasured(monkeypatch):
     accelerator = GemmAccelerator(**TINY)
-    figures.design_verilog(accelerator)     # a placed-and-routed design has its Verilog cached
+    figures.ecp5_verilog(accelerator)     # a placed-and-routed design has its ECP5 Verilog cached
     monkeypatch.setattr(figures, "cached_timing", _cached({accelerator.top_name: 87.5}))
     assert report_clock([accelerator], 200.0).as_dict() == {"clock_mhz": 200.0, "clock_source": "--clock-mhz"}
     measured = report_clock([accelerator])
@@ -38,7 +38,7 @@ def test_given_clock_wins_then_the_cached_fmax_then_unmeasured(monkeypatch):
 @pytest.mark.parametrize("fmax", [None, 64.0])
 def test_run_reports_time_only_at_a_measured_clock(monkeypatch, tmp_path, capsys, fmax):
     accelerator = GemmAccelerator()
-    figures.design_verilog(accelerator)
+    figures.ecp5_verilog(accelerator)
     monkeypatch.setattr(figures, "cached_timing", _cached({accelerator.top_name: fmax}))
     path = tmp_path / "run.json"
     assert cli.main(["run", "digits_cnn", "--backend", "model", "--json", str(path)]) == 0
