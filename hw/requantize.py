@@ -29,6 +29,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .constants import REQUANT_LATENCY
+from .dsp import registered_product
 
 __all__ = ["Requantizer", "LATENCY"]
 
@@ -55,10 +56,8 @@ class Requantizer(wiring.Component):
     channels each cycle); this costs registers for their copies, nothing else.
 
     With ``registered_masks=True`` the rounding mask and thresholds of stage 11
-    are registered from ``shifts`` instead of decoded there: same latency and
-    contract, a shorter stage 11. Held parameters settle two cycles after
-    ``shifts`` changes, long before a value reaches stage 11; followed
-    parameters are decoded in stage 10, beside the value they belong to.
+    are decoded from the shift into stage-10 registers instead of in stage 11:
+    same latency and contract, a shorter stage 11.
 
     With ``shared_valid=True`` (keyword-only) the requantizer keeps no valid bits of
     its own: ``stage_valid`` bit ``k - 1`` must be ``valid`` delayed by ``k`` cycles
@@ -161,25 +160,38 @@ class Requantizer(wiring.Component):
         # significant bits drops a fixed 31 or 32. The operand of the low product
         # serves both modes.
         normalized = wire("normalized", magnitude << normalize_by, 32)
-        operand = stage(5, "operand", Mux(float_mode, normalized, shifted_magnitude), 32)
         shift_base = wire("shift_base", exponent + 32 - length, signed(10))
         flags = stage(5, "flags", Cat(negative, acc_negative, length == 0, shift_base), 13)
 
         # 6-8: low = operand * M[0:32] and high = normalized * M[32:53] from 16-bit
         # partial products: registered products, then the middle terms, then the sums.
-        def product(name, a, b, b_width):
-            a_parts = [a[:16], a[16:32]]
-            b_parts = [b[:16], b[16:b_width]]
-            pp = {(i, j): stage(6, f"{name}_pp{i}{j}", a_parts[i] * b_parts[j], 16 + len(b_parts[j]))
+        # Each partial product is a registered product of stage-5 registers (hw/dsp.py):
+        # on an ECP5 a multiplier block whose own input registers are those stage-5
+        # registers, so the routing to and from the DSP column is not in the path. The
+        # multiplier's stage-5 copy is what those input registers hold.
+        if self.follow_params:
+            multiplier_next, multiplier = multipliers[4], multipliers[5]
+        else:
+            multiplier_next, multiplier = multiplier, stage(5, "multiplier", multiplier, 54)
+
+        def product(name, a, a_next, b, b_next, b_width):
+            a_parts = [(a[:16], a_next[:16]), (a[16:32], a_next[16:32])]
+            b_parts = [(b[:16], b_next[:16]), (b[16:b_width], b_next[16:b_width])]
+            pp = {(i, j): registered_product(m, platform, f"{name}_pp{i}{j}", a=a_parts[i][1], b=b_parts[j][1],
+                                             a_held=a_parts[i][0], b_held=b_parts[j][0], a_enable=valid[4],
+                                             b_enable=valid[4], p_enable=valid[5])
                   for i in range(2) for j in range(2)}
             middle = stage(7, f"{name}_middle", pp[0, 1] + pp[1, 0], max(32, b_width) + 1)
             outer = stage(7, f"{name}_outer", Cat(pp[0, 0], pp[1, 1]), 32 + b_width)
             return stage(8, name, outer + (middle << 16), 32 + b_width)
 
-        low = product("low", operand, multiplier[:32], 32)
+        operand_next = Mux(float_mode, normalized, shifted_magnitude)
+        operand = stage(5, "operand", operand_next, 32)
+        low = product("low", operand, operand_next, multiplier[:32], multiplier_next[:32], 32)
         if self.float_support:
-            normalized = stage(5, "normalized", normalized, 32)
-            high_part = product("high_part", normalized, multiplier[32:53], 21)
+            normalized_next, normalized = normalized, stage(5, "normalized", normalized, 32)
+            high_part = product("high_part", normalized, normalized_next, multiplier[32:53],
+                                multiplier_next[32:53], 21)
         for index in (6, 7, 8):
             flags = stage(index, "flags", flags, 13)
         negative = flags[0]
@@ -201,19 +213,15 @@ class Requantizer(wiring.Component):
         # per-channel registers that hold still).
         high_shifted = stage(11, "high_shifted", high >> right, signed(34))
         if self.registered_masks:
-            # The shift holds still while a value is in the pipeline, so the mask and
-            # both thresholds (mask >> 1, plus 1 when negative) are registered from it
-            # and settle long before a value reaches this stage: one compare here.
-            if self.follow_params:
-                # decoded in stage 10 from the copy one stage earlier, so it arrives with its value
-                early = shifts[9][8:13]
-                mask = stage(10, "mask", Cat(*[early > bit for bit in range(32)]), 32)
-                below = stage(10, "below", Cat(*[early > bit + 1 for bit in range(31)]), 32)
-                above = stage(10, "above", Cat(*[early > bit + 1 for bit in range(31)]) + 1, 33)
-            else:
-                mask, below, above = Signal(32, name="mask"), Signal(32, name="below"), Signal(33, name="above")
-                m.d.sync += [mask.eq(Cat(*[right > bit for bit in range(32)])), below.eq(mask >> 1),
-                             above.eq((mask >> 1) + 1)]
+            # The mask and both thresholds (mask >> 1, plus 1 when negative) are
+            # registered a stage ahead, so stage 11 holds one compare.
+            # They are decoded into stage 10, beside the value: from the shift's copy one
+            # stage earlier when it follows the value, else from the held shift.
+            source = shifts[9][8:13] if self.follow_params else right
+            decoded = wire("mask_decoded", ((Const(1, 33) << source) - 1)[:32], 32)
+            mask = stage(10, "mask", decoded, 32)
+            below = stage(10, "below", decoded >> 1, 32)
+            above = stage(10, "above", (decoded >> 1) + 1, 33)
             round_up = stage(11, "round_up", (high[:32] & mask) > Mux(high[33], above, below), 1)
         else:
             mask = wire("mask", (Const(1, 32) << right)[:32] - 1, 32)

@@ -18,7 +18,7 @@ instead of passing it to the next job; writes honour WSTRB; the interrupt
 follows Vivado HLS's ``ap_ctrl_hs`` (GIE, IER, ISR with acknowledge).
 """
 
-from amaranth import Module, Signal, Cat, Const, ResetInserter
+from amaranth import Module, Signal, Cat, Const, ResetInserter, Mux
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 
@@ -191,10 +191,13 @@ class AcceleratorShell(wiring.Component):
         # A write reaches the copy two cycles after it is accepted, and the CTRL
         # write that starts a job is accepted two cycles after the previous write
         # at the earliest (one write at a time, with its B handshake between).
+        # The latch enable is a register of its own (not running's output, which fans out
+        # to the whole control path): ``config_open`` always equals ``~running``.
+        config_open = Signal(init=1)
         for reg in core.config_registers:
             field = getattr(core.config, reg.name.lower())
             latched = Signal(reg.width, name=f"job_{reg.name.lower()}")
-            with m.If(~running):
+            with m.If(config_open):
                 m.d.sync += latched.eq(storage[reg.name])
             m.d.comb += field.eq(latched)
 
@@ -208,10 +211,12 @@ class AcceleratorShell(wiring.Component):
         open_ = Signal()                      # remaining != 0
         final = Signal()                      # remaining == 1: the next beat must carry TLAST
         draining = Signal()
+        # ``taking`` (the core may take beats) is ``running & (open_ | ~checked) & ~soft_reset``,
+        # held in a register of its own computed from those registers' next values, so the
+        # stream handshake into the core starts at one flop.
         taking = Signal()
         beat = self.s_axis_tvalid & self.s_axis_tready
         m.d.comb += [
-            taking.eq(running & (open_ | ~checked) & ~soft_reset),
             core.input.payload.data.eq(self.s_axis_tdata),
             core.input.payload.last.eq(self.s_axis_tlast),
             core.input.valid.eq(self.s_axis_tvalid & taking),
@@ -266,4 +271,14 @@ class AcceleratorShell(wiring.Component):
                 m.d.sync += [running.eq(0), done.eq(1), interrupt_status.eq(1)]
         with m.If(abort):
             m.d.sync += [running.eq(0), done.eq(0), draining.eq(0), soft_reset.eq(1)]
+
+        # The next values of running, soft_reset, checked and open_, as the updates above set them.
+        failing = running & (short | long_ | left_over)
+        running_next = ~abort & (start | (running & ~failing & ~core.done))
+        soft_reset_next = abort | failing
+        in_beats = storage["IN_BEATS"]
+        checked_next = Mux(start, in_beats != 0, checked)
+        open_next = Mux(start, in_beats != 0, Mux(beat & taking & checked, ~final, open_))
+        m.d.sync += [taking.eq(running_next & (open_next | ~checked_next) & ~soft_reset_next),
+                     config_open.eq(~running_next)]
         return m

@@ -79,8 +79,8 @@ class WordSender(wiring.Component):
 
     Ports: ``words`` (a word and whether it is the job's ``final`` one; taken,
     ``words.ready``, when the holding register is empty or its last beat leaves
-    this cycle), ``output`` (the beats), ``clear`` (drop the held word: a new
-    job) and ``done`` (high as the final word's last beat leaves).
+    this cycle), ``output`` (the beats), ``clear`` (drop the held word, a cycle
+    later: a new job) and ``done`` (high as the final word's last beat leaves).
     """
 
     def __init__(self, *, beats, data_width):
@@ -115,7 +115,12 @@ class WordSender(wiring.Component):
             m.d.sync += valid.eq(0)
         with m.If(self.words.valid & self.words.ready):
             m.d.sync += [word.eq(self.words.payload.data), valid.eq(1), final.eq(self.words.payload.final)]
-        # a new job: nothing held, whatever the cycle's handshakes did
-        with m.If(self.clear):
+        # a new job: nothing held, whatever the cycle's handshakes did. The clear is
+        # registered first, so the start decode (an AXI write) does not reach the
+        # holding register in the same cycle; no core offers a word in the cycle after
+        # its start, so dropping the held word then is the same.
+        clear = Signal()
+        m.d.sync += clear.eq(self.clear)
+        with m.If(clear):
             m.d.sync += [valid.eq(0), beat.eq(0)]
         return m

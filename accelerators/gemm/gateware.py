@@ -44,8 +44,12 @@ from .pe import PEArray
 from ...errors import ParameterError
 from ...hw.shell import CoreBase, word_beats
 from ...hw import pipeline
+from ...hw.dsp import registered_product
 from ...hw.words import WordGatherer, WordSender
 from ...hw.requantize import LATENCY as REQUANT_LATENCY, Requantizer
+
+#: Cycles from a row's total being selected to its row term being ready, as the row enters.
+TERM_LEAD = 3
 
 __all__ = ["GemmCore", "GEMM_CONFIG_REGISTERS", "PARAM_WORDS", "word_beats", "readout_delay", "settle_delay"]
 
@@ -135,6 +139,19 @@ class GemmCore(CoreBase):
             m.d.sync += [a_words.eq(cfg.m_tiles * cfg.k), load_index.eq(0), load_tile.eq(0),
                          half_full.eq(0)]
 
+        # A parameter word is staged a cycle before it is filed, so the gatherer's output does
+        # not fan out to every parameter register through the half and kind decode in the cycle
+        # it completes. The tile's B words follow, so the copy lands long before it is read.
+        param_load = Signal()
+        param_slot = Signal(range(2 * PARAM_WORDS))
+        param_word = Signal(32 * C, reset_less=True)
+        m.d.sync += param_load.eq(0)
+        with m.If(param_load):
+            for h in range(2):
+                for kind in range(PARAM_WORDS):
+                    with m.If(param_slot == kind + PARAM_WORDS * h):
+                        m.d.sync += [params[h][kind][j].eq(param_word[32 * j:32 * j + 32]) for j in range(C)]
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -153,11 +170,8 @@ class GemmCore(CoreBase):
             with m.State("LOAD_PARAMS"):
                 m.d.comb += [gather.take.eq(1), want.eq(n_p)]
                 with m.If(word_done):
-                    for h in range(2):
-                        for kind in range(PARAM_WORDS):
-                            with m.If((load_half == h) & (load_kind == kind)):
-                                values = word(n_p, 4 * C)
-                                m.d.sync += [params[h][kind][j].eq(values[32 * j:32 * j + 32]) for j in range(C)]
+                    m.d.sync += [param_load.eq(1), param_slot.eq(Cat(load_kind, load_half)),
+                                 param_word.eq(word(n_p, 4 * C))]
                     m.d.sync += [load_kind.eq(load_kind + 1), load_k.eq(0)]
                     with m.If(load_kind == PARAM_WORDS - 1):
                         m.next = "LOAD_B"
@@ -234,10 +248,10 @@ class GemmCore(CoreBase):
         # last step issues (the step reaches PE (i, C-1) C + i cycles after stage
         # 2, and its sum is in the result register RESULT_DELAY cycles later); the
         # readout may load row 0 readout_delay(R) + 1 cycles after the rows start to
-        # enter. The row-term pipeline starts two cycles before the rows enter.
-        term_select = settle_delay(C) - 2
+        # enter. The row-term pipeline starts TERM_LEAD cycles before the rows enter.
+        term_select = settle_delay(C) - TERM_LEAD
         term_token = delayed(issue & step_last, term_select, "term_token")
-        entry_token = delayed(term_token, 1, "entry_token")
+        entry_token = delayed(term_token, TERM_LEAD - 1, "entry_token")
         ready_token = delayed(entry_token, readout_delay(R), "result_token")
 
         # ---- requantization pipeline ----
@@ -269,9 +283,9 @@ class GemmCore(CoreBase):
         # needs -zb * sum_k a[m, k] per output row, which no per-column bias holds.
         # Each array row sums its A operands as they leave the A buffer (all rows
         # of a step at once, before the skew) and keeps the tile's total; as the
-        # tile's rows enter the requantizer, a registered selection and one
-        # registered multiplier form ROW_OFFSET x each row's total, one row per
-        # cycle, two cycles ahead; the term is added to the row's bias beside the
+        # tile's rows enter the requantizer, a registered selection and two
+        # registered multipliers form ROW_OFFSET x each row's total, one row per
+        # cycle, TERM_LEAD cycles ahead; the term is added to the row's bias beside the
         # requantizer's first stage. The totals stay put until the tile's rows have
         # all entered: the next tile's last step waits for the readout (``pending``).
         sum_shape = signed(9 + (self.k_max - 1).bit_length())
@@ -289,17 +303,30 @@ class GemmCore(CoreBase):
             # total is latched at the end of cycle 2 (stage 2), so before cycle 3 the
             # selection takes the sum being latched.
             row_totals.append(step_sum if (i == 0 and term_select < 3) else total)
+        # The selected total times ROW_OFFSET as two registered products (hw/dsp.py), the
+        # total's low bits (unsigned) and its top 9 bits (signed), each within one multiplier
+        # block, summed in a third cycle: TERM_LEAD cycles from the selection to the term.
         term_row = Signal(range(R), name="term_row")
         selecting = Signal()
         selected = Signal(sum_shape, name="row_total_selected", reset_less=True)
-        row_term = Signal(signed(32), name="row_term", reset_less=True)
+        offset = Signal(signed(9), name="row_offset", reset_less=True)
         m.d.comb += selecting.eq(term_token if R == 1 else term_token | (term_row != 0))
+        choice = _select(row_totals, term_row)
         with m.If(selecting):
-            m.d.sync += selected.eq(_select(row_totals, term_row))
+            m.d.sync += selected.eq(choice)
             if R > 1:
                 m.d.sync += term_row.eq(Mux(term_row == R - 1, 0, term_row + 1))
-        with m.If(delayed(selecting, 1, "term_valid")):
-            m.d.sync += row_term.eq(selected * cfg.row_offset)
+        m.d.sync += offset.eq(cfg.row_offset)
+        low_bits = len(selected) - 9
+        term_valid = delayed(selecting, 1, "term_valid")
+        products = [registered_product(m, platform, f"row_term_{part}", a=a, b=cfg.row_offset, a_held=held,
+                                       b_held=offset, a_enable=selecting, p_enable=term_valid)
+                    for part, a, held in (("low", choice[:low_bits], selected[:low_bits]),
+                                          ("high", choice[low_bits:].as_signed(),
+                                           selected[low_bits:].as_signed()))]
+        row_term = Signal(signed(32), name="row_term", reset_less=True)
+        with m.If(delayed(term_valid, 1, "term_sum_valid")):
+            m.d.sync += row_term.eq(products[0] + (products[1] << low_bits))
 
         # The row number travels beside the requantizers' values; its valid bit at each
         # stage is also the valid bit of that stage in all C requantizers (shared_valid).
@@ -325,7 +352,7 @@ class GemmCore(CoreBase):
 
         out_bytes = []
         for j in range(C):
-            m.submodules[f"requantizer{j}"] = requantizer = Requantizer(shared_valid=True)
+            m.submodules[f"requantizer{j}"] = requantizer = Requantizer(shared_valid=True, registered_masks=True)
             # The requantizer reads its bias a cycle after the accumulator, when the
             # row term of the row (valid in the cycle the row enters) is in this sum.
             bias = field(0, j)

@@ -34,10 +34,11 @@ def _cases(rng, count):
 
 
 @pytest.mark.parametrize("float_support, registered_masks, shared_valid",
-                         [(True, False, False), (False, True, False), (True, False, True)])
+                         [(True, False, False), (False, True, False), (True, False, True), (True, True, True)])
 def test_requantizer_matches_golden_in_both_modes(float_support, registered_masks, shared_valid):
     # mm2im's variant (no float datapath, rounding masks registered from the shift) on the double-rounding
-    # cases; gemm's (stage valid bits from outside, here from the testbench's own record of valid)
+    # cases; gemm's (stage valid bits from outside, here from the testbench's own record of valid, and the
+    # masks registered)
     cases = [case for case in _cases(np.random.default_rng(2026), 60) if float_support or case[0] == DOUBLE]
     dut = Requantizer(float_support=float_support, registered_masks=registered_masks, shared_valid=shared_valid)
     seen = []
