@@ -51,6 +51,7 @@ from ...hw.registers import Register, CONFIG_BASE
 from ...hw.shell import CoreBase, word_beats
 from amaranth.lib.fifo import SyncFIFO
 
+from ...hw.dsp import registered_product
 from ...hw.requantize import Requantizer, LATENCY as REQUANT_LATENCY
 from ...hw import pipeline
 from ...hw.words import WordGatherer, WordSender
@@ -222,6 +223,15 @@ class Mm2imCore(CoreBase):
 
         with m.If(self.start):
             m.d.sync += [half_full.eq(0), load_kind.eq(0), load_index.eq(0), load_row.eq(0)]
+        # A parameter word is staged a cycle before it is filed, so the gatherer's output
+        # reaches the parameter registers through no decode in the cycle it completes.
+        param_load, param_kind = Signal(), Signal(2)
+        param_word = Signal(32 * C, reset_less=True)
+        m.d.sync += param_load.eq(0)
+        with m.If(param_load):
+            for kind in range(PARAM_WORDS):
+                with m.If(param_kind == kind):
+                    m.d.sync += params[kind].eq(param_word)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -229,9 +239,7 @@ class Mm2imCore(CoreBase):
             with m.State("LOAD_PARAMS"):
                 m.d.comb += [gather.take.eq(1), want.eq(n_p)]
                 with m.If(word_done):
-                    for kind in range(PARAM_WORDS):
-                        with m.If(load_kind == kind):
-                            m.d.sync += params[kind].eq(word(n_p, 4 * C))
+                    m.d.sync += [param_load.eq(1), param_kind.eq(load_kind), param_word.eq(word(n_p, 4 * C))]
                     m.d.sync += load_kind.eq(load_kind + 1)
                     with m.If(load_kind == PARAM_WORDS - 1):
                         m.next = "LOAD_W"
@@ -383,12 +391,14 @@ class Mm2imCore(CoreBase):
                                 m.d.sync += feeding.eq(0)
 
         # ---- MatMul: one step's rows x cols products, summed per output channel over the chunks ----
-        # Stage 1: memory data. Then the operands, the products, registered, and a
+        # Stage 1: memory data. Then the operands (twice), the products, registered, and a
         # registered adder tree (tree_levels(R) levels); the flags travel alongside.
         s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
         s1_addr = Signal(range(self.acc_depth))
         m.d.sync += [s1_valid.eq(issue), s1_first.eq(first_chunk), s1_last.eq(last_chunk),
                      s1_addr.eq(acc_row + acc_column)]
+        s2_valid = Signal()
+        m.d.sync += s2_valid.eq(s1_valid)
         # Stage 2: the operands (the input buffer holds them with the input offset
         # added on load) and weights registered, so no block RAM output drives an
         # adder or a multiplier in the same cycle.
@@ -401,13 +411,26 @@ class Mm2imCore(CoreBase):
         weights = Signal(8 * R * C, name="weights", reset_less=True)
         with m.If(s1_valid):
             m.d.sync += weights.eq(w_rd.data)
+        # Stage 3: the operands and weights again, the multipliers' own operand registers
+        # (hw/dsp.py: on an ECP5 those of the multiplier blocks, so neither the block RAM
+        # output nor the fabric-to-DSP routing is in a path with a multiply).
+        operands3 = []
+        for r in range(R):
+            value = Signal(signed(10), name=f"a{r}_3", reset_less=True)
+            with m.If(s2_valid):
+                m.d.sync += value.eq(operands[r])
+            operands3.append(value)
+        weights3 = Signal(8 * R * C, name="weights_3", reset_less=True)
+        with m.If(s2_valid):
+            m.d.sync += weights3.eq(weights)
         dots = []
         for c in range(C):
             level = []
             for r in range(R):
-                product = Signal(signed(18), name=f"product{r}_{c}", reset_less=True)
-                m.d.sync += product.eq(operands[r] * weights[8 * (r * C + c):8 * (r * C + c) + 8].as_signed())
-                level.append(product)
+                bits = slice(8 * (r * C + c), 8 * (r * C + c) + 8)
+                level.append(registered_product(m, platform, f"mac{r}_{c}", a=operands[r], b=weights[bits].as_signed(),
+                                                a_held=operands3[r], b_held=weights3[bits].as_signed(),
+                                                a_enable=s2_valid, b_enable=s2_valid))
             depth = 0
             while len(level) > 1:
                 depth += 1
@@ -422,7 +445,7 @@ class Mm2imCore(CoreBase):
                     pairs.append(held)
                 level = pairs
             dots.append(level[0])
-        flags = delayed(Cat(s1_valid, s1_first, s1_last, s1_addr), 2 + tree_levels(R), "dot_flags")
+        flags = delayed(Cat(s1_valid, s1_first, s1_last, s1_addr), 3 + tree_levels(R), "dot_flags")
         dot_valid, dot_first, dot_last, dot_addr = flags[0], flags[1], flags[2], flags[3:]
         partial = []
         for c in range(C):
@@ -540,11 +563,11 @@ QUEUE_DEPTH = 32
 def rmw_done(rows):
     """Cycles from a job's last step issuing to the readout's first read of the accumulation buffer.
 
-    Stage 1 (memory data), stage 2 (registered operands), the products, the
-    adder tree, the partial sum, then the read-modify-write's read, registered
-    data, add and write.
+    Stage 1 (memory data), stage 2 (registered operands), stage 3 (the
+    multipliers' operand registers), the products, the adder tree, the partial
+    sum, then the read-modify-write's read, registered data, add and write.
     """
-    return 8 + tree_levels(rows)
+    return 9 + tree_levels(rows)
 
 
 def first_output(rows):
