@@ -25,7 +25,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Callable
@@ -187,9 +189,33 @@ def _synthesis_figures(work):
     return cells, depth
 
 
+def _store_result(entry, result):
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = entry.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps({"format": _CACHE_FORMAT, "result": result.as_dict()}, indent=1))
+    os.replace(tmp, entry)
+
+
+def _jobs(jobs, missing):
+    if jobs is None:
+        text = os.environ.get("ACCELKIT_PNR_JOBS", "")
+        try:
+            jobs = int(text) if text else (os.cpu_count() or 1)
+        except ValueError:
+            raise ParameterError(f"ACCELKIT_PNR_JOBS must be a positive integer, not {text!r}") from None
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ParameterError(f"place-and-route jobs must be a positive integer, not {jobs!r}")
+    return max(1, min(jobs, missing))
+
+
 def ecp5_timing(verilog: str, top: str, *, seeds=DEFAULT_SEEDS, target_mhz=100.0,
-                progress: Callable[[str], object] | None = None) -> TimingResult:
+                progress: Callable[[str], object] | None = None, jobs: int | None = None) -> TimingResult:
     """Synthesize and place-and-route ``verilog`` on the ECP5-85F once per seed; cached by content hash.
+
+    Each seed's run is also cached on its own, so a result for seeds (1, 2, 3)
+    reuses a single-seed run of seed 1, and only the missing seeds are run:
+    side by side, ``jobs`` at a time (default: ``ACCELKIT_PNR_JOBS``, else the
+    number of CPUs); nextpnr-ecp5 places and routes on one thread.
 
     Raises :class:`ToolchainError` when a tool is missing or fails, :class:`ParameterError` for bad arguments.
     """
@@ -202,40 +228,73 @@ def ecp5_timing(verilog: str, top: str, *, seeds=DEFAULT_SEEDS, target_mhz=100.0
         report(f"using cached ECP5 timing of {top} ({entry.name[:12]})")
         return found
     started = time.monotonic()
-    with scratch_dir("ecp5") as work:
-        (Path(work) / "top.v").write_text(verilog)
-        report(f"synthesizing {top} with Yosys synth_ecp5")
-        _run(_YOSYS, ["-q", "-p", f"read_verilog -sv top.v; synth_ecp5 -top {top} -json top.json; "
-                      "tee -q -o stat.json stat -json; tee -q -o ltp.txt ltp -noff w:* t:LUT4 t:CCU2C t:PFUMX t:L6MUX21"],
-             work, f"Yosys synth_ecp5 of {top}")
-        cells, depth = _synthesis_figures(Path(work))
-        results = {}
-        for seed in seeds:
-            report(f"placing and routing {top} on the ECP5-85F (seed {seed})")
-            _run(_NEXTPNR, [ECP5_85F["device"], "--package", ECP5_85F["package"], "--json", "top.json",
-                            "--out-of-context", "--freq", str(target_mhz), "--seed", str(seed),
-                            "--report", f"report{seed}.json", "--timing-allow-fail", "--quiet"], work,
-                 f"nextpnr-ecp5 of {top} (seed {seed})")
-            results[seed] = _parse_report(json.loads((Path(work) / f"report{seed}.json").read_text()), target_mhz)
-    worst_seed = min(results, key=lambda s: results[s][0])
-    fmax, path_from, path_to, logic, routing, used, levels, available = results[worst_seed]
-    result = TimingResult(top=top, fmax_mhz=round(fmax, 2), target_mhz=float(target_mhz), path_from=path_from,
-                          path_to=path_to, path_logic_ns=round(logic, 2), path_routing_ns=round(routing, 2),
-                          utilisation=used, per_seed={str(s): round(r[0], 2) for s, r in results.items()},
-                          seconds=round(time.monotonic() - started, 1), path_cells=levels, available=available,
-                          cells=cells,
-                          logic_depth=depth)
+    runs = {seed: cached_timing(verilog, top, seeds=(seed,), target_mhz=target_mhz) for seed in seeds}
+    missing = [seed for seed, run in runs.items() if run is None]
+    if len(missing) < len(seeds):
+        report(f"using cached ECP5 timing of {top} for seed(s) "
+               f"{', '.join(str(s) for s in seeds if s not in missing)}")
+    if missing:
+        with scratch_dir("ecp5") as work:
+            (Path(work) / "top.v").write_text(verilog)
+            report(f"synthesizing {top} with Yosys synth_ecp5")
+            _run(_YOSYS, ["-q", "-p", f"read_verilog -sv top.v; synth_ecp5 -top {top} -json top.json; "
+                          "tee -q -o stat.json stat -json; tee -q -o ltp.txt ltp -noff w:* t:LUT4 t:CCU2C t:PFUMX "
+                          "t:L6MUX21"],
+                 work, f"Yosys synth_ecp5 of {top}")
+            cells, depth = _synthesis_figures(Path(work))
+            synthesized = time.monotonic()
+
+            def place_and_route(seed):
+                report(f"placing and routing {top} on the ECP5-85F (seed {seed})")
+                begun = time.monotonic()
+                _run(_NEXTPNR, [ECP5_85F["device"], "--package", ECP5_85F["package"], "--json", "top.json",
+                                "--out-of-context", "--freq", str(target_mhz), "--seed", str(seed),
+                                "--report", f"report{seed}.json", "--timing-allow-fail", "--quiet"], work,
+                     f"nextpnr-ecp5 of {top} (seed {seed})")
+                parsed = _parse_report(json.loads((Path(work) / f"report{seed}.json").read_text()), target_mhz)
+                result = _result(top, target_mhz, {seed: parsed}, cells, depth,
+                                 synthesized - started + time.monotonic() - begun)
+                _store_result(_entry(_key(verilog, top, (seed,), target_mhz)), result)
+                report(f"{top}: seed {seed}: {result.fmax_mhz:.1f} MHz ({result.path_from} -> {result.path_to})")
+                return seed, result
+
+            workers = _jobs(jobs, len(missing))
+            if workers > 1:
+                report(f"placing and routing seeds {', '.join(map(str, missing))} {workers} at a time")
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for seed, result in pool.map(place_and_route, missing):
+                    runs[seed] = result
+    result = _combine(top, target_mhz, seeds, runs, round(time.monotonic() - started, 1))
     report(f"{top}: {result.fmax_mhz:.1f} MHz worst over seeds {list(seeds)} "
            f"({result.path_from} -> {result.path_to}) in {result.seconds:.0f} s")
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = entry.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"format": _CACHE_FORMAT, "result": result.as_dict()}, indent=1))
-    os.replace(tmp, entry)
+    _store_result(entry, result)
     return result
 
 
-def block_timing(block, top: str, *, seeds=DEFAULT_SEEDS, target_mhz=100.0, progress=None) -> TimingResult:
-    """:func:`ecp5_timing` of one Amaranth component on its own (its ports become the top's ports)."""
+def _result(top, target_mhz, parsed_by_seed, cells, depth, seconds):
+    worst_seed = min(parsed_by_seed, key=lambda s: parsed_by_seed[s][0])
+    fmax, path_from, path_to, logic, routing, used, levels, available = parsed_by_seed[worst_seed]
+    return TimingResult(top=top, fmax_mhz=round(fmax, 2), target_mhz=float(target_mhz), path_from=path_from,
+                        path_to=path_to, path_logic_ns=round(logic, 2), path_routing_ns=round(routing, 2),
+                        utilisation=used, per_seed={str(s): round(r[0], 2) for s, r in parsed_by_seed.items()},
+                        seconds=round(seconds, 1), path_cells=levels, available=available, cells=cells,
+                        logic_depth=depth)
+
+
+def _combine(top, target_mhz, seeds, runs, seconds):
+    """The worst of single-seed results: its path and utilisation, every seed's Fmax."""
+    worst = min(seeds, key=lambda s: runs[s].fmax_mhz)
+    base = runs[worst]
+    per_seed = {str(s): runs[s].fmax_mhz for s in seeds}
+    return TimingResult(**{**base.as_dict(), "per_seed": per_seed, "seconds": seconds, "top": top,
+                           "target_mhz": float(target_mhz)})
+
+
+def block_timing(block, top: str, *, seeds=DEFAULT_SEEDS, target_mhz=100.0, progress=None,
+                 jobs=None) -> TimingResult:
+    """:func:`ecp5_timing` of one Amaranth component on its own (its ports become the top's ports),
+    elaborated for the ECP5 (hard multiplier blocks with their registers, ``hw/dsp.py``)."""
     from amaranth.back import verilog
-    return ecp5_timing(verilog.convert(block, name=top, emit_src=False), top, seeds=seeds, target_mhz=target_mhz,
-                       progress=progress)
+    from ...hw.dsp import ECP5_TIMING
+    return ecp5_timing(verilog.convert(block, name=top, emit_src=False, platform=ECP5_TIMING), top, seeds=seeds,
+                       target_mhz=target_mhz, progress=progress, jobs=jobs)
