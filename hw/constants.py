@@ -11,7 +11,7 @@ __all__ = ["word_beats", "REQUANT_LATENCY"]
 
 #: Cycles from the requantizer's ``valid`` with an accumulator to ``out_valid`` with its output
 #: (``hw/requantize.py`` builds its pipeline to this depth).
-REQUANT_LATENCY = 15
+REQUANT_LATENCY = 16
 
 
 def word_beats(nbytes, data_width):

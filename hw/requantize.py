@@ -55,9 +55,9 @@ class Requantizer(wiring.Component):
     may change every cycle (a core that requantizes a different group of
     channels each cycle); this costs registers for their copies, nothing else.
 
-    With ``registered_masks=True`` the rounding mask and thresholds of stage 11
-    are decoded from the shift into stage-10 registers instead of in stage 11:
-    same latency and contract, a shorter stage 11.
+    With ``registered_masks=True`` the rounding mask and thresholds of stage 12
+    are decoded from the shift into stage-11 registers instead of in stage 12:
+    same latency and contract, a shorter stage 12.
 
     With ``shared_valid=True`` (keyword-only) the requantizer keeps no valid bits of
     its own: ``stage_valid`` bit ``k - 1`` must be ``valid`` delayed by ``k`` cycles
@@ -114,11 +114,11 @@ class Requantizer(wiring.Component):
         if self.follow_params:
             # copies registered stage by stage up to the stage whose logic reads them
             shifts, multipliers = [self.shifts], [self.multiplier]
-            for index in range(1, 11):
+            for index in range(1, 12):
                 shifts.append(stage(index, "shifts", shifts[-1], 16))
                 if index <= 5:
                     multipliers.append(stage(index, "multiplier", multipliers[-1], 54))
-            left, exponent, right = shifts[2][:5], shifts[4][:7], shifts[10][8:13]
+            left, exponent, right = shifts[2][:5], shifts[4][:7], shifts[11][8:13]
             multiplier = multipliers[5]
         else:
             left, right, exponent = self.shifts[:5], self.shifts[8:13], self.shifts[:7]
@@ -163,107 +163,102 @@ class Requantizer(wiring.Component):
         shift_base = wire("shift_base", exponent + 32 - length, signed(10))
         flags = stage(5, "flags", Cat(negative, acc_negative, length == 0, shift_base), 13)
 
-        # 6-8: low = operand * M[0:32] and high = normalized * M[32:53] from 16-bit
-        # partial products: registered products, then the middle terms, then the sums.
-        # Each partial product is a registered product of stage-5 registers (hw/dsp.py):
-        # on an ECP5 a multiplier block whose own input registers are those stage-5
-        # registers, so the routing to and from the DSP column is not in the path. The
-        # multiplier's stage-5 copy is what those input registers hold.
-        if self.follow_params:
-            multiplier_next, multiplier = multipliers[4], multipliers[5]
-        else:
-            multiplier_next, multiplier = multiplier, stage(5, "multiplier", multiplier, 54)
-
-        def product(name, a, a_next, b, b_next, b_width):
-            a_parts = [(a[:16], a_next[:16]), (a[16:32], a_next[16:32])]
-            b_parts = [(b[:16], b_next[:16]), (b[16:b_width], b_next[16:b_width])]
+        # 6-9: low = operand * M[0:32] and high = normalized * M[32:53] from 16-bit
+        # partial products: the multipliers' operand registers (6), the registered
+        # products (7), the middle terms (8), the sums (9). The products are registered
+        # products (hw/dsp.py): on an ECP5 a multiplier block whose own registers are
+        # stages 6 and 7, loaded from stage-5 registers with no logic between, so
+        # the long routing into the DSP column is a path of its own.
+        def product(name, a, b, b_width):
+            a_held = stage(6, f"{name}_a", a, 32)
+            b_held = stage(6, f"{name}_b", b[:b_width], b_width)
+            a_parts = [(a_held[:16], a[:16]), (a_held[16:32], a[16:32])]
+            b_parts = [(b_held[:16], b[:16]), (b_held[16:b_width], b[16:b_width])]
             pp = {(i, j): registered_product(m, platform, f"{name}_pp{i}{j}", a=a_parts[i][1], b=b_parts[j][1],
-                                             a_held=a_parts[i][0], b_held=b_parts[j][0], a_enable=valid[4],
-                                             b_enable=valid[4], p_enable=valid[5])
+                                             a_held=a_parts[i][0], b_held=b_parts[j][0], a_enable=valid[5],
+                                             b_enable=valid[5], p_enable=valid[6])
                   for i in range(2) for j in range(2)}
-            middle = stage(7, f"{name}_middle", pp[0, 1] + pp[1, 0], max(32, b_width) + 1)
-            outer = stage(7, f"{name}_outer", Cat(pp[0, 0], pp[1, 1]), 32 + b_width)
-            return stage(8, name, outer + (middle << 16), 32 + b_width)
+            middle = stage(8, f"{name}_middle", pp[0, 1] + pp[1, 0], max(32, b_width) + 1)
+            outer = stage(8, f"{name}_outer", Cat(pp[0, 0], pp[1, 1]), 32 + b_width)
+            return stage(9, name, outer + (middle << 16), 32 + b_width)
 
-        operand_next = Mux(float_mode, normalized, shifted_magnitude)
-        operand = stage(5, "operand", operand_next, 32)
-        low = product("low", operand, operand_next, multiplier[:32], multiplier_next[:32], 32)
+        operand = stage(5, "operand", Mux(float_mode, normalized, shifted_magnitude), 32)
+        low = product("low", operand, multiplier[:32], 32)
         if self.float_support:
-            normalized_next, normalized = normalized, stage(5, "normalized", normalized, 32)
-            high_part = product("high_part", normalized, normalized_next, multiplier[32:53],
-                                multiplier_next[32:53], 21)
-        for index in (6, 7, 8):
+            normalized = stage(5, "normalized", normalized, 32)
+            high_part = product("high_part", normalized, multiplier[32:53], 21)
+        for index in (6, 7, 8, 9):
             flags = stage(index, "flags", flags, 13)
         negative = flags[0]
 
-        # 9: double rounding, first step on the magnitude: (|p| + 2^30) >> 31 for
+        # 10: double rounding, first step on the magnitude: (|p| + 2^30) >> 31 for
         # p >= 0 and -((|p| + 2^30 - 1) >> 31) for p < 0 is the nudge-and-truncate of
         # the reference, without 65-bit values. Float: the product >> 32.
-        high_magnitude = stage(9, "high_magnitude", (low[:63] + Mux(negative, (1 << 30) - 1, 1 << 30)) >> 31, 33)
+        high_magnitude = stage(10, "high_magnitude", (low[:63] + Mux(negative, (1 << 30) - 1, 1 << 30)) >> 31, 33)
         if self.float_support:
-            flags = stage(9, "flags", flags, 13)
+            flags = stage(10, "flags", flags, 13)
             negative, acc_negative, zero, shift_base = flags[0], flags[1], flags[2], flags[3:13].as_signed()
         else:
-            negative = stage(9, "negative", negative, 1)
+            negative = stage(10, "negative", negative, 1)
 
-        # 10: the sign; float: round the 84/85-bit product to 53 bits, half to even.
-        high = stage(10, "high", Mux(negative, -high_magnitude, high_magnitude), signed(34))
+        # 11: the sign; float: round the 84/85-bit product to 53 bits, half to even.
+        high = stage(11, "high", Mux(negative, -high_magnitude, high_magnitude), signed(34))
 
-        # 11: RoundingDivideByPOT with the gemmlowp threshold rule (mask from
+        # 12: RoundingDivideByPOT with the gemmlowp threshold rule (mask from
         # per-channel registers that hold still).
-        high_shifted = stage(11, "high_shifted", high >> right, signed(34))
+        high_shifted = stage(12, "high_shifted", high >> right, signed(34))
         if self.registered_masks:
             # The mask and both thresholds (mask >> 1, plus 1 when negative) are
-            # registered a stage ahead, so stage 11 holds one compare.
-            # They are decoded into stage 10, beside the value: from the shift's copy one
+            # registered a stage ahead, so stage 12 holds one compare.
+            # They are decoded into stage 11, beside the value: from the shift's copy one
             # stage earlier when it follows the value, else from the held shift.
-            source = shifts[9][8:13] if self.follow_params else right
+            source = shifts[10][8:13] if self.follow_params else right
             decoded = wire("mask_decoded", ((Const(1, 33) << source) - 1)[:32], 32)
-            mask = stage(10, "mask", decoded, 32)
-            below = stage(10, "below", decoded >> 1, 32)
-            above = stage(10, "above", (decoded >> 1) + 1, 33)
-            round_up = stage(11, "round_up", (high[:32] & mask) > Mux(high[33], above, below), 1)
+            mask = stage(11, "mask", decoded, 32)
+            below = stage(11, "below", decoded >> 1, 32)
+            above = stage(11, "above", (decoded >> 1) + 1, 33)
+            round_up = stage(12, "round_up", (high[:32] & mask) > Mux(high[33], above, below), 1)
         else:
             mask = wire("mask", (Const(1, 32) << right)[:32] - 1, 32)
-            round_up = stage(11, "round_up", (high[:32] & mask) > ((mask >> 1) + high[33]), 1)
-        # 12: the double-rounding result.
-        rounded = stage(12, "rounded", high_shifted + round_up, signed(34))
+            round_up = stage(12, "round_up", (high[:32] & mask) > ((mask >> 1) + high[33]), 1)
+        # 13: the double-rounding result.
+        rounded = stage(13, "rounded", high_shifted + round_up, signed(34))
 
         if self.float_support:
-            upper = stage(9, "upper", high_part + low[32:], 54)
+            upper = stage(10, "upper", high_part + low[32:], 54)
             # The bits below the kept ones are reduced beside the adder, not after it.
-            low_bits = stage(9, "low_bits", low[30:32], 2)
-            sticky_31 = stage(9, "sticky_31", low[:31] != 0, 1)
-            sticky_30 = stage(9, "sticky_30", low[:30] != 0, 1)
+            low_bits = stage(10, "low_bits", low[30:32], 2)
+            sticky_31 = stage(10, "sticky_31", low[:31] != 0, 1)
+            sticky_30 = stage(10, "sticky_30", low[:30] != 0, 1)
             top = upper[52]
             kept = wire("kept", Mux(top, upper[:53], Cat(low_bits[1], upper[:52])), 53)
             guard = Mux(top, low_bits[1], low_bits[0])
             sticky = Mux(top, sticky_31, sticky_30)
-            mantissa = stage(10, "mantissa", kept + (guard & (sticky | kept[0])), 55)
-            shift = stage(10, "shift", shift_base - Mux(top, 32, 31), signed(10))
-            signs = stage(10, "signs", Cat(zero, acc_negative), 2)
-            # 11-12: mantissa * 2^-shift as ((mantissa >> (shift - 1)) + 1) >> 1, which
+            mantissa = stage(11, "mantissa", kept + (guard & (sticky | kept[0])), 55)
+            shift = stage(11, "shift", shift_base - Mux(top, 32, 31), signed(10))
+            signs = stage(11, "signs", Cat(zero, acc_negative), 2)
+            # 12-13: mantissa * 2^-shift as ((mantissa >> (shift - 1)) + 1) >> 1, which
             # avoids a left shift that would widen; shifts beyond 63 give 0.
-            scaled_down = stage(11, "scaled_down", mantissa >> (shift - 1)[:6], 55)
-            too_far = stage(11, "too_far", shift > 63, 1)
-            overflow = stage(11, "overflow", shift <= 0, 1)
-            signs = stage(11, "signs", signs, 2)
+            scaled_down = stage(12, "scaled_down", mantissa >> (shift - 1)[:6], 55)
+            too_far = stage(12, "too_far", shift > 63, 1)
+            overflow = stage(12, "overflow", shift <= 0, 1)
+            signs = stage(12, "signs", signs, 2)
             zero, acc_negative = signs[0], signs[1]
-            # 12: the rounded integer, saturated: ((x + 1) >> 1) >= 2^31 exactly when x >= 2^32 - 1,
+            # 13: the rounded integer, saturated: ((x + 1) >> 1) >= 2^31 exactly when x >= 2^32 - 1,
             # which is decided from the bits of x beside the adder, not after it.
             saturate = overflow | (~too_far & ((scaled_down[32:] != 0) | (scaled_down[:32] == 0xFFFF_FFFF)))
-            saturated = stage(12, "saturated", Mux(saturate, 1 << 31, Mux(zero | too_far, 0, (scaled_down + 1) >> 1)),
+            saturated = stage(13, "saturated", Mux(saturate, 1 << 31, Mux(zero | too_far, 0, (scaled_down + 1) >> 1)),
                               33)
-            acc_negative = stage(12, "acc_negative", acc_negative, 1)
-            # 13: the sign.
+            acc_negative = stage(13, "acc_negative", acc_negative, 1)
+            # 14: the sign.
             signed_float = Mux(acc_negative, -saturated.as_signed(), saturated.as_signed())
-            result = stage(13, "result", Mux(float_mode, signed_float, rounded)[:34].as_signed(), signed(34))
+            result = stage(14, "result", Mux(float_mode, signed_float, rounded)[:34].as_signed(), signed(34))
         else:
-            result = stage(13, "result", rounded, signed(34))
+            result = stage(14, "result", rounded, signed(34))
 
-        # 14: the output zero point; 15: the clamp.
-        with_zero_point = stage(14, "with_zero_point", result + self.zero_point, signed(34))
+        # 15: the output zero point; 16: the clamp.
+        with_zero_point = stage(15, "with_zero_point", result + self.zero_point, signed(34))
         clamped = Mux(with_zero_point < self.act_min, self.act_min,
                       Mux(with_zero_point > self.act_max, self.act_max, with_zero_point))
-        m.d.comb += self.value.eq(stage(15, "value", clamped[:8].as_signed(), signed(8)))
+        m.d.comb += self.value.eq(stage(16, "value", clamped[:8].as_signed(), signed(8)))
         return m

@@ -140,6 +140,8 @@ class Mm2imCore(CoreBase):
         m.submodules.acc_mem = acc_mem = Memory(shape=unsigned(32 * C), depth=self.acc_depth, init=[])
         w_wr, w_rd = w_mem.write_port(), w_mem.read_port()
         in_wr, in_rd = in_mem.write_port(), in_mem.read_port()
+        w_addr = Signal.like(w_rd.addr, name="w_read_addr", reset_less=True)
+        in_read_addr = Signal.like(in_rd.addr, name="in_read_addr", reset_less=True)
         acc_wr, acc_rd = acc_mem.write_port(), acc_mem.read_port()
 
         params = [Signal(32 * C, name=f"param_{kind}") for kind in ("bias", "mult", "shift")]
@@ -355,8 +357,8 @@ class Mm2imCore(CoreBase):
             column_advance.eq(issue & last_chunk & last_kx),
             row_advance.eq(column_advance & last_ix & last_ky),
             final_step.eq(row_advance & last_row),
-            w_rd.addr.eq(w_ky_base + w_column),
-            in_rd.addr.eq(Cat(in_addr[:len(in_rd.addr) - 1], cur_half)),
+            w_rd.addr.eq(w_addr),
+            in_rd.addr.eq(in_read_addr),
             self.busy.eq(issue),
             self.input_wait.eq(feeding & ~half_full.bit_select(cur_half, 1)),
             self.macs.eq(Mux(issue, R * C, 0)),
@@ -391,12 +393,19 @@ class Mm2imCore(CoreBase):
                                 m.d.sync += feeding.eq(0)
 
         # ---- MatMul: one step's rows x cols products, summed per output channel over the chunks ----
-        # Stage 1: memory data. Then the operands (twice), the products, registered, and a
+        # Stage 0: addresses. Stage 1: memory data. Then the operands (twice), the products, registered, and a
         # registered adder tree (tree_levels(R) levels); the flags travel alongside.
+        # Stage 0: the memory addresses registered (the weight address is a sum of two
+        # counters, and its adder fanned out to every weight block RAM's address in one
+        # cycle), with the step's flags and accumulation address.
+        s0_valid, s0_first, s0_last = Signal(), Signal(), Signal()
+        s0_addr = Signal(range(self.acc_depth))
+        m.d.sync += [s0_valid.eq(issue), s0_first.eq(first_chunk), s0_last.eq(last_chunk),
+                     s0_addr.eq(acc_row + acc_column), w_addr.eq(w_ky_base + w_column),
+                     in_read_addr.eq(Cat(in_addr[:len(in_rd.addr) - 1], cur_half))]
         s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
         s1_addr = Signal(range(self.acc_depth))
-        m.d.sync += [s1_valid.eq(issue), s1_first.eq(first_chunk), s1_last.eq(last_chunk),
-                     s1_addr.eq(acc_row + acc_column)]
+        m.d.sync += [s1_valid.eq(s0_valid), s1_first.eq(s0_first), s1_last.eq(s0_last), s1_addr.eq(s0_addr)]
         s2_valid = Signal()
         m.d.sync += s2_valid.eq(s1_valid)
         # Stage 2: the operands (the input buffer holds them with the input offset
@@ -556,18 +565,19 @@ def tree_levels(rows):
 
 
 #: Pixels the readout queue holds: more than a read takes to come out of the
-#: requantizer (1 + its LATENCY), twice over, so reads keep ahead of the sender.
+#: requantizer (1 + its LATENCY) and into the queue, so reads keep ahead of the sender.
 QUEUE_DEPTH = 32
 
 
 def rmw_done(rows):
     """Cycles from a job's last step issuing to the readout's first read of the accumulation buffer.
 
-    Stage 1 (memory data), stage 2 (registered operands), stage 3 (the
-    multipliers' operand registers), the products, the adder tree, the partial
-    sum, then the read-modify-write's read, registered data, add and write.
+    Stage 0 (registered addresses), stage 1 (memory data), stage 2 (registered
+    operands), stage 3 (the multipliers' operand registers), the products, the
+    adder tree, the partial sum, then the read-modify-write's read, registered
+    data, add and write.
     """
-    return 9 + tree_levels(rows)
+    return 10 + tree_levels(rows)
 
 
 def first_output(rows):

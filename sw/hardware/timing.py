@@ -23,6 +23,7 @@ import importlib.metadata
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -215,7 +216,9 @@ def ecp5_timing(verilog: str, top: str, *, seeds=DEFAULT_SEEDS, target_mhz=100.0
     Each seed's run is also cached on its own, so a result for seeds (1, 2, 3)
     reuses a single-seed run of seed 1, and only the missing seeds are run:
     side by side, ``jobs`` at a time (default: ``ACCELKIT_PNR_JOBS``, else the
-    number of CPUs); nextpnr-ecp5 places and routes on one thread.
+    number of CPUs); nextpnr-ecp5 places and routes on one thread. With
+    ``ACCELKIT_PNR_KEEP`` set to a folder, nextpnr's JSON reports (every
+    clock's critical path, cell by cell) are copied there.
 
     Raises :class:`ToolchainError` when a tool is missing or fails, :class:`ParameterError` for bad arguments.
     """
@@ -251,7 +254,12 @@ def ecp5_timing(verilog: str, top: str, *, seeds=DEFAULT_SEEDS, target_mhz=100.0
                                 "--out-of-context", "--freq", str(target_mhz), "--seed", str(seed),
                                 "--report", f"report{seed}.json", "--timing-allow-fail", "--quiet"], work,
                      f"nextpnr-ecp5 of {top} (seed {seed})")
-                parsed = _parse_report(json.loads((Path(work) / f"report{seed}.json").read_text()), target_mhz)
+                report_path = Path(work) / f"report{seed}.json"
+                keep = os.environ.get("ACCELKIT_PNR_KEEP")
+                if keep:      # a folder to keep nextpnr's reports in, to read whole critical paths
+                    Path(keep).mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(report_path, Path(keep) / f"{top}-seed{seed}-report.json")
+                parsed = _parse_report(json.loads(report_path.read_text()), target_mhz)
                 result = _result(top, target_mhz, {seed: parsed}, cells, depth,
                                  synthesized - started + time.monotonic() - begun)
                 _store_result(_entry(_key(verilog, top, (seed,), target_mhz)), result)
