@@ -143,6 +143,7 @@ class Mm2imCore(CoreBase):
         w_addr = Signal.like(w_rd.addr, name="w_read_addr", reset_less=True)
         in_read_addr = Signal.like(in_rd.addr, name="in_read_addr", reset_less=True)
         acc_wr, acc_rd = acc_mem.write_port(), acc_mem.read_port()
+        acc_data = Signal(32 * C, name="acc_data", reset_less=True)     # the read data, registered
 
         params = [Signal(32 * C, name=f"param_{kind}") for kind in ("bias", "mult", "shift")]
 
@@ -468,31 +469,33 @@ class Mm2imCore(CoreBase):
 
         # ---- col2IM: add the partial sums into their output pixel ----
         # A pipelined read-modify-write on block RAM (synchronous reads): read
-        # (stage 0), memory data (stage 1), registered data (stage 2, so no block
-        # RAM output drives the adder), add, write (stage 3). The memory cannot
-        # hold the sums of the three operations issued just before (written at
-        # stage 3 in the cycle of the read or later): the newest of them with the
-        # same address is bypassed in, chosen by address matches found a stage
-        # early.
-        r1_valid, r2_valid, r3_valid, r4_valid = Signal(), Signal(), Signal(), Signal()
-        r1_addr, r2_addr, r3_addr, r4_addr = (Signal(range(self.acc_depth), name=f"r{i}_addr") for i in (1, 2, 3, 4))
-        r1_partial, r2_partial = Signal(32 * C, reset_less=True), Signal(32 * C, reset_less=True)
-        r2_stored = Signal(32 * C, reset_less=True)
-        r3_sum, r4_sum, r5_sum = (Signal(32 * C, reset_less=True, name=f"r{i}_sum") for i in (3, 4, 5))
-        from_r3, from_r4, from_r5 = Signal(), Signal(), Signal()
+        # (stage 0), memory data (stage 1), the data registered twice (stages 2 and
+        # 3: a block RAM's clock-to-output delay is half a 100 MHz cycle on the ECP5,
+        # so the register it feeds has no other input and sits beside it), add,
+        # write (stage 4). The memory cannot hold the sums of the four operations
+        # issued just before (written at stage 4 in the cycle of the read or later):
+        # the newest of them with the same address is bypassed in, chosen by address
+        # matches found a stage early.
+        r_valid = [rmw_valid] + [Signal(name=f"r{i}_valid") for i in range(1, 8)]
+        r_addr = [rmw_addr] + [Signal(range(self.acc_depth), name=f"r{i}_addr") for i in range(1, 8)]
+        r1_partial, r2_partial, r3_partial = (Signal(32 * C, reset_less=True, name=f"r{i}_partial")
+                                              for i in (1, 2, 3))
+        r3_stored = Signal(32 * C, reset_less=True)
+        sums = {i: Signal(32 * C, reset_less=True, name=f"r{i}_sum") for i in (4, 5, 6, 7)}
+        bypass = {i: Signal(name=f"from_r{i}") for i in (4, 5, 6, 7)}
+        m.d.sync += [r_valid[i].eq(r_valid[i - 1]) for i in range(1, 8)]
+        m.d.sync += [r_addr[i].eq(r_addr[i - 1]) for i in range(1, 8)]
         m.d.sync += [
-            r1_valid.eq(rmw_valid), r1_addr.eq(rmw_addr), r1_partial.eq(Cat(*partial)),
-            r2_valid.eq(r1_valid), r2_addr.eq(r1_addr), r2_partial.eq(r1_partial), r2_stored.eq(acc_rd.data),
-            r3_valid.eq(r2_valid), r3_addr.eq(r2_addr),
-            r4_valid.eq(r3_valid), r4_addr.eq(r3_addr), r4_sum.eq(r3_sum), r5_sum.eq(r4_sum),
-            # In stage 2 next cycle, r2 will be in stage 3, r3 in stage 4 and r4 in stage 5.
-            from_r3.eq(r2_valid & (r2_addr == r1_addr)),
-            from_r4.eq(r3_valid & (r3_addr == r1_addr)),
-            from_r5.eq(r4_valid & (r4_addr == r1_addr)),
+            r1_partial.eq(Cat(*partial)), r2_partial.eq(r1_partial), r3_partial.eq(r2_partial),
+            acc_data.eq(acc_rd.data), r3_stored.eq(acc_data),
+            sums[5].eq(sums[4]), sums[6].eq(sums[5]), sums[7].eq(sums[6]),
         ]
-        stored = Mux(from_r3, r3_sum, Mux(from_r4, r4_sum, Mux(from_r5, r5_sum, r2_stored)))
-        m.d.sync += r3_sum.eq(Cat(*[(stored[32 * c:32 * c + 32].as_signed()
-                                     + r2_partial[32 * c:32 * c + 32].as_signed())[:32] for c in range(C)]))
+        # In stage 3 next cycle, r3 will be in stage 4, r4 in stage 5, and so on.
+        m.d.sync += [bypass[i].eq(r_valid[i - 1] & (r_addr[i - 1] == r_addr[2])) for i in (4, 5, 6, 7)]
+        stored = Mux(bypass[4], sums[4], Mux(bypass[5], sums[5], Mux(bypass[6], sums[6],
+                                                                      Mux(bypass[7], sums[7], r3_stored))))
+        m.d.sync += sums[4].eq(Cat(*[(stored[32 * c:32 * c + 32].as_signed()
+                                      + r3_partial[32 * c:32 * c + 32].as_signed())[:32] for c in range(C)]))
 
         # The last step's sums are in the memory RMW_DONE cycles after it issues;
         # the readout's first read comes then.
@@ -519,18 +522,17 @@ class Mm2imCore(CoreBase):
         ]
         with m.If(read):
             m.d.comb += [acc_wr.addr.eq(read_index), acc_wr.data.eq(0), acc_wr.en.eq(1)]
-        with m.Elif(r3_valid):
-            m.d.comb += [acc_wr.addr.eq(r3_addr), acc_wr.data.eq(r3_sum), acc_wr.en.eq(1)]
+        with m.Elif(r_valid[4]):
+            m.d.comb += [acc_wr.addr.eq(r_addr[4]), acc_wr.data.eq(sums[4]), acc_wr.en.eq(1)]
         m.d.sync += in_flight.eq(in_flight + read - take)
 
-        read_valid = Signal()
-        m.d.sync += read_valid.eq(read)
+        read_valid = delayed(read, 2, "read_valid")       # the pixel in acc_data
         out_bytes = []
         for c in range(C):
             m.submodules[f"requantizer{c}"] = requantizer = Requantizer(float_support=False, registered_masks=True)
             m.d.comb += [
                 requantizer.valid.eq(read_valid),
-                requantizer.acc.eq(acc_rd.data[32 * c:32 * c + 32].as_signed()),
+                requantizer.acc.eq(acc_data[32 * c:32 * c + 32].as_signed()),
                 requantizer.bias.eq(params[0][32 * c:32 * c + 32]),
                 requantizer.multiplier.eq(params[1][32 * c:32 * c + 31]),
                 requantizer.shifts.eq(params[2][32 * c:32 * c + 16]),
@@ -574,12 +576,13 @@ def rmw_done(rows):
 
     Stage 0 (registered addresses), stage 1 (memory data), stage 2 (registered
     operands), stage 3 (the multipliers' operand registers), the products, the
-    adder tree, the partial sum, then the read-modify-write's read, registered
-    data, add and write.
+    adder tree, the partial sum, then the read-modify-write's read, data
+    registered twice, add and write.
     """
-    return 10 + tree_levels(rows)
+    return 11 + tree_levels(rows)
 
 
 def first_output(rows):
-    """Cycles from a job's last step issuing to the first pixel entering the output register."""
-    return rmw_done(rows) + 2 + REQUANT_LATENCY
+    """Cycles from a job's last step issuing to the first pixel entering the output register
+    (the read, the data registered, the requantizer, the queue)."""
+    return rmw_done(rows) + 3 + REQUANT_LATENCY
