@@ -86,7 +86,14 @@ def _base_candidates(design, structure, sparse_too):
                 most = n_mult // (rows * channels)
                 if most < 1:
                     continue
-                for chunk in sorted(set(_balanced(structure.k, most)[:2] + [min(most, structure.k)])):
+                chunks = set(_balanced(structure.k, most)[:2] + [min(most, structure.k)])
+                if structure.operand_k is not None:
+                    # whole source columns per chunk (a column's terms share its operand): the same splits in
+                    # columns, times the column's terms
+                    repeat = structure.k // structure.row_length
+                    if most >= repeat:
+                        chunks |= {repeat * size for size in _balanced(structure.row_length, most // repeat)[:2]}
+                for chunk in sorted(chunks):
                     for sparse in sparse_options:
                         out.append(compiler.Mapping(rows, channels, (chunk,), None, sparse))
         return out
@@ -117,7 +124,7 @@ def _base_candidates(design, structure, sparse_too):
 def _distinct_per_step(structure, mapping, ks):
     """Distinct operands one step brings for k-chunk ``ks`` (the same for every channel of a dense fold)."""
     if structure.kind == "gemm":
-        return mapping.rows * len(ks)
+        return mapping.rows * len(np.unique(structure.source_columns(ks)))
     kh, kw, c = structure.kernel
     r, rest = np.divmod(np.asarray(ks), kw * c)
     s, channel = np.divmod(rest, c)
@@ -194,7 +201,8 @@ def best_mapping(design, structure, dma=SEARCH_DMA):
 
     Raises :class:`UnsupportedLayer` with a reason when no candidate is legal.
     """
-    sparse_too = structure.kind != "depthwise" and np.mean(structure.weights == 0) >= 0.25
+    sparse_too = (structure.kind != "depthwise" and not structure.activation_weights
+                  and np.mean(structure.weights == 0) >= 0.25)
     best, reasons = None, []
     ranked = []
     for mapping in candidates(design, structure, sparse_too):

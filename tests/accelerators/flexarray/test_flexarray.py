@@ -19,8 +19,9 @@ from accelkit.errors import ParameterError, UnsupportedLayer
 SMALL = FlexArrayAccelerator.small_params
 
 
-def _random_plan(accelerator, layer, x, rng):
-    structure = compiler.structure_of(layer, x.shape)
+def _random_plan(accelerator, layer, inputs, rng):
+    shapes = tuple(x.shape for x in inputs)
+    structure = compiler.structure_of(layer, *shapes)
     options = search.candidates(accelerator.design, structure, sparse_too=bool(np.any(structure.weights == 0)))
     for index in rng.permutation(len(options)):
         mapping = options[index]
@@ -28,18 +29,20 @@ def _random_plan(accelerator, layer, x, rng):
             # short tiles: many READOUT handovers between the banks, PARAMS and WEIGHTS left out when held
             mapping = replace(mapping, tile_steps=int(rng.integers(1, accelerator.params["acc_depth"] + 1)))
         try:
-            return accelerator.plan_with(layer, x.shape, mapping)
+            return accelerator.plan_with(layer, shapes if len(shapes) > 1 else shapes[0], mapping)
         except UnsupportedLayer:
             continue
-    raise AssertionError(f"no legal mapping for {layer.op} on {x.shape}")
+    raise AssertionError(f"no legal mapping for {layer.op} on {shapes}")
 
 
-def _check(accelerator, device, layer, x, plan):
-    out, stats = accelerator.run(plan, device, x)
+def _check(accelerator, device, layer, inputs, plan):
+    out, stats = accelerator.run(plan, device, *inputs)
     mapping = plan.schedule["mapping"]
-    assert np.array_equal(out, layer.reference(x)), (layer.op, x.shape, mapping)
-    assert stats.cycles == accelerator.estimate(plan, device.dma).cycles, (layer.op, x.shape, mapping)
-    assert stats.array_macs == plan.schedule["macs_issued"], (layer.op, x.shape, mapping)
+    shapes = [x.shape for x in inputs]
+    assert np.array_equal(out, layer.reference(*inputs)), (layer.op, shapes, mapping)
+    assert np.array_equal(accelerator.golden(plan, *inputs), out), (layer.op, shapes, mapping)
+    assert stats.cycles == accelerator.estimate(plan, device.dma).cycles, (layer.op, shapes, mapping)
+    assert stats.array_macs == plan.schedule["macs_issued"], (layer.op, shapes, mapping)
 
 
 @pytest.mark.parametrize("params, dma, count", [({"rn": 0}, DmaTiming(4, 0), 16), ({"rn": 0}, DmaTiming(2, 3), 8),
@@ -51,8 +54,8 @@ def test_random_legal_mappings_bit_and_cycle_exact(device_pool, params, dma, cou
     accelerator, device = device_pool({**SMALL, **params}, "verilator", dma, FlexArrayAccelerator)
     rng = np.random.default_rng(100 + params["rn"] + dma.bytes_per_cycle + params.get("rn_bw", 0))
     for i in range(count):
-        layer, x = random_layer(KINDS[i % len(KINDS)], rng, max_dim=10)
-        _check(accelerator, device, layer, x, _random_plan(accelerator, layer, x, rng))
+        layer, inputs = random_layer(KINDS[i % len(KINDS)], rng, max_dim=10)
+        _check(accelerator, device, layer, inputs, _random_plan(accelerator, layer, inputs, rng))
 
 
 def test_amaranth_simulator_agrees(device_pool):
@@ -61,7 +64,7 @@ def test_amaranth_simulator_agrees(device_pool):
     for kind, shape in (("gemm", dict(m=3, n=5, k=6)), ("depthwise_conv2d", dict(height=3, width=3, channels=2,
                                                                                    kernel=2))):
         layer, (x,) = get_kind(kind).random(rng, **shape)
-        _check(accelerator, device, layer, x, accelerator.plan(layer, x.shape))
+        _check(accelerator, device, layer, (x,), accelerator.plan(layer, x.shape))
 
 
 def test_sparse_gemm_issues_only_the_nonzero_products(device_pool):
@@ -104,3 +107,45 @@ def test_parameters_are_checked():
         FlexArrayCore(multipliers=6)
     with pytest.raises(ParameterError, match=r"rn_bw \(16\) must not exceed multipliers \(8\)"):
         FlexArrayAccelerator(multipliers=8, rn_bw=16)
+
+
+@pytest.mark.parametrize("zero_point", [0, 37, -128])
+def test_batch_matmul_zero_point_terms_run_in_the_array(device_pool, zero_point):
+    """BATCH_MATMUL: the rhs (an activation) is the stationary operand; its zero point's row term is one more
+    multiplier per k (two for -128) on the same streamed operand, so a step sends each operand once."""
+    accelerator, device = device_pool(SMALL, "verilator", DmaTiming(4, 1), FlexArrayAccelerator)
+    rng = np.random.default_rng(200 + zero_point)
+    layer, inputs = get_kind("batch_matmul").random(rng, batch=2, m=3, n=5, k=7, adj_y=1)
+    layer.rhs_zero_point = zero_point
+    plan = accelerator.plan(layer, *(x.shape for x in inputs))
+    _check(accelerator, device, layer, inputs, plan)
+    terms = len(compiler.batch_matmul_terms(zero_point))
+    assert plan.schedule["macs_issued"] >= (1 + terms) * plan.macs
+    assert plan.schedule["jobs"] == 2 and not plan.schedule["mapping"]["sparse"]
+
+
+def test_batch_matmul_refuses_sparse_mappings_and_bad_shapes():
+    accelerator = FlexArrayAccelerator(**SMALL)
+    rng = np.random.default_rng(1)
+    layer, (lhs, rhs) = get_kind("batch_matmul").random(rng, batch=1, m=2, n=3, k=4)
+    with pytest.raises(UnsupportedLayer, match="activation .unknown when mapping.: map it densely"):
+        accelerator.plan_with(layer, (lhs.shape, rhs.shape), compiler.Mapping(rows=1, channels=1, chunk=(2,),
+                                                                              sparse=True))
+    with pytest.raises(UnsupportedLayer, match="do not chain"):
+        accelerator.plan(layer, lhs.shape, (1, 5, 3))
+    with pytest.raises(UnsupportedLayer, match="takes 2 input shape"):
+        accelerator.make_plan(layer, lhs.shape)
+
+
+def test_transformer_block_attention_matmuls_offload_bit_exact(tmp_path):
+    """The zoo's attention block through the LiteRT delegate: both BATCH_MATMULs (Q.K^T and A.V) on flexarray."""
+    import json
+    from accelkit.sw.commands import main as cli
+    path = tmp_path / "tb.json"
+    assert cli.main(["run", "transformer_block", "--accel", "flexarray", "--backend", "model", "--compare", "ref",
+                     "--json", str(path)]) == 0
+    record = json.loads(path.read_text())
+    assert record["compare"]["output_bit_exact"] and record["compare"]["offloaded_layers_bit_exact"]
+    matmuls = [layer for layer in record["layers"] if layer["op"] == "BATCH_MATMUL"]
+    assert len(matmuls) == 2 and all(layer["where"] == "accelerator" and layer["bit_exact"] for layer in matmuls)
+    assert record["totals"]["share_of_macs_offloaded"] == 1.0
