@@ -16,7 +16,8 @@ SPARSE_SIGNATURE = 0.25
 
 class FlexArrayAccelerator(Accelerator):
     """N int8 multiplier switches, a crossbar distribution network, a forwarding adder network (or the
-    segmented-sum reference), an accumulation buffer and TFLite requantization; mappings from a compiler."""
+    segmented-sum reference, or an augmented reduction tree), an accumulation buffer and TFLite requantization;
+    mappings from a compiler."""
 
     name = "flexarray"
     core_class = FlexArrayCore
@@ -29,7 +30,8 @@ class FlexArrayAccelerator(Accelerator):
                   power_of_two=True),
             Param("rn_bw", 16, 1, 128, "reduction output lanes: VN sums collected per step"),
             Param("rn", 0, 0, len(REDUCTION_NETWORKS) - 1,
-                  "reduction network: " + ", ".join(f"{i} {name}" for i, name in enumerate(REDUCTION_NETWORKS))),
+                  "reduction network: " + ", ".join(f"{i} {name}" for i, name in enumerate(REDUCTION_NETWORKS))
+                  + " (by number or name)", names=REDUCTION_NETWORKS),
             Param("acc_depth", 512, 2, 1 << 16, "accumulation buffer words (steps per tile)", power_of_two=True),
         ),
         constraints=((lambda p: p["rn_bw"] <= p["multipliers"], "rn_bw ({rn_bw}) must not exceed multipliers "

@@ -42,10 +42,11 @@ from ...driver.layers import conv_output_size, im2col, lower_to_gemm
 from ...driver.quant import DOUBLE, float_scale_fields
 from ...errors import ParameterError, UnsupportedLayer
 from ...hw.shell import word_beats
+from . import art
 from .gateware import PARAM_BYTES_PER_LANE, Opcode, map_bytes
 
 __all__ = ["Design", "Mapping", "Structure", "Command", "Program", "structure_of", "operands_of", "compile_program",
-           "check_mapping", "weights_field", "pack_stream", "unpack_output", "requant_words"]
+           "check_mapping", "vn_layout_legal", "weights_field", "pack_stream", "unpack_output", "requant_words"]
 
 
 @dataclass(frozen=True)
@@ -351,6 +352,21 @@ def _chunks(structure, mapping):
     return out
 
 
+def vn_layout_legal(design, spans):
+    """(True, "") when the design's reduction network reduces the VN layout ``spans`` [(first, last)] (lane
+    order) in one pass, else (False, the reason). The forwarding adder network and the segmented-sum
+    reference take any layout of disjoint runs; the augmented reduction tree routes it (``art.py``)."""
+    if len(spans) > design.rn_bw:
+        return False, f"{len(spans)} VNs exceed rn_bw={design.rn_bw} output lanes"
+    if design.rn == "art":
+        return art.legal(design.multipliers, spans)
+    try:
+        art.check_spans(design.multipliers, spans)
+    except UnsupportedLayer as error:
+        return False, str(error)
+    return True, ""
+
+
 def check_mapping(design, structure, mapping):
     """Raise :class:`UnsupportedLayer` with the reason when ``mapping`` is illegal for this layer on ``design``."""
     expected = {"gemm": 1, "conv": 3, "depthwise": 2}[structure.kind]
@@ -546,13 +562,20 @@ def _layout(design, structure, positions_p, positions_k, spans, pixels):
     ends[:used] = slot_of                    # slot_of < used <= multipliers <= 128
     lanes = config[n_mult:n_mult + 2 * design.rn_bw].reshape(design.rn_bw, 2)
     config[n_mult + 2 * design.rn_bw:n_mult + 2 * design.rn_bw + 2] = (used & 0xFF, used >> 8)
-    lane_of = config[n_mult + 2 * design.rn_bw + 2:]
+    lane_of = config[n_mult + 2 * design.rn_bw + 2:] if design.rn == "seq" else config[:0]
+    if design.rn == "art":
+        nodes, collect = art.configure(n_mult, spans)
+        config[n_mult + 2 * design.rn_bw + 2:] = np.frombuffer(nodes, np.uint8)
     for lane, (a, b) in enumerate(spans):
         if b < a:
             continue                         # an empty VN (no non-zero weight in this chunk): its lane adds 0
         ends[b] |= 0x80                      # the VN ends at its last multiplier
         if lane_of.size:
             lane_of[a:b + 1] = lane | 0x80
+        if design.rn == "art":
+            level, node = collect[lane]      # where the tree completes it (art.py)
+            lanes[lane] = (node, level | 0x80)
+            continue
         level = (a ^ b).bit_length()         # the sum is whole at the lowest common ancestor of a and b
         lanes[lane] = (a >> level, level | 0x80)
     return value_index, per_step, config.tobytes()

@@ -19,7 +19,9 @@ header's low 32 bits: opcode (bits 0-2), ``first`` (3), ``last`` (4), a count
   stay below 128 because a step never carries more values than multipliers);
   per output lane two bytes (collecting node index; tree level | enable << 7);
   the number of multipliers in use (two bytes, for the MAC counter); with the
-  reference network ``seq`` only, per multiplier its lane | used << 7.
+  reference network ``seq`` only, per multiplier its lane | used << 7; with the
+  augmented reduction tree ``art`` only, per adder node (level 1 first) its
+  configuration byte (``art.py``; the VN end bits are then unused).
 * WEIGHTS (2): ``weight_beats`` beats, one int8 stationary operand per multiplier;
   with a non-zero ``count`` its fold's steps follow at once, as a STEPS command
   with this header would bring them (one header beat less per fold).
@@ -59,8 +61,8 @@ from ...errors import ParameterError
 from ...hw.registers import CONFIG_BASE, Register
 from ...hw.shell import CoreBase, word_beats
 from . import requant
-from .networks import (LANE_WIDTH, PRODUCT_WIDTH, ForwardingAdderNetwork, SegmentedSum, lane_of_layout, latency,
-                       select_layout)
+from .networks import (LANE_WIDTH, PRODUCT_WIDTH, AugmentedReductionTree, ForwardingAdderNetwork, SegmentedSum,
+                       lane_of_layout, latency, select_layout)
 
 __all__ = ["FlexArrayCore", "FLEX_CONFIG_REGISTERS", "Opcode", "map_bytes", "PARAM_BYTES_PER_LANE", "REDUCTION_NETWORKS", "DISTRIBUTION_NETWORKS", "write_delay", "readout_delay",
            "fifo_depth"]
@@ -73,7 +75,7 @@ FLEX_CONFIG_REGISTERS = (
 )
 
 PARAM_BYTES_PER_LANE = 12
-REDUCTION_NETWORKS = ("fan", "seq")
+REDUCTION_NETWORKS = ("fan", "seq", "art")
 DISTRIBUTION_NETWORKS = ("xbar",)
 
 
@@ -87,7 +89,7 @@ class Opcode:
 
 def map_bytes(n, lanes, rn):
     """Bytes of the mapping configuration of ``n`` multipliers and ``lanes`` output lanes (see the module doc)."""
-    return n + 2 * lanes + 2 + (n if rn == "seq" else 0)
+    return n + 2 * lanes + 2 + {"seq": n, "art": n - 1}.get(rn, 0)
 
 
 def write_delay(n):
@@ -119,8 +121,8 @@ class FlexArrayCore(CoreBase):
 
     Keyword-only parameters: ``multipliers`` (N, a power of two 4..128),
     ``dn_bw`` (int8 values per beat, 4..128, a power of two; the stream is
-    ``8 * dn_bw`` bits wide), ``rn_bw`` (output lanes, 1..N), ``rn`` (``"fan"`` or
-    ``"seq"``), ``dn`` (``"xbar"``), ``acc_depth`` (accumulation words, a power
+    ``8 * dn_bw`` bits wide), ``rn_bw`` (output lanes, 1..N), ``rn`` (``"fan"``,
+    ``"seq"`` or ``"art"``), ``dn`` (``"xbar"``), ``acc_depth`` (accumulation words, a power
     of two). Raises :class:`ParameterError`.
     """
 
@@ -172,6 +174,7 @@ class FlexArrayCore(CoreBase):
         select = [(field(map_reg, n + 2 * j), field(map_reg, n + 2 * j + 1)) for j in range(lanes)]
         used_count = Cat(field(map_reg, n + 2 * lanes), field(map_reg, n + 2 * lanes + 1))
         lane_of = [field(map_reg, n + 2 * lanes + 2 + i) if self.rn == "seq" else Const(0, 8) for i in range(n)]
+        node_cfg = [field(map_reg, n + 2 * lanes + 2 + i) for i in range(n - 1)] if self.rn == "art" else []
         weights = [field(weight_reg, i).as_signed() for i in range(n)]
 
         # ---- decoder ----
@@ -290,8 +293,13 @@ class FlexArrayCore(CoreBase):
                              product_select[j].level.eq(level[:len(product_select[j].level)]),
                              product_select[j].enable.eq(level[7])]
 
-        network_class = ForwardingAdderNetwork if self.rn == "fan" else SegmentedSum
+        network_class = {"fan": ForwardingAdderNetwork, "seq": SegmentedSum, "art": AugmentedReductionTree}[self.rn]
         m.submodules.reduction = network = network_class(n=n, lanes=lanes)
+        if self.rn == "art":
+            product_nodes = Signal(data.ArrayLayout(8, n - 1), reset_less=True)
+            with m.If(fired):
+                m.d.sync += product_nodes.eq(Cat(*node_cfg))
+            m.d.comb += network.nodes.eq(product_nodes)
         m.d.comb += [network.valid.eq(product_valid), network.products.eq(products), network.ends.eq(product_ends),
                      network.select.eq(product_select), network.lane_of.eq(product_lane_of)]
 

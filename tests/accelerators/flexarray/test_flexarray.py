@@ -47,8 +47,10 @@ def _check(accelerator, device, layer, inputs, plan):
 
 @pytest.mark.parametrize("params, dma, count", [({"rn": 0}, DmaTiming(4, 0), 16), ({"rn": 0}, DmaTiming(2, 3), 8),
                                                 ({"rn": 1}, DmaTiming(8, 1), 10),
-                                                ({"rn": 0, "rn_bw": 8}, DmaTiming(4, 1), 12)],
-                         ids=["fan", "fan_slow_dma", "seq", "two_lane_groups"])
+                                                ({"rn": 0, "rn_bw": 8}, DmaTiming(4, 1), 12),
+                                                ({"rn": 2}, DmaTiming(4, 1), 18),
+                                                ({"rn": 2, "multipliers": 16, "rn_bw": 8}, DmaTiming(8, 0), 12)],
+                         ids=["fan", "fan_slow_dma", "seq", "two_lane_groups", "art", "art16"])
 def test_random_legal_mappings_bit_and_cycle_exact(device_pool, params, dma, count):
     """``two_lane_groups``: 8 lanes over a 4-byte beat, read out as two beats a word through 4 requantizers."""
     accelerator, device = device_pool({**SMALL, **params}, "verilator", dma, FlexArrayAccelerator)
@@ -149,3 +151,24 @@ def test_transformer_block_attention_matmuls_offload_bit_exact(tmp_path):
     matmuls = [layer for layer in record["layers"] if layer["op"] == "BATCH_MATMUL"]
     assert len(matmuls) == 2 and all(layer["where"] == "accelerator" and layer["bit_exact"] for layer in matmuls)
     assert record["totals"]["share_of_macs_offloaded"] == 1.0
+
+
+def test_art_layouts_are_reported_and_its_configuration_counted():
+    """rn=art: the compiler says which VN layouts the tree reduces (with the reason when not), and its per-node
+    configuration (one byte a node) is loaded with the map, counted in config_bytes."""
+    fan, art_design = (FlexArrayAccelerator(**{**SMALL, "rn": rn}).design for rn in (0, 2))
+    assert compiler.vn_layout_legal(art_design, [(0, 2), (3, 3), (5, 7)]) == (True, "")
+    assert compiler.vn_layout_legal(art_design, [(0, 2), (2, 3)])[1].startswith("VN 2..3 overlaps")
+    assert compiler.vn_layout_legal(art_design, [(0, 0), (1, 1), (2, 2), (3, 3), (4, 4)]) == (
+        False, "5 VNs exceed rn_bw=4 output lanes")
+    assert compiler.vn_layout_legal(fan, [(1, 6)]) == (True, "")
+    assert art_design.map_bytes == fan.map_bytes + SMALL["multipliers"] - 1
+    rng = np.random.default_rng(4)
+    layer, (x,) = get_kind("gemm").random(rng, m=5, n=3, k=9)
+    mapping = compiler.Mapping(rows=1, channels=3, chunk=(2,))
+    plans = [FlexArrayAccelerator(**{**SMALL, "rn": rn}).plan_with(layer, x.shape, mapping) for rn in (0, 2)]
+    maps = [compiler.compile_program(d, compiler.structure_of(layer, x.shape), mapping).commands
+            for d in (fan, art_design)]
+    map_loads = sum(c.op == "MAP" for c in maps[1])
+    assert plans[1].schedule["config_bytes"] - plans[0].schedule["config_bytes"] == map_loads * (
+        art_design.map_beats - fan.map_beats) * art_design.beat_bytes
