@@ -5,7 +5,7 @@ import numpy as np
 from ...driver.kinds import digest, kinds as registered_kinds
 from ...errors import UnsupportedLayer
 from ..base import Accelerator, Param, ParamSpace
-from .gateware import FlexArrayCore, REDUCTION_NETWORKS
+from .gateware import DISTRIBUTION_NETWORKS, FlexArrayCore, REDUCTION_NETWORKS
 from . import compiler, cost, driver, search
 
 __all__ = ["FlexArrayAccelerator", "FlexArrayCore"]
@@ -15,7 +15,7 @@ SPARSE_SIGNATURE = 0.25
 
 
 class FlexArrayAccelerator(Accelerator):
-    """N int8 multiplier switches, a crossbar distribution network, a forwarding adder network (or the
+    """N int8 multiplier switches, a crossbar distribution network (or a multicast tree), a forwarding adder network (or the
     segmented-sum reference, or an augmented reduction tree), an accumulation buffer and TFLite requantization;
     mappings from a compiler."""
 
@@ -33,9 +33,15 @@ class FlexArrayAccelerator(Accelerator):
                   "reduction network: " + ", ".join(f"{i} {name}" for i, name in enumerate(REDUCTION_NETWORKS))
                   + " (by number or name)", names=REDUCTION_NETWORKS),
             Param("acc_depth", 512, 2, 1 << 16, "accumulation buffer words (steps per tile)", power_of_two=True),
+            Param("dn", 0, 0, len(DISTRIBUTION_NETWORKS) - 1,
+                  "distribution network: 0 xbar (any value to any multiplier), 1 tree (dn_bw multicast trees of "
+                  "multipliers/dn_bw multipliers, a value a tree per cycle; by number or name)",
+                  names=DISTRIBUTION_NETWORKS),
         ),
         constraints=((lambda p: p["rn_bw"] <= p["multipliers"], "rn_bw ({rn_bw}) must not exceed multipliers "
-                      "({multipliers})"),),
+                      "({multipliers})"),
+                     (lambda p: p["dn"] == 0 or p["dn_bw"] <= p["multipliers"], "dn=tree needs dn_bw ({dn_bw}) "
+                      "<= multipliers ({multipliers}): one multicast tree per value of a beat")),
     )
     small_params = {"multipliers": 8, "dn_bw": 4, "rn_bw": 4, "acc_depth": 16}
     kinds = ("gemm", "conv2d", "fc") + tuple(kind for kind in ("depthwise_conv2d", "batch_matmul")
@@ -44,7 +50,8 @@ class FlexArrayAccelerator(Accelerator):
     def core(self):
         p = self.params
         return FlexArrayCore(multipliers=p["multipliers"], dn_bw=p["dn_bw"], rn_bw=p["rn_bw"],
-                             rn=REDUCTION_NETWORKS[p["rn"]], acc_depth=p["acc_depth"])
+                             rn=REDUCTION_NETWORKS[p["rn"]], dn=DISTRIBUTION_NETWORKS[p["dn"]],
+                             acc_depth=p["acc_depth"])
 
     @property
     def design(self):

@@ -43,7 +43,7 @@ from ...driver.quant import DOUBLE, float_scale_fields
 from ...errors import ParameterError, UnsupportedLayer
 from ...hw.shell import word_beats
 from . import art
-from .gateware import PARAM_BYTES_PER_LANE, Opcode, map_bytes
+from .gateware import PARAM_BYTES_PER_LANE, Opcode, dn_depth, map_bytes
 
 __all__ = ["Design", "Mapping", "Structure", "Command", "Program", "structure_of", "operands_of", "compile_program",
            "check_mapping", "vn_layout_legal", "weights_field", "pack_stream", "unpack_output", "requant_words"]
@@ -58,12 +58,18 @@ class Design:
     rn_bw: int
     acc_depth: int
     rn: str = "fan"
+    dn: str = "xbar"
 
     @classmethod
     def from_params(cls, params):
-        from .gateware import REDUCTION_NETWORKS
+        from .gateware import DISTRIBUTION_NETWORKS, REDUCTION_NETWORKS
         return cls(params["multipliers"], params["dn_bw"], params["rn_bw"], params["acc_depth"],
-                   REDUCTION_NETWORKS[params.get("rn", 0)])
+                   REDUCTION_NETWORKS[params.get("rn", 0)], DISTRIBUTION_NETWORKS[params.get("dn", 0)])
+
+    @property
+    def dn_depth(self):
+        """Register levels of the distribution network (0 for the crossbar)."""
+        return dn_depth(self.multipliers, self.dn_bw, self.dn)
 
     @property
     def beat_bytes(self):
@@ -550,6 +556,8 @@ def _layout(design, structure, positions_p, positions_k, spans, pixels):
     else:
         slot_of = np.zeros(0, np.int64)
         value_index = np.full((pixels.shape[0], 1), -1, np.int64)
+    if design.dn == "tree":
+        value_index, slot_of = _tree_positions(design, value_index, slot_of)
     per_step = max(1, -(-value_index.shape[1] // bw))
     if per_step > 255:
         raise UnsupportedLayer(f"a step needs {per_step} beats, more than 255")
@@ -579,6 +587,30 @@ def _layout(design, structure, positions_p, positions_k, spans, pixels):
         level = (a ^ b).bit_length()         # the sum is whole at the lowest common ancestor of a and b
         lanes[lane] = (a >> level, level | 0x80)
     return value_index, per_step, config.tobytes()
+
+
+def _tree_positions(design, value_index, slot_of):
+    """The distribution tree's positions: multiplier ``i`` hangs on tree ``i // (N / DN_BW)``, fed by that lane
+    of every beat, so each tree gets the distinct values its multipliers need (numbered by first use), one a
+    beat: a step takes as many beats as the busiest tree needs values, and a value several trees need is sent
+    on each. Returns (value index [S, beats * DN_BW], -1 where a lane idles; position of every used multiplier)."""
+    bw, per_tree = design.dn_bw, design.multipliers // design.dn_bw
+    positions = np.zeros_like(slot_of)
+    columns = {}
+    for tree in range(-(-slot_of.size // per_tree)):
+        part = slot_of[tree * per_tree:(tree + 1) * per_tree]
+        distinct, first, inverse = np.unique(part, return_index=True, return_inverse=True)
+        order = np.argsort(first)
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        positions[tree * per_tree:(tree + 1) * per_tree] = rank[inverse.reshape(-1)] * bw + tree
+        for r, value in zip(rank, distinct):
+            columns[int(r) * bw + tree] = int(value)
+    width = (max(columns) + 1) if columns else 1
+    out = np.full((value_index.shape[0], width), -1, np.int64)
+    for position, value in columns.items():
+        out[:, position] = value_index[:, value]
+    return out, positions
 
 
 def _fold(design, structure, mapping, group, ks_of, pixels, first, layouts, key):

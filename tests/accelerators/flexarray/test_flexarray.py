@@ -48,13 +48,16 @@ def _check(accelerator, device, layer, inputs, plan):
 @pytest.mark.parametrize("params, dma, count", [({"rn": 0}, DmaTiming(4, 0), 16), ({"rn": 0}, DmaTiming(2, 3), 8),
                                                 ({"rn": 1}, DmaTiming(8, 1), 10),
                                                 ({"rn": 0, "rn_bw": 8}, DmaTiming(4, 1), 12),
-                                                ({"rn": 2}, DmaTiming(4, 1), 18),
-                                                ({"rn": 2, "multipliers": 16, "rn_bw": 8}, DmaTiming(8, 0), 12)],
-                         ids=["fan", "fan_slow_dma", "seq", "two_lane_groups", "art", "art16"])
+                                                ({"rn": 2}, DmaTiming(4, 1), 24),
+                                                ({"rn": 2, "multipliers": 16, "rn_bw": 8}, DmaTiming(8, 0), 12),
+                                                ({"rn": 0, "dn": 1}, DmaTiming(4, 1), 24),
+                                                ({"rn": 2, "dn": 1, "multipliers": 16, "rn_bw": 8}, DmaTiming(2, 2),
+                                                 12)],
+                         ids=["fan", "fan_slow_dma", "seq", "two_lane_groups", "art", "art16", "tree", "tree16_art"])
 def test_random_legal_mappings_bit_and_cycle_exact(device_pool, params, dma, count):
     """``two_lane_groups``: 8 lanes over a 4-byte beat, read out as two beats a word through 4 requantizers."""
     accelerator, device = device_pool({**SMALL, **params}, "verilator", dma, FlexArrayAccelerator)
-    rng = np.random.default_rng(100 + params["rn"] + dma.bytes_per_cycle + params.get("rn_bw", 0))
+    rng = np.random.default_rng(100 + params["rn"] + dma.bytes_per_cycle + params.get("rn_bw", 0) + 7 * params.get("dn", 0))
     for i in range(count):
         layer, inputs = random_layer(KINDS[i % len(KINDS)], rng, max_dim=10)
         _check(accelerator, device, layer, inputs, _random_plan(accelerator, layer, inputs, rng))
@@ -172,3 +175,37 @@ def test_art_layouts_are_reported_and_its_configuration_counted():
     map_loads = sum(c.op == "MAP" for c in maps[1])
     assert plans[1].schedule["config_bytes"] - plans[0].schedule["config_bytes"] == map_loads * (
         art_design.map_beats - fan.map_beats) * art_design.beat_bytes
+
+
+def test_tree_distribution_sends_a_value_once_per_tree_that_needs_it():
+    """dn=tree: lane l of a beat feeds only tree l (multipliers l*N/dn_bw..), so a step takes as many beats as
+    its busiest tree has distinct values; a value several trees need is sent on each. The crossbar sends it
+    once. The cycle model follows (its exactness on RTL: the random-mapping tests above)."""
+    xbar, tree = (FlexArrayAccelerator(**{**SMALL, "dn": dn}) for dn in ("xbar", "tree"))
+    assert tree.params["dn"] == 1 and tree.design.dn_depth == 1 and xbar.design.dn_depth == 0
+    rng = np.random.default_rng(5)
+    layer, (x,) = get_kind("gemm").random(rng, m=6, n=4, k=2)
+    # one pixel, 4 channels of a k-chunk of 2: every tree of 2 multipliers holds one VN, both operands of
+    # the row, so each step sends the row's 2 values on each of the 4 trees (2 beats) instead of once (1 beat)
+    mapping = compiler.Mapping(rows=1, channels=4, chunk=(2,))
+    plans = {name: a.plan_with(layer, x.shape, mapping) for name, a in (("xbar", xbar), ("tree", tree))}
+    assert plans["tree"].schedule["data_bytes"] == 2 * plans["xbar"].schedule["data_bytes"]
+    program = compiler.compile_program(tree.design, compiler.structure_of(layer, x.shape), mapping)
+    fold = program.tiles[0].folds[0]
+    assert fold.per_step == 2 and fold.value_index.shape[1] == 2 * tree.design.dn_bw
+    assert all((fold.value_index[:, b * 4:(b + 1) * 4] == fold.value_index[:, b * 4:b * 4 + 1]).all() for b in (0, 1))
+    dma = DmaTiming(4, 0)
+    assert tree.estimate(plans["tree"], dma).cycles > xbar.estimate(plans["xbar"], dma).cycles
+
+
+def test_network_parameters_by_name_and_their_limits():
+    assert FlexArrayAccelerator(rn="art", dn="tree").params | {"rn": 2, "dn": 1} == FlexArrayAccelerator(
+        rn=2, dn=1).params
+    with pytest.raises(ParameterError, match=r"rn must be one of fan, seq, art \(or 0..2\), not 'ar'"):
+        FlexArrayAccelerator(rn="ar")
+    with pytest.raises(ParameterError, match=r"dn=tree needs dn_bw \(16\) <= multipliers \(8\)"):
+        FlexArrayAccelerator(multipliers=8, dn_bw=16, rn_bw=4, dn=1)
+    with pytest.raises(ParameterError, match=r"dn=tree needs dn_bw \(16\) <= multipliers \(8\)"):
+        FlexArrayCore(multipliers=8, dn_bw=16, rn_bw=4, dn="tree")
+    from accelkit.accelerators.base import parse_params
+    assert parse_params("rn=art,dn=tree,multipliers=16") == {"rn": "art", "dn": "tree", "multipliers": 16}
