@@ -5,7 +5,9 @@ src[index[m, k]] * W[k, n])``: ``index`` points into a flat source vector (the
 input, with the padding value at position 0 for convolutions), so the compiler
 sees which operands of a step are the same input value and sends it once
 (MAERI's sliding-window reuse within a step, SIGMA's multicast to every
-multiplier whose ``k`` matches).
+multiplier whose ``k`` matches). A BATCH_MATMUL is one such GEMM per batch
+element with the rhs (an activation) stationary and its zero point's row term
+as extra weights on the same operands (:func:`batch_matmul_weights`).
 
 A :class:`Mapping` tiles the layer:
 
