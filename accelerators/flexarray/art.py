@@ -13,7 +13,10 @@ forwards, ``f``; it registers
 * ``done = [u0] + [u1] + [f]``, a completed VN sum, which a lane may collect,
 
 and forwards ``lat = [u0] + [u1]`` to its cousin, each term enabled by one
-bit of the node's configuration byte (:data:`UP_U0` ...). A node's *inner* edge
+bit of the node's configuration byte (:data:`UP_U0` ...). Above level 1 the
+routing below keeps both children's values to one VN (or zero), so there the
+hardware adds ``u0 + u1`` once and each output takes that sum (plus ``f``)
+when any of its child bits is set: two adders a node. A node's *inner* edge
 is the one it shares with its sibling, its *outer* edge the one it shares with
 its cousin.
 
@@ -197,7 +200,9 @@ def legal(n, spans):
 
 def evaluate(n, config, products, collect):
     """What the tree computes (the hardware's rule, in Python): the sum each collection point
-    (level, node) of ``collect`` delivers for ``products`` under ``config`` (None: 0)."""
+    (level, node) of ``collect`` delivers for ``products`` under ``config`` (None: 0). Above level 1 a node's
+    two children carry one VN (or nothing), so the hardware adds them whatever its child bits say, and a
+    value goes up, completes or crosses when any of its child bits is set."""
     levels = n.bit_length() - 1
     ups, dones = [list(products)], [list(products)]
     for level in range(1, levels + 1):
@@ -205,16 +210,24 @@ def evaluate(n, config, products, collect):
         below = ups[-1]
         lat = []
         for x in range(count):
-            c = config[base + x]
-            lat.append((below[2 * x] if c & LAT_U0 else 0) + (below[2 * x + 1] if c & LAT_U1 else 0))
+            c, u0, u1 = config[base + x], below[2 * x], below[2 * x + 1]
+            if level == 1:
+                lat.append((u0 if c & LAT_U0 else 0) + (u1 if c & LAT_U1 else 0))
+            else:
+                lat.append(u0 + u1 if c & (LAT_U0 | LAT_U1) else 0)
         up, done = [], []
         for x in range(count):
-            c = config[base + x]
+            c, u0, u1 = config[base + x], below[2 * x], below[2 * x + 1]
             cousin = x + 1 if x % 2 else x - 1
             f = lat[cousin] if 0 <= cousin < count else 0
-            terms = (below[2 * x], below[2 * x + 1], f)
-            up.append(sum(t for bit, t in zip((UP_U0, UP_U1, UP_F), terms) if c & bit))
-            done.append(sum(t for bit, t in zip((DONE_U0, DONE_U1, DONE_F), terms) if c & bit))
+            if level == 1:
+                terms = (u0, u1, f)
+                up.append(sum(t for bit, t in zip((UP_U0, UP_U1, UP_F), terms) if c & bit))
+                done.append(sum(t for bit, t in zip((DONE_U0, DONE_U1, DONE_F), terms) if c & bit))
+            else:
+                # above level 1 the node adds both children (they carry one VN, or nothing) and, if told, f
+                up.append((u0 + u1 + (f if c & UP_F else 0)) if c & (UP_U0 | UP_U1) else 0)
+                done.append((u0 + u1 + (f if c & DONE_F else 0)) if c & (DONE_U0 | DONE_U1) else 0)
         ups.append(up)
         dones.append(done)
     return [0 if point is None else dones[point[0]][point[1]] for point in collect]

@@ -215,11 +215,20 @@ class AugmentedReductionTree(wiring.Component):
             if level <= levels:
                 count, base = n >> level, node_offset(n, level)
                 here = config[base:base + count]
-                lat = []
+                lat, both = [], []
                 for x in range(count):
                     u0, u1, c = ups[2 * x], ups[2 * x + 1], here[x]
                     forward = Signal(signed(width), name=f"lat_l{level}_{x}")
-                    m.d.comb += forward.eq(Mux(bit(c, LAT_U0), u0, 0) + Mux(bit(c, LAT_U1), u1, 0))
+                    if level == 1:
+                        # two products, maybe of two VNs: any of them up, done or across
+                        m.d.comb += forward.eq(Mux(bit(c, LAT_U0), u0, 0) + Mux(bit(c, LAT_U1), u1, 0))
+                    else:
+                        # above level 1 both children carry the VN crossing this node's middle (or nothing,
+                        # a zero): one adder for their sum, and what is enabled takes it whole
+                        total = Signal(signed(width), name=f"sum_l{level}_{x}")
+                        m.d.comb += [total.eq(u0 + u1),
+                                     forward.eq(Mux(bit(c, LAT_U0) | bit(c, LAT_U1), total, 0))]
+                        both.append(total)
                     lat.append(forward)
                 new_ups, new_dones = [], []
                 for x in range(count):
@@ -228,11 +237,20 @@ class AugmentedReductionTree(wiring.Component):
                     f = lat[cousin] if 0 <= cousin < count else Const(0, signed(width))
                     up = Signal(signed(width), name=f"up_l{level}_{x}", reset_less=True)
                     done = Signal(signed(width), name=f"done_l{level}_{x}", reset_less=True)
-                    m.d.sync += [
-                        up.eq(Mux(bit(c, UP_U0), u0, 0) + Mux(bit(c, UP_U1), u1, 0) + Mux(bit(c, UP_F), f, 0)),
-                        done.eq(Mux(bit(c, DONE_U0), u0, 0) + Mux(bit(c, DONE_U1), u1, 0)
-                                + Mux(bit(c, DONE_F), f, 0)),
-                    ]
+                    if level == 1:
+                        m.d.sync += [
+                            up.eq(Mux(bit(c, UP_U0), u0, 0) + Mux(bit(c, UP_U1), u1, 0) + Mux(bit(c, UP_F), f, 0)),
+                            done.eq(Mux(bit(c, DONE_U0), u0, 0) + Mux(bit(c, DONE_U1), u1, 0)
+                                    + Mux(bit(c, DONE_F), f, 0)),
+                        ]
+                    else:
+                        # the children's sum, plus the cousin's value where the VN continues there
+                        joined = Signal(signed(width), name=f"joined_l{level}_{x}")
+                        m.d.comb += joined.eq(both[x] + f)
+                        m.d.sync += [
+                            up.eq(Mux(bit(c, UP_U0) | bit(c, UP_U1), Mux(bit(c, UP_F), joined, both[x]), 0)),
+                            done.eq(Mux(bit(c, DONE_U0) | bit(c, DONE_U1), Mux(bit(c, DONE_F), joined, both[x]), 0)),
+                        ]
                     new_ups.append(up)
                     new_dones.append(done)
                 ups, dones = new_ups, new_dones
