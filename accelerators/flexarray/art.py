@@ -16,7 +16,9 @@ and forwards ``lat = [u0] + [u1]`` to its cousin, each term enabled by one
 bit of the node's configuration byte (:data:`UP_U0` ...). Above level 1 the
 routing below keeps both children's values to one VN (or zero), so there the
 hardware adds ``u0 + u1`` once and each output takes that sum (plus ``f``)
-when any of its child bits is set: two adders a node. A node's *inner* edge
+when any of its child bits is set: two adders a node (three at level 1,
+where a product alone goes up from the inner child or, with ``f``, completes
+from the outer one). A node's *inner* edge
 is the one it shares with its sibling, its *outer* edge the one it shares with
 its cousin.
 
@@ -202,31 +204,38 @@ def evaluate(n, config, products, collect):
     """What the tree computes (the hardware's rule, in Python): the sum each collection point
     (level, node) of ``collect`` delivers for ``products`` under ``config`` (None: 0). Above level 1 a node's
     two children carry one VN (or nothing), so the hardware adds them whatever its child bits say, and a
-    value goes up, completes or crosses when any of its child bits is set."""
+    value goes up, completes or crosses when any of its child bits is set; at level 1 one product alone goes
+    up only from the inner child and completes or crosses only from the outer one (the only ways the routing
+    uses them)."""
     levels = n.bit_length() - 1
     ups, dones = [list(products)], [list(products)]
     for level in range(1, levels + 1):
         count, base = n >> level, node_offset(n, level)
         below = ups[-1]
+        def both(c, mask):
+            return c & mask == mask
+
         lat = []
         for x in range(count):
             c, u0, u1 = config[base + x], below[2 * x], below[2 * x + 1]
-            if level == 1:
-                lat.append((u0 if c & LAT_U0 else 0) + (u1 if c & LAT_U1 else 0))
+            outer = u0 if x % 2 == 0 else u1
+            if level == 1 and not both(c, LAT_U0 | LAT_U1):
+                lat.append(outer if c & (LAT_U0 | LAT_U1) else 0)
             else:
                 lat.append(u0 + u1 if c & (LAT_U0 | LAT_U1) else 0)
         up, done = [], []
         for x in range(count):
             c, u0, u1 = config[base + x], below[2 * x], below[2 * x + 1]
+            inner, outer = (u1, u0) if x % 2 == 0 else (u0, u1)
             cousin = x + 1 if x % 2 else x - 1
             f = lat[cousin] if 0 <= cousin < count else 0
-            if level == 1:
-                terms = (u0, u1, f)
-                up.append(sum(t for bit, t in zip((UP_U0, UP_U1, UP_F), terms) if c & bit))
-                done.append(sum(t for bit, t in zip((DONE_U0, DONE_U1, DONE_F), terms) if c & bit))
+            if level == 1 and not both(c, UP_U0 | UP_U1):
+                up.append(inner if c & (UP_U0 | UP_U1) else 0)         # one product up: the inner one
             else:
-                # above level 1 the node adds both children (they carry one VN, or nothing) and, if told, f
                 up.append((u0 + u1 + (f if c & UP_F else 0)) if c & (UP_U0 | UP_U1) else 0)
+            if level == 1 and not both(c, DONE_U0 | DONE_U1):
+                done.append(outer + f if c & (DONE_U0 | DONE_U1) else 0)  # the outer one, with the cousin's
+            else:
                 done.append((u0 + u1 + (f if c & DONE_F else 0)) if c & (DONE_U0 | DONE_U1) else 0)
         ups.append(up)
         dones.append(done)

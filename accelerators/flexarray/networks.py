@@ -188,7 +188,6 @@ class AugmentedReductionTree(wiring.Component):
         from .art import node_offset, UP_U0, UP_U1, UP_F, DONE_U0, DONE_U1, DONE_F, LAT_U0, LAT_U1
         m = Module()
         n, lanes, levels = self.n, self.lanes, tree_levels(self.n)
-        width = PRODUCT_WIDTH + levels             # any VN's sum (at most n products) fits
         ups = [self.products[i] for i in range(n)]
         dones = ups
         valid, select = self.valid, self.select
@@ -215,41 +214,52 @@ class AugmentedReductionTree(wiring.Component):
             if level <= levels:
                 count, base = n >> level, node_offset(n, level)
                 here = config[base:base + count]
+                # a value at this level is a contiguous piece of one VN reaching at most a node's width past
+                # each of its edges (into its sibling's and its cousin's side): at most 4 * 2**level products
+                width = min(PRODUCT_WIDTH + levels, PRODUCT_WIDTH + level + 2)
                 lat, both = [], []
                 for x in range(count):
                     u0, u1, c = ups[2 * x], ups[2 * x + 1], here[x]
+                    outer = u0 if x % 2 == 0 else u1
+                    total = Signal(signed(width), name=f"sum_l{level}_{x}")
                     forward = Signal(signed(width), name=f"lat_l{level}_{x}")
+                    m.d.comb += total.eq(u0 + u1)
                     if level == 1:
-                        # two products, maybe of two VNs: any of them up, done or across
-                        m.d.comb += forward.eq(Mux(bit(c, LAT_U0), u0, 0) + Mux(bit(c, LAT_U1), u1, 0))
+                        # two products, maybe of two VNs: both, or the outer one alone, go across
+                        m.d.comb += forward.eq(Mux(bit(c, LAT_U0) & bit(c, LAT_U1), total,
+                                                   Mux(bit(c, LAT_U0) | bit(c, LAT_U1), outer, 0)))
                     else:
                         # above level 1 both children carry the VN crossing this node's middle (or nothing,
-                        # a zero): one adder for their sum, and what is enabled takes it whole
-                        total = Signal(signed(width), name=f"sum_l{level}_{x}")
-                        m.d.comb += [total.eq(u0 + u1),
-                                     forward.eq(Mux(bit(c, LAT_U0) | bit(c, LAT_U1), total, 0))]
-                        both.append(total)
+                        # a zero): their sum goes wherever any child bit says
+                        m.d.comb += forward.eq(Mux(bit(c, LAT_U0) | bit(c, LAT_U1), total, 0))
+                    both.append(total)
                     lat.append(forward)
                 new_ups, new_dones = [], []
                 for x in range(count):
                     u0, u1, c = ups[2 * x], ups[2 * x + 1], here[x]
+                    inner, outer = (u1, u0) if x % 2 == 0 else (u0, u1)
                     cousin = x + 1 if x % 2 else x - 1
                     f = lat[cousin] if 0 <= cousin < count else Const(0, signed(width))
                     up = Signal(signed(width), name=f"up_l{level}_{x}", reset_less=True)
                     done = Signal(signed(width), name=f"done_l{level}_{x}", reset_less=True)
+                    # the children's sum plus the cousin's value, where the VN continues there
+                    joined = Signal(signed(width), name=f"joined_l{level}_{x}")
+                    m.d.comb += joined.eq(both[x] + f)
+                    up_any, done_any = bit(c, UP_U0) | bit(c, UP_U1), bit(c, DONE_U0) | bit(c, DONE_U1)
                     if level == 1:
+                        # one product alone goes up only from the inner child, and completes only from the
+                        # outer one, with the cousin's part
+                        alone = Signal(signed(width), name=f"alone_l{level}_{x}")
+                        m.d.comb += alone.eq(outer + f)
+                        up_both, done_both = bit(c, UP_U0) & bit(c, UP_U1), bit(c, DONE_U0) & bit(c, DONE_U1)
                         m.d.sync += [
-                            up.eq(Mux(bit(c, UP_U0), u0, 0) + Mux(bit(c, UP_U1), u1, 0) + Mux(bit(c, UP_F), f, 0)),
-                            done.eq(Mux(bit(c, DONE_U0), u0, 0) + Mux(bit(c, DONE_U1), u1, 0)
-                                    + Mux(bit(c, DONE_F), f, 0)),
+                            up.eq(Mux(up_both, Mux(bit(c, UP_F), joined, both[x]), Mux(up_any, inner, 0))),
+                            done.eq(Mux(done_both, Mux(bit(c, DONE_F), joined, both[x]), Mux(done_any, alone, 0))),
                         ]
                     else:
-                        # the children's sum, plus the cousin's value where the VN continues there
-                        joined = Signal(signed(width), name=f"joined_l{level}_{x}")
-                        m.d.comb += joined.eq(both[x] + f)
                         m.d.sync += [
-                            up.eq(Mux(bit(c, UP_U0) | bit(c, UP_U1), Mux(bit(c, UP_F), joined, both[x]), 0)),
-                            done.eq(Mux(bit(c, DONE_U0) | bit(c, DONE_U1), Mux(bit(c, DONE_F), joined, both[x]), 0)),
+                            up.eq(Mux(up_any, Mux(bit(c, UP_F), joined, both[x]), 0)),
+                            done.eq(Mux(done_any, Mux(bit(c, DONE_F), joined, both[x]), 0)),
                         ]
                     new_ups.append(up)
                     new_dones.append(done)
