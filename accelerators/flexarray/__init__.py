@@ -15,9 +15,9 @@ SPARSE_SIGNATURE = 0.25
 
 
 class FlexArrayAccelerator(Accelerator):
-    """N int8 multiplier switches, a crossbar distribution network (or a multicast tree), a forwarding adder network (or the
-    segmented-sum reference, or an augmented reduction tree), an accumulation buffer and TFLite requantization;
-    mappings from a compiler."""
+    """N int8 multiplier switches, a crossbar distribution network (or multicast trees), a forwarding adder
+    network (or the segmented-sum reference, or an augmented reduction tree), an accumulation buffer and TFLite
+    requantization; mappings from a compiler."""
 
     name = "flexarray"
     core_class = FlexArrayCore

@@ -40,8 +40,8 @@ that would have to carry two VNs (which the invariant rules out).
 
 from ...errors import UnsupportedLayer
 
-__all__ = ["configure", "legal", "evaluate", "check_spans", "node_offset", "UP_U0", "UP_U1", "UP_F", "DONE_U0", "DONE_U1", "DONE_F",
-           "LAT_U0", "LAT_U1"]
+__all__ = ["configure", "legal", "evaluate", "check_spans", "node_offset", "UP_U0", "UP_U1", "UP_F", "DONE_U0",
+           "DONE_U1", "DONE_F", "LAT_U0", "LAT_U1"]
 
 UP_U0, UP_U1, UP_F, DONE_U0, DONE_U1, DONE_F, LAT_U0, LAT_U1 = (1 << b for b in range(8))
 
@@ -52,6 +52,7 @@ def node_offset(n, level):
 
 
 def check_spans(n, spans):
+    """Raise :class:`UnsupportedLayer` unless ``spans`` are disjoint runs within ``n`` multipliers, in order."""
     previous = -1
     for a, b in spans:
         if b < a:

@@ -70,8 +70,8 @@ from . import requant
 from .networks import (LANE_WIDTH, PRODUCT_WIDTH, AugmentedReductionTree, ForwardingAdderNetwork, SegmentedSum,
                        lane_of_layout, latency, select_layout)
 
-__all__ = ["FlexArrayCore", "FLEX_CONFIG_REGISTERS", "Opcode", "map_bytes", "PARAM_BYTES_PER_LANE", "REDUCTION_NETWORKS", "DISTRIBUTION_NETWORKS", "write_delay", "readout_delay", "dn_depth",
-           "fifo_depth"]
+__all__ = ["FlexArrayCore", "FLEX_CONFIG_REGISTERS", "Opcode", "map_bytes", "PARAM_BYTES_PER_LANE", "REDUCTION_NETWORKS",
+           "DISTRIBUTION_NETWORKS", "write_delay", "readout_delay", "dn_depth", "fifo_depth"]
 
 FLEX_CONFIG_REGISTERS = (
     Register("OUTPUT_ZERO_POINT", CONFIG_BASE + 0x00, "rw", 8, signed=True, doc="added after requantization"),

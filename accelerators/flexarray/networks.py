@@ -37,8 +37,8 @@ from amaranth import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["ForwardingAdderNetwork", "SegmentedSum", "AugmentedReductionTree", "latency", "tree_levels", "select_layout", "lane_of_layout",
-           "PRODUCT_WIDTH", "LANE_WIDTH"]
+__all__ = ["ForwardingAdderNetwork", "SegmentedSum", "AugmentedReductionTree", "latency", "tree_levels", "select_layout",
+           "lane_of_layout", "PRODUCT_WIDTH", "LANE_WIDTH"]
 
 #: An int8 x int8 product fits signed 16 bits (-128 * -128 = 16384).
 PRODUCT_WIDTH = 16

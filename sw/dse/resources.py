@@ -129,7 +129,8 @@ def _flexarray_features(p):
             "collectors": p["rn_bw"] * p["multipliers"], "crossbar": p["multipliers"] * p["dn_bw"],
             "rn_bw": p["rn_bw"], "seq_multipliers": p["multipliers"] * (p.get("rn", 0) == 1),
             "art_multipliers": p["multipliers"] * (p.get("rn", 0) == 2),
-            "tree_levels": p["multipliers"] * (p.get("dn", 0) == 1) * max(0, (p["multipliers"] // p["dn_bw"]).bit_length() - 1)}
+            "tree_levels": p["multipliers"] * (p.get("dn", 0) == 1)
+            * max(0, (p["multipliers"] // p["dn_bw"]).bit_length() - 1)}
 
 
 #: accelerators with an analytic model (potacc shares the GEMM core, its shift columns features of their own)

@@ -57,7 +57,8 @@ def _check(accelerator, device, layer, inputs, plan):
 def test_random_legal_mappings_bit_and_cycle_exact(device_pool, params, dma, count):
     """``two_lane_groups``: 8 lanes over a 4-byte beat, read out as two beats a word through 4 requantizers."""
     accelerator, device = device_pool({**SMALL, **params}, "verilator", dma, FlexArrayAccelerator)
-    rng = np.random.default_rng(100 + params["rn"] + dma.bytes_per_cycle + params.get("rn_bw", 0) + 7 * params.get("dn", 0))
+    rng = np.random.default_rng(100 + params["rn"] + dma.bytes_per_cycle + params.get("rn_bw", 0)
+                                + 7 * params.get("dn", 0))
     for i in range(count):
         layer, inputs = random_layer(KINDS[i % len(KINDS)], rng, max_dim=10)
         _check(accelerator, device, layer, inputs, _random_plan(accelerator, layer, inputs, rng))
