@@ -33,8 +33,15 @@ class Param:
     doc: str = ""
     power_of_two: bool = False
     multiple_of: int = 1
+    #: names of the values minimum, minimum + 1, ... (a choice parameter): each is accepted for its value
+    names: tuple = ()
 
     def check(self, value):
+        if isinstance(value, str) and self.names:
+            if value not in self.names:
+                raise ParameterError(f"{self.name} must be one of {', '.join(self.names)} (or "
+                                     f"{self.minimum}..{self.maximum}), not {value!r}")
+            return self.minimum + self.names.index(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ParameterError(f"{self.name} must be an integer, not {value!r}")
         if not self.minimum <= value <= self.maximum:
@@ -58,6 +65,9 @@ class Param:
             yield from range(start, self.maximum + 1, self.multiple_of)
 
     def describe(self):
+        if self.names:
+            named = ", ".join(f"{self.minimum + i} {name}" for i, name in enumerate(self.names))
+            return f"{named}, default {self.default} {self.names[self.default - self.minimum]}"
         rule = "power of two, " if self.power_of_two else (
             f"multiple of {self.multiple_of}, " if self.multiple_of > 1 else "")
         return f"{rule}{self.minimum}..{self.maximum}, default {self.default}"
@@ -88,7 +98,8 @@ class ParamSpace:
 
 
 def parse_params(text: str | None) -> dict:
-    """``"rows=8,cols=8"`` to ``{"rows": 8, "cols": 8}``."""
+    """``"rows=8,cols=8"`` to ``{"rows": 8, "cols": 8}``; a value that is a name stays a string (``rn=art``), for a
+    choice parameter to take (others refuse it)."""
     result = {}
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         name, sep, value = item.partition("=")
@@ -100,7 +111,9 @@ def parse_params(text: str | None) -> dict:
         try:
             number = int(value, 0)
         except ValueError:
-            raise ParameterError(f"parameter {name} must be an integer, not {value.strip()!r}") from None
+            if not value.strip().isidentifier():
+                raise ParameterError(f"parameter {name} must be an integer, not {value.strip()!r}") from None
+            number = value.strip()      # a choice's name (``rn=art``): the parameter's check takes or refuses it
         if name in result:
             raise ParameterError(f"parameter {name} is given twice ({name}={result[name]} and {name}={number}); "
                                  "give each parameter once")

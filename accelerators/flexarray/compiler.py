@@ -5,7 +5,9 @@ src[index[m, k]] * W[k, n])``: ``index`` points into a flat source vector (the
 input, with the padding value at position 0 for convolutions), so the compiler
 sees which operands of a step are the same input value and sends it once
 (MAERI's sliding-window reuse within a step, SIGMA's multicast to every
-multiplier whose ``k`` matches).
+multiplier whose ``k`` matches). A BATCH_MATMUL is one such GEMM per batch
+element with the rhs (an activation) stationary and its zero point's row term
+as extra weights on the same operands (:func:`batch_matmul_weights`).
 
 A :class:`Mapping` tiles the layer:
 
@@ -42,10 +44,11 @@ from ...driver.layers import conv_output_size, im2col, lower_to_gemm
 from ...driver.quant import DOUBLE, float_scale_fields
 from ...errors import ParameterError, UnsupportedLayer
 from ...hw.shell import word_beats
-from .gateware import PARAM_BYTES_PER_LANE, Opcode, map_bytes
+from . import art
+from .gateware import PARAM_BYTES_PER_LANE, Opcode, dn_depth, map_bytes
 
 __all__ = ["Design", "Mapping", "Structure", "Command", "Program", "structure_of", "operands_of", "compile_program",
-           "check_mapping", "weights_field", "pack_stream", "unpack_output", "requant_words"]
+           "check_mapping", "vn_layout_legal", "weights_field", "pack_stream", "unpack_output", "requant_words"]
 
 
 @dataclass(frozen=True)
@@ -57,12 +60,18 @@ class Design:
     rn_bw: int
     acc_depth: int
     rn: str = "fan"
+    dn: str = "xbar"
 
     @classmethod
     def from_params(cls, params):
-        from .gateware import REDUCTION_NETWORKS
+        from .gateware import DISTRIBUTION_NETWORKS, REDUCTION_NETWORKS
         return cls(params["multipliers"], params["dn_bw"], params["rn_bw"], params["acc_depth"],
-                   REDUCTION_NETWORKS[params.get("rn", 0)])
+                   REDUCTION_NETWORKS[params.get("rn", 0)], DISTRIBUTION_NETWORKS[params.get("dn", 0)])
+
+    @property
+    def dn_depth(self):
+        """Register levels of the distribution network (0 for the crossbar)."""
+        return dn_depth(self.multipliers, self.dn_bw, self.dn)
 
     @property
     def beat_bytes(self):
@@ -129,6 +138,13 @@ class Structure:
     depth_multiplier: int = 1
     stride: tuple = (1, 1)
     dilation: tuple = (1, 1)
+    #: GEMM kinds: the source column of each k (None: k itself) and the source's row length (None: K). A
+    #: BATCH_MATMUL repeats every source column for its zero-point terms (see :func:`batch_matmul_weights`).
+    operand_k: np.ndarray = None
+    source_k: int = None
+    #: True when the stationary operand is an activation (BATCH_MATMUL's rhs): its values, and so its zeros,
+    #: are not known when the layer is mapped, so only dense mappings are legal
+    activation_weights: bool = False
 
     @property
     def m(self):
@@ -142,6 +158,18 @@ class Structure:
     def n(self):
         return self.weights.shape[1]
 
+    @property
+    def row_length(self):
+        """GEMM kinds: values per row of the source (its K)."""
+        return self.k if self.source_k is None else self.source_k
+
+    def source_columns(self, ks):
+        """GEMM kinds: the source column of each k of ``ks`` (negative k, a padding position, stays itself)."""
+        ks = np.asarray(ks, np.int64)
+        if self.operand_k is None:
+            return ks
+        return np.where(ks >= 0, self.operand_k[np.maximum(ks, 0)], ks)
+
 
 def _conv_index(input_shape, kernel_hw, stride, dilation, padding):
     """im2col of an image of source positions (0 is the padding value, the input starts at 1)."""
@@ -151,9 +179,59 @@ def _conv_index(input_shape, kernel_hw, stride, dilation, padding):
     return index
 
 
-def structure_of(layer, input_shape):
-    """The :class:`Structure` of a gemm, fc, conv2d or depthwise_conv2d layer on ``input_shape``."""
+def batch_matmul_terms(zero_point):
+    """The int8 weights that make up ``-zero_point`` (the rhs zero point's term of every product): none for a
+    zero point of 0, ``[-zero_point]``, or ``[64, 64]`` for -128 (128 is not an int8)."""
+    offset = -int(zero_point)
+    if offset == 0:
+        return []
+    return [offset] if offset <= 127 else [64, 64]
+
+
+def batch_matmul_weights(b, zero_point):
+    """The stationary operand of one BATCH_MATMUL product: rhs ``b`` [K, N] (int8) with its zero point's
+    terms interleaved, [T*K, N] int8, rows ``k*T`` = ``b[k]`` and ``k*T + t`` = the ``t``-th term of
+    :func:`batch_matmul_terms` (T = 1 + their count), so that
+
+        sum_k' a[m, k' // T] * W[k', n] = sum_k a[m, k] * (b[k, n] - zb),
+
+    the product with the row-offset term TFLite's kernel adds (``-zb * rowsum(a[m])``) done by the array's
+    multipliers, each term multiplying the same streamed operand as its ``b`` (sent once, multicast)."""
+    terms = batch_matmul_terms(zero_point)
+    k, n = b.shape
+    out = np.empty((k, 1 + len(terms), n), np.int8)
+    out[:, 0] = b
+    for t, value in enumerate(terms):
+        out[:, 1 + t] = value
+    return out.reshape(k * (1 + len(terms)), n)
+
+
+def _batch_matmul_structure(layer, input_shapes, rhs):
+    if len(input_shapes) != 2:
+        raise UnsupportedLayer(f"BATCH_MATMUL takes two input shapes (lhs, rhs), not {len(input_shapes)}")
+    try:
+        _, m, n, k = layer.shapes(*input_shapes)
+    except ParameterError as error:
+        raise UnsupportedLayer(str(error)) from None
+    if rhs is None:
+        # planning: the rhs is an activation, unknown until the layer runs; only its shape matters to a dense
+        # mapping (any non-zero value stands in for it)
+        rhs = np.ones((k, n), np.int8)
+    if rhs.shape != (k, n):
+        raise UnsupportedLayer(f"BATCH_MATMUL rhs element {rhs.shape} is not K x N = {k} x {n}")
+    weights = batch_matmul_weights(rhs, layer.rhs_zero_point)
+    operand_k = np.repeat(np.arange(k, dtype=np.int64), weights.shape[0] // k)
+    index = np.arange(m, dtype=np.int64)[:, None] * k + operand_k[None, :]
+    return Structure("gemm", index, weights, (m, n), operand_k=operand_k, source_k=k, activation_weights=True)
+
+
+def structure_of(layer, input_shape, rhs_shape=None, rhs=None):
+    """The :class:`Structure` of a gemm, fc, conv2d or depthwise_conv2d layer on ``input_shape``; of one batch
+    element's product of a batch_matmul on (``input_shape``, ``rhs_shape``), with its rhs ``rhs`` (int8 [K, N],
+    adj applied) when known."""
     op = getattr(layer, "op", None)
+    if op == "batch_matmul":
+        return _batch_matmul_structure(layer, (input_shape,) if rhs_shape is None else (input_shape, rhs_shape), rhs)
     if op == "gemm":
         if len(input_shape) != 2 or input_shape[1] != layer.b.shape[0]:
             raise UnsupportedLayer(f"GEMM input {tuple(input_shape)} does not chain with weights {layer.b.shape}")
@@ -186,7 +264,8 @@ def structure_of(layer, input_shape):
         return Structure("depthwise", index, _depthwise_weights(layer), (batch, oh, ow, layer.out_channels),
                          (batch, oh, ow), (kh, kw, cin), layer.multiplier, tuple(layer.stride),
                          tuple(layer.dilation))
-    raise UnsupportedLayer(f"flexarray runs gemm, fc, conv2d and depthwise_conv2d layers, not {op or type(layer).__name__}")
+    raise UnsupportedLayer(f"flexarray runs gemm, fc, conv2d, depthwise_conv2d and batch_matmul layers, not "
+                           f"{op or type(layer).__name__}")
 
 
 def _depthwise_weights(layer):
@@ -202,7 +281,34 @@ def _depthwise_weights(layer):
 
 def weights_field(layer):
     """The name of the layer's int8 weight array (what sparsity is drawn on)."""
-    return {"gemm": "b", "fc": "weights"}.get(layer.op, "filters")
+    return {"gemm": "b", "fc": "weights", "batch_matmul": None}.get(layer.op, "filters")
+
+
+def batch_matmul_operands(layer, lhs, rhs):
+    """Per batch element (QuantizedGemm, source vector, rhs [K, N]) of a batch_matmul on ``lhs``, ``rhs``, and the
+    output shape. The GEMM's bias holds the zero-point terms a column can (``K*za*zb - za*colsum(b)``, from
+    the rhs element, on the host as the gemm core's driver does); its row term is in the weights."""
+    a, b, shape = layer.operands(lhs, rhs)
+    out = []
+    for i in range(a.shape[0]):
+        gemm = layer.gemm(a[i], b[i])
+        out.append((gemm, np.ascontiguousarray(a[i]).reshape(-1), np.ascontiguousarray(b[i])))
+    return out, shape
+
+
+def batch_matmul_golden(layer, lhs, rhs):
+    """What the array computes for a batch_matmul: per element, the GEMM of the interleaved weights (no row
+    offset left to the requantizer), TFLite-exact requantization."""
+    from ...driver.layers import QuantizedGemm
+    parts, shape = batch_matmul_operands(layer, lhs, rhs)
+    outs = []
+    for gemm, source, b in parts:
+        weights = batch_matmul_weights(b, layer.rhs_zero_point)
+        repeat = weights.shape[0] // b.shape[0]
+        expanded = QuantizedGemm(np.repeat(gemm.a, repeat, axis=1), weights, gemm.bias, gemm.scale, gemm.rounding,
+                                 gemm.output_zero_point, gemm.act_min, gemm.act_max)
+        outs.append(expanded.reference())
+    return np.stack(outs).reshape(shape)
 
 
 def operands_of(layer, x):
@@ -254,6 +360,21 @@ def _chunks(structure, mapping):
     return out
 
 
+def vn_layout_legal(design, spans):
+    """(True, "") when the design's reduction network reduces the VN layout ``spans`` [(first, last)] (lane
+    order) in one pass, else (False, the reason). The forwarding adder network and the segmented-sum
+    reference take any layout of disjoint runs; the augmented reduction tree routes it (``art.py``)."""
+    if len(spans) > design.rn_bw:
+        return False, f"{len(spans)} VNs exceed rn_bw={design.rn_bw} output lanes"
+    if design.rn == "art":
+        return art.legal(design.multipliers, spans)
+    try:
+        art.check_spans(design.multipliers, spans)
+    except UnsupportedLayer as error:
+        return False, str(error)
+    return True, ""
+
+
 def check_mapping(design, structure, mapping):
     """Raise :class:`UnsupportedLayer` with the reason when ``mapping`` is illegal for this layer on ``design``."""
     expected = {"gemm": 1, "conv": 3, "depthwise": 2}[structure.kind]
@@ -282,6 +403,9 @@ def check_mapping(design, structure, mapping):
         if vns * size > design.multipliers:
             raise UnsupportedLayer(f"{vns} virtual neurons of {size} multipliers need {vns * size} multipliers, "
                                    f"more than the {design.multipliers} of this design")
+    if mapping.sparse and structure.activation_weights:
+        raise UnsupportedLayer("a sparse mapping needs the stationary operand's zeros, but this layer's is an "
+                               "activation (unknown when mapping): map it densely")
     if mapping.chunk[0] > structure.k and structure.kind == "gemm":
         raise UnsupportedLayer(f"k-chunk {mapping.chunk[0]} exceeds K={structure.k}")
 
@@ -415,7 +539,8 @@ def _layout(design, structure, positions_p, positions_k, spans, pixels):
     if used and structure.kind == "gemm":
         # A GEMM operand is (row, k): the step's distinct values are its rows times the fold's distinct k.
         # ... numbered by first use, as ``_unique_columns`` does
-        distinct, first, inverse = np.unique(positions_k, return_index=True, return_inverse=True)
+        distinct, first, inverse = np.unique(structure.source_columns(positions_k), return_index=True,
+                                             return_inverse=True)
         order = np.argsort(first)
         rank = np.empty_like(order)
         rank[order] = np.arange(order.size)
@@ -424,7 +549,7 @@ def _layout(design, structure, positions_p, positions_k, spans, pixels):
         rows = np.repeat(np.arange(pixels.shape[1]), distinct.size)
         ks = np.tile(distinct, pixels.shape[1])
         pix = pixels[:, rows]
-        value_index = np.where((pix >= 0) & (ks >= 0)[None, :], pix * structure.k + ks[None, :], -1)
+        value_index = np.where((pix >= 0) & (ks >= 0)[None, :], pix * structure.row_length + ks[None, :], -1)
     elif used:
         pix = pixels[:, positions_p]
         index = np.where(pix >= 0, structure.index[np.maximum(pix, 0), positions_k[None, :]],
@@ -433,6 +558,8 @@ def _layout(design, structure, positions_p, positions_k, spans, pixels):
     else:
         slot_of = np.zeros(0, np.int64)
         value_index = np.full((pixels.shape[0], 1), -1, np.int64)
+    if design.dn == "tree":
+        value_index, slot_of = _tree_positions(design, value_index, slot_of)
     per_step = max(1, -(-value_index.shape[1] // bw))
     if per_step > 255:
         raise UnsupportedLayer(f"a step needs {per_step} beats, more than 255")
@@ -445,16 +572,47 @@ def _layout(design, structure, positions_p, positions_k, spans, pixels):
     ends[:used] = slot_of                    # slot_of < used <= multipliers <= 128
     lanes = config[n_mult:n_mult + 2 * design.rn_bw].reshape(design.rn_bw, 2)
     config[n_mult + 2 * design.rn_bw:n_mult + 2 * design.rn_bw + 2] = (used & 0xFF, used >> 8)
-    lane_of = config[n_mult + 2 * design.rn_bw + 2:]
+    lane_of = config[n_mult + 2 * design.rn_bw + 2:] if design.rn == "seq" else config[:0]
+    if design.rn == "art":
+        nodes, collect = art.configure(n_mult, spans)
+        config[n_mult + 2 * design.rn_bw + 2:] = np.frombuffer(nodes, np.uint8)
     for lane, (a, b) in enumerate(spans):
         if b < a:
             continue                         # an empty VN (no non-zero weight in this chunk): its lane adds 0
         ends[b] |= 0x80                      # the VN ends at its last multiplier
         if lane_of.size:
             lane_of[a:b + 1] = lane | 0x80
+        if design.rn == "art":
+            level, node = collect[lane]      # where the tree completes it (art.py)
+            lanes[lane] = (node, level | 0x80)
+            continue
         level = (a ^ b).bit_length()         # the sum is whole at the lowest common ancestor of a and b
         lanes[lane] = (a >> level, level | 0x80)
     return value_index, per_step, config.tobytes()
+
+
+def _tree_positions(design, value_index, slot_of):
+    """The distribution tree's positions: multiplier ``i`` hangs on tree ``i // (N / DN_BW)``, fed by that lane
+    of every beat, so each tree gets the distinct values its multipliers need (numbered by first use), one a
+    beat: a step takes as many beats as the busiest tree needs values, and a value several trees need is sent
+    on each. Returns (value index [S, beats * DN_BW], -1 where a lane idles; position of every used multiplier)."""
+    bw, per_tree = design.dn_bw, design.multipliers // design.dn_bw
+    positions = np.zeros_like(slot_of)
+    columns = {}
+    for tree in range(-(-slot_of.size // per_tree)):
+        part = slot_of[tree * per_tree:(tree + 1) * per_tree]
+        distinct, first, inverse = np.unique(part, return_index=True, return_inverse=True)
+        order = np.argsort(first)
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        positions[tree * per_tree:(tree + 1) * per_tree] = rank[inverse.reshape(-1)] * bw + tree
+        for r, value in zip(rank, distinct):
+            columns[int(r) * bw + tree] = int(value)
+    width = (max(columns) + 1) if columns else 1
+    out = np.full((value_index.shape[0], width), -1, np.int64)
+    for position, value in columns.items():
+        out[:, position] = value_index[:, value]
+    return out, positions
 
 
 def _fold(design, structure, mapping, group, ks_of, pixels, first, layouts, key):

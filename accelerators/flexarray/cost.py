@@ -25,7 +25,7 @@ __all__ = ["program_cycles", "cycle_bound"]
 def program_cycles(design, program, dma):
     """Cycles of one job running ``program`` (a ``compiler.Program``) on ``design`` at DMA timing ``dma``."""
     beat, bpc, latency = design.beat_bytes, dma.bytes_per_cycle, dma.latency
-    write = write_delay(design.multipliers)
+    write = write_delay(design.multipliers, design.dn_depth)
     delay = readout_delay()
     ready = 0                 # first cycle the decoder takes the next beat
     in_beat = out_beat = 0

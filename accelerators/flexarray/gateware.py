@@ -19,7 +19,9 @@ header's low 32 bits: opcode (bits 0-2), ``first`` (3), ``last`` (4), a count
   stay below 128 because a step never carries more values than multipliers);
   per output lane two bytes (collecting node index; tree level | enable << 7);
   the number of multipliers in use (two bytes, for the MAC counter); with the
-  reference network ``seq`` only, per multiplier its lane | used << 7.
+  reference network ``seq`` only, per multiplier its lane | used << 7; with the
+  augmented reduction tree ``art`` only, per adder node (level 1 first) its
+  configuration byte (``art.py``; the VN end bits are then unused).
 * WEIGHTS (2): ``weight_beats`` beats, one int8 stationary operand per multiplier;
   with a non-zero ``count`` its fold's steps follow at once, as a STEPS command
   with this header would bring them (one header beat less per fold).
@@ -32,7 +34,13 @@ header's low 32 bits: opcode (bits 0-2), ``first`` (3), ``last`` (4), a count
   ``DN_BW`` int8 values; multiplier ``i`` captures the value at position
   ``pos_i`` of every step, lane ``pos_i % DN_BW`` of beat ``pos_i // DN_BW``
   (the distribution network: a crossbar, ``DN_BW`` values to any multipliers
-  each cycle). After a step's last beat its products
+  each cycle; or, with ``dn=tree``, MAERI's distribution tree: ``DN_BW``
+  binary multicast trees of ``N / DN_BW`` multipliers each, lane ``l`` feeding
+  tree ``l``, so a multiplier's position is always on its own tree's lane and
+  a value needed on several trees is sent on each; every switch level is
+  registered, the value going on with the destination mask of its leaves,
+  and the configuration a step multiplies with follows it down the same
+  number of levels). After a step's last beat (and the tree) its products
   enter the reduction network; the sums of step ``s`` are written into
   accumulation word ``s`` (``first``) or added to it.
 * READOUT (5): hands the tile's accumulation bank and parameters to the
@@ -59,11 +67,11 @@ from ...errors import ParameterError
 from ...hw.registers import CONFIG_BASE, Register
 from ...hw.shell import CoreBase, word_beats
 from . import requant
-from .networks import (LANE_WIDTH, PRODUCT_WIDTH, ForwardingAdderNetwork, SegmentedSum, lane_of_layout, latency,
-                       select_layout)
+from .networks import (LANE_WIDTH, PRODUCT_WIDTH, AugmentedReductionTree, ForwardingAdderNetwork, SegmentedSum,
+                       lane_of_layout, latency, select_layout)
 
-__all__ = ["FlexArrayCore", "FLEX_CONFIG_REGISTERS", "Opcode", "map_bytes", "PARAM_BYTES_PER_LANE", "REDUCTION_NETWORKS", "DISTRIBUTION_NETWORKS", "write_delay", "readout_delay",
-           "fifo_depth"]
+__all__ = ["FlexArrayCore", "FLEX_CONFIG_REGISTERS", "Opcode", "map_bytes", "PARAM_BYTES_PER_LANE", "REDUCTION_NETWORKS",
+           "DISTRIBUTION_NETWORKS", "write_delay", "readout_delay", "dn_depth", "fifo_depth"]
 
 FLEX_CONFIG_REGISTERS = (
     Register("OUTPUT_ZERO_POINT", CONFIG_BASE + 0x00, "rw", 8, signed=True, doc="added after requantization"),
@@ -73,8 +81,8 @@ FLEX_CONFIG_REGISTERS = (
 )
 
 PARAM_BYTES_PER_LANE = 12
-REDUCTION_NETWORKS = ("fan", "seq")
-DISTRIBUTION_NETWORKS = ("xbar",)
+REDUCTION_NETWORKS = ("fan", "seq", "art")
+DISTRIBUTION_NETWORKS = ("xbar", "tree")
 
 
 class Opcode:
@@ -87,16 +95,22 @@ class Opcode:
 
 def map_bytes(n, lanes, rn):
     """Bytes of the mapping configuration of ``n`` multipliers and ``lanes`` output lanes (see the module doc)."""
-    return n + 2 * lanes + 2 + (n if rn == "seq" else 0)
+    return n + 2 * lanes + 2 + {"seq": n, "art": n - 1}.get(rn, 0)
 
 
-def write_delay(n):
+def dn_depth(n, dn_bw, dn):
+    """Register levels of the distribution network between a beat and the multipliers' operand registers:
+    none for the crossbar; for the tree, its switch levels, log2 of the multipliers per subtree."""
+    return (n // dn_bw).bit_length() - 1 if dn == "tree" else 0
+
+
+def write_delay(n, depth=0):
     """Cycles from a step's last beat to the cycle its sums are written into the accumulation buffer.
 
-    Capture (the beat's cycle), product register, the reduction network, the
-    buffer read, the write.
+    Capture (the beat's cycle; ``depth`` distribution-tree levels later), product
+    register, the reduction network, the buffer read, the write.
     """
-    return 1 + 1 + latency(n) + 1
+    return 1 + depth + 1 + latency(n) + 1
 
 
 def readout_delay():
@@ -119,8 +133,9 @@ class FlexArrayCore(CoreBase):
 
     Keyword-only parameters: ``multipliers`` (N, a power of two 4..128),
     ``dn_bw`` (int8 values per beat, 4..128, a power of two; the stream is
-    ``8 * dn_bw`` bits wide), ``rn_bw`` (output lanes, 1..N), ``rn`` (``"fan"`` or
-    ``"seq"``), ``dn`` (``"xbar"``), ``acc_depth`` (accumulation words, a power
+    ``8 * dn_bw`` bits wide), ``rn_bw`` (output lanes, 1..N), ``rn`` (``"fan"``,
+    ``"seq"`` or ``"art"``), ``dn`` (``"xbar"`` or ``"tree"``, at most ``N``
+    values a beat), ``acc_depth`` (accumulation words, a power
     of two). Raises :class:`ParameterError`.
     """
 
@@ -131,6 +146,9 @@ class FlexArrayCore(CoreBase):
         _check("dn_bw", dn_bw, [1 << e for e in range(2, 8)])
         _check("rn", rn, REDUCTION_NETWORKS)
         _check("dn", dn, DISTRIBUTION_NETWORKS)
+        if dn == "tree" and dn_bw > multipliers:
+            raise ParameterError(f"dn=tree needs dn_bw ({dn_bw}) <= multipliers ({multipliers}): one multicast "
+                                 "tree of multipliers per value of a beat")
         if isinstance(rn_bw, bool) or not isinstance(rn_bw, int) or not 1 <= rn_bw <= multipliers:
             raise ParameterError(f"rn_bw must be an integer in 1..multipliers ({multipliers}), not {rn_bw!r}")
         if isinstance(acc_depth, bool) or not isinstance(acc_depth, int) or acc_depth < 2 or acc_depth & (acc_depth - 1) \
@@ -138,6 +156,7 @@ class FlexArrayCore(CoreBase):
             raise ParameterError(f"acc_depth must be a power of two in 2..65536, not {acc_depth!r}")
         self.n, self.dn_bw, self.rn_bw, self.rn, self.dn, self.acc_depth = multipliers, dn_bw, rn_bw, rn, dn, acc_depth
         self.info = multipliers | (rn_bw << 8)
+        self.dn_depth = dn_depth(multipliers, dn_bw, dn)
         #: lanes requantized per cycle (one output beat) and lane groups per accumulation word
         self.per_beat = min(dn_bw, rn_bw)
         self.groups = -(-rn_bw // self.per_beat)
@@ -172,6 +191,7 @@ class FlexArrayCore(CoreBase):
         select = [(field(map_reg, n + 2 * j), field(map_reg, n + 2 * j + 1)) for j in range(lanes)]
         used_count = Cat(field(map_reg, n + 2 * lanes), field(map_reg, n + 2 * lanes + 1))
         lane_of = [field(map_reg, n + 2 * lanes + 2 + i) if self.rn == "seq" else Const(0, 8) for i in range(n)]
+        node_cfg = [field(map_reg, n + 2 * lanes + 2 + i) for i in range(n - 1)] if self.rn == "art" else []
         weights = [field(weight_reg, i).as_signed() for i in range(n)]
 
         # ---- decoder ----
@@ -179,7 +199,8 @@ class FlexArrayCore(CoreBase):
         count, per_step = Signal(16), Signal(8)
         beats_left = Signal(16)
         param_index = Signal(range(param_beats + 1))
-        step, step_beat = Signal(16), Signal(8)
+        # (the tracer never named the first one: "$signal" keeps the default design's Verilog as it was)
+        step, step_beat = Signal(16, name="$signal"), Signal(8, name="step_beat")
         fire, pop = Signal(), Signal()
         in_flight = Signal()
         header = beat[:32]
@@ -263,11 +284,37 @@ class FlexArrayCore(CoreBase):
         lane_array = Array(lane_values)
         operands = []
         capture = fsm.ongoing("STEPS") & accepted
-        for i in range(n):
-            operand = Signal(signed(8), name=f"operand{i}", reset_less=True)
-            with m.If(capture & (slot[i] == step_beat)):
-                m.d.sync += operand.eq(lane_array[dn_lane[i]])
-            operands.append(operand)
+        if self.dn == "xbar":
+            for i in range(n):
+                operand = Signal(signed(8), name=f"operand{i}", reset_less=True)
+                with m.If(capture & (slot[i] == step_beat)):
+                    m.d.sync += operand.eq(lane_array[dn_lane[i]])
+                operands.append(operand)
+        else:
+            # the distribution tree: lane l multicast to multipliers l*per_tree.. by registered switches, each
+            # passing the value on with the destination mask of its leaves (a switch takes a new value only
+            # when a leaf below it wants one: left, right, both or idle)
+            per_tree = n // bw
+
+            def distribute(value, mask, name):
+                if len(mask) == 1:
+                    return [(value, mask[0])]
+                held = Signal(signed(8), name=f"dn_{name}", reset_less=True)
+                wanted = Signal(len(mask), name=f"dn_{name}_mask")
+                m.d.sync += wanted.eq(mask)
+                with m.If(mask.any()):
+                    m.d.sync += held.eq(value)
+                half = len(mask) // 2
+                return (distribute(held, wanted[:half], name + "l") + distribute(held, wanted[half:], name + "r"))
+
+            for lane in range(bw):
+                leaves = range(lane * per_tree, (lane + 1) * per_tree)
+                mask = Cat(capture & (slot[i] == step_beat) for i in leaves)
+                for i, (value, enable) in zip(leaves, distribute(lane_values[lane], mask, f"t{lane}")):
+                    operand = Signal(signed(8), name=f"operand{i}", reset_less=True)
+                    with m.If(enable):
+                        m.d.sync += operand.eq(value)
+                    operands.append(operand)
 
         products = Signal(data.ArrayLayout(signed(PRODUCT_WIDTH), n), reset_less=True)
         product_ends = Signal(n, reset_less=True)
@@ -275,7 +322,38 @@ class FlexArrayCore(CoreBase):
         product_select = Signal(data.ArrayLayout(select_layout(n), lanes), reset_less=True)
         product_valid = Signal()
         fired = Signal()          # the cycle after a step's last beat: its operands are all captured
-        m.d.sync += [fired.eq(fire), product_valid.eq(fired)]
+        dn_levels = self.dn_depth
+        if dn_levels:
+            # the tree delays the operands: the step's configuration (weights and map) follows them down as
+            # many levels, so the next fold's may load meanwhile
+            fire_line = fire
+            for k in range(dn_levels + 1):
+                stage = Signal(name=f"fire_d{k + 1}")
+                m.d.sync += stage.eq(fire_line)
+                fire_line = stage
+            m.d.comb += fired.eq(fire_line)
+            m.d.sync += product_valid.eq(fired)
+
+            def follow(value, name):
+                for k in range(dn_levels):
+                    stage = Signal(len(value), name=f"{name}_d{k + 1}", reset_less=True)
+                    m.d.sync += stage.eq(value)
+                    value = stage
+                return value
+
+            weight_line = follow(Cat(*weights), "step_weights")
+            weights = [weight_line[8 * i:8 * i + 8].as_signed() for i in range(n)]
+            ends = follow(ends, "step_ends")
+            select_line = follow(Cat(Cat(index, level) for index, level in select), "step_select")
+            select = [(select_line[16 * j:16 * j + 8], select_line[16 * j + 8:16 * j + 16]) for j in range(lanes)]
+            if self.rn == "seq":
+                lane_line = follow(Cat(*lane_of), "step_lane_of")
+                lane_of = [lane_line[8 * i:8 * i + 8] for i in range(n)]
+            if self.rn == "art":
+                node_line = follow(Cat(*node_cfg), "step_nodes")
+                node_cfg = [node_line[8 * i:8 * i + 8] for i in range(n - 1)]
+        else:
+            m.d.sync += [fired.eq(fire), product_valid.eq(fired)]
         lane_bits = max(1, (lanes - 1).bit_length())
         index_bits = max(1, (n - 1).bit_length())
         with m.If(fired):
@@ -290,8 +368,13 @@ class FlexArrayCore(CoreBase):
                              product_select[j].level.eq(level[:len(product_select[j].level)]),
                              product_select[j].enable.eq(level[7])]
 
-        network_class = ForwardingAdderNetwork if self.rn == "fan" else SegmentedSum
+        network_class = {"fan": ForwardingAdderNetwork, "seq": SegmentedSum, "art": AugmentedReductionTree}[self.rn]
         m.submodules.reduction = network = network_class(n=n, lanes=lanes)
+        if self.rn == "art":
+            product_nodes = Signal(data.ArrayLayout(8, n - 1), reset_less=True)
+            with m.If(fired):
+                m.d.sync += product_nodes.eq(Cat(*node_cfg))
+            m.d.comb += network.nodes.eq(product_nodes)
         m.d.comb += [network.valid.eq(product_valid), network.products.eq(products), network.ends.eq(product_ends),
                      network.select.eq(product_select), network.lane_of.eq(product_lane_of)]
 
@@ -301,7 +384,7 @@ class FlexArrayCore(CoreBase):
         tags = [Signal(tag_layout, name="tag0")]
         m.d.comb += [tags[0].valid.eq(fire), tags[0].first.eq(first),
                      tags[0].addr.eq(Cat(step[:bank_bits], bank))]
-        for k in range(1, write_delay(n) + 1):
+        for k in range(1, write_delay(n, dn_levels) + 1):
             tag = Signal(tag_layout, name=f"tag{k}")
             m.d.sync += tag.eq(tags[-1])
             tags.append(tag)
@@ -312,7 +395,7 @@ class FlexArrayCore(CoreBase):
         # later; the readout engine reads the other bank through a port of its own ----
         m.submodules.acc = acc = Memory(shape=unsigned(LANE_WIDTH * lanes), depth=2 * self.acc_depth, init=[])
         acc_wr, acc_rd, out_rd = acc.write_port(), acc.read_port(transparent_for=()), acc.read_port(transparent_for=())
-        read_tag, write_tag = tags[write_delay(n) - 1], tags[write_delay(n)]
+        read_tag, write_tag = tags[write_delay(n, dn_levels) - 1], tags[write_delay(n, dn_levels)]
         sums = Signal(LANE_WIDTH * lanes, reset_less=True)
         with m.If(read_tag.valid):
             m.d.sync += sums.eq(network.sums.as_value())

@@ -22,14 +22,23 @@ the pipeline with the data, so the mapping may change between two steps.
 * :class:`SegmentedSum` (``rn=seq``): the reference, a masked adder tree per
   lane over all products (``lane_of`` per multiplier); ``RN_BW`` times the
   adders, registered per level like the FAN, so both have the same latency.
+* :class:`AugmentedReductionTree` (``rn=art``, MAERI's ART): ``N - 1`` adder
+  nodes, each with one value going up and one completed-VN register, and a
+  forwarding link (one value each way) between neighbouring nodes of a level
+  that are not siblings. It keeps no VN markings: each node follows one
+  configuration byte (which of its children's values and its cousin's
+  forwarded value it adds up, into ``done`` and across the link), computed by
+  the compiler (``art.py``), which also says which layouts are legal (all
+  layouts of disjoint contiguous VNs). Lanes collect ``done`` values at a
+  (level, node) as with the FAN; the same latency.
 """
 
-from amaranth import Array, Module, Mux, Signal, signed
+from amaranth import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["ForwardingAdderNetwork", "SegmentedSum", "latency", "tree_levels", "select_layout", "lane_of_layout",
-           "PRODUCT_WIDTH", "LANE_WIDTH"]
+__all__ = ["ForwardingAdderNetwork", "SegmentedSum", "AugmentedReductionTree", "latency", "tree_levels", "select_layout",
+           "lane_of_layout", "PRODUCT_WIDTH", "LANE_WIDTH"]
 
 #: An int8 x int8 product fits signed 16 bits (-128 * -128 = 16384).
 PRODUCT_WIDTH = 16
@@ -161,4 +170,108 @@ class SegmentedSum(wiring.Component):
         m.d.comb += self.out_valid.eq(valid)
         for j in range(lanes):
             m.d.comb += self.sums[j].eq(terms[j][0])
+        return m
+
+
+class AugmentedReductionTree(wiring.Component):
+    """MAERI-style augmented reduction tree over ``n`` products into ``lanes`` VN-sum lanes (see the module doc
+    and ``art.py``): ``nodes`` holds one configuration byte per adder node (level 1 first); ``ends`` and
+    ``lane_of`` are ignored."""
+
+    def __init__(self, *, n, lanes):
+        self.n, self.lanes = n, lanes
+        signature = _signature(n, lanes)
+        signature["nodes"] = In(data.ArrayLayout(8, max(1, n - 1)))
+        super().__init__(signature)
+
+    def elaborate(self, platform):
+        from .art import node_offset, UP_U0, UP_U1, UP_F, DONE_U0, DONE_U1, DONE_F, LAT_U0, LAT_U1
+        m = Module()
+        n, lanes, levels = self.n, self.lanes, tree_levels(self.n)
+        ups = [self.products[i] for i in range(n)]
+        dones = ups
+        valid, select = self.valid, self.select
+        # the configuration bytes of the levels still ahead travel with the data, one register level a level
+        config = [self.nodes[i] for i in range(n - 1)]
+        collected = [Signal(signed(LANE_WIDTH), name=f"lane{j}_l0") for j in range(lanes)]   # zeros
+
+        def bit(byte, mask):
+            return byte[mask.bit_length() - 1]
+
+        for level in range(1, levels + 2):
+            stage_valid = Signal(name=f"valid_l{level}")
+            m.d.sync += stage_valid.eq(valid)
+            stage_select = Signal.like(select, name=f"select_l{level}")
+            m.d.sync += stage_select.eq(select)
+            below = Array(dones)
+            picked = []
+            for j in range(lanes):
+                lane = Signal(signed(LANE_WIDTH), name=f"lane{j}_l{level}", reset_less=True)
+                take = select[j].enable & (select[j].level == level - 1)
+                m.d.sync += lane.eq(Mux(take, below[select[j].index], collected[j]))
+                picked.append(lane)
+            collected = picked
+            if level <= levels:
+                count, base = n >> level, node_offset(n, level)
+                here = config[base:base + count]
+                # a value at this level is a contiguous piece of one VN reaching at most a node's width past
+                # each of its edges (into its sibling's and its cousin's side): at most 4 * 2**level products
+                width = min(PRODUCT_WIDTH + levels, PRODUCT_WIDTH + level + 2)
+                lat, both = [], []
+                for x in range(count):
+                    u0, u1, c = ups[2 * x], ups[2 * x + 1], here[x]
+                    outer = u0 if x % 2 == 0 else u1
+                    total = Signal(signed(width), name=f"sum_l{level}_{x}")
+                    forward = Signal(signed(width), name=f"lat_l{level}_{x}")
+                    m.d.comb += total.eq(u0 + u1)
+                    if level == 1:
+                        # two products, maybe of two VNs: both, or the outer one alone, go across
+                        m.d.comb += forward.eq(Mux(bit(c, LAT_U0) & bit(c, LAT_U1), total,
+                                                   Mux(bit(c, LAT_U0) | bit(c, LAT_U1), outer, 0)))
+                    else:
+                        # above level 1 both children carry the VN crossing this node's middle (or nothing,
+                        # a zero): their sum goes wherever any child bit says
+                        m.d.comb += forward.eq(Mux(bit(c, LAT_U0) | bit(c, LAT_U1), total, 0))
+                    both.append(total)
+                    lat.append(forward)
+                new_ups, new_dones = [], []
+                for x in range(count):
+                    u0, u1, c = ups[2 * x], ups[2 * x + 1], here[x]
+                    inner, outer = (u1, u0) if x % 2 == 0 else (u0, u1)
+                    cousin = x + 1 if x % 2 else x - 1
+                    f = lat[cousin] if 0 <= cousin < count else Const(0, signed(width))
+                    up = Signal(signed(width), name=f"up_l{level}_{x}", reset_less=True)
+                    done = Signal(signed(width), name=f"done_l{level}_{x}", reset_less=True)
+                    # the children's sum plus the cousin's value, where the VN continues there
+                    joined = Signal(signed(width), name=f"joined_l{level}_{x}")
+                    m.d.comb += joined.eq(both[x] + f)
+                    up_any, done_any = bit(c, UP_U0) | bit(c, UP_U1), bit(c, DONE_U0) | bit(c, DONE_U1)
+                    if level == 1:
+                        # one product alone goes up only from the inner child, and completes only from the
+                        # outer one, with the cousin's part
+                        alone = Signal(signed(width), name=f"alone_l{level}_{x}")
+                        m.d.comb += alone.eq(outer + f)
+                        up_both, done_both = bit(c, UP_U0) & bit(c, UP_U1), bit(c, DONE_U0) & bit(c, DONE_U1)
+                        m.d.sync += [
+                            up.eq(Mux(up_both, Mux(bit(c, UP_F), joined, both[x]), Mux(up_any, inner, 0))),
+                            done.eq(Mux(done_both, Mux(bit(c, DONE_F), joined, both[x]), Mux(done_any, alone, 0))),
+                        ]
+                    else:
+                        m.d.sync += [
+                            up.eq(Mux(up_any, Mux(bit(c, UP_F), joined, both[x]), 0)),
+                            done.eq(Mux(done_any, Mux(bit(c, DONE_F), joined, both[x]), 0)),
+                        ]
+                    new_ups.append(up)
+                    new_dones.append(done)
+                ups, dones = new_ups, new_dones
+                ahead = []
+                for i in range(base + count, n - 1):
+                    byte = Signal(8, name=f"node_cfg_l{level}_{i}", reset_less=True)
+                    m.d.sync += byte.eq(config[i])
+                    ahead.append(byte)
+                config = [None] * (base + count) + ahead
+            valid, select = stage_valid, stage_select
+        m.d.comb += self.out_valid.eq(valid)
+        for j in range(lanes):
+            m.d.comb += self.sums[j].eq(collected[j])
         return m

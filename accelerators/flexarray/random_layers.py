@@ -1,5 +1,5 @@
 """Seeded random layers in flexarray's domain, small enough for RTL: GEMM, FULLY_CONNECTED, CONV_2D,
-DEPTHWISE_CONV_2D and weight-sparse GEMM (tests draw random *mappings* for them)."""
+DEPTHWISE_CONV_2D, weight-sparse GEMM and BATCH_MATMUL (tests draw random *mappings* for them)."""
 
 import numpy as np
 
@@ -9,11 +9,27 @@ from ...errors import ParameterError
 
 __all__ = ["KINDS", "random_layer"]
 
-KINDS = ("gemm", "fc", "conv2d", "depthwise_conv2d", "sparse_gemm")
+KINDS = ("gemm", "fc", "conv2d", "depthwise_conv2d", "sparse_gemm", "batch_matmul")
 
 
 def random_layer(kind, rng, max_dim=12):
-    """(layer, input) of ``kind`` (see ``KINDS``)."""
+    """(layer, inputs) of ``kind`` (see ``KINDS``); ``inputs`` is a tuple (two operands for batch_matmul)."""
+    layer, x = _random_layer(kind, rng, max_dim)
+    return layer, x if isinstance(x, tuple) else (x,)
+
+
+def _random_layer(kind, rng, max_dim):
+    if kind == "batch_matmul":
+        # broadcast batch axes now and then, both adj flags, zero points anywhere (-128 takes two terms)
+        batch = int(rng.integers(1, 3))
+        lhs_batch, rhs_batch = (batch,), (batch,)
+        if rng.random() < 0.25:
+            lhs_batch, rhs_batch = (2, 1), (1, batch)
+        return get_kind("batch_matmul").random(
+            rng, m=int(rng.integers(1, max_dim + 1)), n=int(rng.integers(1, max_dim + 1)),
+            k=int(rng.integers(1, 3 * max_dim)), adj_x=int(rng.integers(0, 2)), adj_y=int(rng.integers(0, 2)),
+            lhs_batch=lhs_batch, rhs_batch=rhs_batch, zero_points="large" if rng.random() < 0.3 else "random",
+            narrow=bool(rng.random() < 0.2))
     activation = str(rng.choice(ACTIVATIONS))
     if kind in ("gemm", "sparse_gemm"):
         m, n = (int(v) for v in rng.integers(1, max_dim + 1, 2))

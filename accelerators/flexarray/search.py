@@ -86,7 +86,14 @@ def _base_candidates(design, structure, sparse_too):
                 most = n_mult // (rows * channels)
                 if most < 1:
                     continue
-                for chunk in sorted(set(_balanced(structure.k, most)[:2] + [min(most, structure.k)])):
+                chunks = set(_balanced(structure.k, most)[:2] + [min(most, structure.k)])
+                if structure.operand_k is not None:
+                    # whole source columns per chunk (a column's terms share its operand): the same splits in
+                    # columns, times the column's terms
+                    repeat = structure.k // structure.row_length
+                    if most >= repeat:
+                        chunks |= {repeat * size for size in _balanced(structure.row_length, most // repeat)[:2]}
+                for chunk in sorted(chunks):
                     for sparse in sparse_options:
                         out.append(compiler.Mapping(rows, channels, (chunk,), None, sparse))
         return out
@@ -117,7 +124,7 @@ def _base_candidates(design, structure, sparse_too):
 def _distinct_per_step(structure, mapping, ks):
     """Distinct operands one step brings for k-chunk ``ks`` (the same for every channel of a dense fold)."""
     if structure.kind == "gemm":
-        return mapping.rows * len(ks)
+        return mapping.rows * len(np.unique(structure.source_columns(ks)))
     kh, kw, c = structure.kernel
     r, rest = np.divmod(np.asarray(ks), kw * c)
     s, channel = np.divmod(rest, c)
@@ -137,6 +144,17 @@ def _distinct_per_step(structure, mapping, ks):
 
 _DISTINCT = {}
 
+#: steps of the first tile the distribution tree's beats per step are estimated on
+TREE_SAMPLE_STEPS = 64
+
+
+def _tree_beats(design, structure, mapping, group, ks_of, pixels):
+    """Beats per step of a fold on the distribution tree (each tree takes the distinct values of its
+    multipliers, one a beat): the compiler's own layout over the sample steps ``pixels``."""
+    positions_p, positions_k, _, spans = compiler._placement(structure, mapping, group, ks_of)
+    _, per_step, _ = compiler._layout(design, structure, positions_p, positions_k, spans, pixels)
+    return per_step
+
 
 def quick_cycles(design, structure, mapping, dma=SEARCH_DMA):
     """A fast estimate of the cycle model (no compiling): what the search ranks candidates by.
@@ -153,10 +171,14 @@ def quick_cycles(design, structure, mapping, dma=SEARCH_DMA):
     tile_sizes = [tile] * (steps // tile) + ([steps % tile] if steps % tile else [])
     groups = [list(range(c0, min(c0 + mapping.channels, structure.n)))
               for c0 in range(0, structure.n, mapping.channels)]
+    sample = compiler._pixel_steps(structure, mapping)[:min(tile, TREE_SAMPLE_STEPS)] if design.dn == "tree" else None
     if not mapping.sparse:
         # a dense fold's operands do not depend on which channels it holds: cost one group, count them all
         chunks = compiler._chunks(structure, mapping)
-        per_step = [-(-_distinct_per_step(structure, mapping, ks_of(0)) // design.dn_bw) for ks_of in chunks]
+        if design.dn == "tree":
+            per_step = [_tree_beats(design, structure, mapping, groups[0], ks_of, sample) for ks_of in chunks]
+        else:
+            per_step = [-(-_distinct_per_step(structure, mapping, ks_of(0)) // design.dn_bw) for ks_of in chunks]
         maps = 1 if len(set(per_step)) == 1 else len(chunks)
         shapes = [(per_step, maps, len(groups))]
     else:
@@ -165,11 +187,14 @@ def quick_cycles(design, structure, mapping, dma=SEARCH_DMA):
             chunks = compiler._sparse_chunks(structure, mapping, design, group)
             per_step = []
             for ks_of in chunks:
+                if design.dn == "tree":
+                    per_step.append(_tree_beats(design, structure, mapping, group, ks_of, sample))
+                    continue
                 ks = ks_of(group[0])
                 live = ks[np.any(structure.weights[np.ix_(ks, group)] != 0, axis=1)]
                 per_step.append(max(1, -(-_distinct_per_step(structure, mapping, live) // design.dn_bw)))
             shapes.append((per_step, len(chunks), 1))
-    drain = write_delay(design.multipliers) + readout_delay() + 2
+    drain = write_delay(design.multipliers, design.dn_depth) + readout_delay() + 2
     total, readout = 0.0, 0
     for shape_index, (per_step, maps, count) in enumerate(shapes):
         folds = len(per_step)
@@ -194,7 +219,8 @@ def best_mapping(design, structure, dma=SEARCH_DMA):
 
     Raises :class:`UnsupportedLayer` with a reason when no candidate is legal.
     """
-    sparse_too = structure.kind != "depthwise" and np.mean(structure.weights == 0) >= 0.25
+    sparse_too = (structure.kind != "depthwise" and not structure.activation_weights
+                  and np.mean(structure.weights == 0) >= 0.25)
     best, reasons = None, []
     ranked = []
     for mapping in candidates(design, structure, sparse_too):

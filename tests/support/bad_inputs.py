@@ -79,6 +79,12 @@ CASES = [
      r"cycle budget must be in 1\.\.9,223,372,036,854,775,807"),
     ("params-twice", f"{GEMM8} --backend model --params rows=8,rows=4", "clean error",
      r"parameter rows is given twice \(rows=8 and rows=4\)"),
+    ("params-name-not-a-choice", f"{GEMM8} --backend model --params rows=eight", "clean error",
+     r"rows must be an integer, not 'eight'"),
+    ("flexarray-rn-unknown", "layer gemm --accel flexarray --backend model --params rn=fanout", "clean error",
+     r"rn must be one of fan, seq, art \(or 0\.\.2\), not 'fanout'"),
+    ("flexarray-tree-too-wide", "layer gemm --accel flexarray --backend model --params dn=tree,multipliers=8,dn_bw=16,"
+     "rn_bw=4", "clean error", r"dn=tree needs dn_bw \(16\) <= multipliers \(8\)"),
     # tracebacks
     ("model-stride-0", "run {tmp}/stride0.tflite --backend model", "clean error",
      r"operator 0 \(CONV_2D\): stride \(1, 0\); each must be a positive integer"),

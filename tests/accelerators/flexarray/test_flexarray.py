@@ -19,8 +19,9 @@ from accelkit.errors import ParameterError, UnsupportedLayer
 SMALL = FlexArrayAccelerator.small_params
 
 
-def _random_plan(accelerator, layer, x, rng):
-    structure = compiler.structure_of(layer, x.shape)
+def _random_plan(accelerator, layer, inputs, rng):
+    shapes = tuple(x.shape for x in inputs)
+    structure = compiler.structure_of(layer, *shapes)
     options = search.candidates(accelerator.design, structure, sparse_too=bool(np.any(structure.weights == 0)))
     for index in rng.permutation(len(options)):
         mapping = options[index]
@@ -28,31 +29,39 @@ def _random_plan(accelerator, layer, x, rng):
             # short tiles: many READOUT handovers between the banks, PARAMS and WEIGHTS left out when held
             mapping = replace(mapping, tile_steps=int(rng.integers(1, accelerator.params["acc_depth"] + 1)))
         try:
-            return accelerator.plan_with(layer, x.shape, mapping)
+            return accelerator.plan_with(layer, shapes if len(shapes) > 1 else shapes[0], mapping)
         except UnsupportedLayer:
             continue
-    raise AssertionError(f"no legal mapping for {layer.op} on {x.shape}")
+    raise AssertionError(f"no legal mapping for {layer.op} on {shapes}")
 
 
-def _check(accelerator, device, layer, x, plan):
-    out, stats = accelerator.run(plan, device, x)
+def _check(accelerator, device, layer, inputs, plan):
+    out, stats = accelerator.run(plan, device, *inputs)
     mapping = plan.schedule["mapping"]
-    assert np.array_equal(out, layer.reference(x)), (layer.op, x.shape, mapping)
-    assert stats.cycles == accelerator.estimate(plan, device.dma).cycles, (layer.op, x.shape, mapping)
-    assert stats.array_macs == plan.schedule["macs_issued"], (layer.op, x.shape, mapping)
+    shapes = [x.shape for x in inputs]
+    assert np.array_equal(out, layer.reference(*inputs)), (layer.op, shapes, mapping)
+    assert np.array_equal(accelerator.golden(plan, *inputs), out), (layer.op, shapes, mapping)
+    assert stats.cycles == accelerator.estimate(plan, device.dma).cycles, (layer.op, shapes, mapping)
+    assert stats.array_macs == plan.schedule["macs_issued"], (layer.op, shapes, mapping)
 
 
 @pytest.mark.parametrize("params, dma, count", [({"rn": 0}, DmaTiming(4, 0), 16), ({"rn": 0}, DmaTiming(2, 3), 8),
                                                 ({"rn": 1}, DmaTiming(8, 1), 10),
-                                                ({"rn": 0, "rn_bw": 8}, DmaTiming(4, 1), 12)],
-                         ids=["fan", "fan_slow_dma", "seq", "two_lane_groups"])
+                                                ({"rn": 0, "rn_bw": 8}, DmaTiming(4, 1), 12),
+                                                ({"rn": 2}, DmaTiming(4, 1), 24),
+                                                ({"rn": 2, "multipliers": 16, "rn_bw": 8}, DmaTiming(8, 0), 12),
+                                                ({"rn": 0, "dn": 1}, DmaTiming(4, 1), 24),
+                                                ({"rn": 2, "dn": 1, "multipliers": 16, "rn_bw": 8}, DmaTiming(2, 2),
+                                                 12)],
+                         ids=["fan", "fan_slow_dma", "seq", "two_lane_groups", "art", "art16", "tree", "tree16_art"])
 def test_random_legal_mappings_bit_and_cycle_exact(device_pool, params, dma, count):
     """``two_lane_groups``: 8 lanes over a 4-byte beat, read out as two beats a word through 4 requantizers."""
     accelerator, device = device_pool({**SMALL, **params}, "verilator", dma, FlexArrayAccelerator)
-    rng = np.random.default_rng(100 + params["rn"] + dma.bytes_per_cycle + params.get("rn_bw", 0))
+    rng = np.random.default_rng(100 + params["rn"] + dma.bytes_per_cycle + params.get("rn_bw", 0)
+                                + 7 * params.get("dn", 0))
     for i in range(count):
-        layer, x = random_layer(KINDS[i % len(KINDS)], rng, max_dim=10)
-        _check(accelerator, device, layer, x, _random_plan(accelerator, layer, x, rng))
+        layer, inputs = random_layer(KINDS[i % len(KINDS)], rng, max_dim=10)
+        _check(accelerator, device, layer, inputs, _random_plan(accelerator, layer, inputs, rng))
 
 
 def test_amaranth_simulator_agrees(device_pool):
@@ -61,7 +70,7 @@ def test_amaranth_simulator_agrees(device_pool):
     for kind, shape in (("gemm", dict(m=3, n=5, k=6)), ("depthwise_conv2d", dict(height=3, width=3, channels=2,
                                                                                    kernel=2))):
         layer, (x,) = get_kind(kind).random(rng, **shape)
-        _check(accelerator, device, layer, x, accelerator.plan(layer, x.shape))
+        _check(accelerator, device, layer, (x,), accelerator.plan(layer, x.shape))
 
 
 def test_sparse_gemm_issues_only_the_nonzero_products(device_pool):
@@ -104,3 +113,100 @@ def test_parameters_are_checked():
         FlexArrayCore(multipliers=6)
     with pytest.raises(ParameterError, match=r"rn_bw \(16\) must not exceed multipliers \(8\)"):
         FlexArrayAccelerator(multipliers=8, rn_bw=16)
+
+
+@pytest.mark.parametrize("zero_point", [0, 37, -128])
+def test_batch_matmul_zero_point_terms_run_in_the_array(device_pool, zero_point):
+    """BATCH_MATMUL: the rhs (an activation) is the stationary operand; its zero point's row term is one more
+    multiplier per k (two for -128) on the same streamed operand, so a step sends each operand once."""
+    accelerator, device = device_pool(SMALL, "verilator", DmaTiming(4, 1), FlexArrayAccelerator)
+    rng = np.random.default_rng(200 + zero_point)
+    layer, inputs = get_kind("batch_matmul").random(rng, batch=2, m=3, n=5, k=7, adj_y=1)
+    layer.rhs_zero_point = zero_point
+    plan = accelerator.plan(layer, *(x.shape for x in inputs))
+    _check(accelerator, device, layer, inputs, plan)
+    terms = len(compiler.batch_matmul_terms(zero_point))
+    assert plan.schedule["macs_issued"] >= (1 + terms) * plan.macs
+    assert plan.schedule["jobs"] == 2 and not plan.schedule["mapping"]["sparse"]
+
+
+def test_batch_matmul_refuses_sparse_mappings_and_bad_shapes():
+    accelerator = FlexArrayAccelerator(**SMALL)
+    rng = np.random.default_rng(1)
+    layer, (lhs, rhs) = get_kind("batch_matmul").random(rng, batch=1, m=2, n=3, k=4)
+    with pytest.raises(UnsupportedLayer, match="activation .unknown when mapping.: map it densely"):
+        accelerator.plan_with(layer, (lhs.shape, rhs.shape), compiler.Mapping(rows=1, channels=1, chunk=(2,),
+                                                                              sparse=True))
+    with pytest.raises(UnsupportedLayer, match="do not chain"):
+        accelerator.plan(layer, lhs.shape, (1, 5, 3))
+    with pytest.raises(UnsupportedLayer, match="takes 2 input shape"):
+        accelerator.make_plan(layer, lhs.shape)
+
+
+def test_transformer_block_attention_matmuls_offload_bit_exact(tmp_path):
+    """The zoo's attention block through the LiteRT delegate: both BATCH_MATMULs (Q.K^T and A.V) on flexarray."""
+    import json
+    from accelkit.sw.commands import main as cli
+    path = tmp_path / "tb.json"
+    assert cli.main(["run", "transformer_block", "--accel", "flexarray", "--backend", "model", "--compare", "ref",
+                     "--json", str(path)]) == 0
+    record = json.loads(path.read_text())
+    assert record["compare"]["output_bit_exact"] and record["compare"]["offloaded_layers_bit_exact"]
+    matmuls = [layer for layer in record["layers"] if layer["op"] == "BATCH_MATMUL"]
+    assert len(matmuls) == 2 and all(layer["where"] == "accelerator" and layer["bit_exact"] for layer in matmuls)
+    assert record["totals"]["share_of_macs_offloaded"] == 1.0
+
+
+def test_art_layouts_are_reported_and_its_configuration_counted():
+    """rn=art: the compiler says which VN layouts the tree reduces (with the reason when not), and its per-node
+    configuration (one byte a node) is loaded with the map, counted in config_bytes."""
+    fan, art_design = (FlexArrayAccelerator(**{**SMALL, "rn": rn}).design for rn in (0, 2))
+    assert compiler.vn_layout_legal(art_design, [(0, 2), (3, 3), (5, 7)]) == (True, "")
+    assert compiler.vn_layout_legal(art_design, [(0, 2), (2, 3)])[1].startswith("VN 2..3 overlaps")
+    assert compiler.vn_layout_legal(art_design, [(0, 0), (1, 1), (2, 2), (3, 3), (4, 4)]) == (
+        False, "5 VNs exceed rn_bw=4 output lanes")
+    assert compiler.vn_layout_legal(fan, [(1, 6)]) == (True, "")
+    assert art_design.map_bytes == fan.map_bytes + SMALL["multipliers"] - 1
+    rng = np.random.default_rng(4)
+    layer, (x,) = get_kind("gemm").random(rng, m=5, n=3, k=9)
+    mapping = compiler.Mapping(rows=1, channels=3, chunk=(2,))
+    plans = [FlexArrayAccelerator(**{**SMALL, "rn": rn}).plan_with(layer, x.shape, mapping) for rn in (0, 2)]
+    maps = [compiler.compile_program(d, compiler.structure_of(layer, x.shape), mapping).commands
+            for d in (fan, art_design)]
+    map_loads = sum(c.op == "MAP" for c in maps[1])
+    assert plans[1].schedule["config_bytes"] - plans[0].schedule["config_bytes"] == map_loads * (
+        art_design.map_beats - fan.map_beats) * art_design.beat_bytes
+
+
+def test_tree_distribution_sends_a_value_once_per_tree_that_needs_it():
+    """dn=tree: lane l of a beat feeds only tree l (multipliers l*N/dn_bw..), so a step takes as many beats as
+    its busiest tree has distinct values; a value several trees need is sent on each. The crossbar sends it
+    once. The cycle model follows (its exactness on RTL: the random-mapping tests above)."""
+    xbar, tree = (FlexArrayAccelerator(**{**SMALL, "dn": dn}) for dn in ("xbar", "tree"))
+    assert tree.params["dn"] == 1 and tree.design.dn_depth == 1 and xbar.design.dn_depth == 0
+    rng = np.random.default_rng(5)
+    layer, (x,) = get_kind("gemm").random(rng, m=6, n=4, k=2)
+    # one pixel, 4 channels of a k-chunk of 2: every tree of 2 multipliers holds one VN, both operands of
+    # the row, so each step sends the row's 2 values on each of the 4 trees (2 beats) instead of once (1 beat)
+    mapping = compiler.Mapping(rows=1, channels=4, chunk=(2,))
+    plans = {name: a.plan_with(layer, x.shape, mapping) for name, a in (("xbar", xbar), ("tree", tree))}
+    assert plans["tree"].schedule["data_bytes"] == 2 * plans["xbar"].schedule["data_bytes"]
+    program = compiler.compile_program(tree.design, compiler.structure_of(layer, x.shape), mapping)
+    fold = program.tiles[0].folds[0]
+    assert fold.per_step == 2 and fold.value_index.shape[1] == 2 * tree.design.dn_bw
+    assert all((fold.value_index[:, b * 4:(b + 1) * 4] == fold.value_index[:, b * 4:b * 4 + 1]).all() for b in (0, 1))
+    dma = DmaTiming(4, 0)
+    assert tree.estimate(plans["tree"], dma).cycles > xbar.estimate(plans["xbar"], dma).cycles
+
+
+def test_network_parameters_by_name_and_their_limits():
+    assert FlexArrayAccelerator(rn="art", dn="tree").params | {"rn": 2, "dn": 1} == FlexArrayAccelerator(
+        rn=2, dn=1).params
+    with pytest.raises(ParameterError, match=r"rn must be one of fan, seq, art \(or 0..2\), not 'ar'"):
+        FlexArrayAccelerator(rn="ar")
+    with pytest.raises(ParameterError, match=r"dn=tree needs dn_bw \(16\) <= multipliers \(8\)"):
+        FlexArrayAccelerator(multipliers=8, dn_bw=16, rn_bw=4, dn=1)
+    with pytest.raises(ParameterError, match=r"dn=tree needs dn_bw \(16\) <= multipliers \(8\)"):
+        FlexArrayCore(multipliers=8, dn_bw=16, rn_bw=4, dn="tree")
+    from accelkit.accelerators.base import parse_params
+    assert parse_params("rn=art,dn=tree,multipliers=16") == {"rn": "art", "dn": "tree", "multipliers": 16}

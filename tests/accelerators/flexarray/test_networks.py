@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from accelkit.accelerators.flexarray.networks import ForwardingAdderNetwork, SegmentedSum, latency
+from accelkit.accelerators.flexarray import art
+from accelkit.accelerators.flexarray.networks import (AugmentedReductionTree, ForwardingAdderNetwork, SegmentedSum,
+                                                      latency)
 
 
 def _partition(rng, n, lanes):
@@ -32,15 +34,19 @@ def _markings(spans, n):
     return ends, lane_of, select
 
 
-@pytest.mark.parametrize("network_class", [ForwardingAdderNetwork, SegmentedSum], ids=["fan", "seq"])
+@pytest.mark.parametrize("network_class", [ForwardingAdderNetwork, SegmentedSum, AugmentedReductionTree],
+                         ids=["fan", "seq", "art"])
 @pytest.mark.parametrize("n, lanes", [(8, 4), (16, 8)])
 def test_every_vn_sum_arrives_on_its_lane(network_class, n, lanes):
     rng = np.random.default_rng(n * 7 + lanes)
     dut = network_class(n=n, lanes=lanes)
     steps = []
-    for _ in range(40):
+    for step in range(40):
         spans = _partition(rng, n, lanes)
         products = rng.integers(-16384, 16385, n)
+        if step % 8 < 2:
+            # the extremes, where a register too narrow would wrap
+            products = np.full(n, 16384 if step % 8 == 0 else -16256)
         expected = [int(products[a:b + 1].sum()) for a, b in spans] + [0] * (lanes - len(spans))
         steps.append((spans, products, expected))
     seen = []
@@ -49,6 +55,11 @@ def test_every_vn_sum_arrives_on_its_lane(network_class, n, lanes):
         for spans, products, _ in steps + [(None, None, None)] * (latency(n) + 1):
             if spans is not None:
                 ends, lane_of, select = _markings(spans, n)
+                if network_class is AugmentedReductionTree:
+                    nodes, collect = art.configure(n, spans)
+                    select = [(node, level) for level, node in collect]
+                    for i, byte in enumerate(nodes):
+                        ctx.set(dut.nodes[i], byte)
                 ctx.set(dut.valid, 1)
                 for i in range(n):
                     ctx.set(dut.products[i], int(products[i]))
@@ -73,3 +84,36 @@ def test_every_vn_sum_arrives_on_its_lane(network_class, n, lanes):
     assert len(seen) == len(steps)
     for (spans, _, expected), got in zip(steps, seen):
         assert got == expected, spans
+
+
+def _layouts(n):
+    """Every layout of VNs over n multipliers: every cut into runs (runs left out are unused multipliers)."""
+    for cuts in range(1 << (n - 1)):
+        spans, first = [], 0
+        for i in range(n - 1):
+            if cuts >> i & 1:
+                spans.append((first, i))
+                first = i + 1
+        spans.append((first, n - 1))
+        yield spans
+
+
+@pytest.mark.parametrize("n", [4, 8, 16])
+def test_art_routes_every_contiguous_layout(n):
+    """Every one of the 2^(N-1) layouts (and, for a third of them, with some VNs left unused) is legal, and the
+    routed configuration, evaluated by the tree's rule, delivers every VN's sum where it is collected."""
+    rng = np.random.default_rng(n)
+    for spans in _layouts(n):
+        if rng.random() < 1 / 3:
+            spans = [span for span in spans if rng.random() < 0.7]
+        nodes, collect = art.configure(n, spans)
+        products = rng.integers(-16384, 16385, n)
+        assert art.evaluate(n, nodes, products, collect) == [int(products[a:b + 1].sum()) for a, b in spans], spans
+
+
+def test_art_says_why_a_layout_is_illegal():
+    assert art.legal(8, [(0, 2), (3, 7)]) == (True, "")
+    assert art.legal(8, [(0, 3), (3, 5)]) == (False, "VN 3..5 overlaps or precedes the VN before it (ending at 3): "
+                                                     "VNs are disjoint runs of multipliers in lane order")
+    assert art.legal(8, [(4, 9)]) == (False, "VN 4..9 is not within the 8 multipliers")
+    assert not art.legal(6, [(0, 1)])[0]

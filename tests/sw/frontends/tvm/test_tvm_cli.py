@@ -39,6 +39,15 @@ def test_importer_refusal_is_an_error_message(capsys):
     assert "accelkit: error:" in err and "quantized BATCH_MATMUL" in err and "Traceback" not in err
 
 
+def test_flexarray_batch_matmul_model_through_tvm_is_refused_with_a_message(capsys):
+    """flexarray offloads BATCH_MATMUL on the LiteRT path; TVM's importer cannot import it: a clear error."""
+    assert cli.main(["run", "transformer_block", "--frontend", "tvm", "--accel", "flexarray", "--backend",
+                     "model"]) == 2
+    err = capsys.readouterr().err
+    assert "accelkit: error:" in err and "quantized BATCH_MATMUL" in err and "LiteRT delegate" in err
+    assert "Traceback" not in err
+
+
 def test_potacc_through_tvm_takes_pot_layers_and_declines_int8(tmp_path):
     from accelkit.sw.quantization.pot import quantize_model
     from accelkit.sw.zoo import ZOO
