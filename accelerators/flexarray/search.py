@@ -27,6 +27,11 @@ EXACT = 4
 EXACT_ALL_MACS = 1 << 22
 #: shorter tiles tried besides the accumulation buffer's depth
 TILE_STEPS = (16, 32, 64, 128)
+#: sparse folds' beats a step tried (None: folds fill the multipliers with consecutive k)
+STEP_BEATS = (None, 1, 2, 3, 4, 6, 8)
+#: sparse candidates costed exactly besides the dense ones (the best by the fast estimate, which counts
+#: a sparse program's beats fold by fold)
+EXACT_SPARSE = 8
 
 
 def _balanced(total, most):
@@ -75,10 +80,28 @@ def candidates(design, structure, sparse_too):
     return out
 
 
+def _sparse_candidates(design, structure, rows, box, chunk):
+    """Sparse mappings of ``rows`` pixels (``box``): the most channels the lanes allow (a streamed value
+    feeds the fold's channels that have a non-zero weight at its k), each fold's beats a step capped or
+    not, channels grouped consecutively or by shared non-zero k."""
+    out = []
+    most = design.rn_bw // rows
+    # the most channels, and a quarter as many: when the layer is dense enough that a few k over many
+    # channels fill the multipliers, a step brings fewer values than a beat carries
+    options = _balanced(structure.n, most)[:2] + (_balanced(structure.n, most // 4)[:1] if most >= 4 else [])
+    for channels in sorted(set(options), reverse=True):
+        for step_beats in STEP_BEATS:
+            if step_beats is not None and step_beats * design.dn_bw < rows:
+                continue
+            for regroup in (False, True) if channels < structure.n else (False,):
+                out.append(compiler.Mapping(rows, channels, chunk, box, True, step_beats=step_beats,
+                                            regroup=regroup))
+    return out
+
+
 def _base_candidates(design, structure, sparse_too):
     n_mult, lanes = design.multipliers, design.rn_bw
     out = []
-    sparse_options = (False, True) if sparse_too else (False,)
     if structure.kind == "gemm":
         rows_options = sorted(set(_powers(min(lanes, structure.m)) + ([structure.m] if structure.m <= lanes else [])))
         for rows in rows_options:
@@ -87,8 +110,9 @@ def _base_candidates(design, structure, sparse_too):
                 if most < 1:
                     continue
                 for chunk in sorted(set(_balanced(structure.k, most)[:2] + [min(most, structure.k)])):
-                    for sparse in sparse_options:
-                        out.append(compiler.Mapping(rows, channels, (chunk,), None, sparse))
+                    out.append(compiler.Mapping(rows, channels, (chunk,), None, False))
+            if sparse_too:
+                out += _sparse_candidates(design, structure, rows, None, (1,))
         return out
     _, oh, ow = structure.geometry
     kh, kw, c = structure.kernel
@@ -96,6 +120,8 @@ def _base_candidates(design, structure, sparse_too):
     boxes = sorted(boxes, key=lambda b: -b[0] * b[1]) + [(1, 1)]
     for ty, tx in dict.fromkeys(boxes):
         rows = ty * tx
+        if sparse_too and structure.kind == "conv":
+            out += _sparse_candidates(design, structure, rows, (ty, tx), (1, 1, 1))
         for channels in _channel_options(structure.n, lanes // rows):
             most = n_mult // (rows * channels)
             if most < 1:
@@ -109,8 +135,7 @@ def _base_candidates(design, structure, sparse_too):
             else:
                 chunks = [(tr, ts) for tr, ts in ((kh, kw), (1, kw), (1, 1)) if tr * ts <= most]
             for chunk in dict.fromkeys(chunks):
-                for sparse in sparse_options:
-                    out.append(compiler.Mapping(rows, channels, chunk, (ty, tx), sparse))
+                out.append(compiler.Mapping(rows, channels, chunk, (ty, tx), False))
     return out
 
 
@@ -151,8 +176,7 @@ def quick_cycles(design, structure, mapping, dma=SEARCH_DMA):
     steps = -(-structure.m // mapping.rows)
     tile = mapping.steps_per_tile(design)
     tile_sizes = [tile] * (steps // tile) + ([steps % tile] if steps % tile else [])
-    groups = [list(range(c0, min(c0 + mapping.channels, structure.n)))
-              for c0 in range(0, structure.n, mapping.channels)]
+    groups = compiler.channel_groups(structure, mapping)
     if not mapping.sparse:
         # a dense fold's operands do not depend on which channels it holds: cost one group, count them all
         chunks = compiler._chunks(structure, mapping)
@@ -203,8 +227,12 @@ def best_mapping(design, structure, dma=SEARCH_DMA):
         except UnsupportedLayer as error:
             reasons.append(str(error))
     ranked.sort(key=lambda item: item[0])
-    exact = len(ranked) if structure.m * structure.k * structure.n <= EXACT_ALL_MACS else EXACT
-    for _, mapping in ranked[:exact]:
+    if structure.m * structure.k * structure.n <= EXACT_ALL_MACS:
+        sparse = [item for item in ranked if item[1].sparse]
+        chosen = [item for item in ranked if not item[1].sparse] + sparse[:EXACT_SPARSE]
+    else:
+        chosen = ranked[:EXACT]
+    for _, mapping in chosen:
         try:
             program = compiler.compile_program(design, structure, mapping, skeleton=True)
         except UnsupportedLayer as error:
