@@ -30,8 +30,9 @@ TILE_STEPS = (16, 32, 64, 128)
 #: sparse folds' beats a step tried (None: folds fill the multipliers with consecutive k)
 STEP_BEATS = (None, 1, 2, 3, 4, 6, 8)
 #: sparse candidates costed exactly besides the dense ones (the best by the fast estimate, which counts
-#: a sparse program's beats fold by fold)
+#: a sparse program's beats fold by fold), and the layers small enough to have all of them costed
 EXACT_SPARSE = 8
+EXACT_SPARSE_ALL_MACS = 1 << 18
 
 
 def _balanced(total, most):
@@ -229,7 +230,8 @@ def best_mapping(design, structure, dma=SEARCH_DMA):
     ranked.sort(key=lambda item: item[0])
     if structure.m * structure.k * structure.n <= EXACT_ALL_MACS:
         sparse = [item for item in ranked if item[1].sparse]
-        chosen = [item for item in ranked if not item[1].sparse] + sparse[:EXACT_SPARSE]
+        small = structure.m * structure.k * structure.n <= EXACT_SPARSE_ALL_MACS
+        chosen = [item for item in ranked if not item[1].sparse] + (sparse if small else sparse[:EXACT_SPARSE])
     else:
         chosen = ranked[:EXACT]
     for _, mapping in chosen:
