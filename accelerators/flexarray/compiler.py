@@ -389,7 +389,7 @@ def channel_groups(structure, mapping):
     """The channel groups of ``mapping``'s tiles, in order: consecutive channels, or with ``regroup`` (sparse)
     channels that share non-zero k (see :func:`_regroup`)."""
     n, size = structure.n, mapping.channels
-    if not (mapping.sparse and mapping.regroup) or size >= n:
+    if not (mapping.sparse and mapping.regroup and regroups(structure, size)):
         return [list(range(c0, min(c0 + size, n))) for c0 in range(0, n, size)]
     key = ("groups", size)
     if key not in structure.derived:
@@ -397,6 +397,15 @@ def channel_groups(structure, mapping):
     return structure.derived[key]
 
 
+def regroups(structure, size):
+    """Whether ``regroup`` changes the groups of ``size`` channels (more than one group, and a layer small
+    enough for the grouping's work)."""
+    return size < structure.n and structure.n * structure.n * structure.k <= REGROUP_WORK
+
+
+#: layers with more than this N^2 x K are grouped consecutively even with ``regroup`` (the greedy grouping's
+#: work; a mapping may still ask for it, it just gets consecutive groups)
+REGROUP_WORK = 1 << 28
 #: channel swaps :func:`_regroup` weighs at most (its refinement's work is about this times K)
 REGROUP_SWAPS = 1 << 16
 
@@ -457,14 +466,27 @@ def _sparse_chunks(structure, mapping, design, group):
     so that each fold's non-zeros fit the multipliers and, with ``step_beats``, its step fits that many beats.
 
     Without ``step_beats``: consecutive k until the multipliers are full. With it: at most ``step_beats *
-    dn_bw // rows`` k a fold (a step brings ``rows`` values per k), packed by non-zeros, heaviest k first,
-    each into the least loaded fold with room, over the fewest folds that this fits (the folds' beats a
-    step then add up to about the group's k over ``dn_bw // rows``, and the folds are as few as the
-    multipliers allow). A group with no non-zero weight keeps one empty fold (its outputs are the bias).
+    dn_bw // rows`` k a fold (a step brings ``rows`` values per k), packed by :func:`_pack_folds` so that
+    the folds' beats a step add up to about the group's k over ``dn_bw // rows`` and the folds are about as
+    few as the multipliers allow. A group with no non-zero weight keeps one empty fold (its outputs are
+    the bias). Cached in ``structure.derived`` (as arrays, so a structure stays picklable).
     """
-    key = ("chunks", tuple(group), mapping.rows, mapping.step_beats, design.multipliers, design.dn_bw)
-    if key in structure.derived:
-        return structure.derived[key]
+    key = ("chunks", tuple(group), mapping.rows, mapping.step_beats, mapping.tile_steps, design)
+    ks = structure.derived.get(key)
+    if ks is None:
+        ks = _sparse_ks(structure, mapping, design, group)
+        if structure.k * structure.n <= CACHED_SPARSE_WEIGHTS:
+            structure.derived[key] = ks           # arrays only: the structure stays picklable
+    return [(lambda n, ks=ks: ks) for ks in ks]
+
+
+#: layers with at most this many weights keep their sparse folds' k per mapping (a search asks for each
+#: twice); larger ones recompute them rather than hold them for every candidate
+CACHED_SPARSE_WEIGHTS = 1 << 20
+
+
+def _sparse_ks(structure, mapping, design, group):
+    """The k of each fold of ``group`` (see :func:`_sparse_chunks`)."""
     nonzero = structure.weights[:, group] != 0
     per_k = nonzero.sum(axis=1) * mapping.rows
     heavy = np.flatnonzero(per_k > design.multipliers)
@@ -488,7 +510,6 @@ def _sparse_chunks(structure, mapping, design, group):
         tiles = -(-steps // mapping.steps_per_tile(design))
         chunks = [np.sort(np.asarray(ks, np.int64))
                   for ks in _pack_folds(live, per_k, design, mapping.rows, mapping.step_beats, steps, tiles) if ks]
-    structure.derived[key] = chunks = [(lambda n, ks=ks: ks) for ks in chunks]
     return chunks
 
 
@@ -518,8 +539,10 @@ def _pack_folds(live, per_k, design, rows, most_beats, steps, tiles):
 
     options = []
     for folds in range(fewest, min(used, fewest + 16) + 1):
-        least = next((b for b in range(folds, folds * most_beats + 1) if fits(folds, b)), None)
-        if least is not None:
+        least = max(folds, -(-used * rows // bw))                   # a fold of b beats holds about b * bw / rows k
+        while least <= folds * most_beats and not fits(folds, least):
+            least += 1
+        if least <= folds * most_beats:
             # the least beats that hold the k, and a few more (more room may let the multipliers fit)
             options += [(steps * beats + fold_cost * folds, folds, beats)
                         for beats in range(least, min(folds * most_beats, least + 4) + 1)]

@@ -94,7 +94,8 @@ def _sparse_candidates(design, structure, rows, box, chunk):
         for step_beats in STEP_BEATS:
             if step_beats is not None and step_beats * design.dn_bw < rows:
                 continue
-            for regroup in (False, True) if channels < structure.n else (False,):
+            regroups = (False, True) if compiler.regroups(structure, channels) else (False,)
+            for regroup in regroups:
                 out.append(compiler.Mapping(rows, channels, chunk, box, True, step_beats=step_beats,
                                             regroup=regroup))
     return out
@@ -142,9 +143,10 @@ def _base_candidates(design, structure, sparse_too):
 
 def _distinct_per_step(structure, mapping, ks):
     """Distinct operands one step brings for k-chunk ``ks`` (the same for every channel of a dense fold)."""
-    if structure.kind == "gemm":
+    kh, kw, c = structure.kernel or (1, 1, 1)
+    if structure.kind == "gemm" or mapping.rows == 1 or (kh, kw) == (1, 1):
+        # one pixel, or a 1x1 kernel: every (pixel, k) another input value (at most, at the padding)
         return mapping.rows * len(ks)
-    kh, kw, c = structure.kernel
     r, rest = np.divmod(np.asarray(ks), kw * c)
     s, channel = np.divmod(rest, c)
     # the count is the same for a chunk moved across the filter: key it by the chunk's relative taps
@@ -190,9 +192,8 @@ def quick_cycles(design, structure, mapping, dma=SEARCH_DMA):
             chunks = compiler._sparse_chunks(structure, mapping, design, group)
             per_step = []
             for ks_of in chunks:
-                ks = ks_of(group[0])
-                live = ks[np.any(structure.weights[np.ix_(ks, group)] != 0, axis=1)]
-                per_step.append(max(1, -(-_distinct_per_step(structure, mapping, live) // design.dn_bw)))
+                # a sparse fold's k all have a non-zero weight in the group
+                per_step.append(max(1, -(-_distinct_per_step(structure, mapping, ks_of(group[0])) // design.dn_bw)))
             shapes.append((per_step, len(chunks), 1))
     drain = write_delay(design.multipliers) + readout_delay() + 2
     total, readout = 0.0, 0
