@@ -2,10 +2,12 @@
 
 The candidates are the legal tilings from a small set of tile sizes per
 dimension (pixel boxes that divide the output, power-of-two and balanced
-channel and k-chunk counts, and the sparse variants when the weights have
-zeros): tens per layer, all ranked by a fast estimate of the cycle model
-(``quick_cycles``, no compiling); the best few are compiled and costed by the
-exact model, and the cheapest wins (ties: fewer configuration bytes).
+channel and k-chunk counts, and sparse mappings when the weights have
+zeros: the most channels the lanes allow, each fold's beats a step capped or
+not, channels grouped consecutively or by shared non-zero k): tens to hundreds
+per layer, all ranked by a fast estimate of the cycle model (``quick_cycles``,
+no compiling); the best few are compiled and costed by the exact model (small
+layers: all of them), and the cheapest wins (ties: fewer configuration bytes).
 """
 
 from dataclasses import replace
