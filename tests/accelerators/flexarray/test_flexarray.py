@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from accelkit.accelerators.flexarray import FlexArrayAccelerator, FlexArrayCore, compiler, search
+from accelkit.accelerators.flexarray import FlexArrayAccelerator, FlexArrayCore, compiler, cost, search
 from accelkit.accelerators.flexarray.random_layers import KINDS, random_layer
 from accelkit.driver.device import DmaTiming
 from accelkit.driver.kinds import get_kind
@@ -199,5 +199,5 @@ def test_sparse_gemm_cycles_against_dense_on_the_default_design():
         structure = compiler.structure_of(layer, x.shape)
         mapping = search.best_mapping(design, structure)
         program = compiler.compile_program(design, structure, mapping, skeleton=True)
-        cycles[zeros] = search.cost.program_cycles(design, program, search.SEARCH_DMA)
+        cycles[zeros] = cost.program_cycles(design, program, search.SEARCH_DMA)
     assert cycles[0.9] <= 0.37 * cycles[0.0], cycles
