@@ -17,7 +17,14 @@ A :class:`Mapping` tiles the layer:
 * a k-chunk per fold: GEMM ``T_K`` consecutive k; convolution a ``T_R x T_S x
   T_C`` box of the filter (``chunk``); depthwise ``T_R x T_S``;
 * ``sparse``: only the non-zero weights get a multiplier (SIGMA's flow), and
-  k-chunks grow until the non-zeros fill the multipliers.
+  a fold's k are only those with a non-zero weight in its channels: either
+  consecutive k until the non-zeros fill the multipliers, or, with
+  ``step_beats``, k packed into folds of at most that many beats a step
+  (balanced by non-zeros: the fewest folds, each step's beats filled);
+  ``regroup`` puts channels that share non-zero k into one fold's group
+  (any channels may share a tile: each lane has its own parameters), so a
+  group streams fewer distinct k. Both are the compiler's: the hardware
+  only follows the map.
 
 A virtual neuron (VN) is (pixel of the step, channel): its multipliers hold the
 chunk's weights of that channel and sum into output lane ``pixel * channels +
@@ -48,7 +55,8 @@ from . import art
 from .gateware import PARAM_BYTES_PER_LANE, Opcode, dn_depth, map_bytes
 
 __all__ = ["Design", "Mapping", "Structure", "Command", "Program", "structure_of", "operands_of", "compile_program",
-           "check_mapping", "vn_layout_legal", "weights_field", "pack_stream", "unpack_output", "requant_words"]
+           "check_mapping", "vn_layout_legal", "channel_groups", "weights_field", "pack_stream", "unpack_output",
+           "requant_words"]
 
 
 @dataclass(frozen=True)
@@ -111,15 +119,23 @@ class Mapping:
     box: tuple = None            # convolution / depthwise: (T_Y', T_X'), rows == T_Y' * T_X'
     sparse: bool = False
     tile_steps: int = None       # steps per tile (None: the accumulation buffer's depth)
+    step_beats: int = None       # sparse: folds packed to at most this many beats a step (None: fill multipliers)
+    regroup: bool = False        # sparse: channels grouped by shared non-zero k, not consecutively
 
     def as_dict(self):
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        # the sparse-only fields appear only when set, so dense mappings read as before
+        for name in ("step_beats", "regroup"):
+            if not out[name]:
+                del out[name]
+        return out
 
     @classmethod
     def from_dict(cls, d):
         return cls(rows=d["rows"], channels=d["channels"], chunk=tuple(d["chunk"]),
                    box=None if d.get("box") is None else tuple(d["box"]), sparse=bool(d.get("sparse", False)),
-                   tile_steps=d.get("tile_steps"))
+                   tile_steps=d.get("tile_steps"), step_beats=d.get("step_beats"),
+                   regroup=bool(d.get("regroup", False)))
 
     def steps_per_tile(self, design):
         return self.tile_steps or design.acc_depth
@@ -145,6 +161,8 @@ class Structure:
     #: True when the stationary operand is an activation (BATCH_MATMUL's rhs): its values, and so its zeros,
     #: are not known when the layer is mapped, so only dense mappings are legal
     activation_weights: bool = False
+    #: what sparse mappings derive from the weights (channel groups, folds' k), kept per structure
+    derived: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def m(self):
@@ -385,6 +403,15 @@ def check_mapping(design, structure, mapping):
                                                1 <= mapping.tile_steps <= design.acc_depth):
         raise UnsupportedLayer(f"steps per tile must be an integer in 1..acc_depth ({design.acc_depth}), "
                                f"not {mapping.tile_steps!r}")
+    if mapping.step_beats is not None or mapping.regroup:
+        if not mapping.sparse:
+            raise UnsupportedLayer("step_beats and regroup shape sparse folds; this mapping is dense")
+        if mapping.step_beats is not None and not (isinstance(mapping.step_beats, int) and
+                                                   1 <= mapping.step_beats <= 255):
+            raise UnsupportedLayer(f"beats per step must be an integer in 1..255, not {mapping.step_beats!r}")
+        if mapping.step_beats is not None and mapping.step_beats * design.dn_bw < mapping.rows:
+            raise UnsupportedLayer(f"{mapping.step_beats} beats a step carry {mapping.step_beats * design.dn_bw} "
+                                   f"values, fewer than one k of {mapping.rows} pixels")
     if mapping.rows < 1 or mapping.channels < 1:
         raise UnsupportedLayer(f"rows and channels per fold must be positive, not {mapping.rows} and {mapping.channels}")
     if structure.kind != "gemm":
@@ -483,21 +510,201 @@ class Program:
     out_size: int
 
 
+def channel_groups(structure, mapping):
+    """The channel groups of ``mapping``'s tiles, in order: consecutive channels, or with ``regroup`` (sparse)
+    channels that share non-zero k (see :func:`_regroup`)."""
+    n, size = structure.n, mapping.channels
+    if not (mapping.sparse and mapping.regroup and regroups(structure, size)):
+        return [list(range(c0, min(c0 + size, n))) for c0 in range(0, n, size)]
+    key = ("groups", size)
+    if key not in structure.derived:
+        structure.derived[key] = _regroup(structure.weights != 0, size)
+    return structure.derived[key]
+
+
+def regroups(structure, size):
+    """Whether ``regroup`` changes the groups of ``size`` channels (more than one group, and a layer small
+    enough for the grouping's work)."""
+    return size < structure.n and structure.n * structure.n * structure.k <= REGROUP_WORK
+
+
+#: layers with more than this N^2 x K are grouped consecutively even with ``regroup`` (the greedy grouping's
+#: work; a mapping may still ask for it, it just gets consecutive groups)
+REGROUP_WORK = 1 << 28
+#: channel swaps :func:`_regroup` weighs at most (its refinement's work is about this times K)
+REGROUP_SWAPS = 1 << 16
+
+
+def _regroup(nonzero, size):
+    """Channels in groups of ``size`` (the last may be short) with few distinct non-zero k per group.
+
+    A group's folds stream every k that has a non-zero weight in any of its channels, once per step, so
+    the data a sparse layer streams is about the rows times the sum over groups of that count. Greedy:
+    a group starts from the remaining channel with the most non-zeros and takes, one by one, the channel
+    adding the fewest new k (ties: the lowest index); then pairwise swaps between groups that lower the
+    sum, best first per pair of groups, while the swaps weighed stay under ``REGROUP_SWAPS``.
+    """
+    k, n = nonzero.shape
+    columns = np.ascontiguousarray(nonzero.T)                     # [N, K] bool
+    counts = columns.sum(axis=1)
+    left = np.ones(n, bool)
+    groups = []
+    while left.any():
+        remaining = np.flatnonzero(left)
+        seed = int(remaining[np.argmax(counts[remaining])])
+        group, union = [seed], columns[seed].copy()
+        left[seed] = False
+        while len(group) < size and left.any():
+            remaining = np.flatnonzero(left)
+            added = (columns[remaining] & ~union).sum(axis=1)
+            pick = int(remaining[np.argmin(added)])
+            group.append(pick)
+            union |= columns[pick]
+            left[pick] = False
+        groups.append(group)
+    per_k = [columns[g].sum(axis=0) for g in groups]              # per group, non-zeros at each k
+    budget = REGROUP_SWAPS
+    improved = True
+    while improved and budget > 0:
+        improved = False
+        for gi in range(len(groups)):
+            for gj in range(gi + 1, len(groups)):
+                if budget <= 0:
+                    break
+                a, b = columns[groups[gi]].astype(np.int32), columns[groups[gj]].astype(np.int32)
+                budget -= len(a) * len(b)
+                # swapping a[x] and b[y]: group i's count at each k becomes per_k[i] - a[x] + b[y]
+                ci = per_k[gi][None, None, :] - a[:, None, :] + b[None, :, :]
+                cj = per_k[gj][None, None, :] - b[None, :, :] + a[:, None, :]
+                after = (ci > 0).sum(axis=2) + (cj > 0).sum(axis=2)
+                before = int((per_k[gi] > 0).sum() + (per_k[gj] > 0).sum())
+                x, y = np.unravel_index(np.argmin(after), after.shape)
+                if after[x, y] < before:
+                    per_k[gi], per_k[gj] = ci[x, y], cj[x, y]
+                    groups[gi][x], groups[gj][y] = groups[gj][y], groups[gi][x]
+                    improved = True
+    return [sorted(g) for g in groups]
+
+
 def _sparse_chunks(structure, mapping, design, group):
-    """k ranges for a channel group so that each fold's non-zeros fit the multipliers (sparse mappings)."""
+    """The k of each fold of a channel group (sparse mappings): only k with a non-zero weight in the group,
+    so that each fold's non-zeros fit the multipliers and, with ``step_beats``, its step fits that many beats.
+
+    Without ``step_beats``: consecutive k until the multipliers are full. With it: at most ``step_beats *
+    dn_bw // rows`` k a fold (a step brings ``rows`` values per k), packed by :func:`_pack_folds` so that
+    the folds' beats a step add up to about the group's k over ``dn_bw // rows`` and the folds are about as
+    few as the multipliers allow. A group with no non-zero weight keeps one empty fold (its outputs are
+    the bias). Cached in ``structure.derived`` (as arrays, so a structure stays picklable).
+    """
+    key = ("chunks", tuple(group), mapping.rows, mapping.step_beats, mapping.tile_steps, design)
+    ks = structure.derived.get(key)
+    if ks is None:
+        ks = _sparse_ks(structure, mapping, design, group)
+        if structure.k * structure.n <= CACHED_SPARSE_WEIGHTS:
+            structure.derived[key] = ks           # arrays only: the structure stays picklable
+    return [(lambda n, ks=ks: ks) for ks in ks]
+
+
+#: layers with at most this many weights keep their sparse folds' k per mapping (a search asks for each
+#: twice); larger ones recompute them rather than hold them for every candidate
+CACHED_SPARSE_WEIGHTS = 1 << 20
+
+
+def _sparse_ks(structure, mapping, design, group):
+    """The k of each fold of ``group`` (see :func:`_sparse_chunks`)."""
     nonzero = structure.weights[:, group] != 0
     per_k = nonzero.sum(axis=1) * mapping.rows
-    chunks, lo, total = [], 0, 0
-    for k in range(structure.k):
-        if per_k[k] > design.multipliers:
-            raise UnsupportedLayer(f"{mapping.rows} pixels x {int(per_k[k]) // mapping.rows} non-zero weights at k={k} "
-                                   f"exceed the {design.multipliers} multipliers")
-        if total + per_k[k] > design.multipliers:
-            chunks.append(np.arange(lo, k))
-            lo, total = k, 0
-        total += per_k[k]
-    chunks.append(np.arange(lo, structure.k))
-    return [(lambda n, ks=ks: ks) for ks in chunks]
+    heavy = np.flatnonzero(per_k > design.multipliers)
+    if heavy.size:
+        k = int(heavy[0])
+        raise UnsupportedLayer(f"{mapping.rows} pixels x {int(per_k[k]) // mapping.rows} non-zero weights at k={k} "
+                               f"exceed the {design.multipliers} multipliers")
+    live = np.flatnonzero(per_k)
+    if live.size == 0:
+        chunks = [np.zeros(0, np.int64)]
+    elif mapping.step_beats is None:
+        chunks, start, total = [], 0, 0
+        for i, k in enumerate(live):
+            if total + per_k[k] > design.multipliers:
+                chunks.append(live[start:i])
+                start, total = i, 0
+            total += per_k[k]
+        chunks.append(live[start:])
+    else:
+        steps = -(-structure.m // mapping.rows)
+        tiles = -(-steps // mapping.steps_per_tile(design))
+        chunks = [np.sort(np.asarray(ks, np.int64))
+                  for ks in _pack_folds(live, per_k, design, mapping.rows, mapping.step_beats, steps, tiles) if ks]
+    return chunks
+
+
+#: (folds, beats) splits :func:`_pack_folds` tries before falling back to more folds of even size
+PACK_TRIES = 64
+
+
+def _pack_folds(live, per_k, design, rows, most_beats, steps, tiles):
+    """The k ``live`` (each needing ``per_k[k]`` multipliers) in folds of at most ``most_beats`` beats a step.
+
+    A fold of ``b`` beats a step holds ``b * dn_bw // rows`` k. What a split into ``F`` folds of ``B`` beats
+    a step in all costs is about ``steps * B`` data beats plus ``tiles * F`` fold configurations (map and
+    weights); splits are tried cheapest first, each fold given an even share of the ``B`` beats, and the k
+    are placed heaviest first into the fold with the most free multipliers per free k place. The first
+    split that fits wins (after ``PACK_TRIES``, the fewest folds of ``most_beats`` beats that fit).
+    """
+    capacity, bw = design.multipliers, design.dn_bw
+    holds = lambda beats: beats * bw // rows                         # noqa: E731
+    order = live[np.argsort(-per_k[live], kind="stable")]
+    weights = per_k[order].astype(np.int64)
+    used, total = live.size, int(weights.sum())
+    fold_cost = tiles * (design.map_beats + 1 + design.weight_beats + 1)
+    fewest = max(-(-total // capacity), -(-used // holds(most_beats)))
+    def fits(folds, beats):
+        base, extra = divmod(beats, folds)
+        return extra * holds(base + 1) + (folds - extra) * holds(base) >= used
+
+    options = []
+    for folds in range(fewest, min(used, fewest + 16) + 1):
+        least = max(folds, -(-used * rows // bw))                   # a fold of b beats holds about b * bw / rows k
+        while least <= folds * most_beats and not fits(folds, least):
+            least += 1
+        if least <= folds * most_beats:
+            # the least beats that hold the k, and a few more (more room may let the multipliers fit)
+            options += [(steps * beats + fold_cost * folds, folds, beats)
+                        for beats in range(least, min(folds * most_beats, least + 4) + 1)]
+    for _, folds, beats in sorted(options)[:PACK_TRIES]:
+        base, extra = divmod(beats, folds)
+        places = [holds(base + 1)] * extra + [holds(base)] * (folds - extra)
+        packed = _assign(order, weights, places, capacity)
+        if packed is not None:
+            return packed
+    folds = fewest
+    while True:
+        packed = _assign(order, weights, [holds(most_beats)] * folds, capacity)
+        if packed is not None:
+            return packed
+        folds += 1
+
+
+def _assign(order, weights, places, capacity):
+    """k ``order`` (heaviest first) into bins of ``places[i]`` k and ``capacity`` multipliers each, each into
+    the bin with the most free multipliers per free place (ties: the first); None when one does not fit."""
+    import heapq
+    heap = [(-capacity / p, i) for i, p in enumerate(places) if p > 0]
+    heapq.heapify(heap)
+    bins = [[] for _ in places]
+    loads = [0] * len(places)
+    for k, weight in zip(order.tolist(), weights.tolist()):
+        if not heap:
+            return None
+        _, i = heapq.heappop(heap)
+        loads[i] += weight
+        if loads[i] > capacity:
+            return None
+        bins[i].append(k)
+        free = places[i] - len(bins[i])
+        if free:
+            heapq.heappush(heap, (-(capacity - loads[i]) / free, i))
+    return bins
 
 
 def _unique_columns(index):
@@ -675,8 +882,7 @@ def compile_program(design, structure, mapping, skeleton=False):
     shared = not mapping.sparse and (structure.kind != "depthwise" or (
         skeleton and mapping.channels % structure.depth_multiplier == 0))
     dense_chunks = None if mapping.sparse else _chunks(structure, mapping)
-    for c0 in range(0, n, mapping.channels):
-        group = list(range(c0, min(c0 + mapping.channels, n)))
+    for c0, group in enumerate(channel_groups(structure, mapping)):
         chunks = _sparse_chunks(structure, mapping, design, group) if mapping.sparse else dense_chunks
         for s0 in range(0, steps_total, tile_steps):
             step_pixels = pixels[s0:s0 + tile_steps]

@@ -2,10 +2,12 @@
 
 The candidates are the legal tilings from a small set of tile sizes per
 dimension (pixel boxes that divide the output, power-of-two and balanced
-channel and k-chunk counts, and the sparse variants when the weights have
-zeros): tens per layer, all ranked by a fast estimate of the cycle model
-(``quick_cycles``, no compiling); the best few are compiled and costed by the
-exact model, and the cheapest wins (ties: fewer configuration bytes).
+channel and k-chunk counts, and sparse mappings when the weights have
+zeros: the most channels the lanes allow, each fold's beats a step capped or
+not, channels grouped consecutively or by shared non-zero k): tens to hundreds
+per layer, all ranked by a fast estimate of the cycle model (``quick_cycles``,
+no compiling); the best few are compiled and costed by the exact model (small
+layers: all of them), and the cheapest wins (ties: fewer configuration bytes).
 """
 
 from dataclasses import replace
@@ -27,6 +29,12 @@ EXACT = 4
 EXACT_ALL_MACS = 1 << 22
 #: shorter tiles tried besides the accumulation buffer's depth
 TILE_STEPS = (16, 32, 64, 128)
+#: sparse folds' beats a step tried (None: folds fill the multipliers with consecutive k)
+STEP_BEATS = (None, 1, 2, 3, 4, 6, 8)
+#: sparse candidates costed exactly besides the dense ones (the best by the fast estimate, which counts
+#: a sparse program's beats fold by fold), and the layers small enough to have all of them costed
+EXACT_SPARSE = 8
+EXACT_SPARSE_ALL_MACS = 1 << 18
 
 
 def _balanced(total, most):
@@ -75,10 +83,29 @@ def candidates(design, structure, sparse_too):
     return out
 
 
+def _sparse_candidates(design, structure, rows, box, chunk):
+    """Sparse mappings of ``rows`` pixels (``box``): the most channels the lanes allow (a streamed value
+    feeds the fold's channels that have a non-zero weight at its k), each fold's beats a step capped or
+    not, channels grouped consecutively or by shared non-zero k."""
+    out = []
+    most = design.rn_bw // rows
+    # the most channels, and a quarter as many: when the layer is dense enough that a few k over many
+    # channels fill the multipliers, a step brings fewer values than a beat carries
+    options = _balanced(structure.n, most)[:2] + (_balanced(structure.n, most // 4)[:1] if most >= 4 else [])
+    for channels in sorted(set(options), reverse=True):
+        for step_beats in STEP_BEATS:
+            if step_beats is not None and step_beats * design.dn_bw < rows:
+                continue
+            regroups = (False, True) if compiler.regroups(structure, channels) else (False,)
+            for regroup in regroups:
+                out.append(compiler.Mapping(rows, channels, chunk, box, True, step_beats=step_beats,
+                                            regroup=regroup))
+    return out
+
+
 def _base_candidates(design, structure, sparse_too):
     n_mult, lanes = design.multipliers, design.rn_bw
     out = []
-    sparse_options = (False, True) if sparse_too else (False,)
     if structure.kind == "gemm":
         rows_options = sorted(set(_powers(min(lanes, structure.m)) + ([structure.m] if structure.m <= lanes else [])))
         for rows in rows_options:
@@ -94,8 +121,9 @@ def _base_candidates(design, structure, sparse_too):
                     if most >= repeat:
                         chunks |= {repeat * size for size in _balanced(structure.row_length, most // repeat)[:2]}
                 for chunk in sorted(chunks):
-                    for sparse in sparse_options:
-                        out.append(compiler.Mapping(rows, channels, (chunk,), None, sparse))
+                    out.append(compiler.Mapping(rows, channels, (chunk,), None, False))
+            if sparse_too:
+                out += _sparse_candidates(design, structure, rows, None, (1,))
         return out
     _, oh, ow = structure.geometry
     kh, kw, c = structure.kernel
@@ -103,6 +131,8 @@ def _base_candidates(design, structure, sparse_too):
     boxes = sorted(boxes, key=lambda b: -b[0] * b[1]) + [(1, 1)]
     for ty, tx in dict.fromkeys(boxes):
         rows = ty * tx
+        if sparse_too and structure.kind == "conv":
+            out += _sparse_candidates(design, structure, rows, (ty, tx), (1, 1, 1))
         for channels in _channel_options(structure.n, lanes // rows):
             most = n_mult // (rows * channels)
             if most < 1:
@@ -116,16 +146,19 @@ def _base_candidates(design, structure, sparse_too):
             else:
                 chunks = [(tr, ts) for tr, ts in ((kh, kw), (1, kw), (1, 1)) if tr * ts <= most]
             for chunk in dict.fromkeys(chunks):
-                for sparse in sparse_options:
-                    out.append(compiler.Mapping(rows, channels, chunk, (ty, tx), sparse))
+                out.append(compiler.Mapping(rows, channels, chunk, (ty, tx), False))
     return out
 
 
 def _distinct_per_step(structure, mapping, ks):
     """Distinct operands one step brings for k-chunk ``ks`` (the same for every channel of a dense fold)."""
     if structure.kind == "gemm":
+        # a BATCH_MATMUL's repeated source columns share their operand
         return mapping.rows * len(np.unique(structure.source_columns(ks)))
     kh, kw, c = structure.kernel
+    if mapping.rows == 1 or (kh, kw) == (1, 1):
+        # one pixel, or a 1x1 kernel: every (pixel, k) another input value (at most, at the padding)
+        return mapping.rows * len(ks)
     r, rest = np.divmod(np.asarray(ks), kw * c)
     s, channel = np.divmod(rest, c)
     # the count is the same for a chunk moved across the filter: key it by the chunk's relative taps
@@ -169,8 +202,7 @@ def quick_cycles(design, structure, mapping, dma=SEARCH_DMA):
     steps = -(-structure.m // mapping.rows)
     tile = mapping.steps_per_tile(design)
     tile_sizes = [tile] * (steps // tile) + ([steps % tile] if steps % tile else [])
-    groups = [list(range(c0, min(c0 + mapping.channels, structure.n)))
-              for c0 in range(0, structure.n, mapping.channels)]
+    groups = compiler.channel_groups(structure, mapping)
     sample = compiler._pixel_steps(structure, mapping)[:min(tile, TREE_SAMPLE_STEPS)] if design.dn == "tree" else None
     if not mapping.sparse:
         # a dense fold's operands do not depend on which channels it holds: cost one group, count them all
@@ -190,9 +222,8 @@ def quick_cycles(design, structure, mapping, dma=SEARCH_DMA):
                 if design.dn == "tree":
                     per_step.append(_tree_beats(design, structure, mapping, group, ks_of, sample))
                     continue
-                ks = ks_of(group[0])
-                live = ks[np.any(structure.weights[np.ix_(ks, group)] != 0, axis=1)]
-                per_step.append(max(1, -(-_distinct_per_step(structure, mapping, live) // design.dn_bw)))
+                # a sparse fold's k all have a non-zero weight in the group
+                per_step.append(max(1, -(-_distinct_per_step(structure, mapping, ks_of(group[0])) // design.dn_bw)))
             shapes.append((per_step, len(chunks), 1))
     drain = write_delay(design.multipliers, design.dn_depth) + readout_delay() + 2
     total, readout = 0.0, 0
@@ -229,8 +260,13 @@ def best_mapping(design, structure, dma=SEARCH_DMA):
         except UnsupportedLayer as error:
             reasons.append(str(error))
     ranked.sort(key=lambda item: item[0])
-    exact = len(ranked) if structure.m * structure.k * structure.n <= EXACT_ALL_MACS else EXACT
-    for _, mapping in ranked[:exact]:
+    if structure.m * structure.k * structure.n <= EXACT_ALL_MACS:
+        sparse = [item for item in ranked if item[1].sparse]
+        small = structure.m * structure.k * structure.n <= EXACT_SPARSE_ALL_MACS
+        chosen = [item for item in ranked if not item[1].sparse] + (sparse if small else sparse[:EXACT_SPARSE])
+    else:
+        chosen = ranked[:EXACT]
+    for _, mapping in chosen:
         try:
             program = compiler.compile_program(design, structure, mapping, skeleton=True)
         except UnsupportedLayer as error:

@@ -12,7 +12,11 @@ TFLite-exact reference on the model backend:
    groups, the group size its cost model finds best).
 2. *Weight sparsity*: one GEMM at 0, 50 and 90% zero weights; flexarray maps the
    non-zeros only (SIGMA's flow), the systolic array multiplies every weight.
-   Multiplies issued must equal the non-zero weights x rows.
+   Multiplies issued must equal the non-zero weights x rows. Beside the default
+   design, the same with 64 reduction lanes (``rn_bw`` 64, ``SPARSE_LANES``): a
+   sparse fold holds at most ``rn_bw`` channels, and that bounds the default.
+   Then the zoo's pruned digits model (``digits_cnn_pruned``, 79.5% zero
+   weights) against the dense ``digits_cnn``, cycles per inference.
 3. *Bifrost*: AlexNet's (torchvision) conv and FC layers on a 128-multiplier
    flexarray with distribution and reduction bandwidth 64 (Bifrost's MAERI:
    128 multiplier switches, bandwidth 64), 64 bytes/cycle DMA, batch 1: the naive
@@ -32,7 +36,7 @@ from ...driver.device import DmaTiming
 from ...driver.kinds import get_kind
 from ..reports.output import console, provenance, table
 
-__all__ = ["flexarray_bench", "IRREGULAR", "SPARSE", "ALEXNET"]
+__all__ = ["flexarray_bench", "IRREGULAR", "SPARSE", "ALEXNET", "PRUNED", "SPARSE_LANES"]
 
 #: (name, kind, shape) of the irregular set
 IRREGULAR = (
@@ -67,6 +71,10 @@ SYSTOLIC = {"rows": 8, "cols": 8, "data_width": 64}
 FLEX_SMALL = {"multipliers": 16, "dn_bw": 4, "rn_bw": 8, "acc_depth": 64}
 SYSTOLIC_SMALL = {"rows": 4, "cols": 4, "data_width": 32, "k_max": 1024, "a_depth": 4096}
 BIFROST = {"multipliers": 128, "dn_bw": 64, "rn_bw": 64, "acc_depth": 4096}
+#: the default design with as many reduction lanes as multipliers (what the sparsity figures need)
+SPARSE_LANES = {**FLEX, "rn_bw": 64}
+#: the zoo's dense and pruned digits models
+PRUNED = ("digits_cnn", "digits_cnn_pruned")
 
 
 def _geomean(values):
@@ -108,7 +116,8 @@ def irregular(flex, systolic, dma, rng, devices=None):
     return rows
 
 
-def sparsity(flex, systolic, dma, rng):
+def sparsity(flex, systolic, dma, rng, wide=None):
+    """The sparsity GEMM on ``flex`` (and on ``wide``, more reduction lanes, when given)."""
     shape, fractions = SPARSE
     layer, (x,) = get_kind("gemm").random(rng, **shape)
     dense_weights = layer.b.copy()
@@ -119,9 +128,38 @@ def sparsity(flex, systolic, dma, rng):
         plan, stats, exact = _flex(flex, layer, x, dma)
         systolic_cycles = _systolic(systolic, layer, x, dma)
         nonzero = int(np.count_nonzero(layer.b))
-        rows.append({"zero_fraction": fraction, "nonzero_weights": nonzero, "flex_cycles": stats.cycles,
-                     "multiplies_issued": stats.array_macs, "nonzero_pairs": nonzero * shape["m"],
-                     "systolic_cycles": systolic_cycles, "bit_exact": exact, "mapping": plan.schedule["mapping"]})
+        row = {"zero_fraction": fraction, "nonzero_weights": nonzero, "flex_cycles": stats.cycles,
+               "multiplies_issued": stats.array_macs, "nonzero_pairs": nonzero * shape["m"],
+               "systolic_cycles": systolic_cycles, "bit_exact": exact, "mapping": plan.schedule["mapping"]}
+        if wide is not None:
+            wide._plans.clear()
+            plan, stats, exact = _flex(wide, layer, x, dma)
+            row.update(wide_cycles=stats.cycles, wide_bit_exact=exact, wide_mapping=plan.schedule["mapping"])
+        rows.append(row)
+    for row in rows:
+        row["vs_dense"] = row["flex_cycles"] / rows[0]["flex_cycles"]
+        if wide is not None:
+            row["wide_vs_dense"] = row["wide_cycles"] / rows[0]["wide_cycles"]
+            row["wide_vs_default_dense"] = row["wide_cycles"] / rows[0]["flex_cycles"]
+    return rows
+
+
+def pruned_model(flex, systolic, dma, seed, models=PRUNED):
+    """Cycles per inference of the dense and the pruned digits model on ``flex`` and ``systolic`` (cost
+    models, every offloaded layer checked bit-exact against its reference), layer by layer."""
+    from ..execution.executors import open_executor
+    from ..frontends.tflite.runner import one_inference
+    from ..zoo import ZOO
+    rows = []
+    for name in models:
+        row = {"model": name}
+        for label, accelerator in (("flex", flex), ("systolic", systolic)):
+            with open_executor(accelerator, "model", dma) as executor:
+                model, _, outputs, expected = one_inference(ZOO / "models" / f"{name}.tflite", executor, seed)
+            row[f"{label}_layers"] = [r.cycles for r in model.offloaded]
+            row[f"{label}_cycles"] = sum(row[f"{label}_layers"])
+            row[f"{label}_bit_exact"] = all(np.array_equal(a, b) for a, b in zip(outputs, expected))
+        rows.append(row)
     for row in rows:
         row["vs_dense"] = row["flex_cycles"] / rows[0]["flex_cycles"]
     return rows
@@ -159,10 +197,12 @@ def flexarray_bench(args):
     rng = np.random.default_rng(args.seed)
     dma = DmaTiming(8, 0)
     record = provenance("bench flexarray", dma=dma, seed=args.seed, designs={"flexarray": FLEX, "gemm": SYSTOLIC,
-                                                                          "bifrost": BIFROST})
+                                                                          "bifrost": BIFROST,
+                                                                          "sparse_lanes": SPARSE_LANES})
     flex, systolic = get_accelerator("flexarray", FLEX), get_accelerator("gemm", SYSTOLIC)
     record["irregular"] = irregular(flex, systolic, dma, rng)
-    record["sparsity"] = sparsity(flex, systolic, dma, rng)
+    record["sparsity"] = sparsity(flex, systolic, dma, rng, get_accelerator("flexarray", SPARSE_LANES))
+    record["pruned_model"] = pruned_model(flex, systolic, dma, args.seed)
     if args.rtl:
         from ..execution.devices import open_device
         small_flex, small_gemm = get_accelerator("flexarray", FLEX_SMALL), get_accelerator("gemm", SYSTOLIC_SMALL)
@@ -194,12 +234,24 @@ def _print(record):
         ratio = _geomean([r["flex_utilization"] / r["systolic_utilization"] for r in rows])
         console.print(f"geometric-mean utilization ratio flexarray / systolic: {ratio:.2f}x")
         record[key + "_utilization_ratio"] = ratio
+    sparse_rows = record["sparsity"]
+    wide = "wide_cycles" in sparse_rows[0]
     console.print(table("weight sparsity, GEMM 64x64x256", ["zero weights", "flex cycles", "vs dense",
                                                              "multiplies issued", "non-zero pairs",
-                                                             "systolic cycles", "exact"],
+                                                             "systolic cycles", "exact"]
+                        + (["64 lanes: cycles", "vs its dense", "vs default dense", "exact"] if wide else []),
                         [[f"{r['zero_fraction']:.0%}", f"{r['flex_cycles']:,}", f"{r['vs_dense']:.2f}",
                           f"{r['multiplies_issued']:,}", f"{r['nonzero_pairs']:,}", f"{r['systolic_cycles']:,}",
-                          "yes" if r["bit_exact"] else "NO"] for r in record["sparsity"]]))
+                          "yes" if r["bit_exact"] else "NO"]
+                         + ([f"{r['wide_cycles']:,}", f"{r['wide_vs_dense']:.2f}", f"{r['wide_vs_default_dense']:.2f}",
+                             "yes" if r["wide_bit_exact"] else "NO"] if wide else []) for r in sparse_rows]))
+    if record.get("pruned_model"):
+        console.print(table("pruned model, cycles per inference (model backend)",
+                            ["model", "flex cycles", "vs dense", "flex per layer", "systolic cycles", "exact"],
+                            [[r["model"], f"{r['flex_cycles']:,}", f"{r['vs_dense']:.2f}",
+                              " / ".join(f"{c:,}" for c in r["flex_layers"]), f"{r['systolic_cycles']:,}",
+                              "yes" if r["flex_bit_exact"] and r["systolic_bit_exact"] else "NO"]
+                             for r in record["pruned_model"]]))
     rows = record["bifrost"]
     console.print(table("Bifrost's experiment: AlexNet on 128 multipliers, bandwidth 64",
                         ["layer", "naive cycles", "searched cycles", "speedup", "naive util", "searched util",

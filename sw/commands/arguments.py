@@ -18,7 +18,7 @@ from ...errors import ParameterError
 __all__ = [
     "MAX_SIZE", "MAX_CYCLE_BUDGET", "MAX_SEED", "positive_int", "non_negative_int", "bounded_int",
     "dma_bytes", "dma_latency", "cycle_budget", "sample_limit", "seed", "size", "finite_positive_float",
-    "clock_mhz", "check_output_path", "check_output_paths", "check_command", "layer_size", "MAX_LAYER_PRODUCT",
+    "clock_mhz", "sparsity", "layer_sparsity", "check_output_path", "check_output_paths", "check_command", "layer_size", "MAX_LAYER_PRODUCT",
     "add_runner_arguments", "open_args_runner",
 ]
 
@@ -86,6 +86,27 @@ def finite_positive_float(what="value", maximum=math.inf):
 
 
 clock_mhz = finite_positive_float("clock (MHz)", 1e6)
+
+
+def sparsity(text):
+    """An argparse type: a fraction in [0, 1) (``accelkit prune --sparsity``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"sparsity must be a number in [0, 1), not {text!r}") from None
+    if not math.isfinite(value) or not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"sparsity must be in [0, 1) (the fraction of each layer's weights set "
+                                         f"to zero), not {text}")
+    return value
+
+
+def layer_sparsity(text):
+    """An argparse type: ``INDEX=SPARSITY`` (``accelkit prune --layer``), as (index, sparsity)."""
+    index, equals, value = str(text).partition("=")
+    if not equals:
+        raise argparse.ArgumentTypeError(f"--layer takes INDEX=SPARSITY (an operator index and a fraction in "
+                                         f"[0, 1)), not {text!r}")
+    return bounded_int(0, MAX_SIZE, "operator index")(index), sparsity(value)
 
 
 def check_output_path(path, what="output"):

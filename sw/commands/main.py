@@ -50,6 +50,19 @@ def build_parser():
     quantize.add_argument("--output", required=True, metavar="OUT.tflite")
     quantize.add_argument("--json", metavar="PATH")
 
+    prune = commands.add_parser("prune", help="magnitude-prune an int8 model's CONV_2D/DEPTHWISE_CONV_2D/"
+                                "FULLY_CONNECTED/TRANSPOSE_CONV weights to a sparsity per layer")
+    prune.add_argument("model", help="an int8 .tflite file or a bundled model name")
+    prune.add_argument("--sparsity", type=arguments.sparsity, required=True,
+                       help="fraction of each layer's weights set to zero, in [0, 1) (e.g. 0.8)")
+    prune.add_argument("--layer", type=arguments.layer_sparsity, action="append", metavar="INDEX=SPARSITY",
+                       help="operator INDEX's own sparsity (repeatable), e.g. --layer 5=0 keeps operator 5 dense")
+    prune.add_argument("--granularity", choices=("channel", "layer"), default="channel",
+                       help="rank weights per output channel (default: each channel pruned to the sparsity) "
+                       "or over the whole layer")
+    prune.add_argument("--output", required=True, metavar="OUT.tflite")
+    prune.add_argument("--json", metavar="PATH")
+
     from ..hardware.devices import part_names
     resources = commands.add_parser("resources", help="resources (LUT logic and RAM, FF, DSP, BRAM), logic depth, "
                                     "Fmax and fit of a design on an FPGA part")
@@ -113,7 +126,7 @@ INTERNAL_ERROR_EXIT = 70        # EX_SOFTWARE of sysexits.h
 
 #: command -> (module relative to this package, function taking the parsed arguments)
 _COMMANDS = {"layer": (".layer", "run"), "run": (".run", "run"), "diff": (".diff", "run"),
-             "quantize": ("..quantization.pot", "quantize_main"), "resources": (".resources", "run"),
+             "quantize": ("..quantization.pot", "quantize_main"), "prune": ("..quantization.prune", "prune_main"), "resources": (".resources", "run"),
              "llm": (".llm", "run"), "export": (".export", "run"), "bench": (".bench", "run"),
              "replay": (".replay", "run"), "dse": (".dse", "run")}
 

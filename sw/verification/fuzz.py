@@ -517,7 +517,7 @@ def cli_cases(count, seed, folder):
     pick = lambda options: options[rng.integers(len(options))]      # noqa: E731
     for i in range(count):
         command = pick(("layer", "layer", "layer", "run", "run", "run", "diff", "accelerators", "quantize",
-                        "resources", "bench", "llm", "llm", "layer", "dse", "export", "replay"))
+                        "resources", "bench", "llm", "llm", "layer", "dse", "export", "replay", "prune"))
         argv, category = [command], command
         if command == "accelerators":
             if rng.random() < 0.8:
@@ -610,6 +610,16 @@ def cli_cases(count, seed, folder):
             argv += [pick(("digits_cnn", "digits_cnn", "dcgan_tiny", str(files["text"]), "nope")),
                      "--method", pick(("pot", "apot", "msq", "int3")),
                      "--output", _path_value(rng, files, folder, ".tflite")]
+        elif command == "prune":
+            argv += [pick(("digits_cnn", "digits_cnn_pruned", "dcgan_tiny", str(files["text"]), "nope")),
+                     "--sparsity", pick(("0.8", "0", "0.999", "1", "-0.1", "nan", "inf", "half"))]
+            if rng.random() < 0.3:
+                argv += ["--layer", pick(("5=0", "4=0.5", "3=0.5", "99=0.1", "5", "x=0.2", "5=1.5"))]
+            if rng.random() < 0.3:
+                argv += ["--granularity", pick(("channel", "layer", "block"))]
+            argv += ["--output", _path_value(rng, files, folder, ".tflite")]
+            if rng.random() < 0.3:
+                argv += ["--json", _path_value(rng, files, folder, ".json")]
         elif command == "resources":
             # a valid design would start Yosys: always include one value that must be refused first
             poison = int(rng.integers(2))

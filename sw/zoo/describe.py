@@ -81,6 +81,21 @@ class Graph:
         zp = q.ZeroPointAsNumpy() if q is not None and q.ZeroPointLength() else None
         b = model.Buffers(t.Buffer())
         const = b is not None and (b.DataLength() > 0 or b.Size() > 0)
+        zeros = 0
+        if const and t.Type() == tflite.TensorType.INT8 and b.DataLength() > 0:
+            values = b.DataAsNumpy().view(np.int8).astype(np.int64)
+            # the real zero: the zero point (per tensor, or per channel along the quantized dimension)
+            shape = t.ShapeAsNumpy().tolist() if t.ShapeLength() else [values.size]
+            zero = np.zeros(shape, np.int64)
+            if zp is not None and zp.size == 1:
+                zero[...] = int(zp[0])
+            elif zp is not None and len(shape) > q.QuantizedDimension() \
+                    and shape[q.QuantizedDimension()] == zp.size:
+                view = [1] * len(shape)
+                view[q.QuantizedDimension()] = zp.size
+                zero[...] = zp.reshape(view)
+            if values.size == zero.size:
+                zeros = int(np.count_nonzero(values == zero.reshape(-1)))
         return {
             "name": t.Name().decode(),
             "shape": t.ShapeAsNumpy().tolist() if t.ShapeLength() else [],
@@ -88,6 +103,7 @@ class Graph:
             "scale": scale,
             "zero_point": zp,
             "const": const,
+            "zeros": zeros,
         }
 
     # -- arithmetic ----------------------------------------------------------
@@ -126,6 +142,11 @@ class Graph:
         return sum(int(np.prod(t["shape"])) for t in self.tensors
                    if t["const"] and t["type"] == "int8")
 
+    def zero_weights(self):
+        """int8 constants equal to their zero point (the real 0), e.g. pruned weights."""
+        return sum(t["zeros"] for t in self.tensors
+                   if t["const"] and t["type"] == "int8")
+
 
 def _weight_quant(g):
     """How each MAC operator's constant weights and bias are quantized."""
@@ -162,9 +183,12 @@ def _fmt_io(g, i):
 
 def describe(path):
     g = Graph(path)
+    weights, zeros = g.weight_params(), g.zero_weights()
+    # the zero share is shown where it is notable (pruned models)
+    shown = f" ({zeros:,} zero, {zeros / weights:.1%})" if weights and zeros >= 0.1 * weights else ""
     lines = [f"### {g.path.stem}", "",
              f"- file: `{g.path.name}`, {g.size:,} bytes, "
-             f"{g.weight_params():,} int8 weights"]
+             f"{weights:,} int8 weights{shown}"]
     for i in g.inputs:
         lines.append(f"- input: {_fmt_io(g, i)}")
     for i in g.outputs:
@@ -261,7 +285,7 @@ def layer_table(path):
 
 
 def digits_accuracy(model_path, data_dir):
-    """Top-1 accuracy of the int8 digits model with both LiteRT kernel sets."""
+    """Top-1 accuracy of an int8 digits model (digits_cnn and its variants) with both LiteRT kernel sets."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     x = np.load(data_dir / "digits_test_x.npy")
@@ -290,7 +314,7 @@ def main(argv=None):
     p.add_argument("--data", type=Path, default=ZOO / "data",
                    help="directory with digits_test_x.npy / digits_test_y.npy")
     p.add_argument("--no-accuracy", action="store_true",
-                   help="skip running the digits model with LiteRT")
+                   help="skip running the digits models with LiteRT")
     p.add_argument("--layers", action="store_true",
                    help="also list every operator with its shapes and MACs")
     a = p.parse_args(argv)
@@ -300,7 +324,7 @@ def main(argv=None):
     for path in paths:
         text, info = describe(path)
         print(text)
-        if path.stem == "digits_cnn" and not a.no_accuracy \
+        if path.stem.startswith("digits_cnn") and not a.no_accuracy \
                 and (a.data / "digits_test_x.npy").exists():
             acc, n = digits_accuracy(path, a.data)
             print(f"Digits test accuracy ({n} held-out samples, int8): "

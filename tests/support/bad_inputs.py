@@ -133,6 +133,17 @@ CASES = [
     ("layer-quantizer-lowercase", "layer block_matmul --accel bfp --backend model --format q4_0 --k 256 --n 8 --m 2 "
      "--quantizer avx2", "success", ""),
     ("export-out-is-file", "export {tmp}/notes.txt --board pynq-z1", "clean error", r"OUT/ .* is a file"),
+    # accelkit prune
+    ("prune-sparsity-1", "prune digits_cnn --sparsity 1 --output {tmp}/p.tflite", "clean error",
+     r"sparsity must be in \[0, 1\)"),
+    ("prune-sparsity-nan", "prune digits_cnn --sparsity nan --output {tmp}/p.tflite", "clean error",
+     r"sparsity must be in \[0, 1\)"),
+    ("prune-not-tflite", "prune {tmp}/notes.txt --sparsity 0.5 --output {tmp}/p.tflite", "clean error",
+     r"not a TFLite model"),
+    ("prune-missing", "prune {tmp}/missing.tflite --sparsity 0.5 --output {tmp}/p.tflite", "clean error",
+     r"neither a file nor a bundled model"),
+    ("prune-output-dir", "prune digits_cnn --sparsity 0.5 --output {tmp}/folder", "clean error",
+     r"--output path .* is a directory"),
 ]
 
 
