@@ -33,15 +33,23 @@ class WordGatherer(wiring.Component):
     ``take`` (the core accepts beats this cycle: it is ``input.ready`` while the
     word is not complete, and ``words.ready`` too on its last beat), ``want``
     (beats of the word being loaded), ``clear`` (forget a partial word: a new
-    job) and ``words``: valid in the cycle the last beat of a word is accepted,
-    its payload is the buffer with that beat appended, the newest beat in the
-    top ``data_width`` bits; :meth:`word` picks a word out of it.
+    job) and ``words``: valid in the cycle the last beat of a word is accepted.
+
+    Beat ``i`` of a word goes to slot ``i``, so each bit of a word always comes
+    from the same register (no multiplexer in front of a core's memories) and a
+    beat writes one slot, not all of them. :meth:`word` picks the word completing
+    this cycle (its earlier beats from the slots, the last one from the input);
+    :meth:`held_word` is the same word read from the slots alone, valid in the
+    cycle after it completed, so a core may file it from registers, a cycle
+    later, rather than from the stream handshake. ``words.payload`` is the word
+    of ``max_beats`` beats.
     """
 
     def __init__(self, *, max_beats, data_width):
         _check_beats("max_beats", max_beats)
         check_data_width(data_width)
         self.max_beats, self.data_width = max_beats, data_width
+        self._slots = [Signal(data_width, name=f"slot{index}", reset_less=True) for index in range(max_beats)]
         super().__init__({
             "input": In(stream.Signature(beat_layout(data_width))),
             "take": In(1),
@@ -50,25 +58,37 @@ class WordGatherer(wiring.Component):
             "words": Out(stream.Signature(max_beats * data_width)),
         })
 
+    def _check(self, beats, nbits):
+        if not 1 <= beats <= self.max_beats or nbits > beats * self.data_width:
+            raise ParameterError(f"a word of {nbits} bits in {beats} beats does not fit this gatherer "
+                                 f"({self.max_beats} beats of {self.data_width} bits)")
+
     def word(self, beats, nbits):
-        """The ``nbits`` of a ``beats``-beat word completing this cycle (a slice of ``words.payload``)."""
-        low = (self.max_beats - beats) * self.data_width
-        return self.words.payload[low:low + nbits]
+        """The ``nbits`` of a ``beats``-beat word completing this cycle."""
+        self._check(beats, nbits)
+        return Cat(*self._slots[:beats - 1], self.input.payload.data)[:nbits]
+
+    def held_word(self, beats, nbits):
+        """The ``nbits`` of the ``beats``-beat word that completed in the previous cycle."""
+        self._check(beats, nbits)
+        return Cat(*self._slots[:beats])[:nbits]
 
     def elaborate(self, platform):
         m = Module()
-        W = self.data_width
-        buffer = Signal(self.max_beats * W)
         count = Signal(range(self.max_beats + 1))
         last = count + 1 == self.want
         accepted = self.input.valid & self.input.ready
         m.d.comb += [
             self.input.ready.eq(self.take & (~last | self.words.ready)),
-            self.words.payload.eq(Cat(buffer[W:], self.input.payload.data)),
+            self.words.payload.eq(Cat(*self._slots[:-1], self.input.payload.data)),
             self.words.valid.eq(self.input.valid & self.take & last),
         ]
         with m.If(accepted):
-            m.d.sync += [buffer.eq(self.words.payload), count.eq(Mux(last, 0, count + 1))]
+            m.d.sync += count.eq(Mux(last, 0, count + 1))
+            with m.Switch(count):
+                for index, slot in enumerate(self._slots):
+                    with m.Case(index):
+                        m.d.sync += slot.eq(self.input.payload.data)
         with m.If(self.clear):
             m.d.sync += count.eq(0)
         return m

@@ -139,12 +139,12 @@ class GemmCore(CoreBase):
             m.d.sync += [a_words.eq(cfg.m_tiles * cfg.k), load_index.eq(0), load_tile.eq(0),
                          half_full.eq(0)]
 
-        # A parameter word is staged a cycle before it is filed, so the gatherer's output does
-        # not fan out to every parameter register through the half and kind decode in the cycle
-        # it completes. The tile's B words follow, so the copy lands long before it is read.
+        # A parameter word is filed a cycle after it completes, from the gatherer's slots, so
+        # the stream handshake does not reach every parameter register's enable in the cycle
+        # the word completes. The tile's B words follow, so it lands long before it is read.
         param_load = Signal()
         param_slot = Signal(range(2 * PARAM_WORDS))
-        param_word = Signal(32 * C, reset_less=True)
+        param_word = gather.held_word(n_p, 32 * C)
         m.d.sync += param_load.eq(0)
         with m.If(param_load):
             for h in range(2):
@@ -170,8 +170,7 @@ class GemmCore(CoreBase):
             with m.State("LOAD_PARAMS"):
                 m.d.comb += [gather.take.eq(1), want.eq(n_p)]
                 with m.If(word_done):
-                    m.d.sync += [param_load.eq(1), param_slot.eq(Cat(load_kind, load_half)),
-                                 param_word.eq(word(n_p, 4 * C))]
+                    m.d.sync += [param_load.eq(1), param_slot.eq(Cat(load_kind, load_half))]
                     m.d.sync += [load_kind.eq(load_kind + 1), load_k.eq(0)]
                     with m.If(load_kind == PARAM_WORDS - 1):
                         m.next = "LOAD_B"

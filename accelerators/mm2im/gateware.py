@@ -226,10 +226,10 @@ class Mm2imCore(CoreBase):
 
         with m.If(self.start):
             m.d.sync += [half_full.eq(0), load_kind.eq(0), load_index.eq(0), load_row.eq(0)]
-        # A parameter word is staged a cycle before it is filed, so the gatherer's output
-        # reaches the parameter registers through no decode in the cycle it completes.
+        # A parameter word is filed a cycle after it completes, from the gatherer's slots, so
+        # the stream handshake does not reach the parameter registers' enables.
         param_load, param_kind = Signal(), Signal(2)
-        param_word = Signal(32 * C, reset_less=True)
+        param_word = gather.held_word(n_p, 32 * C)
         m.d.sync += param_load.eq(0)
         with m.If(param_load):
             for kind in range(PARAM_WORDS):
@@ -242,7 +242,7 @@ class Mm2imCore(CoreBase):
             with m.State("LOAD_PARAMS"):
                 m.d.comb += [gather.take.eq(1), want.eq(n_p)]
                 with m.If(word_done):
-                    m.d.sync += [param_load.eq(1), param_kind.eq(load_kind), param_word.eq(word(n_p, 4 * C))]
+                    m.d.sync += [param_load.eq(1), param_kind.eq(load_kind)]
                     m.d.sync += load_kind.eq(load_kind + 1)
                     with m.If(load_kind == PARAM_WORDS - 1):
                         m.next = "LOAD_W"
