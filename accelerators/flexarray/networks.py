@@ -104,14 +104,7 @@ class ForwardingAdderNetwork(wiring.Component):
             stage_select = Signal.like(select, name=f"select_l{level}")
             m.d.sync += stage_select.eq(select)
             # lanes pick up the sums completed at the level below
-            below = Array(node["sum"] for node in nodes)
-            picked = []
-            for j in range(lanes):
-                lane = Signal(signed(LANE_WIDTH), name=f"lane{j}_l{level}", reset_less=True)
-                take = select[j].enable & (select[j].level == level - 1)
-                m.d.sync += lane.eq(Mux(take, below[select[j].index], collected[j]))
-                picked.append(lane)
-            collected = picked
+            collected = _pick_up(m, select, Array(node["sum"] for node in nodes), collected, level)
             if level <= levels:
                 width = PRODUCT_WIDTH + level
                 merged = []
@@ -203,14 +196,7 @@ class AugmentedReductionTree(wiring.Component):
             m.d.sync += stage_valid.eq(valid)
             stage_select = Signal.like(select, name=f"select_l{level}")
             m.d.sync += stage_select.eq(select)
-            below = Array(dones)
-            picked = []
-            for j in range(lanes):
-                lane = Signal(signed(LANE_WIDTH), name=f"lane{j}_l{level}", reset_less=True)
-                take = select[j].enable & (select[j].level == level - 1)
-                m.d.sync += lane.eq(Mux(take, below[select[j].index], collected[j]))
-                picked.append(lane)
-            collected = picked
+            collected = _pick_up(m, select, Array(dones), collected, level)
             if level <= levels:
                 count, base = n >> level, node_offset(n, level)
                 here = config[base:base + count]
@@ -275,3 +261,15 @@ class AugmentedReductionTree(wiring.Component):
         for j in range(lanes):
             m.d.comb += self.sums[j].eq(collected[j])
         return m
+
+
+def _pick_up(m, select, below, collected, level):
+    """Each lane's register at ``level``: the sum completed at the level below that its selection names,
+    else what it collected already."""
+    picked = []
+    for j, held in enumerate(collected):
+        lane = Signal(signed(LANE_WIDTH), name=f"lane{j}_l{level}", reset_less=True)
+        take = select[j].enable & (select[j].level == level - 1)
+        m.d.sync += lane.eq(Mux(take, below[select[j].index], held))
+        picked.append(lane)
+    return picked
