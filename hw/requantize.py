@@ -213,9 +213,9 @@ class Requantizer(wiring.Component):
             # They are decoded into stage 11, beside the value: from the shift's copy one
             # stage earlier when it follows the value, else from the held shift.
             source = shifts[10][8:13] if self.follow_params else right
-            # Expressions, not named wires: a verilated model then decodes only when a value
-            # moves in (a wire of its own was worked out every cycle, 870 instructions a cycle
-            # over gemm's eight requantizers).
+            # A verilated model works this decode out every cycle, value or not (870
+            # instructions a cycle over gemm's eight requantizers, whichever way the
+            # expressions are written), which is why gemm leaves it off.
             decoded = ((Const(1, 33) << source) - 1)[:32]
             mask = stage(11, "mask", decoded, 32)
             below = stage(11, "below", decoded >> 1, 32)

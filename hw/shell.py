@@ -248,8 +248,8 @@ class AcceleratorShell(wiring.Component):
         m.d.sync += soft_reset.eq(0)
         with m.If(acknowledge):
             m.d.sync += interrupt_status.eq(0)
+        in_beats = storage["IN_BEATS"]
         with m.If(start):
-            in_beats = storage["IN_BEATS"]
             m.d.sync += [running.eq(1), done.eq(0), input_short.eq(0), input_long.eq(0), draining.eq(0),
                          cycles.eq(0), busy_cycles.eq(0), in_stall.eq(0), out_stall.eq(0), macs.eq(0),
                          checked.eq(in_beats != 0), remaining.eq(in_beats), open_.eq(in_beats != 0),
@@ -276,7 +276,6 @@ class AcceleratorShell(wiring.Component):
         failing = running & (short | long_ | left_over)
         running_next = ~abort & (start | (running & ~failing & ~core.done))
         soft_reset_next = abort | failing
-        in_beats = storage["IN_BEATS"]
         checked_next = Mux(start, in_beats != 0, checked)
         open_next = Mux(start, in_beats != 0, Mux(beat & taking & checked, ~final, open_))
         m.d.sync += [taking.eq(running_next & (open_next | ~checked_next) & ~soft_reset_next),
