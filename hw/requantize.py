@@ -31,11 +31,22 @@ from amaranth.lib.wiring import In, Out
 from .constants import REQUANT_LATENCY
 from .dsp import registered_product
 
-__all__ = ["Requantizer", "LATENCY"]
+__all__ = ["Requantizer", "LATENCY", "rounding_masks"]
 
 #: Cycles from ``valid`` with an accumulator to ``out_valid`` with its output (declared without Amaranth in
 #: ``hw/constants.py``, where the drivers' cost models read it).
 LATENCY = REQUANT_LATENCY
+
+
+def rounding_masks(right):
+    """``(mask, below, above)`` of RoundingDivideByPOT for a right shift of ``right`` (0..31).
+
+    ``mask`` keeps the bits shifted out; a value rounds up when its masked bits
+    exceed ``below`` (``mask >> 1``) if it is not negative, ``above`` (one more)
+    if it is. Widths 32, 32 and 33.
+    """
+    decoded = ((Const(1, 33) << right) - 1)[:32]
+    return decoded, decoded >> 1, (decoded >> 1) + 1
 
 
 class Requantizer(wiring.Component):
@@ -59,6 +70,13 @@ class Requantizer(wiring.Component):
     are decoded from the shift into stage-11 registers instead of in stage 12:
     same latency and contract, a shorter stage 12.
 
+    With ``external_masks=True`` (keyword-only; not with ``follow_params``) the core
+    supplies that decode itself on ``round_mask``, ``round_below`` and
+    ``round_above`` (:func:`rounding_masks` of the shift's right amount), from
+    registers that hold still with the shifts: a core that copies a tile's
+    parameters once per tile decodes there, so the decode is neither in stage 12
+    nor worked out again for every value.
+
     With ``shared_valid=True`` (keyword-only) the requantizer keeps no valid bits of
     its own: ``stage_valid`` bit ``k - 1`` must be ``valid`` delayed by ``k`` cycles
     (k = 1..LATENCY, the valid bit of stage k), from a delay line the core already
@@ -67,11 +85,16 @@ class Requantizer(wiring.Component):
     updates one valid chain instead of one per instance.
     """
 
-    def __init__(self, *, float_support=True, follow_params=False, registered_masks=False, shared_valid=False):
+    def __init__(self, *, float_support=True, follow_params=False, registered_masks=False, shared_valid=False,
+                 external_masks=False):
         for name, value in (("float_support", float_support), ("follow_params", follow_params),
-                            ("registered_masks", registered_masks), ("shared_valid", shared_valid)):
+                            ("registered_masks", registered_masks), ("shared_valid", shared_valid),
+                            ("external_masks", external_masks)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be a bool, not {value!r}")
+        if external_masks and (follow_params or registered_masks):
+            raise ValueError("external_masks needs shifts that hold still and replaces registered_masks")
+        self.external_masks = external_masks
         self.float_support = float_support
         self.follow_params = follow_params
         self.registered_masks = registered_masks
@@ -84,6 +107,8 @@ class Requantizer(wiring.Component):
         }
         if shared_valid:
             ports["stage_valid"] = In(LATENCY)
+        if external_masks:
+            ports.update(round_mask=In(32), round_below=In(32), round_above=In(33))
         super().__init__(ports)
 
     def elaborate(self, platform):
@@ -207,7 +232,10 @@ class Requantizer(wiring.Component):
         # 12: RoundingDivideByPOT with the gemmlowp threshold rule (mask from
         # per-channel registers that hold still).
         high_shifted = stage(12, "high_shifted", high >> right, signed(34))
-        if self.registered_masks:
+        if self.external_masks:
+            round_up = stage(12, "round_up", (high[:32] & self.round_mask) >
+                             Mux(high[33], self.round_above, self.round_below), 1)
+        elif self.registered_masks:
             # The mask and both thresholds (mask >> 1, plus 1 when negative) are
             # registered a stage ahead, so stage 12 holds one compare.
             # They are decoded into stage 11, beside the value: from the shift's copy one
@@ -215,11 +243,9 @@ class Requantizer(wiring.Component):
             source = shifts[10][8:13] if self.follow_params else right
             # A verilated model works this decode out every cycle, value or not (870
             # instructions a cycle over gemm's eight requantizers, whichever way the
-            # expressions are written), which is why gemm leaves it off.
-            decoded = ((Const(1, 33) << source) - 1)[:32]
-            mask = stage(11, "mask", decoded, 32)
-            below = stage(11, "below", decoded >> 1, 32)
-            above = stage(11, "above", (decoded >> 1) + 1, 33)
+            # expressions are written); gemm decodes once per tile instead (external_masks).
+            mask, below, above = (stage(11, name, value, width) for name, value, width
+                                  in zip(("mask", "below", "above"), rounding_masks(source), (32, 32, 33)))
             round_up = stage(12, "round_up", (high[:32] & mask) > Mux(high[33], above, below), 1)
         else:
             mask = wire("mask", (Const(1, 32) << right)[:32] - 1, 32)

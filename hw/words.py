@@ -85,6 +85,12 @@ class WordGatherer(wiring.Component):
         ]
         with m.If(accepted):
             m.d.sync += count.eq(Mux(last, 0, count + 1))
+        # A slot takes the beat at its position whenever one is offered, accepted or
+        # not: the last write before ``count`` moves on is the accepted beat, and a
+        # beat offered after a word completes lands only after the cycle that reads
+        # it with held_word. So the slots' enables (most of the registers a beat
+        # reaches) do not wait on the handshake, whose ready comes from the core's state.
+        with m.If(self.input.valid):
             with m.Switch(count):
                 for index, slot in enumerate(self._slots):
                     with m.Case(index):

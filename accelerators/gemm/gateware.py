@@ -46,7 +46,7 @@ from ...hw.shell import CoreBase, word_beats
 from ...hw import pipeline
 from ...hw.dsp import registered_product
 from ...hw.words import WordGatherer, WordSender
-from ...hw.requantize import LATENCY as REQUANT_LATENCY, Requantizer
+from ...hw.requantize import LATENCY as REQUANT_LATENCY, Requantizer, rounding_masks
 
 #: Cycles from a row's total being selected to its row term being ready, as the row enters.
 TERM_LEAD = 3
@@ -344,17 +344,29 @@ class GemmCore(CoreBase):
         # They are copied into registers of their own, so the buffer-half select
         # (fanning out to every parameter bit) is not in any requantizer path; the
         # copy lags read_n by a cycle, and the next tile's rows enter many cycles later.
-        def field(kind, j, width=32):
-            copy = Signal(width, name=f"tile_param{kind}_{j}", reset_less=True)
-            m.d.sync += copy.eq(Mux(read_half, params[1][kind][j][:width], params[0][kind][j][:width]))
+        # The copy is refreshed only in the cycle after a parameter word is filed or
+        # the read half moves (the only times its source changes), so the rounding
+        # masks are decoded here, once per tile, rather than in the requantizer's
+        # stage 12 (the ECP5's critical path when they were: 83.6 MHz) or in a stage
+        # a verilated model works out for every value (870 instructions a cycle).
+        refresh, copied_half = Signal(), Signal()
+        m.d.sync += [refresh.eq(param_load), copied_half.eq(read_half)]
+        copy_now = refresh | (read_half != copied_half)
+
+        def field(kind, j, width=32, decode=None, name=None):
+            source = Mux(read_half, params[1][kind][j][:width], params[0][kind][j][:width])
+            value = source if decode is None else decode(source)
+            copy = Signal(len(value), name=f"tile_{name or f'param{kind}'}_{j}", reset_less=True)
+            with m.If(copy_now):
+                m.d.sync += copy.eq(value)
             return copy
 
         out_bytes = []
         for j in range(C):
-            # Rounding masks decoded in stage 12 (registered_masks=False): the registered decode
-            # cost a verilated model 870 instructions a cycle (14% of the 64^3 job) however its
-            # expressions were written; on the ECP5 this decode is gemm's critical path (83.6 MHz, seed 1).
-            m.submodules[f"requantizer{j}"] = requantizer = Requantizer(shared_valid=True)
+            m.submodules[f"requantizer{j}"] = requantizer = Requantizer(shared_valid=True, external_masks=True)
+            for name, index in (("round_mask", 0), ("round_below", 1), ("round_above", 2)):
+                m.d.comb += getattr(requantizer, name).eq(
+                    field(3, j, 13, lambda shift, index=index: rounding_masks(shift[8:13])[index], name))
             # The requantizer reads its bias a cycle after the accumulator, when the
             # row term of the row (valid in the cycle the row enters) is in this sum.
             bias = field(0, j)

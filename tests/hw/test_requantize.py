@@ -30,17 +30,22 @@ def _cases(rng, count):
             multiplier = int(rng.integers(1 << 30, 1 << 31)) if index % 9 else 0
             cases.append((DOUBLE, bias, zero_point, act_min, act_max,
                           {"multiplier": multiplier, "shift": shift}, accs))
+    # exact halves in the final rounding (a half times 2^-1 of an odd value), where a negative value must
+    # round away from zero: the threshold that differs between signs
+    cases.append((DOUBLE, 0, 0, -128, 127, {"multiplier": 1 << 30, "shift": -1}, [-6, -2, 2, 6, -10, 10, -14]))
     return cases
 
 
-@pytest.mark.parametrize("float_support, registered_masks, shared_valid",
-                         [(True, False, False), (False, True, False), (True, False, True), (True, True, True)])
-def test_requantizer_matches_golden_in_both_modes(float_support, registered_masks, shared_valid):
+@pytest.mark.parametrize("float_support, registered_masks, shared_valid, external_masks",
+                         [(True, False, False, False), (False, True, False, False), (True, False, True, False),
+                          (True, True, True, False), (True, False, True, True)])
+def test_requantizer_matches_golden_in_both_modes(float_support, registered_masks, shared_valid, external_masks):
     # mm2im's variant (no float datapath, rounding masks registered from the shift) on the double-rounding
-    # cases; gemm's (stage valid bits from outside, here from the testbench's own record of valid, and the
-    # masks registered)
+    # cases; stage valid bits from outside (here from the testbench's own record of valid), with the masks
+    # registered or, as gemm has them, decoded by the core (here by the testbench) and held with the shifts
     cases = [case for case in _cases(np.random.default_rng(2026), 60) if float_support or case[0] == DOUBLE]
-    dut = Requantizer(float_support=float_support, registered_masks=registered_masks, shared_valid=shared_valid)
+    dut = Requantizer(float_support=float_support, registered_masks=registered_masks, shared_valid=shared_valid,
+                      external_masks=external_masks)
     seen = []
     history = [0] * LATENCY      # valid of the last LATENCY cycles, newest first
 
@@ -57,6 +62,11 @@ def test_requantizer_matches_golden_in_both_modes(float_support, registered_mask
                                 (dut.multiplier, multiplier), (dut.shifts, shifts), (dut.zero_point, zero_point),
                                 (dut.act_min, act_min), (dut.act_max, act_max)):
                 ctx.set(port, value)
+            if external_masks:
+                mask = (1 << ((shifts >> 8) & 31)) - 1
+                for port, value in ((dut.round_mask, mask), (dut.round_below, mask >> 1),
+                                    (dut.round_above, (mask >> 1) + 1)):
+                    ctx.set(port, value)
             outputs = []
             for cycle in range(len(accs) + LATENCY):
                 ctx.set(dut.valid, cycle < len(accs))
@@ -122,3 +132,10 @@ def test_parameters_that_follow_the_data_may_change_every_cycle(registered_masks
         expected = [int(requantize(np.array([acc]), bias, -5, -128, 127, rounding=mode, **params)[0])
                     for acc, bias, _, params in values]
         assert seen[mode] == expected, mode
+
+
+def test_external_masks_need_shifts_that_hold_still():
+    with pytest.raises(ValueError, match="external_masks"):
+        Requantizer(follow_params=True, external_masks=True)
+    with pytest.raises(ValueError, match="external_masks"):
+        Requantizer(registered_masks=True, external_masks=True)
