@@ -152,13 +152,16 @@ class GemmCore(CoreBase):
                     with m.If(param_slot == kind + PARAM_WORDS * h):
                         m.d.sync += [params[h][kind][j].eq(param_word[32 * j:32 * j + 32]) for j in range(C)]
 
+        # The write ports' addresses and data do not depend on the loader's state, only
+        # their enables do, so the state register does not fan out to every data bit.
+        m.d.comb += [a_wr.addr.eq(load_index), a_wr.data.eq(word(n_a, R)),
+                     b_wr.addr.eq(Cat(load_k, load_half)), b_wr.data.eq(word(n_b, nbits=layout.row_bits))]
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.next = "LOAD_A"
             with m.State("LOAD_A"):
-                m.d.comb += [gather.take.eq(1), want.eq(n_a),
-                             a_wr.addr.eq(load_index), a_wr.data.eq(word(n_a, R)), a_wr.en.eq(word_done)]
+                m.d.comb += [gather.take.eq(1), want.eq(n_a), a_wr.en.eq(word_done)]
                 with m.If(word_done):
                     m.d.sync += load_index.eq(load_index + 1)
                     with m.If(load_index + 1 == a_words):
@@ -175,9 +178,7 @@ class GemmCore(CoreBase):
                     with m.If(load_kind == PARAM_WORDS - 1):
                         m.next = "LOAD_B"
             with m.State("LOAD_B"):
-                m.d.comb += [gather.take.eq(1), want.eq(n_b),
-                             b_wr.addr.eq(Cat(load_k, load_half)), b_wr.data.eq(word(n_b, nbits=layout.row_bits)),
-                             b_wr.en.eq(word_done)]
+                m.d.comb += [gather.take.eq(1), want.eq(n_b), b_wr.en.eq(word_done)]
                 with m.If(word_done):
                     m.d.sync += load_k.eq(load_k + 1)
                     with m.If(load_k + 1 == b_rows):

@@ -235,6 +235,11 @@ class Mm2imCore(CoreBase):
             for kind in range(PARAM_WORDS):
                 with m.If(param_kind == kind):
                     m.d.sync += params[kind].eq(param_word)
+        # The write ports' addresses and data do not depend on the loader's state, only
+        # their enables do, so the state register does not fan out to every data bit.
+        m.d.comb += [w_wr.addr.eq(load_index), w_wr.data.eq(word(n_w, R * C)),
+                     in_wr.addr.eq(Cat(load_index[:len(in_wr.addr) - 1], load_half)),
+                     in_wr.data.eq(with_offset(word(n_a, R)))]
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -247,8 +252,7 @@ class Mm2imCore(CoreBase):
                     with m.If(load_kind == PARAM_WORDS - 1):
                         m.next = "LOAD_W"
             with m.State("LOAD_W"):
-                m.d.comb += [gather.take.eq(1), want.eq(n_w), w_wr.addr.eq(load_index),
-                             w_wr.data.eq(word(n_w, R * C)), w_wr.en.eq(word_done)]
+                m.d.comb += [gather.take.eq(1), want.eq(n_w), w_wr.en.eq(word_done)]
                 with m.If(word_done):
                     m.d.sync += load_index.eq(load_index + 1)
                     with m.If(load_index == w_words_m1):
@@ -262,9 +266,7 @@ class Mm2imCore(CoreBase):
                 with m.If(~half_full.bit_select(load_half, 1)):
                     m.next = "LOAD_ROW"
             with m.State("LOAD_ROW"):
-                m.d.comb += [gather.take.eq(1), want.eq(n_a),
-                             in_wr.addr.eq(Cat(load_index[:len(in_wr.addr) - 1], load_half)),
-                             in_wr.data.eq(with_offset(word(n_a, R))), in_wr.en.eq(word_done)]
+                m.d.comb += [gather.take.eq(1), want.eq(n_a), in_wr.en.eq(word_done)]
                 with m.If(word_done):
                     m.d.sync += load_index.eq(load_index + 1)
                     with m.If(load_index == row_words_m1):
