@@ -76,7 +76,10 @@ class WordGatherer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         count = Signal(range(self.max_beats + 1))
-        last = count + 1 == self.want
+        # count + 1 kept in a register of its own, so ``last`` is an equality of
+        # registers with ``want``, without an adder between them.
+        count_next = Signal(range(self.max_beats + 2), init=1)
+        last = count_next == self.want
         accepted = self.input.valid & self.input.ready
         m.d.comb += [
             self.input.ready.eq(self.take & (~last | self.words.ready)),
@@ -84,7 +87,7 @@ class WordGatherer(wiring.Component):
             self.words.valid.eq(self.input.valid & self.take & last),
         ]
         with m.If(accepted):
-            m.d.sync += count.eq(Mux(last, 0, count + 1))
+            m.d.sync += [count.eq(Mux(last, 0, count_next)), count_next.eq(Mux(last, 1, count_next + 1))]
         # A slot takes the beat at its position whenever one is offered, accepted or
         # not: the last write before ``count`` moves on is the accepted beat, and a
         # beat offered after a word completes lands only after the cycle that reads
@@ -96,7 +99,7 @@ class WordGatherer(wiring.Component):
                     with m.Case(index):
                         m.d.sync += slot.eq(self.input.payload.data)
         with m.If(self.clear):
-            m.d.sync += count.eq(0)
+            m.d.sync += [count.eq(0), count_next.eq(1)]
         return m
 
 
