@@ -413,16 +413,17 @@ class Mm2imCore(CoreBase):
         m.d.sync += s2_valid.eq(s1_valid)
         # Stage 2: the operands (the input buffer holds them with the input offset
         # added on load) and weights registered, so no block RAM output drives an
-        # adder or a multiplier in the same cycle.
+        # adder or a multiplier in the same cycle. These registers load every cycle
+        # (stage 3 loads only valid ones), so the block RAM output meets no enable
+        # logic on its way in: that path (5.8 ns out of the block, 3.3 ns of routing)
+        # was mm2im's critical one once the input handshake's fan-out was cut.
         operands = []
         for r in range(R):
             value = Signal(signed(10), name=f"a{r}", reset_less=True)
-            with m.If(s1_valid):
-                m.d.sync += value.eq(in_rd.data[OPERAND_BITS * r:OPERAND_BITS * (r + 1)].as_signed())
+            m.d.sync += value.eq(in_rd.data[OPERAND_BITS * r:OPERAND_BITS * (r + 1)].as_signed())
             operands.append(value)
         weights = Signal(8 * R * C, name="weights", reset_less=True)
-        with m.If(s1_valid):
-            m.d.sync += weights.eq(w_rd.data)
+        m.d.sync += weights.eq(w_rd.data)
         # Stage 3: the operands and weights again, the multipliers' own operand registers
         # (hw/dsp.py: on an ECP5 those of the multiplier blocks, so neither the block RAM
         # output nor the fabric-to-DSP routing is in a path with a multiply).
