@@ -44,6 +44,7 @@ from .pe import PEArray
 from ...errors import ParameterError
 from ...hw.shell import CoreBase, word_beats
 from ...hw import pipeline
+from ...hw.pipeline import LastFlag
 from ...hw.dsp import registered_product
 from ...hw.words import WordGatherer, WordSender
 from ...hw.requantize import LATENCY as REQUANT_LATENCY, Requantizer, rounding_masks
@@ -135,9 +136,12 @@ class GemmCore(CoreBase):
         b_rows = Signal(range(self.k_max // per_row + 1))
         m.d.comb += b_rows.eq((cfg.k + per_row - 1) >> row_shift)
 
+        # Loop ends of the loader, the feeder and the readout are registered flags (hw/pipeline.py).
+        k_end = LastFlag(load_k, b_rows, "load_k_end")
+        tile_end = LastFlag(load_tile, cfg.n_tiles, "load_tile_end")
         with m.If(self.start):
             m.d.sync += [a_words.eq(cfg.m_tiles * cfg.k), load_index.eq(0), load_tile.eq(0),
-                         half_full.eq(0)]
+                         half_full.eq(0), tile_end.restart()]
 
         # A parameter word is filed a cycle after it completes, from the gatherer's slots, so
         # the stream handshake does not reach every parameter register's enable in the cycle
@@ -174,16 +178,17 @@ class GemmCore(CoreBase):
                 m.d.comb += [gather.take.eq(1), want.eq(n_p)]
                 with m.If(word_done):
                     m.d.sync += [param_load.eq(1), param_slot.eq(Cat(load_kind, load_half))]
-                    m.d.sync += [load_kind.eq(load_kind + 1), load_k.eq(0)]
+                    m.d.sync += [load_kind.eq(load_kind + 1), load_k.eq(0), k_end.restart()]
                     with m.If(load_kind == PARAM_WORDS - 1):
                         m.next = "LOAD_B"
             with m.State("LOAD_B"):
                 m.d.comb += [gather.take.eq(1), want.eq(n_b), b_wr.en.eq(word_done)]
                 with m.If(word_done):
-                    m.d.sync += load_k.eq(load_k + 1)
-                    with m.If(load_k + 1 == b_rows):
-                        m.d.sync += [half_full.bit_select(load_half, 1).eq(1), load_tile.eq(load_tile + 1)]
-                        with m.If(load_tile + 1 == cfg.n_tiles):
+                    m.d.sync += [load_k.eq(load_k + 1), k_end.step()]
+                    with m.If(k_end.flag):
+                        m.d.sync += [half_full.bit_select(load_half, 1).eq(1), load_tile.eq(load_tile + 1),
+                                     tile_end.step()]
+                        with m.If(tile_end.flag):
                             m.next = "IDLE"
                         with m.Else():
                             m.next = "WAIT_HALF"
@@ -193,7 +198,10 @@ class GemmCore(CoreBase):
         feed_n, feed_t = Signal(16), Signal(16)
         feed_k = Signal(range(self.k_max))
         a_base = Signal(range(self.a_depth + 1))
-        step_last = feed_k + 1 == cfg.k
+        feed_k_end = LastFlag(feed_k, cfg.k, "feed_k_end")
+        feed_t_end = LastFlag(feed_t, cfg.m_tiles, "feed_t_end")
+        feed_n_end = LastFlag(feed_n, cfg.n_tiles, "feed_n_end")
+        step_last = feed_k_end.flag
         issue = Signal()
         m.d.comb += [
             issue.eq(feeding & half_full.bit_select(feed_n[0], 1) & ~(step_last & pending)),
@@ -205,14 +213,17 @@ class GemmCore(CoreBase):
             self.macs.eq(Mux(issue, R * C, 0)),
         ]
         with m.If(self.start):
-            m.d.sync += [feeding.eq(1), feed_n.eq(0), feed_t.eq(0), feed_k.eq(0), a_base.eq(0), pending.eq(0)]
+            m.d.sync += [feeding.eq(1), feed_n.eq(0), feed_t.eq(0), feed_k.eq(0), a_base.eq(0), pending.eq(0),
+                         feed_k_end.restart(), feed_t_end.restart(), feed_n_end.restart()]
         with m.Elif(issue):
-            m.d.sync += feed_k.eq(feed_k + 1)
+            m.d.sync += [feed_k.eq(feed_k + 1), feed_k_end.step()]
             with m.If(step_last):
-                m.d.sync += [feed_k.eq(0), pending.eq(1), feed_t.eq(feed_t + 1), a_base.eq(a_base + cfg.k)]
-                with m.If(feed_t + 1 == cfg.m_tiles):
-                    m.d.sync += [feed_t.eq(0), a_base.eq(0), feed_n.eq(feed_n + 1)]
-                    with m.If(feed_n + 1 == cfg.n_tiles):
+                m.d.sync += [feed_k.eq(0), feed_k_end.restart(), pending.eq(1), feed_t.eq(feed_t + 1),
+                             feed_t_end.step(), a_base.eq(a_base + cfg.k)]
+                with m.If(feed_t_end.flag):
+                    m.d.sync += [feed_t.eq(0), feed_t_end.restart(), a_base.eq(0), feed_n.eq(feed_n + 1),
+                                 feed_n_end.step()]
+                    with m.If(feed_n_end.flag):
                         m.d.sync += feeding.eq(0)
 
         # ---- systolic array ----
@@ -265,6 +276,8 @@ class GemmCore(CoreBase):
         reading = Signal()
         read_row = Signal(range(R))
         read_t, read_n = Signal(16), Signal(16)
+        read_t_end = LastFlag(read_t, cfg.m_tiles, "read_t_end")
+        read_n_end = LastFlag(read_n, cfg.n_tiles, "read_n_end")
         read_half = read_n[0]
         m.submodules.sender = sender = WordSender(beats=n_o, data_width=W)
         wiring.connect(m, sender.output, wiring.flipped(self.output))
@@ -336,7 +349,7 @@ class GemmCore(CoreBase):
         stage_valid = Cat(*[tag[-1] for tag in tags[1:]])
         row, valid = tags[-1][:-1], tags[-1][-1]
         with m.If(self.start):
-            m.d.sync += [reading.eq(0), read_t.eq(0), read_n.eq(0)]
+            m.d.sync += [reading.eq(0), read_t.eq(0), read_n.eq(0), read_t_end.restart(), read_n_end.restart()]
         with m.Elif(ready_token):
             m.d.sync += [reading.eq(1), read_row.eq(0)]
 
@@ -392,7 +405,7 @@ class GemmCore(CoreBase):
         m.d.comb += [buffer_wr.addr.eq(row), buffer_wr.data.eq(Cat(*out_bytes)), buffer_wr.en.eq(valid),
                      buffer_rd.addr.eq(read_row)]
         row_word = Cat(buffer_rd.data, Const(0, n_o * W - 8 * C))
-        final_row = ((read_row == R - 1) & (read_t + 1 == cfg.m_tiles) & (read_n + 1 == cfg.n_tiles))
+        final_row = (read_row == R - 1) & read_t_end.flag & read_n_end.flag
 
         m.d.comb += [sender.clear.eq(self.start), self.done.eq(sender.done), sender.words.valid.eq(reading),
                      sender.words.payload.data.eq(row_word), sender.words.payload.final.eq(final_row)]
@@ -401,9 +414,9 @@ class GemmCore(CoreBase):
             # The last row leaves the result registers and the tile's parameters:
             # the array may finish its next tile, and the loader may refill the half.
             with m.If(read_row == R - 1):
-                m.d.sync += [reading.eq(0), pending.eq(0), read_t.eq(read_t + 1)]
-                with m.If(read_t + 1 == cfg.m_tiles):
-                    m.d.sync += [read_t.eq(0), read_n.eq(read_n + 1),
+                m.d.sync += [reading.eq(0), pending.eq(0), read_t.eq(read_t + 1), read_t_end.step()]
+                with m.If(read_t_end.flag):
+                    m.d.sync += [read_t.eq(0), read_t_end.restart(), read_n.eq(read_n + 1), read_n_end.step(),
                                  half_full.bit_select(read_half, 1).eq(0)]
         return m
 
