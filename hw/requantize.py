@@ -31,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 from .constants import REQUANT_LATENCY
 from .dsp import registered_product
 
-__all__ = ["Requantizer", "LATENCY", "rounding_masks"]
+__all__ = ["Requantizer", "LATENCY", "rounding_masks", "rounding_masks_by_bit"]
 
 #: Cycles from ``valid`` with an accumulator to ``out_valid`` with its output (declared without Amaranth in
 #: ``hw/constants.py``, where the drivers' cost models read it).
@@ -47,6 +47,20 @@ def rounding_masks(right):
     """
     decoded = ((Const(1, 33) << right) - 1)[:32]
     return decoded, decoded >> 1, (decoded >> 1) + 1
+
+
+def rounding_masks_by_bit(right):
+    """:func:`rounding_masks`, each bit a comparison of ``right`` with a constant.
+
+    The same values with no adder or shifter: every bit is a function of the five
+    shift bits alone (one LUT level on a 4-input-LUT part with its 5-input mux),
+    for a decode that sits in a timing path. A verilated model evaluates it bit by
+    bit, so it suits a decode that runs once per tile, not once per value.
+    """
+    mask = Cat(*(right > i for i in range(32)))
+    below = Cat(*(right > i + 1 for i in range(32)))
+    above = Cat((right == 1) | (right == 0), *(right == i + 1 for i in range(1, 33)))
+    return mask, below, above
 
 
 class Requantizer(wiring.Component):

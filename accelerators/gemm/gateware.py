@@ -47,7 +47,7 @@ from ...hw import pipeline
 from ...hw.pipeline import LastFlag
 from ...hw.dsp import registered_product
 from ...hw.words import WordGatherer, WordSender
-from ...hw.requantize import LATENCY as REQUANT_LATENCY, Requantizer, rounding_masks
+from ...hw.requantize import LATENCY as REQUANT_LATENCY, Requantizer, rounding_masks_by_bit
 
 #: Cycles from a row's total being selected to its row term being ready, as the row enters.
 TERM_LEAD = 3
@@ -362,7 +362,9 @@ class GemmCore(CoreBase):
         # the read half moves (the only times its source changes), so the rounding
         # masks are decoded here, once per tile, rather than in the requantizer's
         # stage 12 (the ECP5's critical path when they were: 83.6 MHz) or in a stage
-        # a verilated model works out for every value (870 instructions a cycle).
+        # a verilated model works out for every value (870 instructions a cycle). The
+        # decode is bit by bit, from the five shift bits: its arithmetic form (an
+        # adder behind the half select) was the next critical path (102.2 MHz).
         refresh, copied_half = Signal(), Signal()
         m.d.sync += [refresh.eq(param_load), copied_half.eq(read_half)]
         copy_now = refresh | (read_half != copied_half)
@@ -380,7 +382,7 @@ class GemmCore(CoreBase):
             m.submodules[f"requantizer{j}"] = requantizer = Requantizer(shared_valid=True, external_masks=True)
             for name, index in (("round_mask", 0), ("round_below", 1), ("round_above", 2)):
                 m.d.comb += getattr(requantizer, name).eq(
-                    field(3, j, 13, lambda shift, index=index: rounding_masks(shift[8:13])[index], name))
+                    field(3, j, 13, lambda shift, index=index: rounding_masks_by_bit(shift[8:13])[index], name))
             # The requantizer reads its bias a cycle after the accumulator, when the
             # row term of the row (valid in the cycle the row enters) is in this sum.
             bias = field(0, j)
