@@ -114,9 +114,11 @@ class PEArray(wiring.Component):
                                                  a_held=a_pass[i][j], b_held=b_pass[i][j][:8].as_signed(),
                                                  p_enable=product_flags[0])
                 else:
+                    # Loaded in every cycle (the accumulator takes it only a cycle after a valid
+                    # step), so the diagonal's flags, fanning out to a whole anti-diagonal, are
+                    # not in front of the shift logic: that was potacc's critical path (101.7 MHz).
                     product = Signal(signed(16), name=f"pe{i}_{j}_product", reset_less=True)
-                    with m.If(product_flags[0]):
-                        m.d.sync += product.eq(self.contribution(m, i, j, a_pass[i][j], b_pass[i][j]))
+                    m.d.sync += product.eq(self.contribution(m, i, j, a_pass[i][j], b_pass[i][j]))
                 total = Signal(signed(32), name=f"pe{i}_{j}_sum")
                 m.d.comb += total.eq(Mux(acc_flags[1], 0, acc) + product)
                 with m.If(acc_flags[0]):
