@@ -47,7 +47,7 @@ from ...hw import pipeline
 from ...hw.pipeline import LastFlag
 from ...hw.dsp import registered_product
 from ...hw.words import WordGatherer, WordSender
-from ...hw.requantize import LATENCY as REQUANT_LATENCY, Requantizer, rounding_masks_by_bit
+from ...hw.requantize import LATENCY as REQUANT_LATENCY, Requantizer, rounding_masks
 
 #: Cycles from a row's total being selected to its row term being ready, as the row enters.
 TERM_LEAD = 3
@@ -149,12 +149,21 @@ class GemmCore(CoreBase):
         param_load = Signal()
         param_slot = Signal(range(2 * PARAM_WORDS))
         param_word = gather.held_word(n_p, 32 * C)
+        # With each shift word, its rounding masks (see the requantizer's copy below), decoded from
+        # the word's slots: registers of their own per half, so no decode is behind the half select.
+        mask_names = ("round_mask", "round_below", "round_above")
+        masks = [[[Signal(width, name=f"{name}{h}_{j}", reset_less=True) for name, width in zip(mask_names, (32, 32, 33))]
+                  for j in range(C)] for h in range(2)]
         m.d.sync += param_load.eq(0)
         with m.If(param_load):
             for h in range(2):
                 for kind in range(PARAM_WORDS):
                     with m.If(param_slot == kind + PARAM_WORDS * h):
                         m.d.sync += [params[h][kind][j].eq(param_word[32 * j:32 * j + 32]) for j in range(C)]
+                        if kind == 3:
+                            for j in range(C):
+                                decoded = rounding_masks(param_word[32 * j + 8:32 * j + 13])
+                                m.d.sync += [held.eq(value) for held, value in zip(masks[h][j], decoded)]
 
         # The write ports' addresses and data do not depend on the loader's state, only
         # their enables do, so the state register does not fan out to every data bit.
@@ -364,26 +373,29 @@ class GemmCore(CoreBase):
         # masks are decoded here, once per tile, rather than in the requantizer's
         # stage 12 (the ECP5's critical path when they were: 83.6 MHz) or in a stage
         # a verilated model works out for every value (870 instructions a cycle). The
-        # decode is bit by bit, from the five shift bits: its arithmetic form (an
-        # adder behind the half select) was the next critical path (102.2 MHz).
+        # decode is made when a shift word is filed, into per-half registers: decoded
+        # behind the half select (an adder there) it was the next critical path (102.2
+        # MHz), and decoded bit by bit there it cost a verilated model 1,250
+        # instructions a cycle (comb logic is evaluated in every cycle).
         refresh, copied_half = Signal(), Signal()
         m.d.sync += [refresh.eq(param_load), copied_half.eq(read_half)]
         copy_now = refresh | (read_half != copied_half)
 
-        def field(kind, j, width=32, decode=None, name=None):
-            source = Mux(read_half, params[1][kind][j][:width], params[0][kind][j][:width])
-            value = source if decode is None else decode(source)
-            copy = Signal(len(value), name=f"tile_{name or f'param{kind}'}_{j}", reset_less=True)
+        def tile_copy(halves, name):
+            copy = Signal(len(halves[0]), name=f"tile_{name}", reset_less=True)
             with m.If(copy_now):
-                m.d.sync += copy.eq(value)
+                m.d.sync += copy.eq(Mux(read_half, halves[1], halves[0]))
             return copy
+
+        def field(kind, j, width=32):
+            return tile_copy([params[h][kind][j][:width] for h in range(2)], f"param{kind}_{j}")
 
         out_bytes = []
         for j in range(C):
             m.submodules[f"requantizer{j}"] = requantizer = Requantizer(shared_valid=True, external_masks=True)
-            for name, index in (("round_mask", 0), ("round_below", 1), ("round_above", 2)):
-                m.d.comb += getattr(requantizer, name).eq(
-                    field(3, j, 13, lambda shift, index=index: rounding_masks_by_bit(shift[8:13])[index], name))
+            for index, name in enumerate(mask_names):
+                m.d.comb += getattr(requantizer, name).eq(tile_copy([masks[h][j][index] for h in range(2)],
+                                                                    f"{name}_{j}"))
             # The requantizer reads its bias a cycle after the accumulator, when the
             # row term of the row (valid in the cycle the row enters) is in this sum.
             bias = field(0, j)
