@@ -31,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 from .constants import REQUANT_LATENCY
 from .dsp import registered_product
 
-__all__ = ["Requantizer", "LATENCY", "rounding_masks", "rounding_masks_by_bit"]
+__all__ = ["Requantizer", "LATENCY", "rounding_masks", "rounding_masks_by_bit", "clamp_bounds"]
 
 #: Cycles from ``valid`` with an accumulator to ``out_valid`` with its output (declared without Amaranth in
 #: ``hw/constants.py``, where the drivers' cost models read it).
@@ -63,6 +63,15 @@ def rounding_masks_by_bit(right):
     return mask, below, above
 
 
+def clamp_bounds(m, act_min, act_max, zero_point):
+    """Registers holding ``act_min - zero_point`` and ``act_max - zero_point`` (signed 10 bits):
+    the clamp's bounds for a value before its zero point is added. They lag their inputs by
+    a cycle, so those must hold still from a cycle before a value enters the requantizer."""
+    low, high = Signal(signed(10), name="clamp_low"), Signal(signed(10), name="clamp_high")
+    m.d.sync += [low.eq(act_min - zero_point), high.eq(act_max - zero_point)]
+    return low, high
+
+
 class Requantizer(wiring.Component):
     """Fixed-latency requantization of one int32 value to a clamped int8; see the module docstring.
 
@@ -91,6 +100,12 @@ class Requantizer(wiring.Component):
     parameters once per tile decodes there, so the decode is neither in stage 12
     nor worked out again for every value.
 
+    With ``shared_bounds=True`` (keyword-only) the clamp's bounds less the zero point
+    come in on ``clamp_low`` and ``clamp_high`` (:func:`clamp_bounds`, made once by a
+    core whose requantizers share ``act_min``, ``act_max`` and ``zero_point``) instead
+    of being registered in each requantizer; a verilated model then works them out
+    once a cycle, not once per requantizer.
+
     With ``shared_valid=True`` (keyword-only) the requantizer keeps no valid bits of
     its own: ``stage_valid`` bit ``k - 1`` must be ``valid`` delayed by ``k`` cycles
     (k = 1..LATENCY, the valid bit of stage k), from a delay line the core already
@@ -100,15 +115,16 @@ class Requantizer(wiring.Component):
     """
 
     def __init__(self, *, float_support=True, follow_params=False, registered_masks=False, shared_valid=False,
-                 external_masks=False):
+                 external_masks=False, shared_bounds=False):
         for name, value in (("float_support", float_support), ("follow_params", follow_params),
                             ("registered_masks", registered_masks), ("shared_valid", shared_valid),
-                            ("external_masks", external_masks)):
+                            ("external_masks", external_masks), ("shared_bounds", shared_bounds)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be a bool, not {value!r}")
         if external_masks and (follow_params or registered_masks):
             raise ValueError("external_masks needs shifts that hold still and replaces registered_masks")
         self.external_masks = external_masks
+        self.shared_bounds = shared_bounds
         self.float_support = float_support
         self.follow_params = follow_params
         self.registered_masks = registered_masks
@@ -123,6 +139,8 @@ class Requantizer(wiring.Component):
             ports["stage_valid"] = In(LATENCY)
         if external_masks:
             ports.update(round_mask=In(32), round_below=In(32), round_above=In(33))
+        if shared_bounds:
+            ports.update(clamp_low=In(signed(10)), clamp_high=In(signed(10)))
         super().__init__(ports)
 
     def elaborate(self, platform):
@@ -303,8 +321,10 @@ class Requantizer(wiring.Component):
         # value before the zero point against the bounds less the zero point (per-job
         # values, registered: they hold still while values pass); 16: the clamp's choice.
         # Adding and then comparing in one stage was gemm's critical path (98.8 MHz).
-        low, high = Signal(signed(10), name="clamp_low"), Signal(signed(10), name="clamp_high")
-        m.d.sync += [low.eq(self.act_min - self.zero_point), high.eq(self.act_max - self.zero_point)]
+        if self.shared_bounds:
+            low, high = self.clamp_low, self.clamp_high
+        else:
+            low, high = clamp_bounds(m, self.act_min, self.act_max, self.zero_point)
         with_zero_point = stage(15, "with_zero_point", (result + self.zero_point)[:8], 8)
         bounds = stage(15, "clamp", Cat(result < low, result > high), 2)
         clamped = Mux(bounds[0], self.act_min, Mux(bounds[1], self.act_max, with_zero_point.as_signed()))

@@ -47,7 +47,7 @@ from ...hw import pipeline
 from ...hw.pipeline import LastFlag
 from ...hw.dsp import registered_product
 from ...hw.words import WordGatherer, WordSender
-from ...hw.requantize import LATENCY as REQUANT_LATENCY, Requantizer, rounding_masks
+from ...hw.requantize import LATENCY as REQUANT_LATENCY, Requantizer, clamp_bounds, rounding_masks
 
 #: Cycles from a row's total being selected to its row term being ready, as the row enters.
 TERM_LEAD = 3
@@ -391,8 +391,11 @@ class GemmCore(CoreBase):
             return tile_copy([params[h][kind][j][:width] for h in range(2)], f"param{kind}_{j}")
 
         out_bytes = []
+        clamp_low, clamp_high = clamp_bounds(m, cfg.act_min, cfg.act_max, cfg.output_zero_point)
         for j in range(C):
-            m.submodules[f"requantizer{j}"] = requantizer = Requantizer(shared_valid=True, external_masks=True)
+            m.submodules[f"requantizer{j}"] = requantizer = Requantizer(shared_valid=True, external_masks=True,
+                                                                        shared_bounds=True)
+            m.d.comb += [requantizer.clamp_low.eq(clamp_low), requantizer.clamp_high.eq(clamp_high)]
             for index, name in enumerate(mask_names):
                 m.d.comb += getattr(requantizer, name).eq(tile_copy([masks[h][j][index] for h in range(2)],
                                                                     f"{name}_{j}"))

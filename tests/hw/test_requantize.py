@@ -44,8 +44,9 @@ def test_requantizer_matches_golden_in_both_modes(float_support, registered_mask
     # cases; stage valid bits from outside (here from the testbench's own record of valid), with the masks
     # registered or, as gemm has them, decoded by the core (here by the testbench) and held with the shifts
     cases = [case for case in _cases(np.random.default_rng(2026), 60) if float_support or case[0] == DOUBLE]
+    # gemm's variant also takes the clamp's bounds from outside (shared_bounds)
     dut = Requantizer(float_support=float_support, registered_masks=registered_masks, shared_valid=shared_valid,
-                      external_masks=external_masks)
+                      external_masks=external_masks, shared_bounds=external_masks)
     seen = []
     history = [0] * LATENCY      # valid of the last LATENCY cycles, newest first
 
@@ -65,7 +66,8 @@ def test_requantizer_matches_golden_in_both_modes(float_support, registered_mask
             if external_masks:
                 mask = (1 << ((shifts >> 8) & 31)) - 1
                 for port, value in ((dut.round_mask, mask), (dut.round_below, mask >> 1),
-                                    (dut.round_above, (mask >> 1) + 1)):
+                                    (dut.round_above, (mask >> 1) + 1), (dut.clamp_low, act_min - zero_point),
+                                    (dut.clamp_high, act_max - zero_point)):
                     ctx.set(port, value)
             outputs = []
             for cycle in range(len(accs) + LATENCY):
