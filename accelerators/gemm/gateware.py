@@ -102,9 +102,14 @@ class GemmCore(CoreBase):
         n_max = max(n_a, n_b, n_p)
         cfg = self.config
 
-        m.submodules.a_mem = a_mem = Memory(shape=unsigned(8 * R), depth=self.a_depth, init=[])
+        # ``no_rw_check``: no word is read in the cycle it is written (A is loaded before the feeder
+        # starts, a B half only while the feeder is not on it), so Yosys need not emulate the read's
+        # old-data result around the block RAM: that emulation put a multiplexer (and a compare of
+        # the two addresses) between each block RAM output and its register (99.95 MHz, gemm seed 3).
+        m.submodules.a_mem = a_mem = Memory(shape=unsigned(8 * R), depth=self.a_depth, init=[],
+                                            attrs={"no_rw_check": 1})
         m.submodules.b_mem = b_mem = Memory(shape=unsigned(layout.row_bits), depth=2 * self.k_max // per_row,
-                                            init=[])
+                                            init=[], attrs={"no_rw_check": 1})
         a_wr, a_rd = a_mem.write_port(), a_mem.read_port()
         b_wr, b_rd = b_mem.write_port(), b_mem.read_port()
 
