@@ -135,13 +135,10 @@ class Mm2imCore(CoreBase):
         n_max = max(n_a, n_w, n_p)
         cfg = self.config
 
-        # ``no_rw_check`` (see gemm): the weights are all in before the walk starts, and an input half
-        # is written only while the walker is not on it, so no word is read in the cycle it is written.
-        # Not for the accumulation memory, whose readout reads a pixel in the cycle it clears it.
-        m.submodules.w_mem = w_mem = Memory(shape=unsigned(8 * R * C), depth=self.w_depth, init=[],
-                                            attrs={"no_rw_check": 1})
-        m.submodules.in_mem = in_mem = Memory(shape=unsigned(OPERAND_BITS * R), depth=2 * self.in_depth, init=[],
-                                              attrs={"no_rw_check": 1})
+        # No ``no_rw_check`` here (gemm has it): on mm2im it moved the loader's write enables into the
+        # block RAMs' own inputs and the gatherer's count became the critical path (92.5 MHz, seed 2).
+        m.submodules.w_mem = w_mem = Memory(shape=unsigned(8 * R * C), depth=self.w_depth, init=[])
+        m.submodules.in_mem = in_mem = Memory(shape=unsigned(OPERAND_BITS * R), depth=2 * self.in_depth, init=[])
         m.submodules.acc_mem = acc_mem = Memory(shape=unsigned(32 * C), depth=self.acc_depth, init=[])
         w_wr, w_rd = w_mem.write_port(), w_mem.read_port()
         in_wr, in_rd = in_mem.write_port(), in_mem.read_port()
