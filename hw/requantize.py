@@ -31,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 from .constants import REQUANT_LATENCY
 from .dsp import registered_product
 
-__all__ = ["Requantizer", "LATENCY", "rounding_masks", "rounding_masks_by_bit", "clamp_bounds"]
+__all__ = ["Requantizer", "LATENCY", "rounding_masks", "clamp_bounds"]
 
 #: Cycles from ``valid`` with an accumulator to ``out_valid`` with its output (declared without Amaranth in
 #: ``hw/constants.py``, where the drivers' cost models read it).
@@ -47,20 +47,6 @@ def rounding_masks(right):
     """
     decoded = ((Const(1, 33) << right) - 1)[:32]
     return decoded, decoded >> 1, (decoded >> 1) + 1
-
-
-def rounding_masks_by_bit(right):
-    """:func:`rounding_masks`, each bit a comparison of ``right`` with a constant.
-
-    The same values with no adder or shifter: every bit is a function of the five
-    shift bits alone (one LUT level on a 4-input-LUT part with its 5-input mux),
-    for a decode that sits in a timing path. A verilated model evaluates it bit by
-    bit, so it suits a decode that runs once per tile, not once per value.
-    """
-    mask = Cat(*(right > i for i in range(32)))
-    below = Cat(*(right > i + 1 for i in range(32)))
-    above = Cat((right == 1) | (right == 0), *(right == i + 1 for i in range(1, 33)))
-    return mask, below, above
 
 
 def clamp_bounds(m, act_min, act_max, zero_point):
@@ -96,9 +82,9 @@ class Requantizer(wiring.Component):
     With ``external_masks=True`` (keyword-only; not with ``follow_params``) the core
     supplies that decode itself on ``round_mask``, ``round_below`` and
     ``round_above`` (:func:`rounding_masks` of the shift's right amount), from
-    registers that hold still with the shifts: a core that copies a tile's
-    parameters once per tile decodes there, so the decode is neither in stage 12
-    nor worked out again for every value.
+    registers that hold still with the shifts: a core decodes once, when it files
+    a shift word, so the decode is neither in stage 12 nor worked out again for
+    every value.
 
     With ``shared_bounds=True`` (keyword-only) the clamp's bounds less the zero point
     come in on ``clamp_low`` and ``clamp_high`` (:func:`clamp_bounds`, made once by a

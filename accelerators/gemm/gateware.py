@@ -374,14 +374,11 @@ class GemmCore(CoreBase):
         # (fanning out to every parameter bit) is not in any requantizer path; the
         # copy lags read_n by a cycle, and the next tile's rows enter many cycles later.
         # The copy is refreshed only in the cycle after a parameter word is filed or
-        # the read half moves (the only times its source changes), so the rounding
-        # masks are decoded here, once per tile, rather than in the requantizer's
-        # stage 12 (the ECP5's critical path when they were: 83.6 MHz) or in a stage
-        # a verilated model works out for every value (870 instructions a cycle). The
-        # decode is made when a shift word is filed, into per-half registers: decoded
-        # behind the half select (an adder there) it was the next critical path (102.2
-        # MHz), and decoded bit by bit there it cost a verilated model 1,250
-        # instructions a cycle (comb logic is evaluated in every cycle).
+        # the read half moves (the only times its source changes). It includes the
+        # rounding masks, decoded when their shift word was filed: in the requantizer's
+        # stage 12 they were the ECP5's critical path (83.6 MHz); registered there, a
+        # verilated model worked them out for every value (870 instructions a cycle);
+        # decoded behind the half select, an adder sat on the path from read_n (102.2 MHz).
         refresh, copied_half = Signal(), Signal()
         m.d.sync += [refresh.eq(param_load), copied_half.eq(read_half)]
         copy_now = refresh | (read_half != copied_half)

@@ -142,27 +142,3 @@ def test_external_masks_need_shifts_that_hold_still():
     with pytest.raises(ValueError, match="external_masks"):
         Requantizer(registered_masks=True, external_masks=True)
 
-
-def test_rounding_masks_by_bit_equal_the_arithmetic_decode():
-    from amaranth import Module, Signal
-    from accelkit.hw.requantize import rounding_masks, rounding_masks_by_bit
-    m = Module()
-    right = Signal(5)
-    pairs = []
-    for a, b in zip(rounding_masks(right), rounding_masks_by_bit(right)):
-        x, y = Signal(len(a)), Signal(len(a))
-        m.d.comb += [x.eq(a), y.eq(b)]
-        pairs.append((x, y))
-    seen = []
-
-    async def bench(ctx):
-        for r in range(32):
-            ctx.set(right, r)
-            seen.append((r, [(ctx.get(x), ctx.get(y)) for x, y in pairs]))
-
-    sim = Simulator(m)
-    sim.add_testbench(bench)
-    sim.run()
-    for r, values in seen:
-        mask = (1 << r) - 1
-        assert values == [(mask, mask), (mask >> 1, mask >> 1), ((mask >> 1) + 1, (mask >> 1) + 1)], r
