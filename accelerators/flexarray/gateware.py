@@ -17,7 +17,9 @@ header's low 32 bits: opcode (bits 0-2), ``first`` (3), ``last`` (4), a count
   payload at byte ``b`` of the configuration: per multiplier one byte, the
   position of its operand among the step's values | VN end << 7 (positions
   stay below 128 because a step never carries more values than multipliers);
-  per output lane two bytes (collecting node index; tree level | enable << 7);
+  per output lane two bytes (collecting node index; tree level | enable << 7),
+  or with a lane ``reach`` one byte (the node's index within the lane's region,
+  bits 0-3; tree level, bits 4-6; enable, bit 7);
   the number of multipliers in use (two bytes, for the MAC counter); with the
   reference network ``seq`` only, per multiplier its lane | used << 7; with the
   augmented reduction tree ``art`` only, per adder node (level 1 first) its
@@ -70,7 +72,8 @@ from . import requant
 from .networks import (LANE_WIDTH, PRODUCT_WIDTH, AugmentedReductionTree, ForwardingAdderNetwork, SegmentedSum,
                        lane_of_layout, latency, select_layout)
 
-__all__ = ["FlexArrayCore", "FLEX_CONFIG_REGISTERS", "Opcode", "map_bytes", "PARAM_BYTES_PER_LANE", "REDUCTION_NETWORKS",
+__all__ = ["FlexArrayCore", "FLEX_CONFIG_REGISTERS", "Opcode", "map_bytes", "lane_bytes", "REACHES",
+           "PARAM_BYTES_PER_LANE", "REDUCTION_NETWORKS",
            "DISTRIBUTION_NETWORKS", "write_delay", "readout_delay", "dn_depth", "fifo_depth"]
 
 FLEX_CONFIG_REGISTERS = (
@@ -93,9 +96,18 @@ class Opcode:
     READOUT = 5
 
 
-def map_bytes(n, lanes, rn):
+def map_bytes(n, lanes, rn, reach=0):
     """Bytes of the mapping configuration of ``n`` multipliers and ``lanes`` output lanes (see the module doc)."""
-    return n + 2 * lanes + 2 + {"seq": n, "art": n - 1}.get(rn, 0)
+    return n + lane_bytes(reach) * lanes + 2 + {"seq": n, "art": n - 1}.get(rn, 0)
+
+
+def lane_bytes(reach):
+    """Map bytes per output lane: a node index and a level byte, or one byte when lanes have a reach."""
+    return 1 if reach else 2
+
+
+#: lane reaches the hardware takes (multipliers per lane region; 0: every lane reaches every node)
+REACHES = (0, 1, 2, 4, 8, 16)
 
 
 def dn_depth(n, dn_bw, dn):
@@ -136,12 +148,13 @@ class FlexArrayCore(CoreBase):
     ``8 * dn_bw`` bits wide), ``rn_bw`` (output lanes, 1..N), ``rn`` (``"fan"``,
     ``"seq"`` or ``"art"``), ``dn`` (``"xbar"`` or ``"tree"``, at most ``N``
     values a beat), ``acc_depth`` (accumulation words, a power
-    of two). Raises :class:`ParameterError`.
+    of two), ``reach`` (multipliers per lane region, 0 for lanes that reach
+    every node; ``rn="fan"`` with ``dn="xbar"`` only). Raises :class:`ParameterError`.
     """
 
     config_registers = FLEX_CONFIG_REGISTERS
 
-    def __init__(self, *, multipliers=16, dn_bw=8, rn_bw=8, rn="fan", dn="xbar", acc_depth=512):
+    def __init__(self, *, multipliers=16, dn_bw=8, rn_bw=8, rn="fan", dn="xbar", acc_depth=512, reach=0):
         _check("multipliers", multipliers, [1 << e for e in range(2, 8)])
         _check("dn_bw", dn_bw, [1 << e for e in range(2, 8)])
         _check("rn", rn, REDUCTION_NETWORKS)
@@ -154,7 +167,12 @@ class FlexArrayCore(CoreBase):
         if isinstance(acc_depth, bool) or not isinstance(acc_depth, int) or acc_depth < 2 or acc_depth & (acc_depth - 1) \
                 or acc_depth > 1 << 16:
             raise ParameterError(f"acc_depth must be a power of two in 2..65536, not {acc_depth!r}")
+        _check("reach", reach, [r for r in REACHES if r <= multipliers])
+        if reach and (rn, dn) != ("fan", "xbar"):
+            raise ParameterError(f"a lane reach ({reach}) needs rn=fan and dn=xbar, not rn={rn} and dn={dn}: "
+                                 "set reach=0")
         self.n, self.dn_bw, self.rn_bw, self.rn, self.dn, self.acc_depth = multipliers, dn_bw, rn_bw, rn, dn, acc_depth
+        self.reach = reach
         self.info = multipliers | (rn_bw << 8)
         self.dn_depth = dn_depth(multipliers, dn_bw, dn)
         #: lanes requantized per cycle (one output beat) and lane groups per accumulation word
@@ -164,7 +182,7 @@ class FlexArrayCore(CoreBase):
 
     @property
     def map_bytes(self):
-        return map_bytes(self.n, self.rn_bw, self.rn)
+        return map_bytes(self.n, self.rn_bw, self.rn, self.reach)
 
     def elaborate(self, platform):
         m = Module()
@@ -188,10 +206,17 @@ class FlexArrayCore(CoreBase):
         dn_lane = [field(map_reg, i)[:dn_bits] for i in range(n)]
         slot = [field(map_reg, i)[dn_bits:7] for i in range(n)]
         ends = Cat(field(map_reg, i)[7] for i in range(n))
-        select = [(field(map_reg, n + 2 * j), field(map_reg, n + 2 * j + 1)) for j in range(lanes)]
-        used_count = Cat(field(map_reg, n + 2 * lanes), field(map_reg, n + 2 * lanes + 1))
-        lane_of = [field(map_reg, n + 2 * lanes + 2 + i) if self.rn == "seq" else Const(0, 8) for i in range(n)]
-        node_cfg = [field(map_reg, n + 2 * lanes + 2 + i) for i in range(n - 1)] if self.rn == "art" else []
+        if self.reach:
+            # one byte a lane: node index within the region (bits 0-3), level (4-6), enable (7)
+            select = [(Cat(field(map_reg, n + j)[:4], Const(0, 4)), Cat(field(map_reg, n + j)[4:7], Const(0, 4),
+                                                                         field(map_reg, n + j)[7]))
+                      for j in range(lanes)]
+        else:
+            select = [(field(map_reg, n + 2 * j), field(map_reg, n + 2 * j + 1)) for j in range(lanes)]
+        at = n + lane_bytes(self.reach) * lanes
+        used_count = Cat(field(map_reg, at), field(map_reg, at + 1))
+        lane_of = [field(map_reg, at + 2 + i) if self.rn == "seq" else Const(0, 8) for i in range(n)]
+        node_cfg = [field(map_reg, at + 2 + i) for i in range(n - 1)] if self.rn == "art" else []
         weights = [field(weight_reg, i).as_signed() for i in range(n)]
 
         # ---- decoder ----
@@ -369,7 +394,8 @@ class FlexArrayCore(CoreBase):
                              product_select[j].enable.eq(level[7])]
 
         network_class = {"fan": ForwardingAdderNetwork, "seq": SegmentedSum, "art": AugmentedReductionTree}[self.rn]
-        m.submodules.reduction = network = network_class(n=n, lanes=lanes)
+        m.submodules.reduction = network = (network_class(n=n, lanes=lanes, reach=self.reach) if self.reach
+                                            else network_class(n=n, lanes=lanes))
         if self.rn == "art":
             product_nodes = Signal(data.ArrayLayout(8, n - 1), reset_less=True)
             with m.If(fired):

@@ -16,7 +16,12 @@ the pipeline with the data, so the mapping may change between two steps.
   of the VN's first and last multiplier it is the whole VN. The sum of every
   VN therefore appears at exactly one node (a leaf for a VN of one), whatever
   its size or alignment; lane ``j`` picks it up at that node's level, as its
-  ``select`` (level, node, enable) says. This replaces SIGMA's forwarding links
+  ``select`` (level, node, enable) says. With a ``reach`` of ``R`` multipliers,
+  lane ``j`` only reaches the nodes over its own region of ``R`` multipliers
+  (:func:`lane_region`) and that region's ancestors, instead of every node
+  (``2R - 1 + log2(N / R)`` candidates instead of ``2N - 1``): the compiler
+  then places each VN so that it overlaps its lane's region, which puts its
+  lowest common ancestor within reach. This replaces SIGMA's forwarding links
   between neighbouring adders with the per-node prefix/suffix registers: the
   same one adder per node, and VNs that straddle subtrees cost nothing extra.
 * :class:`SegmentedSum` (``rn=seq``): the reference, a masked adder tree per
@@ -38,7 +43,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["ForwardingAdderNetwork", "SegmentedSum", "AugmentedReductionTree", "latency", "tree_levels", "select_layout",
-           "lane_of_layout", "PRODUCT_WIDTH", "LANE_WIDTH"]
+           "lane_of_layout", "lane_region", "reaches", "PRODUCT_WIDTH", "LANE_WIDTH"]
 
 #: An int8 x int8 product fits signed 16 bits (-128 * -128 = 16384).
 PRODUCT_WIDTH = 16
@@ -58,6 +63,29 @@ def latency(n):
 def select_layout(n):
     """Where a lane collects its VN: tree level (0 = the leaves), node index at that level, enable."""
     return data.StructLayout({"index": max(1, (n - 1).bit_length()), "level": 3 if n <= 128 else 4, "enable": 1})
+
+
+def lane_region(lane, n, reach):
+    """The region (of ``reach`` multipliers, numbered from multiplier 0) lane ``lane`` collects in.
+
+    Lanes go round the ``n / reach`` regions in bit-reversed order (lane 0 in region 0, lane 1 in the
+    middle one, ...), so the first ``V`` lanes of a tile are spread evenly over the array whatever ``V``.
+    """
+    regions = n // reach
+    bits = regions.bit_length() - 1
+    r = lane % regions
+    return int(format(r, f"0{bits}b")[::-1], 2) if bits else 0
+
+
+def reaches(lane, level, node, n, reach):
+    """Whether lane ``lane`` can collect at ``node`` of ``level`` (0 = the leaves) with lanes of ``reach``
+    multipliers (0: every lane reaches every node)."""
+    if not reach:
+        return True
+    start = lane_region(lane, n, reach) * reach
+    if (1 << level) <= reach:
+        return start >> level <= node < (start + reach) >> level
+    return node == start >> level
 
 
 def lane_of_layout(lanes):
@@ -83,8 +111,8 @@ class ForwardingAdderNetwork(wiring.Component):
     ``lane_of`` is ignored (it is the segmented-sum reference's marking).
     """
 
-    def __init__(self, *, n, lanes):
-        self.n, self.lanes = n, lanes
+    def __init__(self, *, n, lanes, reach=0):
+        self.n, self.lanes, self.reach = n, lanes, reach
         super().__init__(_signature(n, lanes))
 
     def elaborate(self, platform):
@@ -104,7 +132,7 @@ class ForwardingAdderNetwork(wiring.Component):
             stage_select = Signal.like(select, name=f"select_l{level}")
             m.d.sync += stage_select.eq(select)
             # lanes pick up the sums completed at the level below
-            collected = _pick_up(m, select, Array(node["sum"] for node in nodes), collected, level)
+            collected = _pick_up(m, select, [node["sum"] for node in nodes], collected, level, n, self.reach)
             if level <= levels:
                 width = PRODUCT_WIDTH + level
                 merged = []
@@ -196,7 +224,7 @@ class AugmentedReductionTree(wiring.Component):
             m.d.sync += stage_valid.eq(valid)
             stage_select = Signal.like(select, name=f"select_l{level}")
             m.d.sync += stage_select.eq(select)
-            collected = _pick_up(m, select, Array(dones), collected, level)
+            collected = _pick_up(m, select, dones, collected, level, n)
             if level <= levels:
                 count, base = n >> level, node_offset(n, level)
                 here = config[base:base + count]
@@ -263,13 +291,25 @@ class AugmentedReductionTree(wiring.Component):
         return m
 
 
-def _pick_up(m, select, below, collected, level):
+def _pick_up(m, select, below, collected, level, n, reach=0):
     """Each lane's register at ``level``: the sum completed at the level below that its selection names,
-    else what it collected already."""
+    else what it collected already. With a ``reach``, a lane chooses only among the nodes of its region
+    (by the low bits of the node index) or takes its region's one ancestor at that level."""
     picked = []
+    everything = Array(below)
     for j, held in enumerate(collected):
         lane = Signal(signed(LANE_WIDTH), name=f"lane{j}_l{level}", reset_less=True)
         take = select[j].enable & (select[j].level == level - 1)
-        m.d.sync += lane.eq(Mux(take, below[select[j].index], held))
+        if not reach:
+            value = everything[select[j].index]
+        else:
+            start, span = lane_region(j, n, reach) * reach, 1 << (level - 1)
+            if span <= reach:
+                count = reach // span
+                local = below[start // span:start // span + count]
+                value = Array(local)[select[j].index[:count.bit_length() - 1]] if count > 1 else local[0]
+            else:
+                value = below[start // span]
+        m.d.sync += lane.eq(Mux(take, value, held))
         picked.append(lane)
     return picked

@@ -117,3 +117,76 @@ def test_art_says_why_a_layout_is_illegal():
                                                      "VNs are disjoint runs of multipliers in lane order")
     assert art.legal(8, [(4, 9)]) == (False, "VN 4..9 is not within the 8 multipliers")
     assert not art.legal(6, [(0, 1)])[0]
+
+
+@pytest.mark.parametrize("n, lanes, reach", [(16, 16, 4), (16, 8, 8), (32, 32, 8)])
+def test_lanes_with_a_reach_collect_every_placed_vn(n, lanes, reach):
+    """Lanes that reach only their region (and its ancestors): VNs of random sizes placed by the compiler's
+    ``region_spans`` (each over its lane's region, unused multipliers between) arrive on their lanes."""
+    from accelkit.accelerators.flexarray.compiler import Design, region_spans, vn_layout_legal
+    from accelkit.accelerators.flexarray.networks import reaches
+    design = Design(n, 4, lanes, 16, reach=reach)
+    rng = np.random.default_rng(n + lanes + reach)
+    dut = ForwardingAdderNetwork(n=n, lanes=lanes, reach=reach)
+    steps = []
+    while len(steps) < 40:
+        used = int(rng.integers(1, lanes + 1))
+        sizes = [int(s) for s in rng.choice([0, 1, 1, 2, 3, reach, 2 * reach], used)]
+        try:
+            spans = region_spans(design, sizes)
+        except Exception:
+            continue                      # sizes that cannot overlap their regions: the compiler refuses them
+        assert vn_layout_legal(design, spans) == (True, "")
+        products = rng.integers(-16384, 16385, n)
+        expected = [int(products[a:b + 1].sum()) if b >= a else 0 for a, b in spans] + [0] * (lanes - used)
+        steps.append((spans, products, expected))
+    seen = []
+
+    async def bench(ctx):
+        for spans, products, _ in steps + [(None, None, None)] * (latency(n) + 1):
+            if spans is not None:
+                ends = np.ones(n, dtype=int)
+                for a, b in spans:
+                    if b >= a:
+                        ends[a:b] = 0
+                ctx.set(dut.valid, 1)
+                for i in range(n):
+                    ctx.set(dut.products[i], int(products[i]))
+                ctx.set(dut.ends, int("".join(str(e) for e in ends[::-1]), 2))
+                for j in range(lanes):
+                    a, b = spans[j] if j < len(spans) else (0, -1)
+                    ctx.set(dut.select[j].enable, int(b >= a))
+                    if b >= a:
+                        level = (a ^ b).bit_length()
+                        assert reaches(j, level, a >> level, n, reach)
+                        # the lane's index is the node's within its region (its low bits)
+                        ctx.set(dut.select[j].index, (a >> level) % max(1, reach >> level))
+                        ctx.set(dut.select[j].level, level)
+            else:
+                ctx.set(dut.valid, 0)
+            await ctx.tick()
+            if ctx.get(dut.out_valid):
+                seen.append([ctx.get(dut.sums[j]) for j in range(lanes)])
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(seen) == len(steps)
+    for (spans, _, expected), got in zip(steps, seen):
+        assert got == expected, spans
+
+
+def test_lane_reach_legality_names_the_problem():
+    from accelkit.accelerators.flexarray.compiler import Design, region_spans, vn_layout_legal
+    from accelkit.errors import UnsupportedLayer
+    design = Design(16, 4, 4, 16, reach=4)
+    # lane 1's region is multipliers 8..11 (bit-reversed order over the four regions): a VN at 4..5 is out of reach
+    ok, reason = vn_layout_legal(design, [(2, 3), (4, 5)])
+    assert not ok and "lane 1's region (multipliers 8..11" in reason
+    assert vn_layout_legal(design, [(0, 1), (8, 9)]) == (True, "")
+    assert region_spans(design, [2, 2]) == [(0, 1), (7, 8)]
+    # two VNs of 8 can overlap lanes 0's and 1's regions (0..3 and 8..11); three of 6 cannot all
+    assert region_spans(design, [8, 8]) == [(0, 7), (8, 15)]
+    with pytest.raises(UnsupportedLayer, match="do not fit the lane regions"):
+        region_spans(design, [6, 6, 6])
