@@ -52,7 +52,8 @@ from ...driver.quant import DOUBLE, float_scale_fields
 from ...errors import ParameterError, UnsupportedLayer
 from ...hw.shell import word_beats
 from . import art
-from .gateware import PARAM_BYTES_PER_LANE, Opcode, dn_depth, map_bytes
+from .gateware import PARAM_BYTES_PER_LANE, Opcode, dn_depth, lane_bytes, map_bytes
+from .networks import lane_region, reaches
 
 __all__ = ["Design", "Mapping", "Structure", "Command", "Program", "structure_of", "operands_of", "compile_program",
            "check_mapping", "vn_layout_legal", "channel_groups", "weights_field", "pack_stream", "unpack_output",
@@ -69,12 +70,14 @@ class Design:
     acc_depth: int
     rn: str = "fan"
     dn: str = "xbar"
+    reach: int = 0               # multipliers per lane region (0: every lane reaches every node)
 
     @classmethod
     def from_params(cls, params):
         from .gateware import DISTRIBUTION_NETWORKS, REDUCTION_NETWORKS
         return cls(params["multipliers"], params["dn_bw"], params["rn_bw"], params["acc_depth"],
-                   REDUCTION_NETWORKS[params.get("rn", 0)], DISTRIBUTION_NETWORKS[params.get("dn", 0)])
+                   REDUCTION_NETWORKS[params.get("rn", 0)], DISTRIBUTION_NETWORKS[params.get("dn", 0)],
+                   params.get("reach", 0))
 
     @property
     def dn_depth(self):
@@ -90,7 +93,7 @@ class Design:
 
     @property
     def map_bytes(self):
-        return map_bytes(self.multipliers, self.rn_bw, self.rn)
+        return map_bytes(self.multipliers, self.rn_bw, self.rn, self.reach)
 
     @property
     def map_beats(self):
@@ -381,16 +384,56 @@ def _chunks(structure, mapping):
 def vn_layout_legal(design, spans):
     """(True, "") when the design's reduction network reduces the VN layout ``spans`` [(first, last)] (lane
     order) in one pass, else (False, the reason). The forwarding adder network and the segmented-sum
-    reference take any layout of disjoint runs; the augmented reduction tree routes it (``art.py``)."""
+    reference take any layout of disjoint runs; the augmented reduction tree routes it (``art.py``). With a
+    lane reach, the runs may lie in any order, and each must overlap its lane's region."""
     if len(spans) > design.rn_bw:
         return False, f"{len(spans)} VNs exceed rn_bw={design.rn_bw} output lanes"
     if design.rn == "art":
         return art.legal(design.multipliers, spans)
     try:
-        art.check_spans(design.multipliers, spans)
+        # with a lane reach the VNs lie region by region, not in lane order: disjoint in any order
+        art.check_spans(design.multipliers, sorted(spans) if design.reach else spans)
     except UnsupportedLayer as error:
         return False, str(error)
+    for lane, (a, b) in enumerate(spans):
+        if b >= a and not reaches(lane, (a ^ b).bit_length(), a >> (a ^ b).bit_length(), design.multipliers,
+                                  design.reach):
+            start = lane_region(lane, design.multipliers, design.reach) * design.reach
+            return False, (f"VN {lane} (multipliers {a}..{b}) does not overlap lane {lane}'s region (multipliers "
+                           f"{start}..{start + design.reach - 1}, reach {design.reach}), so its sum is out of the "
+                           "lane's reach")
     return True, ""
+
+
+def region_spans(design, sizes):
+    """(first, last) multiplier of each lane's VN of ``sizes[lane]`` multipliers (0: an empty VN, (0, -1)).
+
+    Without a lane reach: one after another in lane order from multiplier 0. With one: region by region
+    (lane order within a region), each VN as early as it can be while it overlaps its lane's region
+    (so its lowest common ancestor is within the lane's reach), leaving unused multipliers where a region
+    starts beyond the VNs before it. Raises :class:`UnsupportedLayer` when a VN cannot overlap its region.
+    """
+    n, reach = design.multipliers, design.reach
+    spans, start = [(0, -1)] * len(sizes), 0
+    if not reach:
+        for lane, size in enumerate(sizes):
+            spans[lane] = (start, start + size - 1)
+            start += size
+        return spans
+    order = sorted(range(len(sizes)), key=lambda lane: (lane_region(lane, n, reach), lane))
+    for lane in order:
+        size = sizes[lane]
+        if size == 0:
+            continue
+        region = lane_region(lane, n, reach) * reach
+        first = max(start, region - size + 1)
+        if first > region + reach - 1 or first + size > n:
+            raise UnsupportedLayer(f"{len(sizes)} VNs of up to {max(sizes)} multipliers do not fit the lane regions "
+                                   f"of {reach} multipliers (lane {lane}'s VN of {size} cannot overlap multipliers "
+                                   f"{region}..{region + reach - 1})")
+        spans[lane] = (first, first + size - 1)
+        start = first + size
+    return spans
 
 
 def check_mapping(design, structure, mapping):
@@ -430,6 +473,8 @@ def check_mapping(design, structure, mapping):
         if vns * size > design.multipliers:
             raise UnsupportedLayer(f"{vns} virtual neurons of {size} multipliers need {vns * size} multipliers, "
                                    f"more than the {design.multipliers} of this design")
+        # a last, shorter chunk places wherever the full one does (its VNs start no later)
+        region_spans(design, [size] * vns)
     if mapping.sparse and structure.activation_weights:
         raise UnsupportedLayer("a sparse mapping needs the stationary operand's zeros, but this layer's is an "
                                "activation (unknown when mapping): map it densely")
@@ -614,42 +659,62 @@ def _sparse_ks(structure, mapping, design, group):
     """The k of each fold of ``group`` (see :func:`_sparse_chunks`)."""
     nonzero = structure.weights[:, group] != 0
     per_k = nonzero.sum(axis=1) * mapping.rows
-    heavy = np.flatnonzero(per_k > design.multipliers)
+    loads, capacity = _region_loads(design, nonzero, mapping.rows)
+    heavy = np.flatnonzero((loads > capacity).any(axis=1))
     if heavy.size:
         k = int(heavy[0])
+        where = (f"the {design.multipliers} multipliers" if not design.reach else
+                 f"the {design.reach} multipliers of a lane region")
         raise UnsupportedLayer(f"{mapping.rows} pixels x {int(per_k[k]) // mapping.rows} non-zero weights at k={k} "
-                               f"exceed the {design.multipliers} multipliers")
+                               f"exceed {where}")
     live = np.flatnonzero(per_k)
     if live.size == 0:
         chunks = [np.zeros(0, np.int64)]
     elif mapping.step_beats is None:
-        chunks, start, total = [], 0, 0
+        chunks, start, total = [], 0, np.zeros(loads.shape[1], np.int64)
         for i, k in enumerate(live):
-            if total + per_k[k] > design.multipliers:
+            if (total + loads[k] > capacity).any():
                 chunks.append(live[start:i])
-                start, total = i, 0
-            total += per_k[k]
+                start, total = i, 0 * total
+            total += loads[k]
         chunks.append(live[start:])
     else:
         steps = -(-structure.m // mapping.rows)
         tiles = -(-steps // mapping.steps_per_tile(design))
         chunks = [np.sort(np.asarray(ks, np.int64))
-                  for ks in _pack_folds(live, per_k, design, mapping.rows, mapping.step_beats, steps, tiles) if ks]
+                  for ks in _pack_folds(live, per_k, design, mapping.rows, mapping.step_beats, steps, tiles,
+                                        loads if design.reach else None) if ks]
     return chunks
+
+
+def _region_loads(design, nonzero, rows):
+    """(multipliers each k needs in each lane region [K, regions], multipliers of a region) for a sparse
+    tile of ``rows`` pixels over ``nonzero`` [K, channels] (lane ``p * channels + c``); without a lane
+    reach one region of all the multipliers. A fold whose k keep every region within its multipliers
+    places (each VN inside its region: :func:`region_spans`)."""
+    if not design.reach:
+        return (nonzero.sum(axis=1) * rows)[:, None], design.multipliers
+    channels = nonzero.shape[1]
+    regions = design.multipliers // design.reach
+    per_lane = np.tile(nonzero, (1, rows)).astype(np.int64)
+    of_lane = np.array([lane_region(lane, design.multipliers, design.reach) for lane in range(rows * channels)])
+    loads = np.stack([per_lane[:, of_lane == r].sum(axis=1) for r in range(regions)], axis=1)
+    return loads, design.reach
 
 
 #: (folds, beats) splits :func:`_pack_folds` tries before falling back to more folds of even size
 PACK_TRIES = 64
 
 
-def _pack_folds(live, per_k, design, rows, most_beats, steps, tiles):
+def _pack_folds(live, per_k, design, rows, most_beats, steps, tiles, loads=None):
     """The k ``live`` (each needing ``per_k[k]`` multipliers) in folds of at most ``most_beats`` beats a step.
 
     A fold of ``b`` beats a step holds ``b * dn_bw // rows`` k. What a split into ``F`` folds of ``B`` beats
     a step in all costs is about ``steps * B`` data beats plus ``tiles * F`` fold configurations (map and
     weights); splits are tried cheapest first, each fold given an even share of the ``B`` beats, and the k
     are placed heaviest first into the fold with the most free multipliers per free k place. The first
-    split that fits wins (after ``PACK_TRIES``, the fewest folds of ``most_beats`` beats that fit).
+    split that fits wins (after ``PACK_TRIES``, the fewest folds of ``most_beats`` beats that fit). With
+    ``loads`` [K, regions] (a lane reach), a fold must also keep each region within its multipliers.
     """
     capacity, bw = design.multipliers, design.dn_bw
     holds = lambda beats: beats * bw // rows                         # noqa: E731
@@ -658,6 +723,10 @@ def _pack_folds(live, per_k, design, rows, most_beats, steps, tiles):
     used, total = live.size, int(weights.sum())
     fold_cost = tiles * (design.map_beats + 1 + design.weight_beats + 1)
     fewest = max(-(-total // capacity), -(-used // holds(most_beats)))
+    if loads is not None:
+        weights = loads[order].astype(np.int64)          # [k, regions]: each region holds design.reach
+        capacity = design.reach
+        fewest = max(fewest, int(-(-weights.sum(axis=0).max() // capacity)))
     def fits(folds, beats):
         base, extra = divmod(beats, folds)
         return extra * holds(base + 1) + (folds - extra) * holds(base) >= used
@@ -689,6 +758,8 @@ def _assign(order, weights, places, capacity):
     """k ``order`` (heaviest first) into bins of ``places[i]`` k and ``capacity`` multipliers each, each into
     the bin with the most free multipliers per free place (ties: the first); None when one does not fit."""
     import heapq
+    if np.ndim(weights) == 2:
+        return _assign_regions(order, weights, places, capacity)
     heap = [(-capacity / p, i) for i, p in enumerate(places) if p > 0]
     heapq.heapify(heap)
     bins = [[] for _ in places]
@@ -707,6 +778,25 @@ def _assign(order, weights, places, capacity):
     return bins
 
 
+def _assign_regions(order, weights, places, capacity):
+    """:func:`_assign` with per-region loads ``weights`` [k, regions], ``capacity`` multipliers a region:
+    each k into the bin with the most free multipliers per free place among those it fits."""
+    loads = np.zeros((len(places), weights.shape[1]), np.int64)
+    counts = np.zeros(len(places), np.int64)
+    places = np.asarray(places, np.int64)
+    bins = [[] for _ in range(len(places))]
+    for k, weight in zip(order.tolist(), weights):
+        fits = (counts < places) & (loads + weight <= capacity).all(axis=1)
+        if not fits.any():
+            return None
+        free = (capacity * loads.shape[1] - loads.sum(axis=1)) / np.maximum(places - counts, 1)
+        i = int(np.flatnonzero(fits)[np.argmax(free[fits])])
+        loads[i] += weight
+        counts[i] += 1
+        bins[i].append(k)
+    return bins
+
+
 def _unique_columns(index):
     """(representative columns [S, U], slot of every column): columns equal in every step share a slot."""
     rows = np.ascontiguousarray(index.T)
@@ -719,10 +809,11 @@ def _unique_columns(index):
     return index[:, first[order]], rank[slot_of.reshape(-1)]
 
 
-def _placement(structure, mapping, group, ks_of):
-    """Multiplier positions of a fold, VN by VN: pixel, k and channel of each, and each VN's (first, last)."""
-    pixel, ks, channels, spans = [], [], [], []
-    start = 0
+def _placement(structure, mapping, group, ks_of, design=None):
+    """A fold's multipliers, VN by VN in lane order: pixel, k and channel of each, each VN's (first, last)
+    multiplier, and the multiplier each entry sits at (:func:`region_spans`; in order from 0 without a
+    lane reach or ``design``)."""
+    pixel, ks, channels = [], [], []
     for p in range(mapping.rows):
         for channel in group:
             chunk = ks_of(channel)
@@ -731,14 +822,16 @@ def _placement(structure, mapping, group, ks_of):
             pixel.append(np.full(len(chunk), p, np.int64))
             ks.append(np.asarray(chunk, np.int64))
             channels.append(np.full(len(chunk), channel, np.int64))
-            spans.append((start, start + len(chunk) - 1))
-            start += len(chunk)
+    sizes = [len(part) for part in ks]
+    spans = region_spans(design if design is not None else Design(1, 1, 1, 1), sizes)
     cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64)   # noqa: E731
-    return cat(pixel), cat(ks), cat(channels), spans
+    where = cat([np.arange(a, b + 1, dtype=np.int64) for a, b in spans])
+    return cat(pixel), cat(ks), cat(channels), spans, where
 
 
-def _layout(design, structure, positions_p, positions_k, spans, pixels):
-    """(value index [S, slots], beats per step, map bytes) of a fold's placement over steps ``pixels``."""
+def _layout(design, structure, positions_p, positions_k, spans, pixels, where=None):
+    """(value index [S, slots], beats per step, map bytes) of a fold's placement over steps ``pixels``;
+    ``where``: the multiplier of each position (default: in order from 0)."""
     n_mult, bw = design.multipliers, design.dn_bw
     used = positions_k.size
     if used > n_mult:
@@ -776,13 +869,15 @@ def _layout(design, structure, positions_p, positions_k, spans, pixels):
     config = np.zeros(design.map_bytes, dtype=np.uint8)
     ends = config[:n_mult]
     ends[:] = 0x80                           # a multiplier outside every VN ends its own (unused) one
-    ends[:used] = slot_of                    # slot_of < used <= multipliers <= 128
-    lanes = config[n_mult:n_mult + 2 * design.rn_bw].reshape(design.rn_bw, 2)
-    config[n_mult + 2 * design.rn_bw:n_mult + 2 * design.rn_bw + 2] = (used & 0xFF, used >> 8)
-    lane_of = config[n_mult + 2 * design.rn_bw + 2:] if design.rn == "seq" else config[:0]
+    ends[np.arange(used) if where is None else where] = slot_of     # slot_of < used <= multipliers <= 128
+    per_lane = lane_bytes(design.reach)
+    at = n_mult + per_lane * design.rn_bw
+    lanes = config[n_mult:at].reshape(design.rn_bw, per_lane)
+    config[at:at + 2] = (used & 0xFF, used >> 8)
+    lane_of = config[at + 2:] if design.rn == "seq" else config[:0]
     if design.rn == "art":
         nodes, collect = art.configure(n_mult, spans)
-        config[n_mult + 2 * design.rn_bw + 2:] = np.frombuffer(nodes, np.uint8)
+        config[at + 2:] = np.frombuffer(nodes, np.uint8)
     for lane, (a, b) in enumerate(spans):
         if b < a:
             continue                         # an empty VN (no non-zero weight in this chunk): its lane adds 0
@@ -794,7 +889,13 @@ def _layout(design, structure, positions_p, positions_k, spans, pixels):
             lanes[lane] = (node, level | 0x80)
             continue
         level = (a ^ b).bit_length()         # the sum is whole at the lowest common ancestor of a and b
-        lanes[lane] = (a >> level, level | 0x80)
+        if design.reach:
+            # region_spans put the VN over its lane's region: the node is the region's or an ancestor
+            assert reaches(lane, level, a >> level, n_mult, design.reach), (lane, a, b)
+            local = (a >> level) & ((design.reach >> level) - 1) if (1 << level) <= design.reach else 0
+            lanes[lane] = (local | level << 4 | 0x80,)
+        else:
+            lanes[lane] = (a >> level, level | 0x80)
     return value_index, per_step, config.tobytes()
 
 
@@ -828,15 +929,15 @@ def _fold(design, structure, mapping, group, ks_of, pixels, first, layouts, key)
     ``layouts`` caches the placement-dependent part under ``key`` (None: do not cache): in a dense
     mapping it depends on the group's size, not on which channels it holds.
     """
-    positions_p, positions_k, channels, spans = _placement(structure, mapping, group, ks_of)
+    positions_p, positions_k, channels, spans, where = _placement(structure, mapping, group, ks_of, design)
     layout = layouts.get(key) if key is not None else None
     if layout is None:
-        layout = _layout(design, structure, positions_p, positions_k, spans, pixels)
+        layout = _layout(design, structure, positions_p, positions_k, spans, pixels, where)
         if key is not None:
             layouts[key] = layout
     value_index, per_step, map_bytes = layout
     w = np.zeros(design.multipliers, dtype=np.int8)
-    w[:positions_k.size] = np.where(positions_k >= 0, structure.weights[positions_k, channels], 0)
+    w[where] = np.where(positions_k >= 0, structure.weights[positions_k, channels], 0)
     return Fold(map_bytes, w, value_index, per_step, positions_k.size, first)
 
 

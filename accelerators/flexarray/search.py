@@ -184,7 +184,7 @@ TREE_SAMPLE_STEPS = 64
 def _tree_beats(design, structure, mapping, group, ks_of, pixels):
     """Beats per step of a fold on the distribution tree (each tree takes the distinct values of its
     multipliers, one a beat): the compiler's own layout over the sample steps ``pixels``."""
-    positions_p, positions_k, _, spans = compiler._placement(structure, mapping, group, ks_of)
+    positions_p, positions_k, _, spans, _ = compiler._placement(structure, mapping, group, ks_of, design)
     _, per_step, _ = compiler._layout(design, structure, positions_p, positions_k, spans, pixels)
     return per_step
 

@@ -46,16 +46,24 @@ def _check(accelerator, device, layer, inputs, plan):
 
 
 @pytest.mark.parametrize("params, dma, count", [({"rn": 0}, DmaTiming(4, 0), 16), ({"rn": 0}, DmaTiming(2, 3), 8),
-                                                ({"rn": 1}, DmaTiming(8, 1), 10),
-                                                ({"rn": 0, "rn_bw": 8}, DmaTiming(4, 1), 12),
-                                                ({"rn": 2}, DmaTiming(4, 1), 24),
-                                                ({"rn": 2, "multipliers": 16, "rn_bw": 8}, DmaTiming(8, 0), 12),
-                                                ({"rn": 0, "dn": 1}, DmaTiming(4, 1), 24),
-                                                ({"rn": 2, "dn": 1, "multipliers": 16, "rn_bw": 8}, DmaTiming(2, 2),
-                                                 12)],
-                         ids=["fan", "fan_slow_dma", "seq", "two_lane_groups", "art", "art16", "tree", "tree16_art"])
+                                                ({"rn": 1, "reach": 0}, DmaTiming(8, 1), 10),
+                                                ({"rn": 0, "rn_bw": 8, "reach": 0}, DmaTiming(4, 1), 12),
+                                                ({"rn": 0, "multipliers": 16, "rn_bw": 16, "reach": 4},
+                                                 DmaTiming(4, 1), 20),
+                                                ({"rn": 0, "multipliers": 32, "rn_bw": 32, "reach": 8},
+                                                 DmaTiming(8, 0), 12),
+                                                ({"rn": 2, "reach": 0}, DmaTiming(4, 1), 24),
+                                                ({"rn": 2, "multipliers": 16, "rn_bw": 8, "reach": 0}, DmaTiming(8, 0),
+                                                 12),
+                                                ({"rn": 0, "dn": 1, "reach": 0}, DmaTiming(4, 1), 24),
+                                                ({"rn": 2, "dn": 1, "multipliers": 16, "rn_bw": 8, "reach": 0},
+                                                 DmaTiming(2, 2), 12)],
+                         ids=["fan", "fan_slow_dma", "seq", "two_lane_groups", "reach4_16", "reach8_32", "art", "art16",
+                              "tree", "tree16_art"])
 def test_random_legal_mappings_bit_and_cycle_exact(device_pool, params, dma, count):
-    """``two_lane_groups``: 8 lanes over a 4-byte beat, read out as two beats a word through 4 requantizers."""
+    """``two_lane_groups``: 8 lanes over a 4-byte beat, read out as two beats a word through 4 requantizers
+    (lanes that reach every node); ``reach4_16`` and ``reach8_32``: lanes that reach only their region of 4 (8)
+    multipliers, so VNs are placed region by region with unused multipliers between."""
     accelerator, device = device_pool({**SMALL, **params}, "verilator", dma, FlexArrayAccelerator)
     rng = np.random.default_rng(100 + params["rn"] + dma.bytes_per_cycle + params.get("rn_bw", 0)
                                 + 7 * params.get("dn", 0))
@@ -160,7 +168,7 @@ def test_transformer_block_attention_matmuls_offload_bit_exact(tmp_path):
 def test_art_layouts_are_reported_and_its_configuration_counted():
     """rn=art: the compiler says which VN layouts the tree reduces (with the reason when not), and its per-node
     configuration (one byte a node) is loaded with the map, counted in config_bytes."""
-    fan, art_design = (FlexArrayAccelerator(**{**SMALL, "rn": rn}).design for rn in (0, 2))
+    fan, art_design = (FlexArrayAccelerator(**{**SMALL, "rn": rn, "reach": 0}).design for rn in (0, 2))
     assert compiler.vn_layout_legal(art_design, [(0, 2), (3, 3), (5, 7)]) == (True, "")
     assert compiler.vn_layout_legal(art_design, [(0, 2), (2, 3)])[1].startswith("VN 2..3 overlaps")
     assert compiler.vn_layout_legal(art_design, [(0, 0), (1, 1), (2, 2), (3, 3), (4, 4)]) == (
@@ -170,7 +178,8 @@ def test_art_layouts_are_reported_and_its_configuration_counted():
     rng = np.random.default_rng(4)
     layer, (x,) = get_kind("gemm").random(rng, m=5, n=3, k=9)
     mapping = compiler.Mapping(rows=1, channels=3, chunk=(2,))
-    plans = [FlexArrayAccelerator(**{**SMALL, "rn": rn}).plan_with(layer, x.shape, mapping) for rn in (0, 2)]
+    plans = [FlexArrayAccelerator(**{**SMALL, "rn": rn, "reach": 0}).plan_with(layer, x.shape, mapping)
+             for rn in (0, 2)]
     maps = [compiler.compile_program(d, compiler.structure_of(layer, x.shape), mapping).commands
             for d in (fan, art_design)]
     map_loads = sum(c.op == "MAP" for c in maps[1])
@@ -182,7 +191,7 @@ def test_tree_distribution_sends_a_value_once_per_tree_that_needs_it():
     """dn=tree: lane l of a beat feeds only tree l (multipliers l*N/dn_bw..), so a step takes as many beats as
     its busiest tree has distinct values; a value several trees need is sent on each. The crossbar sends it
     once. The cycle model follows (its exactness on RTL: the random-mapping tests above)."""
-    xbar, tree = (FlexArrayAccelerator(**{**SMALL, "dn": dn}) for dn in ("xbar", "tree"))
+    xbar, tree = (FlexArrayAccelerator(**{**SMALL, "dn": dn, "reach": 0}) for dn in ("xbar", "tree"))
     assert tree.params["dn"] == 1 and tree.design.dn_depth == 1 and xbar.design.dn_depth == 0
     rng = np.random.default_rng(5)
     layer, (x,) = get_kind("gemm").random(rng, m=6, n=4, k=2)
@@ -200,8 +209,14 @@ def test_tree_distribution_sends_a_value_once_per_tree_that_needs_it():
 
 
 def test_network_parameters_by_name_and_their_limits():
-    assert FlexArrayAccelerator(rn="art", dn="tree").params | {"rn": 2, "dn": 1} == FlexArrayAccelerator(
-        rn=2, dn=1).params
+    assert FlexArrayAccelerator(rn="art", dn="tree", reach=0).params | {"rn": 2, "dn": 1} == FlexArrayAccelerator(
+        rn=2, dn=1, reach=0).params
+    with pytest.raises(ParameterError, match=r"a lane reach \(8\) works with rn=fan and dn=xbar only: add reach=0"):
+        FlexArrayAccelerator(rn="art")
+    with pytest.raises(ParameterError, match=r"reach \(16\) must not exceed multipliers \(8\)"):
+        FlexArrayAccelerator(multipliers=8, rn_bw=8, reach=16)
+    with pytest.raises(ParameterError, match=r"reach must be a power of two, not 6"):
+        FlexArrayAccelerator(reach=6)
     with pytest.raises(ParameterError, match=r"rn must be one of fan, seq, art \(or 0..2\), not 'ar'"):
         FlexArrayAccelerator(rn="ar")
     with pytest.raises(ParameterError, match=r"dn=tree needs dn_bw \(16\) <= multipliers \(8\)"):
