@@ -28,20 +28,27 @@ class FlexArrayAccelerator(Accelerator):
             Param("multipliers", 64, 4, 128, "multiplier switches (N)", power_of_two=True),
             Param("dn_bw", 8, 4, 128, "distribution bandwidth: int8 values per cycle (the stream is 8*dn_bw bits)",
                   power_of_two=True),
-            Param("rn_bw", 16, 1, 128, "reduction output lanes: VN sums collected per step"),
+            Param("rn_bw", 64, 1, 128, "reduction output lanes: VN sums collected per step"),
             Param("rn", 0, 0, len(REDUCTION_NETWORKS) - 1,
                   "reduction network: " + ", ".join(f"{i} {name}" for i, name in enumerate(REDUCTION_NETWORKS))
                   + " (by number or name)", names=REDUCTION_NETWORKS),
-            Param("acc_depth", 512, 2, 1 << 16, "accumulation buffer words (steps per tile)", power_of_two=True),
+            Param("acc_depth", 256, 2, 1 << 16, "accumulation buffer words (steps per tile)", power_of_two=True),
             Param("dn", 0, 0, len(DISTRIBUTION_NETWORKS) - 1,
                   "distribution network: 0 xbar (any value to any multiplier), 1 tree (dn_bw multicast trees of "
                   "multipliers/dn_bw multipliers, a value a tree per cycle; by number or name)",
                   names=DISTRIBUTION_NETWORKS),
+            Param("reach", 8, 0, 16, "lane reach: multipliers per lane region (a lane collects only over its "
+                  "region and the region's ancestors); 0: every lane reaches every node. rn=fan, dn=xbar only",
+                  power_of_two=True),
         ),
         constraints=((lambda p: p["rn_bw"] <= p["multipliers"], "rn_bw ({rn_bw}) must not exceed multipliers "
                       "({multipliers})"),
                      (lambda p: p["dn"] == 0 or p["dn_bw"] <= p["multipliers"], "dn=tree needs dn_bw ({dn_bw}) "
-                      "<= multipliers ({multipliers}): one multicast tree per value of a beat")),
+                      "<= multipliers ({multipliers}): one multicast tree per value of a beat"),
+                     (lambda p: p.get("reach", 0) <= p["multipliers"], "reach ({reach}) must not exceed multipliers "
+                      "({multipliers})"),
+                     (lambda p: not p.get("reach", 0) or (p["rn"], p["dn"]) == (0, 0), "a lane reach ({reach}) "
+                      "works with rn=fan and dn=xbar only: add reach=0 to the parameters")),
     )
     small_params = {"multipliers": 8, "dn_bw": 4, "rn_bw": 4, "acc_depth": 16}
     kinds = ("gemm", "conv2d", "fc") + tuple(kind for kind in ("depthwise_conv2d", "batch_matmul")
@@ -51,7 +58,7 @@ class FlexArrayAccelerator(Accelerator):
         p = self.params
         return FlexArrayCore(multipliers=p["multipliers"], dn_bw=p["dn_bw"], rn_bw=p["rn_bw"],
                              rn=REDUCTION_NETWORKS[p["rn"]], dn=DISTRIBUTION_NETWORKS[p["dn"]],
-                             acc_depth=p["acc_depth"])
+                             acc_depth=p["acc_depth"], reach=p.get("reach", 0))
 
     @property
     def design(self):

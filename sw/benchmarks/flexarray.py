@@ -5,16 +5,18 @@ RTL cycle counter; ``--rtl`` re-runs the first part on Verilator with the small
 designs), every flexarray output checked bit-exact against the layer's
 TFLite-exact reference on the model backend:
 
-1. *Irregular shapes*: flexarray (64 multipliers, a 64-bit stream: ``dn_bw`` 8,
-   ``rn_bw`` 8) vs the 8x8 systolic `gemm` (64 PEs, 64-bit stream), both at
+1. *Irregular shapes*: flexarray's default design (64 multipliers, a 64-bit
+   stream: ``dn_bw`` 8; 64 reduction lanes, each reaching a region of 8
+   multipliers: ``rn_bw`` 64, ``reach`` 8) vs the 8x8 systolic `gemm` (64 PEs, 64-bit stream), both at
    8 bytes/cycle DMA. Utilization = the layer's MACs / (64 x cycles). `gemm`
    runs a depthwise layer with its own plan (block-diagonal GEMMs over channel
    groups, the group size its cost model finds best).
 2. *Weight sparsity*: one GEMM at 0, 50 and 90% zero weights; flexarray maps the
    non-zeros only (SIGMA's flow), the systolic array multiplies every weight.
    Multiplies issued must equal the non-zero weights x rows. Beside the default
-   design, the same with 64 reduction lanes (``rn_bw`` 64, ``SPARSE_LANES``): a
-   sparse fold holds at most ``rn_bw`` channels, and that bounds the default.
+   design, the one before it (``FULL_REACH``: 16 reduction lanes that each reach
+   every adder node): a sparse fold holds at most ``rn_bw`` channels, and that
+   bounded it.
    Then the zoo's pruned digits model (``digits_cnn_pruned``, 79.5% zero
    weights) against the dense ``digits_cnn``, cycles per inference.
 3. *Bifrost*: AlexNet's (torchvision) conv and FC layers on a 128-multiplier
@@ -36,7 +38,7 @@ from ...driver.device import DmaTiming
 from ...driver.kinds import get_kind
 from ..reports.output import console, provenance, table
 
-__all__ = ["flexarray_bench", "IRREGULAR", "SPARSE", "ALEXNET", "PRUNED", "SPARSE_LANES"]
+__all__ = ["flexarray_bench", "IRREGULAR", "SPARSE", "ALEXNET", "PRUNED", "FULL_REACH"]
 
 #: (name, kind, shape) of the irregular set
 IRREGULAR = (
@@ -66,13 +68,13 @@ ALEXNET = (
     ("fc8", "fc", dict(batch=1, k=4096, n=1000)),
 )
 
-FLEX = {"multipliers": 64, "dn_bw": 8, "rn_bw": 16, "acc_depth": 512}
+FLEX = {"multipliers": 64, "dn_bw": 8, "rn_bw": 64, "acc_depth": 256, "reach": 8}
 SYSTOLIC = {"rows": 8, "cols": 8, "data_width": 64}
 FLEX_SMALL = {"multipliers": 16, "dn_bw": 4, "rn_bw": 8, "acc_depth": 64}
 SYSTOLIC_SMALL = {"rows": 4, "cols": 4, "data_width": 32, "k_max": 1024, "a_depth": 4096}
-BIFROST = {"multipliers": 128, "dn_bw": 64, "rn_bw": 64, "acc_depth": 4096}
-#: the default design with as many reduction lanes as multipliers (what the sparsity figures need)
-SPARSE_LANES = {**FLEX, "rn_bw": 64}
+BIFROST = {"multipliers": 128, "dn_bw": 64, "rn_bw": 64, "acc_depth": 4096, "reach": 0}
+#: the default design before lanes had a reach: 16 lanes, each reaching every adder node
+FULL_REACH = {**FLEX, "rn_bw": 16, "reach": 0}
 #: the zoo's dense and pruned digits models
 PRUNED = ("digits_cnn", "digits_cnn_pruned")
 
@@ -198,10 +200,10 @@ def flexarray_bench(args):
     dma = DmaTiming(8, 0)
     record = provenance("bench flexarray", dma=dma, seed=args.seed, designs={"flexarray": FLEX, "gemm": SYSTOLIC,
                                                                           "bifrost": BIFROST,
-                                                                          "sparse_lanes": SPARSE_LANES})
+                                                                          "full_reach": FULL_REACH})
     flex, systolic = get_accelerator("flexarray", FLEX), get_accelerator("gemm", SYSTOLIC)
     record["irregular"] = irregular(flex, systolic, dma, rng)
-    record["sparsity"] = sparsity(flex, systolic, dma, rng, get_accelerator("flexarray", SPARSE_LANES))
+    record["sparsity"] = sparsity(flex, systolic, dma, rng, get_accelerator("flexarray", FULL_REACH))
     record["pruned_model"] = pruned_model(flex, systolic, dma, args.seed)
     if args.rtl:
         from ..execution.devices import open_device
@@ -239,7 +241,8 @@ def _print(record):
     console.print(table("weight sparsity, GEMM 64x64x256", ["zero weights", "flex cycles", "vs dense",
                                                              "multiplies issued", "non-zero pairs",
                                                              "systolic cycles", "exact"]
-                        + (["64 lanes: cycles", "vs its dense", "vs default dense", "exact"] if wide else []),
+                        + (["16 full-reach lanes: cycles", "vs its dense", "vs default dense", "exact"] if wide
+                           else []),
                         [[f"{r['zero_fraction']:.0%}", f"{r['flex_cycles']:,}", f"{r['vs_dense']:.2f}",
                           f"{r['multiplies_issued']:,}", f"{r['nonzero_pairs']:,}", f"{r['systolic_cycles']:,}",
                           "yes" if r["bit_exact"] else "NO"]
