@@ -119,14 +119,15 @@ def _flexarray_memories(p):
 def _flexarray_features(p):
     """In the order they join a fit: a requantizer (8 DSP48 and its pipeline; ``min(dn_bw, rn_bw)`` of them),
     a multiplier switch (its DSP48, operand and map registers, a tree adder), a reduction lane's collector
-    (a 32-bit choice among the tree's nodes, about one per multiplier: rn_bw x multipliers), a crossbar input
+    (a 32-bit choice among the tree's nodes it reaches: about one per multiplier of its ``reach``, or of the
+    whole array without one: rn_bw x reach), a crossbar input
     (each multiplier picks one of dn_bw values), a reduction lane (accumulator adder, parameters), the
     reference network's own per-multiplier lane logic (``rn`` = 1) and the augmented reduction tree's
     (``rn`` = 2: a node's three adders and configuration) and the distribution tree's registered levels (``dn``
     = 1: per multiplier and level, the step's weight and map following the operands); the last two are dropped
     while no calibration point has them."""
     return {"one": 1.0, "requantizers": min(p["dn_bw"], p["rn_bw"]), "multipliers": p["multipliers"],
-            "collectors": p["rn_bw"] * p["multipliers"], "crossbar": p["multipliers"] * p["dn_bw"],
+            "collectors": p["rn_bw"] * (p.get("reach", 0) or p["multipliers"]), "crossbar": p["multipliers"] * p["dn_bw"],
             "rn_bw": p["rn_bw"], "seq_multipliers": p["multipliers"] * (p.get("rn", 0) == 1),
             "art_multipliers": p["multipliers"] * (p.get("rn", 0) == 2),
             "tree_levels": p["multipliers"] * (p.get("dn", 0) == 1)
