@@ -50,7 +50,7 @@ class FlexArrayAccelerator(Accelerator):
                      (lambda p: not p.get("reach", 0) or (p["rn"], p["dn"]) == (0, 0), "a lane reach ({reach}) "
                       "works with rn=fan and dn=xbar only: add reach=0 to the parameters")),
     )
-    small_params = {"multipliers": 8, "dn_bw": 4, "rn_bw": 4, "acc_depth": 16}
+    small_params = {"multipliers": 8, "dn_bw": 4, "rn_bw": 4, "acc_depth": 16, "reach": 4}
     kinds = ("gemm", "conv2d", "fc") + tuple(kind for kind in ("depthwise_conv2d", "batch_matmul")
                                              if kind in registered_kinds())
 
