@@ -304,9 +304,9 @@ def test_sparse_fields_round_trip_and_are_checked():
 
 def test_sparse_gemm_cycles_against_dense_on_the_default_design():
     """The bench's GEMM (64x64x256, seed 0's weights) at 90% zero weights on the default design, cost model:
-    within 0.37x of the dense run (0.44x before folds were packed to beats and channels regrouped). The
-    reduction lanes bound it: a group of ``rn_bw`` channels streams every k any of them needs, so the
-    input is streamed about ``N / rn_bw`` times (see the README)."""
+    at most 0.2x the dense run (the issue's bar; 0.37x with the former 16 full-reach lanes). A sparse group
+    holds at most ``rn_bw`` channels and streams every k any of them needs; 64 lanes take all 64 channels in one
+    group, so each row's non-zero k stream once (see the README)."""
     from accelkit.sw.benchmarks.flexarray import FLEX, IRREGULAR, SPARSE
     rng = np.random.default_rng(0)
     for _, kind, shape in IRREGULAR:
@@ -321,4 +321,4 @@ def test_sparse_gemm_cycles_against_dense_on_the_default_design():
         mapping = search.best_mapping(design, structure)
         program = compiler.compile_program(design, structure, mapping, skeleton=True)
         cycles[zeros] = cost.program_cycles(design, program, search.SEARCH_DMA)
-    assert cycles[0.9] <= 0.37 * cycles[0.0], cycles
+    assert cycles[0.9] <= 0.2 * cycles[0.0], cycles
