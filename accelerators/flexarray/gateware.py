@@ -417,16 +417,32 @@ class FlexArrayCore(CoreBase):
         # the engine's bank is still being written while a step of it is in flight
         m.d.comb += in_flight.eq(Cat(t.valid & (t.addr[bank_bits] == engine_bank) for t in tags[1:]).any())
 
-        # ---- accumulation buffer, two banks: read at the network's output, add (or not) and write a cycle
-        # later; the readout engine reads the other bank through a port of its own ----
+        # ---- accumulation buffer, two banks: read a cycle before the network's output, the word registered
+        # (nothing but a select between the block RAM and the adder: the read data comes 5.8 ns after the
+        # clock on the ECP5), added (or not) and written a cycle later; the readout engine reads the other
+        # bank through a port of its own ----
         m.submodules.acc = acc = Memory(shape=unsigned(LANE_WIDTH * lanes), depth=2 * self.acc_depth, init=[])
         acc_wr, acc_rd, out_rd = acc.write_port(), acc.read_port(transparent_for=()), acc.read_port(transparent_for=())
-        read_tag, write_tag = tags[write_delay(n, dn_levels) - 1], tags[write_delay(n, dn_levels)]
+        wd = write_delay(n, dn_levels)
+        early_tag, read_tag, write_tag = tags[wd - 2], tags[wd - 1], tags[wd]
         sums = Signal(LANE_WIDTH * lanes, reset_less=True)
+        held = Signal(LANE_WIDTH * lanes, reset_less=True)
+        # a step that writes the word in the cycle it is read (two cycles ahead: the fold before, when its
+        # weights took one beat) is not in the read data: the word written then is kept and taken instead
+        last = Signal(data.StructLayout({"valid": 1, "addr": bank_bits + 1}))
+        last_data = Signal(LANE_WIDTH * lanes, reset_less=True)
+        updated = Signal(LANE_WIDTH * lanes)
+        m.d.sync += [last.valid.eq(write_tag.valid), last.addr.eq(write_tag.addr), last_data.eq(updated)]
         with m.If(read_tag.valid):
             m.d.sync += sums.eq(network.sums.as_value())
-        updated = Cat((Mux(write_tag.first, 0, acc_rd.data[LANE_WIDTH * j:LANE_WIDTH * (j + 1)])
-                       + sums[LANE_WIDTH * j:LANE_WIDTH * (j + 1)])[:LANE_WIDTH] for j in range(lanes))
+            with m.If(read_tag.first):
+                m.d.sync += held.eq(0)
+            with m.Elif(last.valid & (last.addr == read_tag.addr)):
+                m.d.sync += held.eq(last_data)
+            with m.Else():
+                m.d.sync += held.eq(acc_rd.data)
+        m.d.comb += updated.eq(Cat((held[LANE_WIDTH * j:LANE_WIDTH * (j + 1)] + sums[LANE_WIDTH * j:LANE_WIDTH * (j + 1)])
+                                   [:LANE_WIDTH] for j in range(lanes)))
         m.d.comb += [acc_wr.addr.eq(write_tag.addr), acc_wr.data.eq(updated), acc_wr.en.eq(write_tag.valid)]
 
         # ---- readout: issue (word, lane group) reads, one a cycle (credits keep the FIFO from overflowing);
@@ -435,7 +451,7 @@ class FlexArrayCore(CoreBase):
         depth = fifo_depth()
         issue = Signal()
         m.d.comb += issue.eq(engine_busy & ~in_flight & (issued != engine_count) & (outstanding < depth))
-        m.d.comb += [acc_rd.addr.eq(read_tag.addr), out_rd.addr.eq(Cat(issued[:bank_bits], engine_bank))]
+        m.d.comb += [acc_rd.addr.eq(early_tag.addr), out_rd.addr.eq(Cat(issued[:bank_bits], engine_bank))]
         requant_valid = Signal()
         read_group, bias_group = Signal(8), Signal(8)
         m.d.sync += [requant_valid.eq(issue), read_group.eq(group), bias_group.eq(read_group)]
@@ -455,7 +471,9 @@ class FlexArrayCore(CoreBase):
 
         out_bytes = []
         for j in range(per_beat):
-            unit = requant.LaneRequantizer(follow_params=groups > 1)
+            # the rounding masks decoded a stage early: stage 12 holds one compare (it bounded a
+            # 16-multiplier design at 78.2 MHz on the ECP5, the shift register into `round_up`)
+            unit = requant.LaneRequantizer(follow_params=groups > 1, registered_masks=True)
             m.submodules[f"requant{j}"] = unit
             lane_params = group_params[lane_bits * j:lane_bits * (j + 1)]
             shifts = lane_params[86:96]

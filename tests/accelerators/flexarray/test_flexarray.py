@@ -52,18 +52,20 @@ def _check(accelerator, device, layer, inputs, plan):
                                                  DmaTiming(4, 1), 20),
                                                 ({"rn": 0, "multipliers": 32, "rn_bw": 32, "reach": 8},
                                                  DmaTiming(8, 0), 12),
+                                                ({"rn": 0, "dn_bw": 8, "rn_bw": 8, "reach": 0}, DmaTiming(8, 0), 16),
                                                 ({"rn": 2, "reach": 0}, DmaTiming(4, 1), 24),
                                                 ({"rn": 2, "multipliers": 16, "rn_bw": 8, "reach": 0}, DmaTiming(8, 0),
                                                  12),
                                                 ({"rn": 0, "dn": 1, "reach": 0}, DmaTiming(4, 1), 24),
                                                 ({"rn": 2, "dn": 1, "multipliers": 16, "rn_bw": 8, "reach": 0},
                                                  DmaTiming(2, 2), 12)],
-                         ids=["fan", "fan_slow_dma", "seq", "two_lane_groups", "reach4_16", "reach8_32", "art", "art16",
+                         ids=["fan", "fan_slow_dma", "seq", "two_lane_groups", "reach4_16", "reach8_32", "one_beat_weights", "art", "art16",
                               "tree", "tree16_art"])
 def test_random_legal_mappings_bit_and_cycle_exact(device_pool, params, dma, count):
     """``two_lane_groups``: 8 lanes over a 4-byte beat, read out as two beats a word through 4 requantizers
     (lanes that reach every node); ``reach4_16`` and ``reach8_32``: lanes that reach only their region of 4 (8)
-    multipliers, so VNs are placed region by region with unused multipliers between."""
+    multipliers, so VNs are placed region by region with unused multipliers between; ``one_beat_weights``: a
+    fold's weights in one beat, so a step may read an accumulation word in the cycle the fold before writes it."""
     accelerator, device = device_pool({**SMALL, **params}, "verilator", dma, FlexArrayAccelerator)
     rng = np.random.default_rng(100 + params["rn"] + dma.bytes_per_cycle + params.get("rn_bw", 0)
                                 + 7 * params.get("dn", 0))
