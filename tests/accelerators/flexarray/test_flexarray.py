@@ -324,3 +324,33 @@ def test_sparse_gemm_cycles_against_dense_on_the_default_design():
         program = compiler.compile_program(design, structure, mapping, skeleton=True)
         cycles[zeros] = cost.program_cycles(design, program, search.SEARCH_DMA)
     assert cycles[0.9] <= 0.2 * cycles[0.0], cycles
+
+
+def test_fold_without_weights_accumulates_onto_the_word_written_two_cycles_before(device_pool):
+    """Folds that share their weights, sent as a bare STEPS header and one beat each (the compiler always
+    resends weights between the folds of a tile; the core must not depend on it): each step reads its
+    accumulation word in the cycle the step before writes it, so only the last-write bypass gets it right."""
+    from accelkit.accelerators.flexarray.driver import _run_job, program_of
+    accelerator, device = device_pool(SMALL, "verilator", DmaTiming(4, 0), FlexArrayAccelerator)
+    rng = np.random.default_rng(31)
+    layer, (x,) = get_kind("gemm").random(rng, m=1, n=2, k=32)
+    # no bias and a scale that keeps the sums off the clamp: a fold lost shows in the output
+    layer = replace(layer, b=np.full_like(layer.b, 3), bias=np.zeros_like(layer.bias),
+                    scale=np.full_like(layer.scale, 0.05))
+    expected = layer.reference(x)
+    assert np.all(np.abs(expected.astype(int)) < 120), expected
+    plan = accelerator.plan(layer, x.shape)
+    program = program_of(accelerator, plan)
+    commands, dropped = [], 0
+    for command in program.commands:
+        if command.op == "WEIGHTS" and any(c.op == "WEIGHTS" for c in commands):
+            dropped += 1
+            continue
+        if command.op == "STEPS" and command.headless and dropped and commands[-1].op != "WEIGHTS":
+            command = replace(command, headless=False)
+        commands.append(command)
+    assert dropped >= 3 and all(c.count == 1 and c.per_step == 1 for c in commands if c.op == "STEPS")
+    edited = replace(program, commands=commands)
+    gemm, source = compiler.operands_of(layer, x)
+    out, _ = _run_job(accelerator.design, device, edited, gemm, source, 10_000)
+    assert np.array_equal(out.reshape(plan.output_shape), expected), (out, expected)
