@@ -66,6 +66,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 
 from ...errors import ParameterError
+from ...hw.pipeline import LastFlag
 from ...hw.registers import CONFIG_BASE, Register
 from ...hw.shell import CoreBase, word_beats
 from . import requant
@@ -227,6 +228,9 @@ class FlexArrayCore(CoreBase):
         # (the tracer never named the first one: "$signal" keeps the default design's Verilog as it was)
         step, step_beat = Signal(16, name="$signal"), Signal(8, name="step_beat")
         fire, pop = Signal(), Signal()
+        # a step's last beat and a run's last step as registered flags: `fire` is a gate after the handshake,
+        # not an adder and a comparator (they bounded a 16-multiplier design at 73.9 MHz into the counters)
+        beat_last, step_last = LastFlag(step_beat, per_step, "beat_last"), LastFlag(step, count, "step_last")
         in_flight = Signal()
         header = beat[:32]
 
@@ -247,7 +251,8 @@ class FlexArrayCore(CoreBase):
                 m.d.comb += self.input.ready.eq(1)
                 with m.If(accepted):
                     m.d.sync += [opcode.eq(header[:3]), first.eq(header[3]), last.eq(header[4]),
-                                 count.eq(header[8:24]), per_step.eq(header[24:32]), step.eq(0), step_beat.eq(0)]
+                                 count.eq(header[8:24]), per_step.eq(header[24:32]), step.eq(0), step_beat.eq(0),
+                                 beat_last.flag.eq(header[24:32] == 1), step_last.flag.eq(header[8:24] == 1)]
                     with m.Switch(header[:3]):
                         with m.Case(Opcode.MAP):
                             m.d.sync += beats_left.eq(map_beats)
@@ -284,11 +289,11 @@ class FlexArrayCore(CoreBase):
             with m.State("STEPS"):
                 m.d.comb += self.input.ready.eq(1)
                 with m.If(accepted):
-                    m.d.sync += step_beat.eq(step_beat + 1)
-                    with m.If(step_beat + 1 == per_step):
+                    m.d.sync += [step_beat.eq(step_beat + 1), beat_last.step()]
+                    with m.If(beat_last.flag):
                         m.d.comb += fire.eq(1)
-                        m.d.sync += [step_beat.eq(0), step.eq(step + 1)]
-                        with m.If(step + 1 == count):
+                        m.d.sync += [step_beat.eq(0), beat_last.restart(), step.eq(step + 1), step_last.step()]
+                        with m.If(step_last.flag):
                             m.next = "HEADER"
             with m.State("READOUT"):
                 with m.If(~engine_busy):
