@@ -432,8 +432,9 @@ class FlexArrayCore(CoreBase):
         early_tag, read_tag, write_tag = tags[wd - 2], tags[wd - 1], tags[wd]
         sums = Signal(LANE_WIDTH * lanes, reset_less=True)
         held = Signal(LANE_WIDTH * lanes, reset_less=True)
-        # a step that writes the word in the cycle it is read (two cycles ahead: the fold before, when its
-        # weights took one beat) is not in the read data: the word written then is kept and taken instead
+        # a step that writes the word in the cycle it is read (two cycles ahead: a fold of one one-beat step
+        # followed by a bare STEPS header, no weights between) is not in the read data: the word written then
+        # is kept and taken instead (the compiler always sends weights between folds; other streams may not)
         last = Signal(data.StructLayout({"valid": 1, "addr": bank_bits + 1}))
         last_data = Signal(LANE_WIDTH * lanes, reset_less=True)
         updated = Signal(LANE_WIDTH * lanes)

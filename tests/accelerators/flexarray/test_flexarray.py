@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from accelkit.accelerators.flexarray import FlexArrayAccelerator, FlexArrayCore, compiler, cost, search
+from accelkit.accelerators.flexarray.driver import _run_job, program_of
 from accelkit.accelerators.flexarray.random_layers import KINDS, random_layer
 from accelkit.driver.device import DmaTiming
 from accelkit.driver.kinds import get_kind
@@ -330,7 +331,6 @@ def test_fold_without_weights_accumulates_onto_the_word_written_two_cycles_befor
     """Folds that share their weights, sent as a bare STEPS header and one beat each (the compiler always
     resends weights between the folds of a tile; the core must not depend on it): each step reads its
     accumulation word in the cycle the step before writes it, so only the last-write bypass gets it right."""
-    from accelkit.accelerators.flexarray.driver import _run_job, program_of
     accelerator, device = device_pool(SMALL, "verilator", DmaTiming(4, 0), FlexArrayAccelerator)
     rng = np.random.default_rng(31)
     layer, (x,) = get_kind("gemm").random(rng, m=1, n=2, k=32)
