@@ -65,7 +65,9 @@ class TimingResult:
     Yosys' ``synth_ecp5`` cell histogram (LUT4, CCU2C carries, TRELLIS_DPR16X4
     distributed RAMs, ...) and ``logic_depth`` the longest combinational
     chain of LUT/carry/mux cells Yosys' ``ltp`` finds in it; both are None in
-    results cached before they were recorded.
+    results cached before they were recorded. ``lut_mapper`` is ``"abc9"``
+    (synth_ecp5's own LUT mapping) or ``"abc"`` where ABC9 failed on the design
+    and the older ``abc -lut 4:7`` mapped it instead (see :func:`_synthesize`).
     """
 
     top: str
@@ -83,6 +85,7 @@ class TimingResult:
     available: dict | None = field(default=None, hash=False)
     cells: dict | None = field(default=None, hash=False)
     logic_depth: int | None = None
+    lut_mapper: str = "abc9"
 
     def as_dict(self):
         return asdict(self)
@@ -132,14 +135,22 @@ def cached_timing(verilog, top, *, seeds=DEFAULT_SEEDS, target_mhz=100.0) -> Tim
         return None
 
 
-def _run(launcher, arguments, work, what):
+def _run(launcher, arguments, work, what, log=None):
+    """Run a tool; on failure, :class:`ToolchainError` with the last lines of its output, or of ``log`` (a
+    log file it writes) where the output has none: Yosys with ``-q`` prints nothing, not even its ERROR."""
     env = dict(os.environ)
     env.pop("YOWASP_MOUNT", None)     # it would hide the working directory from the sandbox
     process = subprocess.run([sys.executable, "-c", launcher, *arguments], cwd=work, env=env,
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True, errors="replace")
     if process.returncode != 0:
-        tail = "\n".join(process.stdout.rstrip().splitlines()[-25:])
+        text = process.stdout.rstrip()
+        if log is not None:
+            try:
+                text = (text + "\n" + Path(log).read_text(errors="replace").rstrip()).strip()
+            except OSError:
+                pass
+        tail = "\n".join(text.splitlines()[-25:])
         raise ToolchainError(f"{what} failed (exit status {process.returncode}); last lines:\n{tail}")
     return process.stdout
 
@@ -171,6 +182,41 @@ def _parse_report(report, target_mhz):
     used = {name: int(entry["used"]) for name, entry in utilisation.items() if entry.get("used")}
     available = {name: int(entry["available"]) for name, entry in utilisation.items() if "available" in entry}
     return achieved, path_from, path_to, logic, routing, used, levels, available
+
+
+_STATS = "tee -q -o stat.json stat -json; tee -q -o ltp.txt ltp -noff w:* t:LUT4 t:CCU2C t:PFUMX t:L6MUX21"
+
+
+def _synthesize(top, work, report):
+    """Yosys synth_ecp5 of ``work/top.v`` into ``top.json``; the LUT mapper used (``"abc9"`` or ``"abc"``).
+
+    Yosys 0.70's ABC9 stops on some designs with an internal assertion in its
+    ABC_OPS_REINTEGRATE pass (flexarray's 16-multiplier design: "Assert
+    `GetSize(conn.first) == GetSize(conn.second)' failed"; docs/toolchain-notes.md).
+    Then the same script runs with its LUT mapping step (label ``map_luts``)
+    done by the older ``abc -dress -lut 4:7`` (LUT4s and the PFUMX/L6MUX21 wide
+    functions, as synth_ecp5 mapped before ABC9), and the result says so.
+    """
+    try:
+        _run(_YOSYS, ["-q", "-l", "yosys.log", "-p",
+                      f"read_verilog -sv top.v; synth_ecp5 -top {top} -json top.json; {_STATS}"],
+             work, f"Yosys synth_ecp5 of {top}", log=Path(work) / "yosys.log")
+        return "abc9"
+    except ToolchainError as error:
+        if "ABC_OPS_REINTEGRATE" not in str(error) and "ABC9" not in str(error):
+            raise
+        report(f"Yosys ABC9 failed on {top} ({_first_error(str(error))}); mapping its LUTs with abc instead")
+    _run(_YOSYS, ["-q", "-l", "yosys-abc.log", "-p",
+                  f"read_verilog -sv top.v; synth_ecp5 -top {top} -run :map_luts; "
+                  "techmap -map +/lattice/latches_map.v; abc -dress -lut 4:7; clean; "
+                  f"synth_ecp5 -top {top} -json top.json -run map_cells:; {_STATS}"],
+         work, f"Yosys synth_ecp5 (abc LUT mapping) of {top}", log=Path(work) / "yosys-abc.log")
+    return "abc"
+
+
+def _first_error(text):
+    found = re.search(r"^ERROR: (.*)$", text, re.MULTILINE)
+    return found.group(1).strip() if found else "no message"
 
 
 def _synthesis_figures(work):
@@ -240,10 +286,7 @@ def ecp5_timing(verilog: str, top: str, *, seeds=DEFAULT_SEEDS, target_mhz=100.0
         with scratch_dir("ecp5") as work:
             (Path(work) / "top.v").write_text(verilog)
             report(f"synthesizing {top} with Yosys synth_ecp5")
-            _run(_YOSYS, ["-q", "-p", f"read_verilog -sv top.v; synth_ecp5 -top {top} -json top.json; "
-                          "tee -q -o stat.json stat -json; tee -q -o ltp.txt ltp -noff w:* t:LUT4 t:CCU2C t:PFUMX "
-                          "t:L6MUX21"],
-                 work, f"Yosys synth_ecp5 of {top}")
+            mapper = _synthesize(top, work, report)
             cells, depth = _synthesis_figures(Path(work))
             synthesized = time.monotonic()
 
@@ -261,7 +304,7 @@ def ecp5_timing(verilog: str, top: str, *, seeds=DEFAULT_SEEDS, target_mhz=100.0
                     shutil.copyfile(report_path, Path(keep) / f"{top}-seed{seed}-report.json")
                 parsed = _parse_report(json.loads(report_path.read_text()), target_mhz)
                 result = _result(top, target_mhz, {seed: parsed}, cells, depth,
-                                 synthesized - started + time.monotonic() - begun)
+                                 synthesized - started + time.monotonic() - begun, mapper)
                 _store_result(_entry(_key(verilog, top, (seed,), target_mhz)), result)
                 report(f"{top}: seed {seed}: {result.fmax_mhz:.1f} MHz ({result.path_from} -> {result.path_to})")
                 return seed, result
@@ -279,14 +322,14 @@ def ecp5_timing(verilog: str, top: str, *, seeds=DEFAULT_SEEDS, target_mhz=100.0
     return result
 
 
-def _result(top, target_mhz, parsed_by_seed, cells, depth, seconds):
+def _result(top, target_mhz, parsed_by_seed, cells, depth, seconds, mapper="abc9"):
     worst_seed = min(parsed_by_seed, key=lambda s: parsed_by_seed[s][0])
     fmax, path_from, path_to, logic, routing, used, levels, available = parsed_by_seed[worst_seed]
     return TimingResult(top=top, fmax_mhz=round(fmax, 2), target_mhz=float(target_mhz), path_from=path_from,
                         path_to=path_to, path_logic_ns=round(logic, 2), path_routing_ns=round(routing, 2),
                         utilisation=used, per_seed={str(s): round(r[0], 2) for s, r in parsed_by_seed.items()},
                         seconds=round(seconds, 1), path_cells=levels, available=available, cells=cells,
-                        logic_depth=depth)
+                        logic_depth=depth, lut_mapper=mapper)
 
 
 def _combine(top, target_mhz, seeds, runs, seconds):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from accelkit.errors import ParameterError
+from accelkit.errors import ParameterError, ToolchainError
 from accelkit.sw.hardware import timing
 
 FMAX = {1: 120.0, 2: 95.5, 3: 101.25}
@@ -22,7 +22,7 @@ def fake_tools(monkeypatch, tmp_path):
     calls = []
     lock = threading.Lock()
 
-    def run(launcher, arguments, work, what):
+    def run(launcher, arguments, work, what, log=None):
         with lock:
             calls.append(what)
         work = Path(work)
@@ -67,3 +67,41 @@ def test_jobs_must_be_a_positive_integer(fake_tools, monkeypatch):
     monkeypatch.setenv("ACCELKIT_PNR_JOBS", "many")
     with pytest.raises(ParameterError, match="ACCELKIT_PNR_JOBS"):
         timing.ecp5_timing("module top; endmodule", "top", seeds=(1, 2))
+
+
+def test_abc9_failure_falls_back_to_abc_and_says_so(fake_tools, monkeypatch):
+    fake_run = timing._run
+    scripts = []
+
+    def run(launcher, arguments, work, what, log=None):
+        if launcher == timing._YOSYS:
+            scripts.append(arguments[arguments.index("-p") + 1])
+            if "abc -dress" not in scripts[-1]:      # ABC9, as Yosys 0.70 fails on flexarray's small design
+                raise ToolchainError(f"{what} failed (exit status 1); last lines:\n2.46.16.7. Executing "
+                                     "ABC_OPS_REINTEGRATE pass\nERROR: Assert `GetSize(conn.first) == "
+                                     "GetSize(conn.second)' failed")
+        return fake_run(launcher, arguments, work, what, log)
+    monkeypatch.setattr(timing, "_run", run)
+    messages = []
+    result = timing.ecp5_timing("module top; endmodule", "top", seeds=(1,), progress=messages.append)
+    assert result.lut_mapper == "abc" and result.fmax_mhz == 120.0 and result.cells == {"LUT4": 7}
+    assert len(scripts) == 2 and "-run :map_luts" in scripts[1] and "-run map_cells:" in scripts[1]
+    assert any("ABC9 failed" in m and "GetSize(conn.first)" in m for m in messages)
+
+
+def test_other_yosys_failures_are_not_retried(fake_tools, monkeypatch):
+    def run(launcher, arguments, work, what, log=None):
+        raise ToolchainError(f"{what} failed (exit status 1); last lines:\nERROR: syntax error")
+    monkeypatch.setattr(timing, "_run", run)
+    with pytest.raises(ToolchainError, match="syntax error"):
+        timing.ecp5_timing("module top; endmodule", "top", seeds=(1,))
+
+
+def test_a_tool_that_fails_silently_shows_the_error_from_its_log(tmp_path):
+    # as Yosys with -q did on an assertion inside ABC9: exit status 1, nothing printed, the ERROR in its log
+    silent = "import sys; open('tool.log', 'w').write('2. Executing ABC9.\\nERROR: Assert failed\\n'); sys.exit(1)"
+    with pytest.raises(ToolchainError, match="(?s)exit status 1.*ERROR: Assert failed"):
+        timing._run(silent, [], tmp_path, "the tool", log=tmp_path / "tool.log")
+    with pytest.raises(ToolchainError) as error:
+        timing._run(silent, [], tmp_path, "the tool")
+    assert "Assert" not in str(error.value)
