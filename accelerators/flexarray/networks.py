@@ -125,7 +125,7 @@ class ForwardingAdderNetwork(wiring.Component):
             nodes.append({"prefix": self.products[i], "suffix": self.products[i], "sum": self.products[i],
                           "single": 1, "end": self.ends[i]})
         valid, select = self.valid, self.select
-        collected = [Signal(signed(LANE_WIDTH), name=f"lane{j}_l0") for j in range(lanes)]   # zeros
+        collected = [Const(0, signed(1))] * lanes   # nothing collected yet
         for level in range(1, levels + 2):
             stage_valid = Signal(name=f"valid_l{level}")
             m.d.sync += stage_valid.eq(valid)
@@ -214,7 +214,7 @@ class AugmentedReductionTree(wiring.Component):
         valid, select = self.valid, self.select
         # the configuration bytes of the levels still ahead travel with the data, one register level a level
         config = [self.nodes[i] for i in range(n - 1)]
-        collected = [Signal(signed(LANE_WIDTH), name=f"lane{j}_l0") for j in range(lanes)]   # zeros
+        collected = [Const(0, signed(1))] * lanes   # nothing collected yet
 
         def bit(byte, mask):
             return byte[mask.bit_length() - 1]
@@ -297,8 +297,11 @@ def _pick_up(m, select, below, collected, level, n, reach=0):
     (by the low bits of the node index) or takes its region's one ancestor at that level."""
     picked = []
     everything = Array(below)
+    # a lane's register is only as wide as the widest sum it can hold by now (the level's sums), not the
+    # 32 bits of the output: at 64 lanes and 7 levels that is 5,800 flip-flops and hold multiplexers fewer
+    width = max(len(v) for v in below)
     for j, held in enumerate(collected):
-        lane = Signal(signed(LANE_WIDTH), name=f"lane{j}_l{level}", reset_less=True)
+        lane = Signal(signed(max(width, len(held))), name=f"lane{j}_l{level}", reset_less=True)
         take = select[j].enable & (select[j].level == level - 1)
         if not reach:
             value = everything[select[j].index]
