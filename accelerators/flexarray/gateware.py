@@ -262,7 +262,14 @@ class FlexArrayCore(CoreBase):
         issued, popped = Signal(16), Signal(16)            # words
         group, popped_group = Signal(8), Signal(8)         # lane groups (output beats) within the word
         outstanding = Signal(range(fifo_depth() + 1))
+        # the readout's parameters: copied from the loaded ones the cycle after READOUT hands a tile over, word
+        # k under its own registered enable (as the loads above); the requantizers first read them a cycle later
         param_active = Signal(param_beats * width, reset_less=True)
+        copy_we = Signal(param_beats)
+        m.d.sync += copy_we.eq(0)
+        for k in range(param_beats):
+            with m.If(copy_we[k]):
+                m.d.sync += param_active.word_select(k, width).eq(param_reg.word_select(k, width))
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
@@ -320,8 +327,7 @@ class FlexArrayCore(CoreBase):
                     m.d.sync += [engine_busy.eq(1), engine_bank.eq(bank), engine_last.eq(last),
                                  engine_count.eq(count), engine_beats.eq(per_step), issued.eq(0), popped.eq(0),
                                  group.eq(0), popped_group.eq(0),
-                                 bank.eq(~bank),
-                                 param_active.eq(param_reg)]
+                                 bank.eq(~bank), copy_we.eq(~0)]
                     m.next = "HEADER"
                     with m.If(last):
                         m.next = "DRAIN"
