@@ -114,9 +114,8 @@ REACHES = (0, 1, 2, 4, 8, 16)
 
 def dn_depth(n, dn_bw, dn):
     """Register levels of the distribution network between a beat and the multipliers' operand registers:
-    one for the crossbar (the beat and each multiplier's take flag registered before the selection); for the
-    tree, its switch levels, log2 of the multipliers per subtree."""
-    return (n // dn_bw).bit_length() - 1 if dn == "tree" else 1
+    none for the crossbar; for the tree, its switch levels, log2 of the multipliers per subtree."""
+    return (n // dn_bw).bit_length() - 1 if dn == "tree" else 0
 
 
 def write_delay(n, depth=0):
@@ -217,9 +216,7 @@ class FlexArrayCore(CoreBase):
         for k in range(param_beats):
             with m.If(param_we[k]):
                 m.d.sync += param_reg.word_select(k, width).eq(load_beat)
-        # the tree's levels delay the operands; the step's configuration follows them down (below)
-        follows = self.dn == "tree" and self.dn_depth > 0
-        if follows:
+        if self.dn_depth:
             weight_reg = Signal(weight_beats * width, reset_less=True)
             for k in range(weight_beats):
                 with m.If(weight_we[k]):
@@ -340,19 +337,13 @@ class FlexArrayCore(CoreBase):
 
         # ---- multiplier switches: capture (distribution network), then registered products ----
         lane_values = [beat[8 * l:8 * l + 8].as_signed() for l in range(bw)]
+        lane_array = Array(lane_values)
         operands = []
         capture = fsm.ongoing("STEPS") & accepted
         if self.dn == "xbar":
-            # one registered level: the beat (`load_beat`, a copy taken every cycle) and each multiplier's take
-            # flag, so the handshake and the FSM reach registers beside them rather than every multiplier's
-            # operand register (the FSM state into a multiplier block's input enable, 1.5 ns of logic and
-            # 11.0 ns of routing, bounded a 16-multiplier design at 80.1 MHz)
-            takes = Signal(n, name="takes")
-            m.d.sync += takes.eq(Cat(capture & (slot[i] == step_beat) for i in range(n)))
-            beat_array = Array(load_beat[8 * l:8 * l + 8].as_signed() for l in range(bw))
             for i in range(n):
                 operand = Signal(signed(8), name=f"operand{i}", reset_less=True)
-                value, take = beat_array[dn_lane[i]], takes[i]
+                value, take = lane_array[dn_lane[i]], capture & (slot[i] == step_beat)
                 with m.If(take):
                     m.d.sync += operand.eq(value)
                 operands.append((value, take, operand))
@@ -389,17 +380,16 @@ class FlexArrayCore(CoreBase):
         product_valid = Signal()
         fired = Signal()          # the cycle after a step's last beat: its operands are all captured
         dn_levels = self.dn_depth
-        fire_line = fire
-        for k in range(dn_levels + 1):
-            stage = Signal(name=f"fire_d{k + 1}")
-            m.d.sync += stage.eq(fire_line)
-            fire_line = stage
-        m.d.comb += fired.eq(fire_line)
-        m.d.sync += product_valid.eq(fired)
-        if follows:
+        if dn_levels:
             # the tree delays the operands: the step's configuration (weights and map) follows them down as
-            # many levels, so the next fold's may load meanwhile (the crossbar's one level needs no copy: a
-            # map loaded after a fold's last step is filed a cycle after its products are taken, at the soonest)
+            # many levels, so the next fold's may load meanwhile
+            fire_line = fire
+            for k in range(dn_levels + 1):
+                stage = Signal(name=f"fire_d{k + 1}")
+                m.d.sync += stage.eq(fire_line)
+                fire_line = stage
+            m.d.comb += fired.eq(fire_line)
+            m.d.sync += product_valid.eq(fired)
 
             def follow(value, name):
                 for k in range(dn_levels):
@@ -424,6 +414,8 @@ class FlexArrayCore(CoreBase):
             if self.rn == "art":
                 node_line = follow(Cat(*node_cfg), "step_nodes")
                 node_cfg = [node_line[8 * i:8 * i + 8] for i in range(n - 1)]
+        else:
+            m.d.sync += [fired.eq(fire), product_valid.eq(fired)]
         # each multiplier switch's product, registered when the step has fired: on the ECP5 a MULT18X18D with
         # its own input and output registers (hw/dsp.py), so the operand's capture register is the block's
         # A register and the product leaves from its output register (operand -> block -> product register
