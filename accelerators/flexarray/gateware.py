@@ -210,17 +210,19 @@ class FlexArrayCore(CoreBase):
         load_beat = Signal(width, reset_less=True)
         map_we, weight_we, param_we = Signal(map_beats), Signal(weight_beats), Signal(param_beats)
         m.d.sync += [load_beat.eq(beat), map_we.eq(0), weight_we.eq(0), param_we.eq(0)]
-        for k in range(map_beats):
-            with m.If(map_we[k]):
-                m.d.sync += map_reg.word_select(k, width).eq(load_beat)
-        for k in range(param_beats):
-            with m.If(param_we[k]):
-                m.d.sync += param_reg.word_select(k, width).eq(load_beat)
+
+        def file_words(reg, enables, source):
+            """Word k of ``reg`` loads word k of ``source`` (or ``source`` itself, one word wide) under enable k."""
+            for k in range(len(enables)):
+                with m.If(enables[k]):
+                    m.d.sync += reg.word_select(k, width).eq(source if len(source) == width
+                                                             else source.word_select(k, width))
+
+        file_words(map_reg, map_we, load_beat)
+        file_words(param_reg, param_we, load_beat)
         if self.dn_depth:
             weight_reg = Signal(weight_beats * width, reset_less=True)
-            for k in range(weight_beats):
-                with m.If(weight_we[k]):
-                    m.d.sync += weight_reg.word_select(k, width).eq(load_beat)
+            file_words(weight_reg, weight_we, load_beat)
             weights = [field(weight_reg, i).as_signed() for i in range(n)]
         else:
             weights = None        # the B registers are the weight registers
@@ -267,9 +269,7 @@ class FlexArrayCore(CoreBase):
         param_active = Signal(param_beats * width, reset_less=True)
         copy_we = Signal(param_beats)
         m.d.sync += copy_we.eq(0)
-        for k in range(param_beats):
-            with m.If(copy_we[k]):
-                m.d.sync += param_active.word_select(k, width).eq(param_reg.word_select(k, width))
+        file_words(param_active, copy_we, param_reg)
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
@@ -391,19 +391,15 @@ class FlexArrayCore(CoreBase):
             m.d.comb += fired.eq(fire_line)
             m.d.sync += product_valid.eq(fired)
 
-            def follow(value, name):
-                for k in range(dn_levels):
+            def follow(value, name, levels=dn_levels):
+                for k in range(levels):
                     stage = Signal(len(value), name=f"{name}_d{k + 1}", reset_less=True)
                     m.d.sync += stage.eq(value)
                     value = stage
                 return value
 
             # (the weight registers are written a cycle after their beat: one stage fewer)
-            weight_line = Cat(*weights)
-            for k in range(dn_levels - 1):
-                stage = Signal(len(weight_line), name=f"step_weights_d{k + 1}", reset_less=True)
-                m.d.sync += stage.eq(weight_line)
-                weight_line = stage
+            weight_line = follow(Cat(*weights), "step_weights", dn_levels - 1)
             weights = [weight_line[8 * i:8 * i + 8].as_signed() for i in range(n)]
             ends = follow(ends, "step_ends")
             select_line = follow(Cat(Cat(index, level) for index, level in select), "step_select")
