@@ -114,8 +114,9 @@ REACHES = (0, 1, 2, 4, 8, 16)
 
 def dn_depth(n, dn_bw, dn):
     """Register levels of the distribution network between a beat and the multipliers' operand registers:
-    none for the crossbar; for the tree, its switch levels, log2 of the multipliers per subtree."""
-    return (n // dn_bw).bit_length() - 1 if dn == "tree" else 0
+    one for the crossbar (a copy of the beat and each multiplier's take flag, registered before the
+    selection); for the tree, its switch levels, log2 of the multipliers per subtree."""
+    return (n // dn_bw).bit_length() - 1 if dn == "tree" else 1
 
 
 def write_delay(n, depth=0):
@@ -220,7 +221,9 @@ class FlexArrayCore(CoreBase):
 
         file_words(map_reg, map_we, load_beat)
         file_words(param_reg, param_we, load_beat)
-        if self.dn_depth:
+        # the tree's levels delay the operands, and the step's configuration follows them down (below)
+        follows = self.dn == "tree" and self.dn_depth > 0
+        if follows:
             weight_reg = Signal(weight_beats * width, reset_less=True)
             file_words(weight_reg, weight_we, load_beat)
             weights = [field(weight_reg, i).as_signed() for i in range(n)]
@@ -337,13 +340,24 @@ class FlexArrayCore(CoreBase):
 
         # ---- multiplier switches: capture (distribution network), then registered products ----
         lane_values = [beat[8 * l:8 * l + 8].as_signed() for l in range(bw)]
-        lane_array = Array(lane_values)
         operands = []
         capture = fsm.ongoing("STEPS") & accepted
         if self.dn == "xbar":
+            # one registered level: a copy of the beat and each multiplier's take flag, so the handshake and the
+            # FSM reach registers near them rather than every multiplier's operand register (the FSM state into
+            # a multiplier block's input enable, 1.5 ns of logic and 11.0 ns of routing, bounded a
+            # 16-multiplier design at 80.1 MHz). The copy is the crossbar's own: loaded in STEPS only, so it
+            # stays apart from `load_beat` (configuration words, weights into the B inputs); one register
+            # feeding all three bounded the design at 77.1 MHz
+            xbar_beat = Signal(width, name="xbar_beat", reset_less=True)
+            with m.If(fsm.ongoing("STEPS")):
+                m.d.sync += xbar_beat.eq(beat)
+            takes = Signal(n, name="takes")
+            m.d.sync += takes.eq(Cat(capture & (slot[i] == step_beat) for i in range(n)))
+            lane_array = Array(xbar_beat[8 * l:8 * l + 8].as_signed() for l in range(bw))
             for i in range(n):
                 operand = Signal(signed(8), name=f"operand{i}", reset_less=True)
-                value, take = lane_array[dn_lane[i]], capture & (slot[i] == step_beat)
+                value, take = lane_array[dn_lane[i]], takes[i]
                 with m.If(take):
                     m.d.sync += operand.eq(value)
                 operands.append((value, take, operand))
@@ -380,16 +394,16 @@ class FlexArrayCore(CoreBase):
         product_valid = Signal()
         fired = Signal()          # the cycle after a step's last beat: its operands are all captured
         dn_levels = self.dn_depth
-        if dn_levels:
+        fire_line = fire
+        for k in range(dn_levels + 1):
+            stage = Signal(name=f"fire_d{k + 1}")
+            m.d.sync += stage.eq(fire_line)
+            fire_line = stage
+        m.d.comb += fired.eq(fire_line)
+        m.d.sync += product_valid.eq(fired)
+        if follows:
             # the tree delays the operands: the step's configuration (weights and map) follows them down as
             # many levels, so the next fold's may load meanwhile
-            fire_line = fire
-            for k in range(dn_levels + 1):
-                stage = Signal(name=f"fire_d{k + 1}")
-                m.d.sync += stage.eq(fire_line)
-                fire_line = stage
-            m.d.comb += fired.eq(fire_line)
-            m.d.sync += product_valid.eq(fired)
 
             def follow(value, name, levels=dn_levels):
                 for k in range(levels):
@@ -410,9 +424,9 @@ class FlexArrayCore(CoreBase):
             if self.rn == "art":
                 node_line = follow(Cat(*node_cfg), "step_nodes")
                 node_cfg = [node_line[8 * i:8 * i + 8] for i in range(n - 1)]
-        else:
-            m.d.sync += [fired.eq(fire), product_valid.eq(fired)]
-        # each multiplier switch's product, registered when the step has fired: on the ECP5 a MULT18X18D with
+        # each multiplier switch's product, registered every cycle (the reduction network takes it in the cycle
+        # `product_valid` marks, the one after the step has fired; the registers load every cycle there too, so
+        # `fired` reaches no multiplier's enable): on the ECP5 a MULT18X18D with
         # its own input and output registers (hw/dsp.py), so the operand's capture register is the block's
         # A register and the product leaves from its output register (operand -> block -> product register
         # through the fabric bounded a 16-multiplier design at 88.3 MHz: 4.5 ns in the block, 6.9 ns of
@@ -431,11 +445,15 @@ class FlexArrayCore(CoreBase):
             with m.If(b_enable):
                 m.d.sync += weight.eq(b)
             product = registered_product(m, platform, f"switch{i}", a=value, b=b, a_held=operand,
-                                         b_held=weight, a_enable=take, b_enable=b_enable, p_enable=fired)
+                                         b_held=weight, a_enable=take, b_enable=b_enable)
             m.d.comb += products[i].eq(product)
         lane_bits = max(1, (lanes - 1).bit_length())
         index_bits = max(1, (n - 1).bit_length())
-        with m.If(fired):
+        # the step's map beside its products: taken when the step has fired where it follows the operands down
+        # the tree; otherwise every cycle, as a map loaded after a fold's last step is filed a cycle after
+        # the products are taken at the soonest (its header, its first beat, the filing)
+        step_map = fired if follows else Const(1, 1)
+        with m.If(step_map):
             m.d.sync += product_ends.eq(ends)
             for i in range(n):
                 m.d.sync += [product_lane_of[i].lane.eq(lane_of[i][:lane_bits]),
@@ -451,7 +469,7 @@ class FlexArrayCore(CoreBase):
                                             else network_class(n=n, lanes=lanes))
         if self.rn == "art":
             product_nodes = Signal(data.ArrayLayout(8, n - 1), reset_less=True)
-            with m.If(fired):
+            with m.If(step_map):
                 m.d.sync += product_nodes.eq(Cat(*node_cfg))
             m.d.comb += network.nodes.eq(product_nodes)
         m.d.comb += [network.valid.eq(product_valid), network.products.eq(products), network.ends.eq(product_ends),

@@ -195,7 +195,7 @@ def test_tree_distribution_sends_a_value_once_per_tree_that_needs_it():
     its busiest tree has distinct values; a value several trees need is sent on each. The crossbar sends it
     once. The cycle model follows (its exactness on RTL: the random-mapping tests above)."""
     xbar, tree = (FlexArrayAccelerator(**{**SMALL, "dn": dn, "reach": 0}) for dn in ("xbar", "tree"))
-    assert tree.params["dn"] == 1 and tree.design.dn_depth == 1 and xbar.design.dn_depth == 0
+    assert tree.params["dn"] == 1 and tree.design.dn_depth == 1 and xbar.design.dn_depth == 1
     rng = np.random.default_rng(5)
     layer, (x,) = get_kind("gemm").random(rng, m=6, n=4, k=2)
     # one pixel, 4 channels of a k-chunk of 2: every tree of 2 multipliers holds one VN, both operands of
