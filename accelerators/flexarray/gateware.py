@@ -343,21 +343,19 @@ class FlexArrayCore(CoreBase):
         operands = []
         capture = fsm.ongoing("STEPS") & accepted
         if self.dn == "xbar":
-            # one registered level: a copy of the beat and each multiplier's take flag, so the handshake and the
-            # FSM reach registers near them rather than every multiplier's operand register (the FSM state into
-            # a multiplier block's input enable, 1.5 ns of logic and 11.0 ns of routing, bounded a
-            # 16-multiplier design at 80.1 MHz). The copy is the crossbar's own: loaded in STEPS only, so it
-            # stays apart from `load_beat` (configuration words, weights into the B inputs); one register
-            # feeding all three bounded the design at 77.1 MHz
-            xbar_beat = Signal(width, name="xbar_beat", reset_less=True)
-            with m.If(fsm.ongoing("STEPS")):
-                m.d.sync += xbar_beat.eq(beat)
+            # one registered level: each multiplier's choice from the beat and its take flag, so the handshake,
+            # the FSM and the lane choice (a map register) reach registers the placer may put beside the
+            # multiplier, and the block's A input comes from one register (the FSM state into the blocks'
+            # enables bounded a 16-multiplier design at 80.1 MHz; a shared registered beat before the selection,
+            # 90.1 MHz: a map register through the selection into the A input, 1.3 ns of logic, 9.8 of routing)
+            lane_array = Array(lane_values)
             takes = Signal(n, name="takes")
             m.d.sync += takes.eq(Cat(capture & (slot[i] == step_beat) for i in range(n)))
-            lane_array = Array(xbar_beat[8 * l:8 * l + 8].as_signed() for l in range(bw))
             for i in range(n):
+                picked = Signal(signed(8), name=f"picked{i}", reset_less=True)
+                m.d.sync += picked.eq(lane_array[dn_lane[i]])
                 operand = Signal(signed(8), name=f"operand{i}", reset_less=True)
-                value, take = lane_array[dn_lane[i]], takes[i]
+                value, take = picked, takes[i]
                 with m.If(take):
                     m.d.sync += operand.eq(value)
                 operands.append((value, take, operand))
