@@ -5,18 +5,18 @@ RTL cycle counter; ``--rtl`` re-runs the first part on Verilator with the small
 designs), every flexarray output checked bit-exact against the layer's
 TFLite-exact reference on the model backend:
 
-1. *Irregular shapes*: flexarray's default design (64 multipliers, a 64-bit
-   stream: ``dn_bw`` 8; 64 reduction lanes, each reaching a region of 8
-   multipliers: ``rn_bw`` 64, ``reach`` 8) vs the 8x8 systolic `gemm` (64 PEs, 64-bit stream), both at
-   8 bytes/cycle DMA. Utilization = the layer's MACs / (64 x cycles). `gemm`
+1. *Irregular shapes*: flexarray's default design (32 multipliers, a 64-bit
+   stream: ``dn_bw`` 8; 32 reduction lanes, each reaching a region of 8
+   multipliers: ``rn_bw`` 32, ``reach`` 8) vs the 4x8 systolic `gemm` (32 PEs, 64-bit stream), both at
+   8 bytes/cycle DMA. Utilization = the layer's MACs / (32 x cycles). `gemm`
    runs a depthwise layer with its own plan (block-diagonal GEMMs over channel
    groups, the group size its cost model finds best).
 2. *Weight sparsity*: one GEMM at 0, 50 and 90% zero weights; flexarray maps the
    non-zeros only (SIGMA's flow), the systolic array multiplies every weight.
    Multiplies issued must equal the non-zero weights x rows. Beside the default
-   design, the one before it (``FULL_REACH``: 16 reduction lanes that each reach
-   every adder node): a sparse fold holds at most ``rn_bw`` channels, and that
-   bounded it.
+   design, the same array with 16 reduction lanes that each reach every adder
+   node (``FULL_REACH``, as the default had until 5 December): a sparse fold
+   holds at most ``rn_bw`` channels, and that bounds it.
    Then the zoo's pruned digits model (``digits_cnn_pruned``, 79.5% zero
    weights) against the dense ``digits_cnn``, cycles per inference.
 3. *Bifrost*: AlexNet's (torchvision) conv and FC layers on a 128-multiplier
@@ -68,12 +68,12 @@ ALEXNET = (
     ("fc8", "fc", dict(batch=1, k=4096, n=1000)),
 )
 
-FLEX = {"multipliers": 64, "dn_bw": 8, "rn_bw": 64, "acc_depth": 256, "reach": 8}
-SYSTOLIC = {"rows": 8, "cols": 8, "data_width": 64}
+FLEX = {"multipliers": 32, "dn_bw": 8, "rn_bw": 32, "acc_depth": 256, "reach": 8}
+SYSTOLIC = {"rows": 4, "cols": 8, "data_width": 64}
 FLEX_SMALL = {"multipliers": 16, "dn_bw": 4, "rn_bw": 8, "acc_depth": 64}
 SYSTOLIC_SMALL = {"rows": 4, "cols": 4, "data_width": 32, "k_max": 1024, "a_depth": 4096}
 BIFROST = {"multipliers": 128, "dn_bw": 64, "rn_bw": 64, "acc_depth": 4096, "reach": 0}
-#: the default design before lanes had a reach: 16 lanes, each reaching every adder node
+#: the default array with 16 lanes, each reaching every adder node (the lane layout before lanes had a reach)
 FULL_REACH = {**FLEX, "rn_bw": 16, "reach": 0}
 #: the zoo's dense and pruned digits models
 PRUNED = ("digits_cnn", "digits_cnn_pruned")
@@ -223,7 +223,7 @@ def flexarray_bench(args):
 
 
 def _print(record):
-    for key, title in (("irregular", "irregular shapes, model (64 multipliers each, 8 B/cycle)"),
+    for key, title in (("irregular", "irregular shapes, model (32 multipliers each, 8 B/cycle)"),
                        ("irregular_rtl", "irregular shapes on Verilator (16 multipliers each, 4 B/cycle)")):
         if key not in record:
             continue
