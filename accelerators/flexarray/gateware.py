@@ -523,8 +523,8 @@ class FlexArrayCore(CoreBase):
         m.d.comb += issue.eq(engine_busy & ~in_flight & (issued != engine_count) & (outstanding < depth))
         m.d.comb += [acc_rd.addr.eq(early_tag.addr), out_rd.addr.eq(Cat(issued[:bank_bits], engine_bank))]
         requant_valid = Signal()
-        read_group = Signal(8)
-        m.d.sync += [requant_valid.eq(issue), read_group.eq(group)]
+        read_group, bias_group = Signal(8), Signal(8)
+        m.d.sync += [requant_valid.eq(issue), read_group.eq(group), bias_group.eq(read_group)]
         with m.If(issue):
             m.d.sync += group.eq(group + 1)
             with m.If(group + 1 == engine_beats):
@@ -537,7 +537,7 @@ class FlexArrayCore(CoreBase):
         acc_groups = Array(padded_acc.word_select(g, LANE_WIDTH * per_beat) for g in range(groups))
         param_groups = Array(padded_params.word_select(g, lane_bits * per_beat) for g in range(groups))
         group_acc = acc_groups[read_group]
-        group_params = param_groups[read_group]
+        group_params, bias_params = param_groups[read_group], param_groups[bias_group]
 
         out_bytes = []
         for j in range(per_beat):
@@ -547,13 +547,9 @@ class FlexArrayCore(CoreBase):
             m.submodules[f"requant{j}"] = unit
             lane_params = group_params[lane_bits * j:lane_bits * (j + 1)]
             shifts = lane_params[86:96]
-            # the requantizer adds the bias a cycle after it takes the accumulator: the group's bias is chosen
-            # then and registered, so the add starts from a register (the choice in front of the add bounded a
-            # 16-multiplier design at 93.2 MHz, 26 cells with the carry chain)
-            bias = Signal(signed(32), name=f"bias{j}", reset_less=True)
-            m.d.sync += bias.eq(lane_params[:32])
             m.d.comb += [unit.valid.eq(requant_valid), unit.acc.eq(group_acc[LANE_WIDTH * j:LANE_WIDTH * (j + 1)]),
-                         unit.bias.eq(bias),
+                         # the requantizer reads the bias a cycle after the accumulator
+                         unit.bias.eq(bias_params[lane_bits * j:lane_bits * j + 32]),
                          unit.multiplier.eq(lane_params[32:86]),
                          # left (double rounding) and the exponent (float) at bits 0.., right at bits 8..
                          unit.shifts.eq(Cat(shifts[:7], Const(0, 1), shifts[5:10])),
