@@ -114,8 +114,8 @@ REACHES = (0, 1, 2, 4, 8, 16)
 
 def dn_depth(n, dn_bw, dn):
     """Register levels of the distribution network between a beat and the multipliers' operand registers:
-    one for the crossbar (a copy of the beat and each multiplier's take flag, registered before the
-    selection); for the tree, its switch levels, log2 of the multipliers per subtree."""
+    one for the crossbar (each multiplier's choice from the beat and its take flag, registered beside it);
+    for the tree, its switch levels, log2 of the multipliers per subtree."""
     return (n // dn_bw).bit_length() - 1 if dn == "tree" else 1
 
 

@@ -223,7 +223,7 @@ def flexarray_bench(args):
 
 
 def _print(record):
-    for key, title in (("irregular", "irregular shapes, model (32 multipliers each, 8 B/cycle)"),
+    for key, title in (("irregular", f"irregular shapes, model ({FLEX['multipliers']} multipliers each, 8 B/cycle)"),
                        ("irregular_rtl", "irregular shapes on Verilator (16 multipliers each, 4 B/cycle)")):
         if key not in record:
             continue
