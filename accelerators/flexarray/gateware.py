@@ -523,21 +523,46 @@ class FlexArrayCore(CoreBase):
         m.d.comb += issue.eq(engine_busy & ~in_flight & (issued != engine_count) & (outstanding < depth))
         m.d.comb += [acc_rd.addr.eq(early_tag.addr), out_rd.addr.eq(Cat(issued[:bank_bits], engine_bank))]
         requant_valid = Signal()
-        read_group, bias_group = Signal(8), Signal(8)
-        m.d.sync += [requant_valid.eq(issue), read_group.eq(group), bias_group.eq(read_group)]
+        m.d.sync += requant_valid.eq(issue)
+        # the group advances one a read and restarts at a word's end or a new tile; the readout keeps copies of
+        # it a cycle behind (below), which follow these two events registered
+        group_restart = Signal()
+        m.d.sync += group_restart.eq(fsm.ongoing("READOUT") & ~engine_busy)
         with m.If(issue):
             m.d.sync += group.eq(group + 1)
             with m.If(group + 1 == engine_beats):
-                m.d.sync += [group.eq(0), issued.eq(issued + 1)]
+                m.d.sync += [group.eq(0), issued.eq(issued + 1), group_restart.eq(1)]
 
         per_beat, groups = self.per_beat, self.groups
         padded_acc = Cat(out_rd.data, Const(0, LANE_WIDTH * (groups * per_beat - lanes)))
         lane_bits = 8 * PARAM_BYTES_PER_LANE
         padded_params = Cat(param_active[:lane_bits * lanes], Const(0, lane_bits * (groups * per_beat - lanes)))
-        acc_groups = Array(padded_acc.word_select(g, LANE_WIDTH * per_beat) for g in range(groups))
-        param_groups = Array(padded_params.word_select(g, lane_bits * per_beat) for g in range(groups))
-        group_acc = acc_groups[read_group]
-        group_params, bias_params = param_groups[read_group], param_groups[bias_group]
+
+        def lane_group(name):
+            """A copy of the lane group being read (``group`` a cycle late), as a counter of its own.
+
+            Each choice of a lane group below reads a copy of its own, next to it: one register chose every
+            requantizer's word, bias and parameters (a fan-out of hundreds), and that net bounded a
+            16-multiplier design at 93.2 MHz (76.6 with the bias choice registered as well). Copies that
+            each count for themselves are not merged by synthesis, as copies of one register would be."""
+            copy = Signal(range(groups), name=name)
+            with m.If(group_restart):
+                m.d.sync += copy.eq(0)
+            with m.Elif(requant_valid):
+                m.d.sync += copy.eq(copy + 1)
+            return copy
+
+        def choose(name, value, bits, offset, width):
+            """Bits ``offset .. offset + width`` of lane group ``g`` of ``value`` (``bits`` a group), chosen
+            by lane-group copies of their own, one per 32 bits."""
+            if groups == 1:
+                return value[offset:offset + width]
+            chunks = []
+            for start in range(offset, offset + width, 32):
+                size = min(32, offset + width - start)
+                words = Array(value[g * bits + start:g * bits + start + size] for g in range(groups))
+                chunks.append(words[lane_group(f"{name}_group{start - offset}")])
+            return Cat(*chunks)
 
         out_bytes = []
         for j in range(per_beat):
@@ -545,12 +570,22 @@ class FlexArrayCore(CoreBase):
             # 16-multiplier design at 78.2 MHz on the ECP5, the shift register into `round_up`)
             unit = requant.LaneRequantizer(follow_params=groups > 1, registered_masks=True)
             m.submodules[f"requant{j}"] = unit
-            lane_params = group_params[lane_bits * j:lane_bits * (j + 1)]
-            shifts = lane_params[86:96]
-            m.d.comb += [unit.valid.eq(requant_valid), unit.acc.eq(group_acc[LANE_WIDTH * j:LANE_WIDTH * (j + 1)]),
-                         # the requantizer reads the bias a cycle after the accumulator
-                         unit.bias.eq(bias_params[lane_bits * j:lane_bits * j + 32]),
-                         unit.multiplier.eq(lane_params[32:86]),
+            group_bits = lane_bits * per_beat
+            lane = lane_bits * j
+
+            def param(name, offset, width):
+                return choose(f"requant{j}_{name}", padded_params, group_bits, lane + offset, width)
+            shifts = param("shifts", 86, 10)
+            # the requantizer adds the bias a cycle after it takes the accumulator: the lane group's bias is
+            # chosen with the accumulator and registered, so the add starts from two registers
+            bias = Signal(signed(32), name=f"bias{j}", reset_less=True)
+            with m.If(requant_valid):
+                m.d.sync += bias.eq(param("bias", 0, 32))
+            m.d.comb += [unit.valid.eq(requant_valid),
+                         unit.acc.eq(choose(f"requant{j}_acc", padded_acc, LANE_WIDTH * per_beat, LANE_WIDTH * j,
+                                            LANE_WIDTH)),
+                         unit.bias.eq(bias),
+                         unit.multiplier.eq(param("multiplier", 32, 54)),
                          # left (double rounding) and the exponent (float) at bits 0.., right at bits 8..
                          unit.shifts.eq(Cat(shifts[:7], Const(0, 1), shifts[5:10])),
                          unit.float_mode.eq(cfg.requant_mode),
