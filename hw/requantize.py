@@ -31,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 from .constants import REQUANT_LATENCY
 from .dsp import registered_product
 
-__all__ = ["Requantizer", "LATENCY", "rounding_masks", "clamp_bounds"]
+__all__ = ["Requantizer", "LATENCY", "rounding_masks", "decoded_rounding_masks", "clamp_bounds"]
 
 #: Cycles from ``valid`` with an accumulator to ``out_valid`` with its output (declared without Amaranth in
 #: ``hw/constants.py``, where the drivers' cost models read it).
@@ -47,6 +47,17 @@ def rounding_masks(right):
     """
     decoded = ((Const(1, 33) << right) - 1)[:32]
     return decoded, decoded >> 1, (decoded >> 1) + 1
+
+
+def decoded_rounding_masks(right):
+    """:func:`rounding_masks` as comparisons of ``right`` (0..31) with constants, bit by bit, with no adder:
+    ``mask`` bit i is ``i < right``, ``below`` bit i is ``i + 1 < right``, and ``above`` (``below + 1``) is
+    one-hot, bit ``right - 1`` (bit 0 when ``right`` is 0). The same values; each bit a function of five
+    inputs instead of the end of two carry chains."""
+    mask = Cat(right > i for i in range(32))
+    below = Cat(right > i + 1 for i in range(32))
+    above = Cat(Mux(right == 0, i == 0, right == i + 1) for i in range(33))
+    return mask, below, above
 
 
 def clamp_bounds(m, act_min, act_max, zero_point):
@@ -79,6 +90,15 @@ class Requantizer(wiring.Component):
     are decoded from the shift into stage-11 registers instead of in stage 12:
     same latency and contract, a shorter stage 12.
 
+    With ``registered_shift=True`` (keyword-only) the float path's shift amount less
+    one, the amount stage 12 shifts the mantissa right by, is worked out into a
+    stage-11 register beside the shift, so stage 12 holds the barrel shift alone
+    (the subtraction in front of it was on a 16-multiplier flexarray's critical
+    path at 98.1 MHz on the ECP5): same latency and contract, six registers more;
+    and registered masks are decoded by :func:`decoded_rounding_masks`, with no
+    adder (the two carry chains of :func:`rounding_masks` were that design's
+    path at 99.0 MHz once the shift was registered).
+
     With ``external_masks=True`` (keyword-only; not with ``follow_params``) the core
     supplies that decode itself on ``round_mask``, ``round_below`` and
     ``round_above`` (:func:`rounding_masks` of the shift's right amount), from
@@ -101,16 +121,18 @@ class Requantizer(wiring.Component):
     """
 
     def __init__(self, *, float_support=True, follow_params=False, registered_masks=False, shared_valid=False,
-                 external_masks=False, shared_bounds=False):
+                 external_masks=False, shared_bounds=False, registered_shift=False):
         for name, value in (("float_support", float_support), ("follow_params", follow_params),
                             ("registered_masks", registered_masks), ("shared_valid", shared_valid),
-                            ("external_masks", external_masks), ("shared_bounds", shared_bounds)):
+                            ("external_masks", external_masks), ("shared_bounds", shared_bounds),
+                            ("registered_shift", registered_shift)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be a bool, not {value!r}")
         if external_masks and (follow_params or registered_masks):
             raise ValueError("external_masks needs shifts that hold still and replaces registered_masks")
         self.external_masks = external_masks
         self.shared_bounds = shared_bounds
+        self.registered_shift = registered_shift
         self.float_support = float_support
         self.follow_params = follow_params
         self.registered_masks = registered_masks
@@ -262,8 +284,9 @@ class Requantizer(wiring.Component):
             # A verilated model works this decode out every cycle, value or not (870
             # instructions a cycle over gemm's eight requantizers, whichever way the
             # expressions are written); gemm decodes once per tile instead (external_masks).
+            decode = decoded_rounding_masks if self.registered_shift else rounding_masks
             mask, below, above = (stage(11, name, value, width) for name, value, width
-                                  in zip(("mask", "below", "above"), rounding_masks(source), (32, 32, 33)))
+                                  in zip(("mask", "below", "above"), decode(source), (32, 32, 33)))
             round_up = stage(12, "round_up", (high[:32] & mask) > Mux(high[33], above, below), 1)
         else:
             mask = wire("mask", (Const(1, 32) << right)[:32] - 1, 32)
@@ -286,7 +309,9 @@ class Requantizer(wiring.Component):
             signs = stage(11, "signs", Cat(zero, acc_negative), 2)
             # 12-13: mantissa * 2^-shift as ((mantissa >> (shift - 1)) + 1) >> 1, which
             # avoids a left shift that would widen; shifts beyond 63 give 0.
-            scaled_down = stage(12, "scaled_down", mantissa >> (shift - 1)[:6], 55)
+            amount = (stage(11, "shift_less_one", (shift_base - Mux(top, 33, 32))[:6], 6) if self.registered_shift
+                      else (shift - 1)[:6])
+            scaled_down = stage(12, "scaled_down", mantissa >> amount, 55)
             too_far = stage(12, "too_far", shift > 63, 1)
             overflow = stage(12, "overflow", shift <= 0, 1)
             signs = stage(12, "signs", signs, 2)

@@ -123,19 +123,21 @@ def write_delay(n, depth=0):
     """Cycles from a step's last beat to the cycle its sums are written into the accumulation buffer.
 
     Capture (the beat's cycle; ``depth`` distribution-tree levels later), product
-    register, the reduction network, the buffer read, the write.
+    register, a register level between the multiplier blocks and the network, the
+    reduction network, the buffer read, the write.
     """
-    return 1 + depth + 1 + latency(n) + 1
+    return 1 + depth + 1 + 1 + latency(n) + 1
 
 
 def readout_delay():
-    """Cycles from reading a word to the cycle the output FIFO offers it: memory read, requantizer, FIFO."""
-    return 1 + requant.LATENCY + 1
+    """Cycles from reading a word to the cycle the output FIFO offers it: memory read, the word's register,
+    requantizer, FIFO."""
+    return 1 + 1 + requant.LATENCY + 1
 
 
 def fifo_depth():
     """Output FIFO depth: enough that its credit never slows the readout below the output stream's pace."""
-    return requant.LATENCY + 4
+    return readout_delay() + 2
 
 
 def _check(name, value, allowed):
@@ -348,14 +350,18 @@ class FlexArrayCore(CoreBase):
             # multiplier, and the block's A input comes from one register (the FSM state into the blocks'
             # enables bounded a 16-multiplier design at 80.1 MHz; a shared registered beat before the selection,
             # 90.1 MHz: a map register through the selection into the A input, 1.3 ns of logic, 9.8 of routing)
+            # The take flag is two registers, the beat taken (one) and each multiplier's slot match (one
+            # each), and their AND: the handshake through the slot compare into one register per multiplier
+            # bounded a 16-multiplier design at 93.0 MHz (1.2 ns of logic, 9.5 ns of routing from the shell)
             lane_array = Array(lane_values)
-            takes = Signal(n, name="takes")
-            m.d.sync += takes.eq(Cat(capture & (slot[i] == step_beat) for i in range(n)))
+            beat_taken = Signal(name="beat_taken")
+            matches = Signal(n, name="slot_matches", reset_less=True)
+            m.d.sync += [beat_taken.eq(capture), matches.eq(Cat(slot[i] == step_beat for i in range(n)))]
             for i in range(n):
                 picked = Signal(signed(8), name=f"picked{i}", reset_less=True)
                 m.d.sync += picked.eq(lane_array[dn_lane[i]])
                 operand = Signal(signed(8), name=f"operand{i}", reset_less=True)
-                value, take = picked, takes[i]
+                value, take = picked, beat_taken & matches[i]
                 with m.If(take):
                     m.d.sync += operand.eq(value)
                 operands.append((value, take, operand))
@@ -465,13 +471,25 @@ class FlexArrayCore(CoreBase):
         network_class = {"fan": ForwardingAdderNetwork, "seq": SegmentedSum, "art": AugmentedReductionTree}[self.rn]
         m.submodules.reduction = network = (network_class(n=n, lanes=lanes, reach=self.reach) if self.reach
                                             else network_class(n=n, lanes=lanes))
+        # one register level between the multiplier blocks and the network, the step's markings beside it:
+        # a block's output register into the first level's adder bounded a 16-multiplier design at 93.7 MHz
+        # on the ECP5 (2.2 ns of logic, 8.5 ns of routing from the block's site), and a register in the fabric
+        # lets the placer put the adders' inputs next to them (+1 cycle per tile's drain: `write_delay`)
+
+        def staged(value, name, reset_less=True):
+            held = Signal.like(value, name=name, reset_less=reset_less)
+            m.d.sync += held.eq(value)
+            return held
+        m.d.comb += [network.valid.eq(staged(product_valid, "network_valid", reset_less=False)),
+                     network.products.eq(staged(products, "network_products")),
+                     network.ends.eq(staged(product_ends, "network_ends")),
+                     network.select.eq(staged(product_select, "network_select")),
+                     network.lane_of.eq(staged(product_lane_of, "network_lane_of"))]
         if self.rn == "art":
             product_nodes = Signal(data.ArrayLayout(8, n - 1), reset_less=True)
             with m.If(step_map):
                 m.d.sync += product_nodes.eq(Cat(*node_cfg))
-            m.d.comb += network.nodes.eq(product_nodes)
-        m.d.comb += [network.valid.eq(product_valid), network.products.eq(products), network.ends.eq(product_ends),
-                     network.select.eq(product_select), network.lane_of.eq(product_lane_of)]
+            m.d.comb += network.nodes.eq(staged(product_nodes, "network_nodes"))
 
         # step tags (accumulation address, first) travel alongside: a delay line from the fire cycle
         bank_bits = (self.acc_depth - 1).bit_length()
@@ -499,15 +517,18 @@ class FlexArrayCore(CoreBase):
         # a step that writes the word in the cycle it is read (two cycles ahead: a fold of one one-beat step
         # followed by a bare STEPS header, no weights between) is not in the read data: the word written then
         # is kept and taken instead (the compiler always sends weights between folds; other streams may not)
-        last = Signal(data.StructLayout({"valid": 1, "addr": bank_bits + 1}))
         last_data = Signal(LANE_WIDTH * lanes, reset_less=True)
         updated = Signal(LANE_WIDTH * lanes)
-        m.d.sync += [last.valid.eq(write_tag.valid), last.addr.eq(write_tag.addr), last_data.eq(updated)]
+        m.d.sync += last_data.eq(updated)
+        # whether the word comes from that register is decided a cycle ahead (the write then against the read
+        # coming): the compare in front of the word's select bounded a 16-multiplier design at 95.9 MHz
+        bypass = Signal()
+        m.d.sync += bypass.eq(write_tag.valid & (write_tag.addr == early_tag.addr))
         with m.If(read_tag.valid):
             m.d.sync += sums.eq(network.sums.as_value())
             with m.If(read_tag.first):
                 m.d.sync += held.eq(0)
-            with m.Elif(last.valid & (last.addr == read_tag.addr)):
+            with m.Elif(bypass):
                 m.d.sync += held.eq(last_data)
             with m.Else():
                 m.d.sync += held.eq(acc_rd.data)
@@ -522,31 +543,37 @@ class FlexArrayCore(CoreBase):
         issue = Signal()
         m.d.comb += issue.eq(engine_busy & ~in_flight & (issued != engine_count) & (outstanding < depth))
         m.d.comb += [acc_rd.addr.eq(early_tag.addr), out_rd.addr.eq(Cat(issued[:bank_bits], engine_bank))]
-        requant_valid = Signal()
-        m.d.sync += requant_valid.eq(issue)
+        read_valid, requant_valid = Signal(), Signal()
+        m.d.sync += [read_valid.eq(issue), requant_valid.eq(read_valid)]
         # the group advances one a read and restarts at a word's end or a new tile; the readout keeps copies of
-        # it a cycle behind (below), which follow these two events registered
-        group_restart = Signal()
-        m.d.sync += group_restart.eq(fsm.ongoing("READOUT") & ~engine_busy)
+        # it two cycles behind, with the word (below), which follow these two events registered
+        group_restart, word_restart = Signal(), Signal()
+        m.d.sync += [group_restart.eq(fsm.ongoing("READOUT") & ~engine_busy), word_restart.eq(group_restart)]
         with m.If(issue):
             m.d.sync += group.eq(group + 1)
             with m.If(group + 1 == engine_beats):
                 m.d.sync += [group.eq(0), issued.eq(issued + 1), group_restart.eq(1)]
 
         per_beat, groups = self.per_beat, self.groups
-        padded_acc = Cat(out_rd.data, Const(0, LANE_WIDTH * (groups * per_beat - lanes)))
+        # the word is registered as it leaves the block RAM (5.8 ns from the clock to its data on the ECP5), and
+        # its lane group chosen a cycle later: the read data through the group choice into a requantizer bounded
+        # a 16-multiplier design at 94.2 MHz (+1 cycle per tile's readout: `readout_delay`)
+        word_read = Signal(LANE_WIDTH * lanes, reset_less=True)
+        m.d.sync += word_read.eq(out_rd.data)
+        padded_acc = Cat(word_read, Const(0, LANE_WIDTH * (groups * per_beat - lanes)))
         lane_bits = 8 * PARAM_BYTES_PER_LANE
         padded_params = Cat(param_active[:lane_bits * lanes], Const(0, lane_bits * (groups * per_beat - lanes)))
 
         def lane_group(name):
-            """A copy of the lane group being read (``group`` a cycle late), as a counter of its own.
+            """A copy of the lane group of the word in ``word_read`` (``group`` two cycles late), as a counter
+            of its own.
 
             Each choice of a lane group below reads a copy of its own, next to it: one register chose every
             requantizer's word, bias and parameters (a fan-out of hundreds), and that net bounded a
             16-multiplier design at 93.2 MHz (76.6 with the bias choice registered as well). Copies that
             each count for themselves are not merged by synthesis, as copies of one register would be."""
             copy = Signal(range(groups), name=name)
-            with m.If(group_restart):
+            with m.If(word_restart):
                 m.d.sync += copy.eq(0)
             with m.Elif(requant_valid):
                 m.d.sync += copy.eq(copy + 1)
@@ -568,7 +595,8 @@ class FlexArrayCore(CoreBase):
         for j in range(per_beat):
             # the rounding masks decoded a stage early: stage 12 holds one compare (it bounded a
             # 16-multiplier design at 78.2 MHz on the ECP5, the shift register into `round_up`)
-            unit = requant.LaneRequantizer(follow_params=groups > 1, registered_masks=True)
+            unit = requant.LaneRequantizer(follow_params=groups > 1, registered_masks=True,
+                                           registered_shift=True)
             m.submodules[f"requant{j}"] = unit
             group_bits = lane_bits * per_beat
             lane = lane_bits * j
@@ -618,7 +646,13 @@ class FlexArrayCore(CoreBase):
         with m.If(self.start):
             m.d.sync += [word_valid.eq(0), outstanding.eq(0), engine_busy.eq(0), bank.eq(0)]
 
-        m.d.comb += [self.busy.eq(fire), self.macs.eq(Mux(fire, used_count, 0)),
-                     self.input_wait.eq((fsm.ongoing("STEPS") | fsm.ongoing("LOAD") | fsm.ongoing("HEADER"))
-                                        & ~self.input.valid)]
+        # the shell's counters read these a cycle late, from registers: `fire` (after the handshake) through
+        # the shell's 64-bit MAC adder bounded a 16-multiplier design at 84.8 MHz. All three move together, and
+        # the first running cycle (IDLE) and the last (DRAIN or IDLE) are neither busy nor waiting, so every
+        # count over a job is what it was
+        busy, macs, input_wait = Signal(), Signal(len(self.macs)), Signal()
+        m.d.sync += [busy.eq(fire), macs.eq(Mux(fire, used_count, 0)),
+                     input_wait.eq((fsm.ongoing("STEPS") | fsm.ongoing("LOAD") | fsm.ongoing("HEADER"))
+                                   & ~self.input.valid)]
+        m.d.comb += [self.busy.eq(busy), self.macs.eq(macs), self.input_wait.eq(input_wait)]
         return m

@@ -129,7 +129,7 @@ class ForwardingAdderNetwork(wiring.Component):
         for level in range(1, levels + 2):
             stage_valid = Signal(name=f"valid_l{level}")
             m.d.sync += stage_valid.eq(valid)
-            stage_select = Signal.like(select, name=f"select_l{level}")
+            stage_select = Signal.like(select, name=f"select_l{level}", reset_less=True)
             m.d.sync += stage_select.eq(select)
             # lanes pick up the sums completed at the level below
             collected = _pick_up(m, select, [node["sum"] for node in nodes], collected, level, n, self.reach)
@@ -222,7 +222,7 @@ class AugmentedReductionTree(wiring.Component):
         for level in range(1, levels + 2):
             stage_valid = Signal(name=f"valid_l{level}")
             m.d.sync += stage_valid.eq(valid)
-            stage_select = Signal.like(select, name=f"select_l{level}")
+            stage_select = Signal.like(select, name=f"select_l{level}", reset_less=True)
             m.d.sync += stage_select.eq(select)
             collected = _pick_up(m, select, dones, collected, level, n)
             if level <= levels:

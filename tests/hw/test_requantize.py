@@ -98,11 +98,13 @@ def _fields(rounding, params):
     return params["multiplier"], max(shift, 0) | (max(-shift, 0) << 8)
 
 
-@pytest.mark.parametrize("registered_masks", [False, True])
-def test_parameters_that_follow_the_data_may_change_every_cycle(registered_masks):
-    """follow_params: a new multiplier, shifts and bias with every value, back to back, each mode's stream."""
+@pytest.mark.parametrize("registered", [False, True])
+def test_parameters_that_follow_the_data_may_change_every_cycle(registered):
+    """follow_params: a new multiplier, shifts and bias with every value, back to back, each mode's stream;
+    ``registered``: flexarray's variant, the rounding masks and the float path's shift amount registered a stage
+    early (the float stream's shifts span the range, so a wrong amount shows)."""
     cases = _cases(np.random.default_rng(7), 40)
-    dut = Requantizer(follow_params=True, registered_masks=registered_masks)
+    dut = Requantizer(follow_params=True, registered_masks=registered, registered_shift=registered)
     streams = {mode: [(acc, bias, _fields(mode, params), params) for rounding, bias, _, _, _, params, accs in cases
                       if rounding == mode for acc in accs] for mode in (DOUBLE, FLOAT)}
     seen = {}
@@ -142,3 +144,34 @@ def test_external_masks_need_shifts_that_hold_still():
     with pytest.raises(ValueError, match="external_masks"):
         Requantizer(registered_masks=True, external_masks=True)
 
+
+
+def test_decoded_rounding_masks_equal_the_adder_form_for_every_shift():
+    """flexarray's requantizers decode the rounding masks with no adder: the same three values for every
+    right shift 0..31."""
+    from amaranth import Module, Signal
+    from amaranth.sim import Simulator
+    from accelkit.hw.requantize import decoded_rounding_masks, rounding_masks
+    m = Module()
+    right = Signal(5)
+    outputs = {}
+    for label, decode in (("adder", rounding_masks), ("decoded", decoded_rounding_masks)):
+        for name, value, width in zip(("mask", "below", "above"), decode(right), (32, 32, 33)):
+            outputs[label, name] = Signal(width, name=f"{label}_{name}")
+            m.d.comb += outputs[label, name].eq(value)
+    seen = []
+
+    async def bench(ctx):
+        for r in range(32):
+            ctx.set(right, r)
+            values = {key: ctx.get(signal) for key, signal in outputs.items()}
+            mask = (1 << r) - 1
+            expected = {"mask": mask, "below": mask >> 1, "above": (mask >> 1) + 1}
+            for name, value in expected.items():
+                assert values["adder", name] == value and values["decoded", name] == value, (r, name)
+            seen.append(r)
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == list(range(32))
