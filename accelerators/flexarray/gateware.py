@@ -508,12 +508,16 @@ class FlexArrayCore(CoreBase):
         # (nothing but a select between the block RAM and the adder: the read data comes 5.8 ns after the
         # clock on the ECP5), added (or not) and written a cycle later; the readout engine reads the other
         # bank through a port of its own ----
-        m.submodules.acc = acc = Memory(shape=unsigned(LANE_WIDTH * lanes), depth=2 * self.acc_depth, init=[])
+        # ``no_rw_check``: a word the step reads in the cycle it is written is taken from the last-write register,
+        # never from the read port, and the readout reads only the bank no step writes, so no read's result on
+        # a collision is ever used; without it Yosys builds a compare and a multiplexer after the block RAM on
+        # every bit (docs/toolchain-notes.md), and that read path bounded the 16-multiplier design at 96.6 MHz
+        m.submodules.acc = acc = Memory(shape=unsigned(LANE_WIDTH * lanes), depth=2 * self.acc_depth, init=[],
+                                        attrs={"no_rw_check": 1})
         acc_wr, acc_rd, out_rd = acc.write_port(), acc.read_port(transparent_for=()), acc.read_port(transparent_for=())
         wd = write_delay(n, dn_levels)
         early_tag, read_tag, write_tag = tags[wd - 2], tags[wd - 1], tags[wd]
         sums = Signal(LANE_WIDTH * lanes, reset_less=True)
-        held = Signal(LANE_WIDTH * lanes, reset_less=True)
         # a step that writes the word in the cycle it is read (two cycles ahead: a fold of one one-beat step
         # followed by a bare STEPS header, no weights between) is not in the read data: the word written then
         # is kept and taken instead (the compiler always sends weights between folds; other streams may not)
@@ -524,14 +528,19 @@ class FlexArrayCore(CoreBase):
         # coming): the compare in front of the word's select bounded a 16-multiplier design at 95.9 MHz
         bypass = Signal()
         m.d.sync += bypass.eq(write_tag.valid & (write_tag.addr == early_tag.addr))
+        # the read word goes straight into a register of its own, every cycle, and the choice between it, the
+        # last write and zero (a fold's first step) is made in front of the adder, from registered flags: the
+        # block RAM through that choice into one register bounded the 16-multiplier design at 96.6 MHz
+        # (5.8 ns from the clock to the read data, a LUT, two hops of routing)
+        from_ram = Signal(LANE_WIDTH * lanes, reset_less=True)
+        from_last = Signal(LANE_WIDTH * lanes, reset_less=True)
+        take_zero, take_last = Signal(), Signal()
+        m.d.sync += [from_ram.eq(acc_rd.data), from_last.eq(last_data),
+                     take_zero.eq(read_tag.first), take_last.eq(bypass)]
         with m.If(read_tag.valid):
             m.d.sync += sums.eq(network.sums.as_value())
-            with m.If(read_tag.first):
-                m.d.sync += held.eq(0)
-            with m.Elif(bypass):
-                m.d.sync += held.eq(last_data)
-            with m.Else():
-                m.d.sync += held.eq(acc_rd.data)
+        held = Signal(LANE_WIDTH * lanes)
+        m.d.comb += held.eq(Mux(take_zero, 0, Mux(take_last, from_last, from_ram)))
         m.d.comb += updated.eq(Cat((held[LANE_WIDTH * j:LANE_WIDTH * (j + 1)] + sums[LANE_WIDTH * j:LANE_WIDTH * (j + 1)])
                                    [:LANE_WIDTH] for j in range(lanes)))
         m.d.comb += [acc_wr.addr.eq(write_tag.addr), acc_wr.data.eq(updated), acc_wr.en.eq(write_tag.valid)]
