@@ -25,10 +25,10 @@ class FlexArrayAccelerator(Accelerator):
                    "mappings chosen per layer by a cycle model")
     space = ParamSpace(
         params=(
-            Param("multipliers", 32, 4, 128, "multiplier switches (N)", power_of_two=True),
+            Param("multipliers", 16, 4, 128, "multiplier switches (N)", power_of_two=True),
             Param("dn_bw", 8, 4, 128, "distribution bandwidth: int8 values per cycle (the stream is 8*dn_bw bits)",
                   power_of_two=True),
-            Param("rn_bw", 32, 1, 128, "reduction output lanes: VN sums collected per step"),
+            Param("rn_bw", 16, 1, 128, "reduction output lanes: VN sums collected per step"),
             Param("rn", 0, 0, len(REDUCTION_NETWORKS) - 1,
                   "reduction network: " + ", ".join(f"{i} {name}" for i, name in enumerate(REDUCTION_NETWORKS))
                   + " (by number or name)", names=REDUCTION_NETWORKS),

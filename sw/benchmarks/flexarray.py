@@ -5,10 +5,10 @@ RTL cycle counter; ``--rtl`` re-runs the first part on Verilator with the small
 designs), every flexarray output checked bit-exact against the layer's
 TFLite-exact reference on the model backend:
 
-1. *Irregular shapes*: flexarray's default design (32 multipliers, a 64-bit
-   stream: ``dn_bw`` 8; 32 reduction lanes, each reaching a region of 8
-   multipliers: ``rn_bw`` 32, ``reach`` 8) vs the 4x8 systolic `gemm` (32 PEs, 64-bit stream), both at
-   8 bytes/cycle DMA. Utilization = the layer's MACs / (32 x cycles). `gemm`
+1. *Irregular shapes*: flexarray's default design (16 multipliers, a 64-bit
+   stream: ``dn_bw`` 8; 16 reduction lanes, each reaching a region of 8
+   multipliers: ``rn_bw`` 16, ``reach`` 8) vs the 4x4 systolic `gemm` (16 PEs, 64-bit stream), both at
+   8 bytes/cycle DMA. Utilization = the layer's MACs / (16 x cycles). `gemm`
    runs a depthwise layer with its own plan (block-diagonal GEMMs over channel
    groups, the group size its cost model finds best).
 2. *Weight sparsity*: one GEMM at 0, 50 and 90% zero weights; flexarray maps the
@@ -68,8 +68,8 @@ ALEXNET = (
     ("fc8", "fc", dict(batch=1, k=4096, n=1000)),
 )
 
-FLEX = {"multipliers": 32, "dn_bw": 8, "rn_bw": 32, "acc_depth": 256, "reach": 8}
-SYSTOLIC = {"rows": 4, "cols": 8, "data_width": 64}
+FLEX = {"multipliers": 16, "dn_bw": 8, "rn_bw": 16, "acc_depth": 256, "reach": 8}
+SYSTOLIC = {"rows": 4, "cols": 4, "data_width": 64}
 FLEX_SMALL = {"multipliers": 16, "dn_bw": 4, "rn_bw": 8, "acc_depth": 64}
 SYSTOLIC_SMALL = {"rows": 4, "cols": 4, "data_width": 32, "k_max": 1024, "a_depth": 4096}
 BIFROST = {"multipliers": 128, "dn_bw": 64, "rn_bw": 64, "acc_depth": 4096, "reach": 0}
