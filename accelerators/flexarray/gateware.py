@@ -505,8 +505,8 @@ class FlexArrayCore(CoreBase):
         m.d.comb += in_flight.eq(Cat(t.valid & (t.addr[bank_bits] == engine_bank) for t in tags[1:]).any())
 
         # ---- accumulation buffer, two banks: read a cycle before the network's output, the word registered
-        # (nothing but a select between the block RAM and the adder: the read data comes 5.8 ns after the
-        # clock on the ECP5), added (or not) and written a cycle later; the readout engine reads the other
+        # (nothing between the block RAM and that register: the read data comes 5.8 ns after the clock on
+        # the ECP5), added (or not) and written a cycle later; the readout engine reads the other
         # bank through a port of its own ----
         # ``no_rw_check``: a word the step reads in the cycle it is written is taken from the last-write register,
         # never from the read port, and the readout reads only the bank no step writes, so no read's result on
